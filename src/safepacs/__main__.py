@@ -1,0 +1,3 @@
+from safepacs.cli import main
+
+main()

@@ -1,0 +1,27 @@
+"""Errors people can act on.
+
+Every message names the file and the problem, never a value from inside the file:
+messages end up in reports, logs and HTTP bodies, where PHI must not go.
+"""
+
+from __future__ import annotations
+
+
+class SafepacsError(Exception):
+    """Base class: ``str(err)`` is safe to show to a user and to log."""
+
+
+class InvalidDicom(SafepacsError):
+    """The input is not a DICOM object we can process safely."""
+
+
+class RejectedFile(SafepacsError):
+    """The input is valid DICOM but policy refuses to process it (e.g. burned-in text risk)."""
+
+
+class KeyError_(SafepacsError):
+    """A key file is missing, unreadable or malformed."""
+
+
+class DeltaError(SafepacsError):
+    """An identity delta cannot be decrypted or does not belong to this object."""
