@@ -1,0 +1,259 @@
+"""The commands people type.  Each turns errors into a message and an exit code:
+0 done, 1 some inputs rejected (or leaks found), 2 usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from safepacs import __version__
+from safepacs.deid.batch import Job, Result, Task, discover, run
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+from safepacs.errors import SafepacsError
+
+app = typer.Typer(
+    name="safepacs",
+    help=(
+        "safepacs: a privacy-first medical imaging archive.\n\n"
+        "De-identify DICOM to PS3.15 Annex E (header), keep what was removed as an "
+        "encrypted identity delta, and verify that nothing identifying is left."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+DEFAULT_KEY = Path("safepacs.key")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def _load_keys(key_file: Path, create: bool) -> Keys:
+    try:
+        keys = Keys.from_file(key_file, create=create)
+    except SafepacsError as exc:
+        raise _fail(str(exc)) from None
+    return keys
+
+
+@app.command()
+def deid(
+    input: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree of them.")],
+    output: Annotated[Path, typer.Argument(help="Output folder (or file, for a single input file). Never the input.")],
+    key_file: Annotated[Path, typer.Option(help="Secret key for pseudonyms and UIDs; created (mode 0600) if absent.")] = DEFAULT_KEY,
+    delta_dir: Annotated[Path | None, typer.Option(help="Write each file's identity delta here, encrypted (AES-256-GCM).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    report: Annotated[Path | None, typer.Option(help="JSON-lines report (default: OUTPUT/safepacs-deid-report.jsonl).")] = None,
+    retain_safe_private: Annotated[bool, typer.Option("--retain-safe-private", help="Keep private attributes on the reviewed safe list (113111).")] = False,
+    retain_uids: Annotated[bool, typer.Option("--retain-uids", help="Keep original UIDs (113110).")] = False,
+    retain_device_identity: Annotated[bool, typer.Option("--retain-device-identity", help="Keep station name, serial numbers (113109).")] = False,
+    retain_institution_identity: Annotated[bool, typer.Option("--retain-institution-identity", help="Keep institution name/address (113112).")] = False,
+    retain_patient_characteristics: Annotated[bool, typer.Option("--retain-patient-characteristics", help="Keep sex, age, size, weight... (113108).")] = False,
+    retain_long_full_dates: Annotated[bool, typer.Option("--retain-long-full-dates", help="Keep dates unchanged (113106).")] = False,
+    retain_long_modified_dates: Annotated[bool, typer.Option("--retain-long-modified-dates", help="Shift dates by a per-patient offset from the key (113107).")] = False,
+    clean_descriptors: Annotated[bool, typer.Option("--clean-descriptors", help="Keep descriptions, scrubbed of identity (113105).")] = False,
+    clean_structured_content: Annotated[bool, typer.Option("--clean-structured-content", help="Keep SR content, scrubbed (113104).")] = False,
+    clean_graphics: Annotated[bool, typer.Option("--clean-graphics", help="Keep graphics/overlay text, scrubbed (113103).")] = False,
+    accept_burned_in_risk: Annotated[bool, typer.Option("--accept-burned-in-risk", help="Process files that may carry burned-in text (US, SC, XA...) although pixels are not cleaned.")] = False,
+) -> None:
+    """De-identify DICOM files to PS3.15 Annex E (Basic Profile + the options chosen).
+
+    Originals are never touched; outputs are written atomically and named by their new
+    UIDs (OUTPUT/PatientID/StudyUID/SeriesUID/SOPUID.dcm). Exit 0: all done; 1: some
+    files rejected (see the report); 2: usage error.
+    """
+    try:
+        options = Options(
+            retain_safe_private=retain_safe_private,
+            retain_uids=retain_uids,
+            retain_device_identity=retain_device_identity,
+            retain_institution_identity=retain_institution_identity,
+            retain_patient_characteristics=retain_patient_characteristics,
+            retain_long_full_dates=retain_long_full_dates,
+            retain_long_modified_dates=retain_long_modified_dates,
+            clean_descriptors=clean_descriptors,
+            clean_structured_content=clean_structured_content,
+            clean_graphics=clean_graphics,
+            accept_burned_in_risk=accept_burned_in_risk,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not input.exists():
+        raise _fail(f"{input}: no such file or folder")
+    in_real, out_real = input.resolve(), output.resolve()
+    if out_real == in_real or (input.is_dir() and out_real.is_relative_to(in_real)):
+        raise _fail("OUTPUT must not be INPUT or lie inside it: safepacs never writes in place")
+    single = input.is_file() and (output.suffix.lower() in (".dcm", ".dicom") or output.is_file())
+    if single and output.exists() and output.resolve() == in_real:
+        raise _fail("OUTPUT must differ from INPUT")
+    keys = _load_keys(key_file, create=True)
+    out_root = output.parent if single else output
+    job = Job(out_root, output if single else None, options, keys.secret, delta_dir)
+    tasks: list[Task] = list(discover(input))
+    report_path = report or (None if single else output / "safepacs-deid-report.jsonl")
+    results = _run_with_progress("de-identifying", tasks, job, workers)
+    _write_report(report_path, results)
+    _summary(results, report_path)
+    if any(r.status == "rejected" for r in results):
+        raise typer.Exit(1)
+
+
+def _run_with_progress(label: str, tasks: list[Task], job: Job, workers: int) -> list[Result]:
+    with _progress() as progress:
+        bar = progress.add_task(label, total=len(tasks))
+        return run(tasks, job, workers=workers, on_result=lambda _: progress.advance(bar))
+
+
+def _write_report(path: Path | None, results: list[Result]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in results:
+            fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _summary(results: list[Result], report: Path | None) -> None:
+    counts = Counter(r.status for r in results)
+    table = Table(title="safepacs deid")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    for status in ("ok", "rejected", "skipped"):
+        if counts.get(status):
+            table.add_row(status, str(counts[status]))
+    console.print(table)
+    reasons = Counter(r.reason for r in results if r.status == "rejected")
+    for reason, n in reasons.most_common(10):
+        console.print(f"  [yellow]{n} rejected:[/] {reason}")
+    if report is not None:
+        console.print(f"report: {report}")
+
+
+@app.command()
+def restore(
+    deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="De-identified file or folder.")],
+    deltas: Annotated[Path, typer.Argument(help="Folder of sealed identity deltas (--delta-dir of deid).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the restored originals.")],
+    key_file: Annotated[Path, typer.Option(help="The key file used for de-identification.")] = DEFAULT_KEY,
+) -> None:
+    """Rebuild original objects from de-identified files and their identity deltas.
+
+    The result contains identity again: write it only where identified data may be.
+    """
+    from safepacs.deid.restore import restore_tree
+
+    if not deid_dir.exists() or not deltas.is_dir():
+        raise _fail("DEID must exist and DELTAS must be a folder")
+    keys = _load_keys(key_file, create=False)
+    results = restore_tree(deid_dir, deltas, output, keys)
+    _summary(results, None)
+    if any(r.status == "rejected" for r in results):
+        for r in results:
+            if r.status == "rejected":
+                console.print(f"  {r.input}: {r.reason}")
+        raise typer.Exit(1)
+
+
+@app.command("verify-deid")
+def verify_deid(
+    original: Annotated[Path, typer.Argument(help="The original file or folder.")],
+    deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="The de-identified file or folder.")],
+    report: Annotated[Path | None, typer.Option(help="Write leaks (masked) as JSON here.")] = None,
+) -> None:
+    """Search every de-identified file for any identifying value of the originals.
+
+    Prints a table of leaks (values masked) and exits 1 on any leak, 0 when clean.
+    """
+    from safepacs.deid.verify import run_verify
+
+    code = run_verify(original, deid_dir, console=out, report=report)
+    raise typer.Exit(code)
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Argument(help="Folder to write the synthetic corpus into.")],
+    count: Annotated[int, typer.Option(min=1, help="Number of files.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 1,
+    small: Annotated[bool, typer.Option("--small", help="Tiny pixel matrices (fast tests).")] = False,
+) -> None:
+    """Generate realistic synthetic DICOM with planted fake identity, plus answer_key.json."""
+    from safepacs.synth import generate
+
+    with _progress() as progress:
+        bar = progress.add_task("generating", total=count)
+        generate(output, count, seed, small=small, progress=lambda n: progress.update(bar, completed=n))
+    console.print(f"wrote {count} files and answer_key.json to {output}")
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Working folder for the demo.")] = Path("demo"),
+    count: Annotated[int, typer.Option(min=1)] = 60,
+) -> None:
+    """The main job until the archive lands: generate a corpus, de-identify it, restore it,
+    and verify that nothing identifying survived."""
+    import shutil
+
+    from safepacs.deid.restore import restore_tree
+    from safepacs.deid.verify import run_verify
+    from safepacs.synth import generate
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    orig, deid_out, deltas, restored = (folder / n for n in ("original", "deid", "deltas", "restored"))
+    key_file = folder / "demo.key"
+    console.rule("1. synthetic corpus with planted identity")
+    generate(orig, count, 7, small=True)
+    keys = Keys.from_file(key_file, create=True)
+    console.rule("2. de-identify (Basic Profile + Clean Descriptors + Modified Dates)")
+    options = Options(clean_descriptors=True, retain_long_modified_dates=True)
+    job = Job(deid_out, None, options, keys.secret, deltas)
+    results = _run_with_progress("de-identifying", list(discover(orig)), job, 2)
+    _write_report(deid_out / "safepacs-deid-report.jsonl", results)
+    _summary(results, None)
+    console.rule("3. restore originals from the encrypted identity deltas")
+    restored_results = restore_tree(deid_out, deltas, restored, keys)
+    ok = sum(r.status == "ok" for r in restored_results)
+    console.print(f"restored {ok} of {len(restored_results)} files")
+    console.rule("4. verify: search the output for every identifying value of the input")
+    code = run_verify(orig, deid_out, console=out, report=None)
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,207 @@
+"""Run header de-identification over a file or a folder tree, in one or more processes.
+
+This is the I/O edge around the pure engine: it finds input files, reads headers, writes
+outputs and sealed deltas atomically, and reports one line per file.  Reports carry paths,
+statuses and reasons, never a value from inside a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from safepacs.deid.delta import DELTA_KEY_PURPOSE
+from safepacs.deid.engine import deidentify_inplace
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+from safepacs.dicom.io import read_header, write_atomic
+from safepacs.errors import SafepacsError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One report line."""
+
+    input: str
+    output: str | None
+    status: str  # "ok", "rejected", "skipped"
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs; picklable so it crosses process boundaries."""
+
+    out_root: Path
+    single_output: Path | None
+    options: Options
+    secret: bytes
+    delta_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path | None
+    rel: str
+    problem: str | None = None  # set when discovery already knows the file is unusable
+
+
+def discover(root: Path) -> Iterator[Task]:
+    """Every regular file under ``root`` (or ``root`` itself), in a stable order.
+
+    Symbolic links to folders are followed once: a folder reached twice (a symlink loop,
+    or two links to one folder) is reported instead of walked again.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        yield Task(root, root.name)
+        return
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path, rel: str) -> Iterator[Task]:
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            yield Task(None, rel or ".", f"cannot read folder ({exc.strerror or 'error'})")
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            yield Task(None, rel, "symbolic link loop: folder already visited, not followed")
+            return
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            yield Task(None, rel or ".", f"cannot list folder ({exc.strerror or 'error'})")
+            return
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError as exc:
+                yield Task(None, child_rel, f"cannot follow link ({exc.strerror or 'error'})")
+                continue
+            if is_dir:
+                yield from walk(Path(entry.path), child_rel)
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=True).st_mode
+            except OSError as exc:
+                yield Task(None, child_rel, f"cannot read file ({exc.strerror or 'error'})")
+                continue
+            if stat.S_ISREG(mode):
+                yield Task(Path(entry.path), child_rel)
+            else:
+                yield Task(None, child_rel, "not a regular file")
+
+    yield from walk(root, "")
+
+
+def output_path(job: Job, ds) -> Path:  # type: ignore[no-untyped-def]
+    """Where a de-identified object goes: named by its new identifiers, never by the input's
+    file name, which often carries the patient's name."""
+    if job.single_output is not None:
+        return job.single_output
+
+    def part(keyword: str, fallback: str) -> str:
+        value = str(ds.get(keyword, "") or "").strip()
+        return _SAFE.sub("_", value)[:64] or fallback
+
+    return (
+        job.out_root
+        / part("PatientID", "NOID")
+        / part("StudyInstanceUID", "NOSTUDY")
+        / part("SeriesInstanceUID", "NOSERIES")
+        / (part("SOPInstanceUID", "NOSOP") + ".dcm")
+    )
+
+
+_worker_job: Job | None = None
+_worker_keys: Keys | None = None
+
+
+def _init_worker(job: Job) -> None:
+    global _worker_job, _worker_keys
+    _worker_job = job
+    _worker_keys = Keys(job.secret)
+
+
+def process(task: Task) -> Result:
+    """De-identify one file.  Never raises: every failure becomes a report line."""
+    job, keys = _worker_job, _worker_keys
+    assert job is not None and keys is not None
+    if task.problem:
+        return Result(task.rel, None, "rejected", task.problem)
+    assert task.path is not None
+    if task.path.name.upper() == "DICOMDIR":
+        return Result(task.rel, None, "skipped", "DICOMDIR media index: not an image, not copied")
+    try:
+        src = read_header(task.path)
+        ds = src.dataset
+        delta = deidentify_inplace(ds, job.options, keys)
+        if src.trailer is not None:
+            for elem in list(src.trailer.elements()):
+                delta.record((), src.trailer, elem.tag)
+        out = output_path(job, ds)
+        write_atomic(src, ds, out)
+        if job.delta_dir is not None:
+            sop = str(ds.get("SOPInstanceUID", ""))
+            sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), sop)
+            _write_bytes_atomic(job.delta_dir / (_SAFE.sub("_", sop) + ".delta"), sealed)
+    except SafepacsError as exc:
+        return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
+    except MemoryError:
+        return Result(task.rel, None, "rejected", "out of memory")
+    except Exception as exc:  # noqa: BLE001 - never let one file stop the run, never echo values
+        return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
+    rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
+    return Result(task.rel, rel_out, "ok")
+
+
+def _strip_name(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def run(
+    tasks: list[Task],
+    job: Job,
+    *,
+    workers: int = 1,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Process ``tasks`` with ``workers`` processes (1: in this process)."""
+    results: list[Result] = []
+    if workers <= 1:
+        _init_worker(job)
+        iterator: Iterator[Result] = map(process, tasks)
+        for result in iterator:
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
+    chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(job,)) as pool:
+        for result in pool.map(process, tasks, chunksize=chunk):
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results

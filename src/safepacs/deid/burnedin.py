@@ -1,0 +1,39 @@
+"""Refuse objects that may carry identity burned into their pixels.
+
+Header de-identification cannot clean pixels.  Until Clean Pixel Data is applied, an object
+whose header says it has burned-in text, or whose kind usually has it while the header is
+silent, is refused unless the user explicitly accepts the risk.
+"""
+
+from __future__ import annotations
+
+from pydicom import Dataset
+
+#: Modalities that commonly carry burned-in annotation (ultrasound banners, screen
+#: captures, angiography overlays, endoscopy and photographs, scanned documents).
+RISKY_MODALITIES = frozenset({"US", "IVUS", "SC", "OT", "XA", "RF", "ES", "XC", "GM", "SM", "DOC"})
+
+#: SOP classes that are screen captures, photographs, video or documents.
+RISKY_SOP_CLASS_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture family (incl. multi-frame SC)
+    "1.2.840.10008.5.1.4.1.1.104.",  # Encapsulated PDF / CDA / STL ...
+    "1.2.840.10008.5.1.4.1.1.77.1.",  # Visible light (endoscopy, photography, video)
+    "1.2.840.10008.5.1.4.1.1.6.",  # Ultrasound
+    "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound multi-frame
+)
+
+
+def burned_in_risk(ds: Dataset) -> str | None:
+    """Why ``ds`` may carry burned-in identity, or None when there is no known reason."""
+    flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    if flag == "YES":
+        return "BurnedInAnnotation is YES"
+    if flag == "NO":
+        return None
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality in RISKY_MODALITIES:
+        return f"modality {modality} commonly carries burned-in text and BurnedInAnnotation is absent"
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if any(sop_class.startswith(p) for p in RISKY_SOP_CLASS_PREFIXES):
+        return "SOP class commonly carries burned-in text and BurnedInAnnotation is absent"
+    return None

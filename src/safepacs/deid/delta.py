@@ -1,0 +1,190 @@
+"""The identity delta: everything de-identification removed or replaced, so that
+
+    restore(deidentified, delta) == original      (element by element)
+
+The delta holds references to the original elements while de-identification runs (cheap);
+it is serialised only when asked, as a compact JSON document whose elements are encoded as
+Explicit VR Little Endian DICOM in their original character set, and sealed with
+AES-256-GCM bound to the de-identified object's SOP Instance UID.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydicom import Dataset
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
+
+from safepacs.errors import DeltaError
+
+#: Path of an element: (tag, item index, tag, item index, ..., ) ending before the element's
+#: own tag; ``META`` as first step means the file meta information.
+Path = tuple
+META = "meta"
+_MAGIC = b"SPDELTA1"
+_VERSION = 1
+
+
+@dataclass
+class _Entry:
+    original: DataElement | RawDataElement | None
+    charset: object  # encoding in force in the container (str or list)
+    container: Dataset | None
+
+
+@dataclass
+class IdentityDelta:
+    """Original elements keyed by (container path, tag); None means "was absent"."""
+
+    entries: dict[tuple[Path, int], _Entry] = field(default_factory=dict)
+
+    def record(self, path: Path, container: Dataset, tag: int) -> None:
+        """Remember the original element before the engine changes it (first change wins)."""
+        key = (path, int(tag))
+        if key in self.entries:
+            return
+        original = container.get_item(tag) if tag in container else None
+        self.entries[key] = _Entry(original, container._character_set, container)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # --- serialisation ------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Plain serialisation (compressed JSON).  Encrypt it before it leaves memory."""
+        out = []
+        for (path, tag), entry in sorted(self.entries.items(), key=lambda kv: _sort_key(kv[0])):
+            out.append(
+                {
+                    "p": list(path),
+                    "t": tag,
+                    "c": _charset_list(entry.charset),
+                    "e": None if entry.original is None else _encode_element(entry),
+                }
+            )
+        doc = {"v": _VERSION, "entries": out}
+        return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LoadedDelta:
+        try:
+            doc = json.loads(zlib.decompress(data))
+        except (zlib.error, ValueError) as exc:
+            raise DeltaError(f"identity delta is corrupt ({exc.__class__.__name__})") from None
+        if doc.get("v") != _VERSION:
+            raise DeltaError(f"identity delta version {doc.get('v')!r} is not supported")
+        return LoadedDelta(doc["entries"])
+
+    # --- encryption ---------------------------------------------------------------
+    def seal(self, key: bytes, sop_instance_uid: str) -> bytes:
+        return seal(self.to_bytes(), key, sop_instance_uid)
+
+
+@dataclass
+class LoadedDelta:
+    """A delta read back from storage: applies to a de-identified dataset."""
+
+    entries: list[dict]
+
+    def apply(self, ds: Dataset) -> Dataset:
+        """Return a copy of ``ds`` with every original element put back."""
+        out = copy.deepcopy(ds)
+        # Deepest paths last would also work; sequences the engine walked keep their items,
+        # so every container on a path exists.  Removed whole sequences come back whole.
+        for entry in sorted(self.entries, key=lambda e: len(e["p"])):
+            container = _navigate(out, entry["p"])
+            tag = entry["t"]
+            if entry["e"] is None:
+                if tag in container:
+                    del container[tag]
+            else:
+                container[tag] = _decode_element(entry["e"], entry["c"])
+        return out
+
+
+def _sort_key(key: tuple[Path, int]) -> tuple:
+    path, tag = key
+    return (len(path), tuple(str(p) for p in path), tag)
+
+
+def _charset_list(charset: object) -> list[str]:
+    if isinstance(charset, str):
+        return [charset]
+    return [str(c) for c in (charset or [])]
+
+
+def _encode_element(entry: _Entry) -> str:
+    elem = entry.original
+    encodings = entry.charset
+    if isinstance(elem, RawDataElement):
+        elem = convert_raw_data_element(elem, encoding=encodings, ds=entry.container)
+    if elem.VR and " or " in elem.VR and entry.container is not None:
+        elem = correct_ambiguous_vr_element(copy.copy(elem), entry.container, True)
+    if not elem.VR or " or " in elem.VR:
+        elem = copy.copy(elem)
+        elem.VR = "UN"
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_data_element(fp, elem, encodings)
+    return base64.b64encode(fp.getvalue()).decode("ascii")
+
+
+def _decode_element(b64: str, charset: list[str]) -> DataElement:
+    raw_bytes = base64.b64decode(b64)
+    ds = read_dataset(BytesIO(raw_bytes), is_implicit_VR=False, is_little_endian=True)
+    raw = next(iter(ds.elements()))
+    if isinstance(raw, RawDataElement):
+        encoding = charset if len(charset) != 1 else charset[0]
+        return convert_raw_data_element(raw, encoding=encoding or "iso8859", ds=ds)
+    return raw
+
+
+def _navigate(ds: Dataset, path: list) -> Dataset:
+    node = ds
+    steps = list(path)
+    if steps and steps[0] == META:
+        node = ds.file_meta
+        steps = steps[1:]
+    for i in range(0, len(steps), 2):
+        node = node[steps[i]].value[steps[i + 1]]
+    return node
+
+
+# --- AES-256-GCM sealing ------------------------------------------------------------
+def _aad(sop_instance_uid: str) -> bytes:
+    return b"safepacs-delta-v1\x00" + sop_instance_uid.encode("ascii")
+
+
+def seal(plain: bytes, key: bytes, sop_instance_uid: str) -> bytes:
+    """Encrypt ``plain`` under ``key``; the object's new SOP Instance UID is authenticated."""
+    nonce = os.urandom(12)
+    return _MAGIC + nonce + AESGCM(key).encrypt(nonce, plain, _aad(sop_instance_uid))
+
+
+def unseal(blob: bytes, key: bytes, sop_instance_uid: str) -> LoadedDelta:
+    """Decrypt a sealed delta; fails if the key is wrong or it belongs to another object."""
+    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 12 + 16:
+        raise DeltaError("not a safepacs identity delta")
+    nonce = blob[len(_MAGIC) : len(_MAGIC) + 12]
+    try:
+        plain = AESGCM(key).decrypt(nonce, blob[len(_MAGIC) + 12 :], _aad(sop_instance_uid))
+    except InvalidTag:
+        raise DeltaError(
+            "identity delta does not open: wrong key, or it belongs to another object"
+        ) from None
+    return IdentityDelta.from_bytes(plain)
+
+
+DELTA_KEY_PURPOSE = "safepacs identity delta v1"

@@ -1,0 +1,377 @@
+"""Header de-identification: walk the dataset once, decide per element from the table.
+
+``deidentify(ds, options, keys) -> (ds, delta)`` is pure: no files, no clock, no database.
+Every element at every depth (sequences, nested sequences, file meta) gets exactly one
+decision:
+
+1. Listed in PS3.15 Table E.1-1: the row's action under the options in force.
+2. Private (odd group): removed, unless Retain Safe Private and the element is on the
+   reviewed safe-private list.
+3. Not listed: kept only if its VR cannot carry identity (numbers, coded CS values, known
+   well-known UIDs, pixel/LUT binary data) or it is on the reviewed keep-list; other
+   unlisted UIDs are remapped; anything else that can carry text is removed (fail closed).
+
+Combined actions (X/Z, X/D, X/Z/D, Z/D) are resolved to the conformant alternative (Z or D)
+because replacing a present attribute never breaks IOD conformance while removing a Type 1
+or Type 2 one does, and an empty or dummy value carries no identity either.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import Dataset
+from pydicom.charset import python_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+from pydicom.uid import UID_dictionary
+
+from safepacs import __version__
+from safepacs.deid.actions import (
+    BINARY_VRS,
+    NUMERIC_VRS,
+    TEXT_VRS,
+    dummy_value,
+    shift_date,
+    shift_datetime,
+)
+from safepacs.deid.burnedin import burned_in_risk
+from safepacs.deid.delta import META, IdentityDelta, Path
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+from safepacs.deid.policy import Policy, load_policy
+from safepacs.deid.profile import Profile, load_profile
+from safepacs.errors import InvalidDicom, RejectedFile
+
+#: ImplementationClassUID of files safepacs writes (a 2.25 UID derived from a fixed UUID).
+IMPLEMENTATION_CLASS_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:safepacs").int)
+IMPLEMENTATION_VERSION_NAME = "SAFEPACS_" + __version__.replace(".", "")[:7]
+
+_COMBINED = {"X/Z": "Z", "X/D": "D", "X/Z/D": "D", "Z/D": "D", "X/Z/U*": "U"}
+_META_KEEP = {0x00020000, 0x00020001, 0x00020002, 0x00020010}
+_PATIENT_ID = 0x00100020
+_MARKS = {
+    "PatientIdentityRemoved": 0x00120062,
+    "DeidentificationMethod": 0x00120063,
+    "DeidentificationMethodCodeSequence": 0x00120064,
+    "LongitudinalTemporalInformationModified": 0x00280303,
+}
+
+
+def deidentify(ds: Dataset, options: Options, keys: Keys) -> tuple[Dataset, IdentityDelta]:
+    """Return a de-identified copy of ``ds`` and the identity delta; ``ds`` is unchanged.
+
+    Raises :class:`InvalidDicom` for a dataset that cannot be processed safely and
+    :class:`RejectedFile` when policy refuses it (burned-in text risk).
+    """
+    out = copy.deepcopy(ds)
+    return out, deidentify_inplace(out, options, keys)
+
+
+def deidentify_inplace(
+    ds: Dataset,
+    options: Options,
+    keys: Keys,
+    *,
+    profile: Profile | None = None,
+    policy: Policy | None = None,
+) -> IdentityDelta:
+    """De-identify ``ds`` in place (the batch runner's fast path) and return the delta."""
+    check_character_set(ds)
+    if not options.accept_burned_in_risk:
+        reason = burned_in_risk(ds)
+        if reason:
+            raise RejectedFile(
+                f"may contain burned-in identity ({reason}); pixel cleaning is not "
+                "available, pass --accept-burned-in-risk to process it anyway"
+            )
+    walker = _Walker(ds, options, keys, profile or load_profile(), policy or load_policy())
+    walker.walk(ds, (), "normal")
+    if getattr(ds, "file_meta", None) is not None:
+        walker.walk_meta(ds.file_meta)
+    walker.mark(ds)
+    return walker.delta
+
+
+def check_character_set(ds: Dataset) -> None:
+    """Refuse character sets we cannot decode: unreadable text cannot be scrubbed."""
+    elem = ds.get_item(0x00080005)
+    if elem is None:
+        return
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").split("\\")
+    terms = [value] if isinstance(value, str) else list(value or [])
+    for term in terms:
+        term = (term or "").strip()
+        if term and term not in python_encoding:
+            shown = term if term.replace(" ", "").replace("_", "").isalnum() and len(term) <= 16 else "?"
+            raise InvalidDicom(f"unknown SpecificCharacterSet term '{shown}'")
+
+
+def patient_key(ds: Dataset) -> str:
+    """The identity that the per-patient date offset is derived from."""
+    pid = str(ds.get("PatientID", "") or "").strip()
+    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    if pid:
+        return f"{pid}^{issuer}"
+    return "name:" + str(ds.get("PatientName", "") or "").strip().upper()
+
+
+def _vr_of(elem: DataElement | RawDataElement) -> str:
+    vr = elem.VR
+    if vr:
+        return str(vr)
+    try:
+        return dictionary_VR(elem.tag)
+    except KeyError:
+        return "UN"
+
+
+@dataclass
+class _Walker:
+    root: Dataset
+    options: Options
+    keys: Keys
+    profile: Profile
+    policy: Policy
+
+    def __post_init__(self) -> None:
+        self.delta = IdentityDelta()
+        self._offset: int | None = None
+        self._patient_key = patient_key(self.root)
+        self._ids = None
+        o = self.options
+        if o.clean_descriptors or o.clean_structured_content or o.clean_graphics:
+            # Collected before anything changes: cleaning removes what the header knows.
+            from safepacs.deid.identifiers import collect_identifiers
+
+            self._ids = collect_identifiers(self.root)
+
+    # --- lazily derived context ---------------------------------------------------
+    @property
+    def date_offset(self) -> int:
+        if self._offset is None:
+            self._offset = self.keys.date_offset_days(self._patient_key)
+        return self._offset
+
+    # --- the walk -----------------------------------------------------------------
+    def walk(self, ds: Dataset, path: Path, mode: str) -> None:
+        """Apply one decision to every element of ``ds``.
+
+        ``mode`` says what happens to unlisted text inside a sequence the table asked to
+        dummy ("D") or clean ("C"): there it is dummied or cleaned instead of removed, so
+        structured content keeps its shape.
+        """
+        private_keep = self._safe_private(ds) if self.options.retain_safe_private else None
+        for elem in list(ds.elements()):
+            tag = BaseTag(elem.tag)
+            vr = _vr_of(elem)
+            if tag.element == 0 and tag.group > 2:  # retired group lengths
+                self._remove(ds, path, tag)
+                continue
+            if tag.group & 1:
+                if private_keep is None or tag not in private_keep:
+                    self._remove(ds, path, tag)
+                continue
+            row = self.profile.row_for(tag)
+            if row is not None:
+                action = row.action(self.options)
+                action = _COMBINED.get(action, action)
+            else:
+                action = self._unlisted(tag, vr, elem, mode)
+            self._apply(ds, path, tag, vr, action, mode)
+
+    def _unlisted(self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str) -> str:
+        if vr == "SQ":
+            return "U"  # walk inside; the items' elements get their own decisions
+        if vr in NUMERIC_VRS or vr == "CS" or tag in self.policy.keep_tags:
+            return "K"
+        if vr == "UI":
+            return "K" if self._all_registered_uids(elem) else "U"
+        if vr in BINARY_VRS or vr.startswith("O"):
+            keep = tag in self.policy.binary_keep_tags or (tag >> 16) in self.policy.binary_keep_groups
+            return "K" if keep else "X"
+        if vr in TEXT_VRS and mode in ("D", "C"):
+            return mode
+        return "X"
+
+    def _all_registered_uids(self, elem: DataElement | RawDataElement) -> bool:
+        value = elem.value
+        if isinstance(value, bytes):
+            values = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
+        elif isinstance(value, str):
+            values = [value]
+        else:
+            values = list(value or [])
+        return all(str(v).strip().rstrip("\x00") in UID_dictionary for v in values if v)
+
+    def _apply(self, ds: Dataset, path: Path, tag: BaseTag, vr: str, action: str, mode: str) -> None:
+        if action == "K":
+            if vr == "SQ":
+                self._walk_items(ds, path, tag, "normal")
+            return
+        if action == "X":
+            self._remove(ds, path, tag)
+            return
+        if vr == "SQ":
+            if action == "Z":
+                self._replace(ds, path, tag, DataElement(tag, "SQ", Sequence()))
+            else:  # D, U, C: keep the structure, decide inside
+                self._walk_items(ds, path, tag, {"D": "D", "C": "C"}.get(action, mode))
+            return
+        elem = ds[tag]  # converts a raw element: we need its value
+        if action == "Z":
+            if not elem.is_empty:
+                self._replace(ds, path, tag, DataElement(tag, vr, None if vr in BINARY_VRS else ""))
+        elif action == "U":
+            self._replace_uids(ds, path, tag, elem)
+        elif action == "D":
+            if vr == "UI":
+                self._replace_uids(ds, path, tag, elem)
+            elif not elem.is_empty:
+                value = self._pseudonymous_id(elem) if tag == _PATIENT_ID else dummy_value(vr)
+                self._replace(ds, path, tag, DataElement(tag, vr, value))
+        elif action == "C":
+            self._clean(ds, path, tag, vr, elem)
+        else:  # unknown action: fail closed
+            self._remove(ds, path, tag)
+
+    def _walk_items(self, ds: Dataset, path: Path, tag: BaseTag, mode: str) -> None:
+        seq = ds[tag].value
+        for index, item in enumerate(seq or []):
+            self.walk(item, path + (int(tag), index), mode)
+
+    # --- value actions ------------------------------------------------------------
+    def _pseudonymous_id(self, elem: DataElement) -> str:
+        return self.keys.pseudonym("PatientID", str(elem.value))
+
+    def _replace_uids(self, ds: Dataset, path: Path, tag: BaseTag, elem: DataElement) -> None:
+        if elem.is_empty:
+            return
+        if elem.VM > 1:
+            value = [self.keys.uid(str(v)) for v in elem.value]
+        else:
+            value = self.keys.uid(str(elem.value))
+        self._replace(ds, path, tag, DataElement(tag, "UI", value))
+
+    def _clean(self, ds: Dataset, path: Path, tag: BaseTag, vr: str, elem: DataElement) -> None:
+        """Clean (C): keep the information but not the identity."""
+        if elem.is_empty:
+            return
+        dated = self.options.retain_long_modified_dates
+        if vr == "DA":
+            shift: Callable[[str, int], str] = shift_date
+        elif vr == "DT":
+            shift = shift_datetime
+        else:
+            shift = None  # type: ignore[assignment]
+        if shift is not None:
+            if not dated:
+                self._replace(ds, path, tag, DataElement(tag, vr, dummy_value(vr)))
+                return
+            values = elem.value if elem.VM > 1 else [elem.value]
+            new = [shift(str(v), self.date_offset) for v in values]
+            self._replace(ds, path, tag, DataElement(tag, vr, new if elem.VM > 1 else new[0]))
+        elif vr == "TM":
+            return  # whole-day shifts keep times coherent
+        elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
+            from safepacs.deid.freetext import scrub_text
+
+            values = list(elem.value) if elem.VM > 1 else [elem.value]
+            new = [scrub_text(str(v), self._ids) for v in values]
+            if new != [str(v) for v in values]:
+                self._replace(ds, path, tag, DataElement(tag, vr, new if elem.VM > 1 else new[0]))
+        elif vr == "PN":
+            self._replace(ds, path, tag, DataElement(tag, vr, dummy_value(vr)))
+        elif vr == "UI":
+            self._replace_uids(ds, path, tag, elem)
+        else:
+            self._remove(ds, path, tag)
+
+    # --- private attributes -------------------------------------------------------
+    def _safe_private(self, ds: Dataset) -> set[int]:
+        """Tags of ``ds`` kept under Retain Safe Private: listed elements and their creators."""
+        keep: set[int] = set()
+        creators: dict[tuple[int, int], str] = {}
+        for elem in ds.elements():
+            tag = BaseTag(elem.tag)
+            if tag.group & 1 and 0x10 <= tag.element <= 0xFF:
+                value = ds[tag].value
+                if isinstance(value, str):
+                    creators[(tag.group, tag.element)] = value
+        for elem in ds.elements():
+            tag = BaseTag(elem.tag)
+            if not tag.group & 1 or tag.element < 0x1000:
+                continue
+            creator = creators.get((tag.group, tag.element >> 8))
+            if creator is None:
+                continue
+            vrs = self.policy.safe_private_vrs(creator, tag.group, tag.element & 0xFF)
+            if vrs and (_vr_of(elem) in vrs or _vr_of(elem) == "UN"):
+                keep.add(int(tag))
+                keep.add((tag.group << 16) | (tag.element >> 8))
+        return keep
+
+    # --- file meta and marking ----------------------------------------------------
+    def walk_meta(self, meta: Dataset) -> None:
+        for elem in list(meta.elements()):
+            tag = BaseTag(elem.tag)
+            path = (META,)
+            if tag in _META_KEEP:
+                continue
+            if tag == 0x00020003 and not self.options.retain_uids:
+                self._replace_uids(meta, path, tag, meta[tag])
+            elif tag == 0x00020003:
+                continue
+            elif tag == 0x00020012:
+                self._replace(meta, path, tag, DataElement(tag, "UI", IMPLEMENTATION_CLASS_UID))
+            elif tag == 0x00020013:
+                self._replace(meta, path, tag, DataElement(tag, "SH", IMPLEMENTATION_VERSION_NAME))
+            else:  # source/sending/receiving AE titles, addresses, private information
+                self._remove(meta, path, tag)
+        if 0x00020012 not in meta:
+            self._replace(meta, (META,), BaseTag(0x00020012),
+                          DataElement(0x00020012, "UI", IMPLEMENTATION_CLASS_UID))
+
+    def mark(self, ds: Dataset) -> None:
+        """PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
+        codes = self.options.method_codes()
+        items = []
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        if self.options.retain_long_full_dates:
+            temporal = "UNMODIFIED"
+        elif self.options.retain_long_modified_dates:
+            temporal = "MODIFIED"
+        else:
+            temporal = "REMOVED"
+        method = ["SAFEPACS " + __version__ + " PS3.15 E.1-1 BASIC PROFILE"]
+        method += [meaning.upper()[:64] for _, meaning in codes[1:]]
+        values = {
+            "PatientIdentityRemoved": ("CS", "YES"),
+            "DeidentificationMethod": ("LO", method),
+            "DeidentificationMethodCodeSequence": ("SQ", Sequence(items)),
+            "LongitudinalTemporalInformationModified": ("CS", temporal),
+        }
+        for keyword, (vr, value) in values.items():
+            tag = BaseTag(_MARKS[keyword])
+            self._replace(ds, (), tag, DataElement(tag, vr, value))
+
+    # --- recording ----------------------------------------------------------------
+    def _remove(self, ds: Dataset, path: Path, tag: BaseTag) -> None:
+        self.delta.record(path, ds, tag)
+        del ds[tag]
+
+    def _replace(self, ds: Dataset, path: Path, tag: BaseTag, new: DataElement) -> None:
+        self.delta.record(path, ds, tag)
+        ds[tag] = new

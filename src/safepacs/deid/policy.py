@@ -1,0 +1,70 @@
+"""Reviewed site data beside the standard's table: the keep-list and the safe private list.
+
+Both are data files inside the package (``deid/data``) so that a reviewer changes a list,
+not code, and every decision is visible in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from pydicom.datadict import tag_for_keyword
+
+
+@dataclass(frozen=True)
+class SafePrivate:
+    """Safe private elements of one private creator: element offset -> allowed VRs."""
+
+    group: int
+    elements: dict[int, frozenset[str]]
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_tags: frozenset[int]
+    binary_keep_tags: frozenset[int]
+    binary_keep_groups: frozenset[int]
+    safe_private: dict[str, SafePrivate]  # creator (stripped, upper case) -> entries
+
+    def safe_private_vrs(self, creator: str, group: int, offset: int) -> frozenset[str] | None:
+        entry = self.safe_private.get(creator.strip().upper())
+        if entry is None or entry.group != group:
+            return None
+        return entry.elements.get(offset)
+
+
+def _read(name: str) -> dict:
+    text = resources.files("safepacs.deid").joinpath(f"data/{name}").read_text("utf-8")
+    return json.loads(text)
+
+
+def _tags(keywords: list[str], source: str) -> frozenset[int]:
+    tags = set()
+    for kw in keywords:
+        tag = tag_for_keyword(kw)
+        if tag is None:
+            raise ValueError(f"{source}: unknown keyword {kw!r}")
+        tags.add(tag)
+    return frozenset(tags)
+
+
+@lru_cache(maxsize=1)
+def load_policy() -> Policy:
+    keep = _read("keep_list.json")
+    private = _read("safe_private.json")
+    safe = {
+        creator.strip().upper(): SafePrivate(
+            int(spec["group"], 16),
+            {int(off, 16): frozenset(e["vr"]) for off, e in spec["elements"].items()},
+        )
+        for creator, spec in private["creators"].items()
+    }
+    return Policy(
+        keep_tags=_tags(keep["keywords"], "keep_list.json"),
+        binary_keep_tags=_tags(keep["binary_keywords"], "keep_list.json"),
+        binary_keep_groups=frozenset(int(g, 16) for g in keep["binary_groups"]),
+        safe_private=safe,
+    )

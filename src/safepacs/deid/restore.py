@@ -1,0 +1,56 @@
+"""Rebuild original objects from de-identified files and their sealed identity deltas."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from safepacs.deid.batch import _SAFE, Result, discover
+from safepacs.deid.delta import DELTA_KEY_PURPOSE, unseal
+from safepacs.deid.keys import Keys
+from safepacs.dicom.io import read_header, write_atomic
+from safepacs.errors import SafepacsError
+
+
+def restore_tree(
+    deid: Path,
+    deltas: Path,
+    out: Path,
+    keys: Keys,
+    *,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
+    ``deltas``, open it with the key and write the original to ``out`` (same relative path)."""
+    key = keys.derive(DELTA_KEY_PURPOSE)
+    results = []
+    single = Path(deid).is_file()
+    for task in discover(Path(deid)):
+        if task.problem or task.path is None:
+            result = Result(task.rel, None, "rejected", task.problem)
+        else:
+            result = _restore_one(task.path, task.rel, deltas, out, key, single)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, single: bool) -> Result:
+    try:
+        src = read_header(path)
+        sop = str(src.dataset.get("SOPInstanceUID", ""))
+        delta_path = Path(deltas) / (_SAFE.sub("_", sop) + ".delta")
+        if not delta_path.is_file():
+            return Result(rel, None, "rejected", "no identity delta for this object")
+        delta = unseal(delta_path.read_bytes(), key, sop)
+        restored = delta.apply(src.dataset)
+        target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
+        write_atomic(src, restored, target)
+    except SafepacsError as exc:
+        msg = str(exc)
+        return Result(rel, None, "rejected", msg.split(": ", 1)[-1] if msg.startswith(path.name) else msg)
+    except Exception as exc:  # noqa: BLE001
+        return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
+    return Result(rel, os.fspath(target), "ok")

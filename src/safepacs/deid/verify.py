@@ -1,0 +1,755 @@
+"""``safepacs verify-deid ORIGINAL DEID``: the check users run before releasing data.
+
+Every identifying value of the originals (names and their parts, IDs, dates in their
+written forms, addresses, phones, UIDs, free text, private values) becomes a needle; every
+de-identified file is then searched for all of them, element by element as decoded text
+and as raw bytes in each plausible character set (UTF-8, GB18030, Latin-1 and the ISO 2022
+sets the file declares), so a value hidden in a private blob or mis-declared encoding is
+still found.  Files may have been renamed, so needles from all originals are searched in
+all de-identified files.
+
+What a file legitimately keeps is read from its own DeidentificationMethodCodeSequence:
+dates under Retain Longitudinal Full Dates, device identity under Retain Device Identity,
+and so on.  Names, IDs, birth dates, addresses, phones, resident IDs and private values are
+always a leak.
+
+Nothing identifying is printed or written: leaks carry masked values ("Z***i"), file paths
+are shown with any identifying part masked, and originals are only counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import json
+import logging
+import mmap
+import re
+import struct
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import Dataset, config, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from safepacs.deid.freetext import (
+    bytes_literal_regex,
+    find_patterns,
+    is_bounded,
+    is_word_char,
+    iter_needle_matches,
+    needle_regex,
+)
+from safepacs.deid.identifiers import (
+    FREE_TEXT,
+    GENERIC_VALUES,
+    KIND_WAIVERS,
+    NON_IDENTIFYING,
+    PRIVATE,
+    TEXT_VRS,
+    Needle,
+    dataset_encodings,
+    element_texts,
+    identifying_forms,
+    iter_values,
+    needles_for,
+    normalize,
+)
+from safepacs.deid.options import BASIC_PROFILE_CODE, CLEAN_PIXEL_DATA_CODE, OPTION_CODES, Options
+from safepacs.deid.profile import load_profile
+from safepacs.errors import SafepacsError
+
+#: Leak kinds, most serious first: a value found under several kinds is reported as the first.
+KIND_PRIORITY: tuple[str, ...] = (
+    "name", "birth_date", "id", "resident_id", "phone", "email", "address", PRIVATE,
+    "date", "uid", "institution", "device", "patient_characteristic", "other_text", FREE_TEXT,
+)
+_RANK = {k: i for i, k in enumerate(KIND_PRIORITY)}
+_BASE_ENCODINGS = ("utf_8", "gb18030", "latin_1")
+_UNPARSED_ENCODINGS = (*_BASE_ENCODINGS, "iso2022_jp", "euc_kr")
+_ISO2022_RESETS = (b"\x1b(B", b"\x1b(J")
+_MAX_TEXT_NEEDLE = 512
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "FL", "FD", "SL", "SS", "UL",
+                         "US", "SV", "UV", "AT"})
+_PATTERN_VRS = frozenset({"LO", "LT", "SH", "ST", "UT", "UC", "PN", "UN", "OB"})
+_ENCAPSULATED_DOCUMENT = 0x00420011
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_UNDEFINED = 0xFFFFFFFF
+#: Dummy values a de-identifier writes; an original holding one identifies nobody.
+_DUMMY_KEYS = frozenset({"19000101", "19700101", "00010101", "000000"})
+#: Words of the de-identification record itself (CID 7050 meanings, flags).
+_VOCABULARY = frozenset(
+    normalize(s)
+    for s in (
+        "YES", "NO", "MODIFIED", "UNMODIFIED", "REMOVED", "DCM",
+        BASIC_PROFILE_CODE[1], CLEAN_PIXEL_DATA_CODE[1],
+        *(meaning for _, meaning in OPTION_CODES.values()),
+    )
+)
+_MAX_TABLE_ROWS = 200
+
+
+class VerifyInputError(SafepacsError):
+    """ORIGINAL or DEID is missing, empty or unreadable: the check cannot be made."""
+
+
+@dataclass(frozen=True)
+class Leak:
+    """One identifying value found in a de-identified file.  ``masked`` is safe to show."""
+
+    deid_file: str
+    location: str
+    kind: str
+    masked: str
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of one verification run; nothing in it is PHI."""
+
+    leaks: list[Leak] = field(default_factory=list)
+    files_checked: int = 0
+    originals_read: int = 0
+    originals_skipped: int = 0
+    unparsed_files: int = 0
+    needles: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.leaks and not self.errors
+
+
+def mask(value: str) -> str:
+    """Show at most the first and last character: enough to recognise, not to identify."""
+    v = "".join(ch for ch in value if ch.isprintable()).strip()
+    if len(v) <= 3:
+        return "***"
+    shown = v[0] + "***" + (v[-1] if len(v) > 5 else "")
+    return shown if shown != value else "***"
+
+
+# ------------------------------------------------------------------------- needle index
+@dataclass
+class _Entry:
+    forms: set[tuple[str, ...]] = field(default_factory=set)
+    sources: set[tuple[str, frozenset[str]]] = field(default_factory=set)
+
+
+def _worth_searching(key: str) -> bool:
+    """Too short, numeric-short or dummy values would only produce false alarms."""
+    if not key or key in GENERIC_VALUES or key in _DUMMY_KEYS or len(set(key)) == 1:
+        return False
+    if key.isascii():
+        return len(key) >= (6 if key.isdigit() else 4)
+    return len(key) >= 2
+
+
+def _active_kind(sources: Iterable[tuple[str, frozenset[str]]], enabled: frozenset[str]):
+    """The kind to report under ``enabled`` options, or None when every source is waived.
+
+    A private copy of a public value is judged by the public attribute's rules.
+    """
+    sources = list(sources)
+    public = [s for s in sources if s[0] != PRIVATE] or sources
+    active = [kind for kind, waivers in public if not (waivers & enabled)]
+    return min(active, key=lambda k: _RANK.get(k, len(_RANK))) if active else None
+
+
+class NeedleIndex:
+    """Everything to look for, gathered from the originals, compiled per option set."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._excluded: set[str] = set(_VOCABULARY)
+        self._matchers: dict[frozenset[str], _Matcher] = {}
+        self._contained: set[str] | None = None
+        self._profile = load_profile()
+
+    def add_dataset(self, ds: Dataset) -> None:
+        """Add one original's identifying values (and note its non-identifying ones)."""
+        self._matchers.clear()
+        self._contained = None
+        for v in iter_values(ds, self._profile):
+            if v.kind == NON_IDENTIFYING:
+                if v.vr not in ("DS", "IS"):
+                    self._excluded.add(normalize(v.text))
+            elif v.kind in (FREE_TEXT, PRIVATE):
+                self._add(Needle((v.text.strip()[:_MAX_TEXT_NEEDLE],), v.kind), v.waivers)
+            else:
+                for kind, form in identifying_forms(v):
+                    waivers = v.waivers | KIND_WAIVERS.get(kind, frozenset())
+                    for needle in needles_for(kind, form):
+                        self._add(needle, waivers)
+
+    def _add(self, needle: Needle, waivers: frozenset[str]) -> None:
+        key = needle.key
+        if not _worth_searching(key):
+            return
+        entry = self._entries.setdefault(key, _Entry())
+        entry.forms.add(needle.parts)
+        entry.sources.add((needle.kind, waivers))
+
+    def __len__(self) -> int:
+        skip = self._excluded | self._vocabulary()
+        return sum(1 for k in self._entries if k not in skip)
+
+    def _vocabulary(self) -> set[str]:
+        """Whole-text needles that are part of a non-identifying value in the originals.
+
+        A StudyDescription "CEREBRAL ANGIOGRAM" that is also the start of a kept procedure
+        code meaning is vocabulary, not a fact about the patient.
+        """
+        if self._contained is None:
+            haystack = "\x00".join(self._excluded)
+            self._contained = {
+                key for key, entry in self._entries.items()
+                if all(kind in (FREE_TEXT, PRIVATE) for kind, _ in entry.sources)
+                and key in haystack
+            }
+        return self._contained
+
+    def matcher(self, enabled: frozenset[str]) -> _Matcher:
+        """The compiled search for files that declare the ``enabled`` options."""
+        found = self._matchers.get(enabled)
+        if found is None:
+            skip = self._excluded | self._vocabulary()
+            active: dict[str, tuple[set[tuple[str, ...]], str]] = {}
+            for key, entry in self._entries.items():
+                kind = None if key in skip else _active_kind(entry.sources, enabled)
+                if kind is not None:
+                    active[key] = (entry.forms, kind)
+            found = self._matchers[enabled] = _Matcher(active)
+        return found
+
+
+class _Matcher:
+    """One regex over all active needles for text, and one per charset set for raw bytes."""
+
+    def __init__(self, active: dict[str, tuple[set[tuple[str, ...]], str]]) -> None:
+        self.kinds = {key: kind for key, (_, kind) in active.items()}
+        self._forms = {key: forms for key, (forms, _) in active.items()}
+        rx = needle_regex(Needle(f, kind) for key, (forms, kind) in active.items() for f in forms)
+        self._pattern = re.compile(rx, re.IGNORECASE) if rx else None
+        self._bytes: dict[tuple[str, ...], tuple[re.Pattern[bytes] | None, dict]] = {}
+
+    def display(self, key: str) -> str:
+        return " ".join(min(self._forms[key]))
+
+    def find_text(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, end, needle key) of every needle in a decoded value."""
+        if self._pattern is None or not text:
+            return
+        for m in iter_needle_matches(self._pattern, text):
+            key = normalize(m.group())
+            if key in self.kinds:
+                yield m.start(), m.end(), key
+
+    def mask_text(self, text: str) -> str:
+        """``text`` with every needle masked: for showing file paths safely."""
+        out, last = [], 0
+        for start, end, _ in self.find_text(text):
+            out += [text[last:start], mask(text[start:end])]
+            last = end
+        return "".join(out) + text[last:]
+
+    def _bytes_pattern(self, encodings: tuple[str, ...]) -> tuple[re.Pattern[bytes] | None, dict]:
+        cached = self._bytes.get(encodings)
+        if cached is None:
+            literals: dict[bytes, str] = {}
+            bounded: dict[bytes, bool] = {}
+            for key, forms in self._forms.items():
+                for literal, right in _encoded_forms(key, forms, encodings):
+                    lookup = literal.lower() if literal.isascii() else literal
+                    literals.setdefault(lookup, key)
+                    bounded[lookup] = bounded.get(lookup, True) and right
+            rx = bytes_literal_regex(bounded.items())
+            cached = (re.compile(rx) if rx else None, literals)
+            self._bytes[encodings] = cached
+        return cached
+
+    def find_bytes(
+        self, buf: bytes | mmap.mmap, start: int, end: int, encodings: tuple[str, ...]
+    ) -> Iterator[tuple[int, str]]:
+        """(offset, needle key) of every encoded needle in ``buf[start:end]``."""
+        pattern, literals = self._bytes_pattern(encodings)
+        if pattern is None:
+            return
+        pos = start
+        while pos < end:
+            m = pattern.search(buf, pos, end)
+            if m is None:
+                return
+            found = m.group()
+            key = literals.get(found) or literals.get(found.lower())
+            if key is None or not _left_ok(buf, m.start(), found, key):
+                pos = m.start() + 1
+                continue
+            yield m.start(), key
+            pos = m.end()
+
+
+def _left_ok(buf: bytes | mmap.mmap, at: int, found: bytes, key: str) -> bool:
+    if at == 0 or not _ascii_alnum(found[0]) or not is_bounded(key):
+        return True
+    return not _ascii_alnum(buf[at - 1])
+
+
+def _ascii_alnum(b: int) -> bool:
+    return 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122
+
+
+def _encoded_forms(
+    key: str, forms: Iterable[tuple[str, ...]], encodings: tuple[str, ...]
+) -> Iterator[tuple[bytes, bool]]:
+    """Byte strings a needle may be stored as: DICOM ``^`` / space joins, each charset."""
+    texts: set[str] = set()
+    for parts in forms:
+        if len(parts) > 1:
+            texts |= {"^".join(parts), " ".join(parts), "".join(parts)}
+        else:
+            texts.add(parts[0])
+    for text in texts:
+        variants = {text} if text.isascii() else {text, text.upper(), text.lower()}
+        right = is_bounded(key) and is_word_char(text[-1])
+        for variant in variants:
+            for codec in encodings:
+                literal = _encode(variant, codec)
+                if literal is not None and len(literal) >= 4:
+                    yield literal, right and _ascii_alnum(literal[-1])
+
+
+def _encode(text: str, codec: str) -> bytes | None:
+    try:
+        data = text.encode(codec)
+    except (UnicodeError, LookupError):
+        return None
+    for reset in _ISO2022_RESETS:  # the next value may stay in the same character set
+        if b"\x1b" in data and data.endswith(reset):
+            data = data[: -len(reset)]
+    return data
+
+
+# ------------------------------------------------------------------------- reading
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _display(path: Path, root: Path) -> str:
+    if root.is_file():
+        return path.name
+    return path.relative_to(root).as_posix()
+
+
+class _Unreadable(Exception):
+    """A file that claims to be DICOM (DICM prefix) but yields no dataset."""
+
+
+def _read_original(path: Path) -> Dataset | None:
+    """The original's dataset; None when it is not DICOM at all (e.g. a README)."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        pass
+    else:
+        if not len(ds):
+            raise _Unreadable(path.name)
+        return ds
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # pydicom raises many kinds on non-DICOM input
+        return None
+    return ds if len(ds) and _looks_like_dicom(ds) else None
+
+
+def _looks_like_dicom(ds: Dataset) -> bool:
+    return any(ds.get(k) is not None for k in ("SOPInstanceUID", "SOPClassUID", "PatientID",
+                                                 "PatientName", "StudyInstanceUID"))
+
+
+def _file_options(ds: Dataset | None) -> frozenset[str]:
+    """Options the file declares in DeidentificationMethodCodeSequence (CID 7050)."""
+    if ds is None:
+        return frozenset()
+    codes = []
+    try:
+        for item in ds.get("DeidentificationMethodCodeSequence", None) or []:
+            codes.append(str(item.get("CodeValue", "")).strip())
+    except Exception:  # a malformed sequence declares nothing
+        return frozenset()
+    try:
+        options = Options.from_codes(codes)
+    except ValueError:  # both date options declared: trust neither
+        options = Options.from_codes([c for c in codes if c not in ("113106", "113107")])
+    return frozenset(options.enabled)
+
+
+def _file_encodings(ds: Dataset | None) -> tuple[str, ...]:
+    if ds is None:
+        return _UNPARSED_ENCODINGS
+    extra = [] if "SpecificCharacterSet" not in ds else dataset_encodings(ds)
+    seen: dict[str, None] = {}
+    for codec in (*_BASE_ENCODINGS, *extra):
+        try:
+            seen.setdefault(codecs.lookup(codec).name, None)
+        except LookupError:
+            continue
+    return tuple(seen)
+
+
+def _bulk_end(buf: bytes | mmap.mmap, start: int, little: bool) -> int:
+    """End of the Pixel Data element at ``start`` (native or encapsulated)."""
+    size = len(buf)
+    u32 = "<I" if little else ">I"
+    if start + 8 > size:
+        return size
+    explicit = bytes(buf[start + 4 : start + 6]) in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN")
+    header = 12 if explicit else 8
+    if start + header > size:
+        return size
+    length = struct.unpack(u32, buf[start + header - 4 : start + header])[0]
+    pos = start + header
+    if length != _UNDEFINED:
+        return min(size, pos + length)
+    item, delimiter = (b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0") if little else (
+        b"\xff\xfe\xe0\x00", b"\xff\xfe\xe0\xdd")
+    while pos + 8 <= size:
+        tag = bytes(buf[pos : pos + 4])
+        if tag == delimiter:
+            return pos + 8
+        if tag != item:
+            return size
+        pos += 8 + struct.unpack(u32, buf[pos + 4 : pos + 8])[0]
+    return size
+
+
+# ------------------------------------------------------------------------- one deid file
+@dataclass
+class _Region:
+    start: int
+    end: int
+    path: str
+    found: set[str]
+
+
+@dataclass
+class _FileScan:
+    """Leaks and byte-region bookkeeping for one de-identified file."""
+
+    matcher: _Matcher
+    shown: str
+    leaks: list[Leak] = field(default_factory=list)
+    regions: list[_Region] = field(default_factory=list)
+    skips: list[tuple[int, int]] = field(default_factory=list)
+    unlocated: Counter = field(default_factory=Counter)
+
+    def leak(self, location: str, key_or_kind: str, value: str, *, pattern: bool = False) -> None:
+        kind = key_or_kind if pattern else self.matcher.kinds.get(key_or_kind, "other_text")
+        self.leaks.append(Leak(self.shown, location, kind, mask(value)))
+
+    def search_text(self, path: str, text: str, vr: str) -> set[str]:
+        found: set[str] = set()
+        spans = []
+        for start, end, key in self.matcher.find_text(text):
+            self.leak(path, key, text[start:end])
+            found.add(key)
+            spans.append((start, end))
+        if vr in _PATTERN_VRS:
+            for kind, (start, end) in find_patterns(text):
+                if not any(s < end and start < e for s, e in spans):
+                    self.leak(path, kind, text[start:end], pattern=True)
+        return found
+
+
+def _walk_deid(ds: Dataset, base: int, prefix: str, encodings: list[str], scan: _FileScan) -> None:
+    """Search every element, recording where each value lies in the file's bytes."""
+    if "SpecificCharacterSet" in ds:
+        encodings = dataset_encodings(ds, encodings)
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        start = base + raw.value_tell if isinstance(raw, RawDataElement) else None
+        length = raw.length if isinstance(raw, RawDataElement) else _UNDEFINED
+        try:
+            elem = ds[tag]
+        except Exception:  # undecodable: the raw-bytes search covers it
+            continue
+        private = elem.tag.is_private
+        name = elem.keyword if elem.keyword and not private else f"({tag.group:04X},{tag.elem:04X})"
+        path = prefix + name
+        if elem.VR == "SQ":
+            inner = start if start is not None else base
+            for i, item in enumerate(elem.value or []):
+                _walk_deid(item, inner, f"{path}[{i}].", encodings, scan)
+            continue
+        if elem.VR in _BINARY_VRS and not private and tag != _ENCAPSULATED_DOCUMENT:
+            if start is not None and length != _UNDEFINED:
+                scan.skips.append((start, start + length))  # image data, not text
+            continue
+        if elem.VR not in TEXT_VRS and elem.VR not in ("UN", "OB"):
+            continue
+        found: set[str] = set()
+        for text in element_texts(elem, encodings):
+            found |= scan.search_text(path, text, elem.VR)
+            if elem.VR == "DT" and len(text) > 8:  # the date inside a date-time
+                found |= scan.search_text(path, text[:8], elem.VR)
+        if start is not None and length != _UNDEFINED:
+            scan.regions.append(_Region(start, start + length, path, found))
+        else:
+            scan.unlocated.update(found)
+
+
+def _segments(size: int, skips: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    pos = 0
+    for start, end in sorted(skips):
+        if start > pos:
+            yield pos, min(start, size)
+        pos = max(pos, end)
+    if pos < size:
+        yield pos, size
+
+
+def _search_raw(
+    scan: _FileScan, buf: bytes | mmap.mmap, encodings: tuple[str, ...]
+) -> None:
+    """Raw bytes, minus image data: what decoding missed (blobs, wrong charsets)."""
+    scan.regions.sort(key=lambda r: r.start)
+    starts = [r.start for r in scan.regions]
+    for seg_start, seg_end in _segments(len(buf), scan.skips):
+        for offset, key in scan.matcher.find_bytes(buf, seg_start, seg_end, encodings):
+            i = bisect.bisect_right(starts, offset) - 1
+            region = scan.regions[i] if i >= 0 and offset < scan.regions[i].end else None
+            if region is not None and key in region.found:
+                continue
+            if region is None and scan.unlocated[key] > 0:
+                scan.unlocated[key] -= 1
+                continue
+            where = f"{region.path} (raw bytes @{offset})" if region else f"raw bytes @{offset}"
+            scan.leak(where, key, scan.matcher.display(key))
+
+
+@contextmanager
+def _mapped(fh: BinaryIO) -> Iterator[bytes | mmap.mmap]:
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    if size == 0:
+        yield b""
+        return
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield mm
+    finally:
+        mm.close()
+
+
+def _parse_deid(fh: BinaryIO) -> tuple[Dataset | None, int | None]:
+    """(dataset, offset of Pixel Data or None), or (None, None) when not parseable."""
+    try:
+        ds = dcmread(fh, stop_before_pixels=True, force=True)
+    except Exception:  # unreadable: searched as raw bytes only
+        return None, None
+    if not getattr(ds, "preamble", None) and not _looks_like_dicom(ds):
+        return None, None  # force=True reads anything; this was not DICOM
+    return ds, fh.tell()
+
+
+def _check_file(
+    path: Path, relative: str, shown: str, index: NeedleIndex
+) -> tuple[list[Leak], bool]:
+    """Leaks in one de-identified file, and whether it parsed as DICOM.
+
+    ``relative`` is the path searched for identifiers; ``shown`` its masked form.
+    """
+    with path.open("rb") as fh:
+        ds, pixel_at = _parse_deid(fh)
+        scan = _FileScan(index.matcher(_file_options(ds)), shown)
+        ts = ""
+        if ds is not None:
+            meta = getattr(ds, "file_meta", None)
+            ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+            if meta is not None:
+                _walk_deid(meta, 0, "", ["iso8859"], scan)
+            _walk_deid(ds, 0, "", dataset_encodings(ds), scan)
+        with _mapped(fh) as buf:
+            if ts != _DEFLATED:  # deflated bodies hold no plain bytes to search
+                if pixel_at is not None and pixel_at < len(buf):
+                    scan.skips.append((pixel_at, _bulk_end(buf, pixel_at, ts != _BIG_ENDIAN)))
+                _search_raw(scan, buf, _file_encodings(ds))
+    for start, end, key in scan.matcher.find_text(relative):
+        scan.leak("file path", key, relative[start:end])
+    return _dedupe(scan.leaks), ds is not None
+
+
+def _dedupe(leaks: list[Leak]) -> list[Leak]:
+    return list(dict.fromkeys(leaks))
+
+
+# ------------------------------------------------------------------------- the run
+def _require(path: Path, role: str) -> list[Path]:
+    if not path.exists():
+        raise VerifyInputError(f"{role} not found: {path}")
+    files = _files(path)
+    if not files:
+        raise VerifyInputError(f"{role} contains no files: {path}")
+    return files
+
+
+def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
+    """Gather needles from every original under ``original`` (file or folder tree)."""
+    result = VerifyResult()
+    index = NeedleIndex()
+    unreadable: list[Path] = []
+    for path in _require(original, "ORIGINAL"):
+        try:
+            ds = _read_original(path)
+        except Exception:  # a DICOM file we cannot parse
+            unreadable.append(path)
+            continue
+        if ds is None:
+            result.originals_skipped += 1
+            continue
+        index.add_dataset(ds)
+        result.originals_read += 1
+    if unreadable:
+        shown = index.matcher(frozenset())
+        names = ", ".join(shown.mask_text(_display(p, original)) for p in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise VerifyInputError(
+            f"{len(unreadable)} original file(s) could not be read as DICOM: {names}{more}"
+        )
+    if not result.originals_read:
+        raise VerifyInputError(f"ORIGINAL holds no readable DICOM files: {original}")
+    result.needles = len(index)
+    return index, result
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence pydicom while reading: its warnings quote element values, which are PHI."""
+    logger = logging.getLogger("pydicom")
+    disabled, mode = logger.disabled, config.settings.reading_validation_mode
+    logger.disabled = True
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = disabled
+        config.settings.reading_validation_mode = mode
+
+
+def verify_paths(original: Path, deid: Path) -> VerifyResult:
+    """Search every de-identified file under ``deid`` for every needle of ``original``.
+
+    Raises :class:`VerifyInputError` when either input is missing, empty or unreadable.
+    """
+    with _quiet():
+        return _verify(Path(original), Path(deid))
+
+
+def _verify(original: Path, deid: Path) -> VerifyResult:
+    deid_files = _require(deid, "DEID")
+    index, result = build_index(original)
+    default = index.matcher(frozenset())
+    for path in deid_files:
+        relative = _display(path, deid)
+        shown = default.mask_text(relative)
+        try:
+            leaks, parsed = _check_file(path, relative, shown, index)
+        except OSError as exc:
+            result.errors.append(f"{shown}: cannot read ({exc.__class__.__name__})")
+            continue
+        result.leaks += leaks
+        result.files_checked += 1
+        result.unparsed_files += 0 if parsed else 1
+    return result
+
+
+def _leak_table(leaks: list[Leak]) -> Table:
+    table = Table(title="Identifying values found in de-identified files", show_lines=False)
+    for column in ("File", "Attribute", "Kind", "Value (masked)"):
+        table.add_column(column, overflow="fold")
+    for leak in leaks[:_MAX_TABLE_ROWS]:
+        table.add_row(Text(leak.deid_file), Text(leak.location), Text(leak.kind),
+                      Text(leak.masked))
+    return table
+
+
+def write_report(result: VerifyResult, report: Path) -> None:
+    """JSON report of a run: counts and masked leaks, nothing identifying."""
+    payload = {
+        "tool": "safepacs verify-deid",
+        "result": "leaks" if result.leaks else ("incomplete" if result.errors else "clean"),
+        "files_checked": result.files_checked,
+        "originals_read": result.originals_read,
+        "originals_skipped_not_dicom": result.originals_skipped,
+        "unparsed_deid_files": result.unparsed_files,
+        "needles": result.needles,
+        "leak_count": len(result.leaks),
+        "leaks_by_kind": dict(Counter(leak.kind for leak in result.leaks)),
+        "errors": result.errors,
+        "leaks": [asdict(leak) for leak in result.leaks],
+    }
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run_verify(
+    original: Path, deid: Path, *, console: Console, report: Path | None = None
+) -> int:
+    """The ``verify-deid`` command: print leaks, write the report, return the exit code.
+
+    0: no leak; 1: at least one leak; 2: an input is missing or unreadable.
+    """
+    try:
+        result = verify_paths(original, deid)
+    except VerifyInputError as exc:
+        console.print(Text("error: ", style="bold red") + Text(str(exc)))
+        return 2
+    _print_result(console, result)
+    if report is not None:
+        try:
+            write_report(result, Path(report))
+        except OSError as exc:
+            console.print(Text(f"error: cannot write report {report} ({exc.strerror})",
+                               style="bold red"))
+            return 2
+        console.print(Text(f"report written to {report}"))
+    if result.leaks:
+        return 1
+    return 2 if result.errors else 0
+
+
+def _print_result(console: Console, result: VerifyResult) -> None:
+    if result.originals_skipped:
+        console.print(Text(f"note: skipped {result.originals_skipped} non-DICOM file(s) "
+                           "in ORIGINAL", style="yellow"))
+    if result.unparsed_files:
+        console.print(Text(f"note: {result.unparsed_files} de-identified file(s) are not "
+                           "parseable DICOM; their raw bytes were searched", style="yellow"))
+    for error in result.errors:
+        console.print(Text("error: ", style="bold red") + Text(error))
+    files = f"{result.files_checked} file{'s' if result.files_checked != 1 else ''}"
+    if not result.leaks:
+        if not result.errors:
+            console.print(Text(f"0 leaks in {files}", style="bold green"))
+        return
+    console.print(_leak_table(result.leaks))
+    if len(result.leaks) > _MAX_TABLE_ROWS:
+        console.print(Text(f"... and {len(result.leaks) - _MAX_TABLE_ROWS} more "
+                           "(write them all with --report)", style="yellow"))
+    affected = len({leak.deid_file for leak in result.leaks})
+    console.print(Text(f"{len(result.leaks)} leak{'s' if len(result.leaks) != 1 else ''} "
+                       f"in {affected} of {files}", style="bold red"))

@@ -1,0 +1,1 @@
+"""Reading, validating and writing DICOM files around pydicom: the I/O edge."""

@@ -1,0 +1,370 @@
+"""verify-deid: every identifying value of the originals, searched in every output file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from rich.console import Console
+
+from safepacs.deid.freetext import resident_id_check_digit
+from safepacs.deid.verify import Leak, mask, run_verify, verify_paths
+
+ORIGINAL_VALUES = (
+    "ZHANG", "张伟", "PID20240001", "ACC778899", "19800507", "20240315", "RP-2024-99",
+    "Beijing Union Hospital", "secret private note",
+)
+
+
+def ct_original(charset: str = "ISO_IR 192") -> Dataset:
+    """A fake CT header with identifiers at several depths and a private element."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "ZHANG^WEI=张^伟"
+    ds.PatientID = "PID20240001"
+    ds.PatientBirthDate = "19800507"
+    ds.PatientSex = "M"
+    ds.AccessionNumber = "ACC778899"
+    ds.StudyDate = "20240315"
+    ds.StudyTime = "101500"
+    ds.Modality = "CT"
+    ds.Manufacturer = "ACME Medical"
+    ds.InstitutionName = "Beijing Union Hospital"
+    ds.StationName = "CTSCANNER01"
+    ds.StudyDescription = "CT CHEST"
+    request = Dataset()
+    request.RequestedProcedureID = "RP-2024-99"
+    ds.RequestAttributesSequence = [request]
+    ds.add_new(0x00090010, "LO", "ACME PRIVATE")
+    ds.add_new(0x00091001, "LO", "secret private note")
+    return ds
+
+
+def deidentified(original: Dataset, *codes: str) -> Dataset:
+    """A hand-made clean copy: what a correct de-identifier would write."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = original.SpecificCharacterSet
+    ds.SOPClassUID = original.SOPClassUID
+    ds.SOPInstanceUID = "2.25." + str(abs(hash(original.SOPInstanceUID)) + 10**20)
+    ds.StudyInstanceUID = "2.25.1" + "7" * 20
+    ds.SeriesInstanceUID = "2.25.2" + "7" * 20
+    ds.PatientName = "SPQ4RT7ZK2"
+    ds.PatientID = "SPQ4RT7ZK2"
+    ds.Modality = "CT"
+    ds.Manufacturer = "ACME Medical"
+    ds.StudyDate = "20180101"
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethodCodeSequence = [_code(c) for c in ("113100", *codes)]
+    return ds
+
+
+def _code(value: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = "De-identification option"
+    return item
+
+
+def save(ds: Dataset, path: Path, *, implicit: bool = False) -> Path:
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture
+def original(tmp_path: Path) -> Dataset:
+    ds = ct_original()
+    save(ds, tmp_path / "orig" / "ZHANG_WEI" / "1.dcm")
+    return ds
+
+
+def run(tmp_path: Path, **kwargs) -> tuple[int, str]:
+    console = Console(record=True, width=200)
+    code = run_verify(tmp_path / "orig", tmp_path / "deid", console=console, **kwargs)
+    return code, console.export_text()
+
+
+def leaks(tmp_path: Path) -> list[Leak]:
+    return verify_paths(tmp_path / "orig", tmp_path / "deid").leaks
+
+
+# ----------------------------------------------------------------------- clean output
+def test_clean_copy_has_no_leaks_and_exits_zero(tmp_path: Path, original: Dataset) -> None:
+    save(deidentified(original), tmp_path / "deid" / "a" / "IM0001.dcm")
+    code, out = run(tmp_path)
+    assert code == 0
+    assert "0 leaks in 1 file" in out
+
+
+def test_kept_non_identifying_values_are_not_reported(tmp_path: Path, original: Dataset) -> None:
+    clean = deidentified(original)
+    clean.ImageComments = "ACME Medical CT"
+    clean.BodyPartExamined = "CHEST"
+    save(clean, tmp_path / "deid" / "x.dcm")
+    assert leaks(tmp_path) == []
+
+
+# ----------------------------------------------------------------------- leaks found
+def test_value_planted_in_a_nested_sequence_is_found(tmp_path: Path, original: Dataset) -> None:
+    leaky = deidentified(original)
+    inner = Dataset()
+    inner.PatientID = "PID20240001"
+    item = Dataset()
+    item.OtherPatientIDsSequence = [inner]
+    leaky.RequestAttributesSequence = [item]
+    save(leaky, tmp_path / "deid" / "renamed.dcm")
+    found = leaks(tmp_path)
+    assert [(f.location, f.kind) for f in found] == [
+        ("RequestAttributesSequence[0].OtherPatientIDsSequence[0].PatientID", "id")
+    ]
+    assert found[0].deid_file == "renamed.dcm"
+
+
+def test_private_value_in_a_sequence_is_found(tmp_path: Path, original: Dataset) -> None:
+    leaky = deidentified(original)
+    item = Dataset()
+    item.add_new(0x00090010, "LO", "ACME PRIVATE")
+    item.add_new(0x00091001, "LO", "secret private note")
+    leaky.RequestAttributesSequence = [item]
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [
+        ("RequestAttributesSequence[0].(0009,1001)", "private")
+    ]
+
+
+def test_name_in_other_order_inside_free_text_is_found(tmp_path: Path, original: Dataset) -> None:
+    leaky = deidentified(original)
+    leaky.ImageComments = "Follow-up for wei zhang"
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    assert [(f.location, f.kind, f.masked) for f in leaks(tmp_path)] == [
+        ("ImageComments", "name", "w***g")
+    ]
+
+
+def test_gb18030_file_leak_is_found_decoded_and_reported_once(tmp_path: Path) -> None:
+    save(ct_original("GB18030"), tmp_path / "orig" / "1.dcm")
+    leaky = deidentified(ct_original("GB18030"))
+    leaky.ImageComments = "患者张伟复查"
+    path = save(leaky, tmp_path / "deid" / "x.dcm")
+    assert "张伟".encode("gb18030") in path.read_bytes()
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "name")]
+
+
+def test_gb18030_bytes_in_a_binary_private_blob_are_found(tmp_path: Path) -> None:
+    save(ct_original("GB18030"), tmp_path / "orig" / "1.dcm")
+    leaky = deidentified(ct_original("GB18030"))
+    leaky.SpecificCharacterSet = "ISO_IR 100"
+    leaky.add_new(0x00290010, "LO", "VENDOR BLOB")
+    leaky.add_new(0x00291010, "OB", b"\x00\x01\x02" + "张伟".encode("gb18030") + b"\x00\x07")
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    found = leaks(tmp_path)
+    assert len(found) == 1
+    assert found[0].kind == "name"
+    assert found[0].location.startswith("(0029,1010) (raw bytes @")
+
+
+def test_unreadable_deid_file_is_searched_as_raw_bytes(tmp_path: Path, original: Dataset) -> None:
+    blob = tmp_path / "deid" / "notes.bin"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"\x89junk\x00" + "张伟".encode("gb18030") + b"\x00 more PID20240001\x00")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    assert result.unparsed_files == 1
+    assert sorted(f.kind for f in result.leaks) == ["id", "name"]
+    assert all(f.location.startswith("raw bytes @") for f in result.leaks)
+
+
+def test_iso_2022_japanese_bytes_are_found(tmp_path: Path) -> None:
+    orig = ct_original("ISO_IR 192")
+    orig.PatientName = "YAMADA^TARO=山田^太郎"
+    save(orig, tmp_path / "orig" / "1.dcm")
+    leaky = deidentified(orig)
+    leaky.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    leaky.add_new(0x00290010, "LO", "VENDOR BLOB")
+    leaky.add_new(0x00291010, "OB", b"\x01\x02" + "山田".encode("iso2022_jp") + b"\x00\x03")
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    assert [f.kind for f in leaks(tmp_path)] == ["name"]
+
+
+def test_implicit_vr_private_text_is_found(tmp_path: Path, original: Dataset) -> None:
+    leaky = deidentified(original)
+    leaky.add_new(0x00090010, "LO", "ACME PRIVATE")
+    leaky.add_new(0x00091001, "LO", "secret private note")
+    save(leaky, tmp_path / "deid" / "x.dcm", implicit=True)
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("(0009,1001)", "private")]
+
+
+def test_resident_id_and_phone_patterns_are_leaks_even_if_not_in_originals(
+    tmp_path: Path, original: Dataset
+) -> None:
+    first17 = "11010519800507123"
+    leaky = deidentified(original)
+    leaky.ImageComments = f"id {first17}{resident_id_check_digit(first17)} tel 13812345678"
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    assert sorted(f.kind for f in leaks(tmp_path)) == ["phone", "resident_id"]
+
+
+def test_identifying_file_name_is_a_leak_and_is_masked(tmp_path: Path, original: Dataset) -> None:
+    save(deidentified(original), tmp_path / "deid" / "ZHANG_WEI" / "1.dcm")
+    found = leaks(tmp_path)
+    assert [f.location for f in found] == ["file path"]
+    assert "ZHANG" not in found[0].deid_file
+
+
+# ----------------------------------------------------------------------- options
+def test_full_dates_are_allowed_under_113106(tmp_path: Path, original: Dataset) -> None:
+    kept = deidentified(original, "113106")
+    kept.StudyDate = "20240315"
+    kept.ImageComments = "scanned 2024-03-15"
+    save(kept, tmp_path / "deid" / "x.dcm")
+    assert leaks(tmp_path) == []
+
+
+def test_full_dates_are_leaks_without_113106(tmp_path: Path, original: Dataset) -> None:
+    kept = deidentified(original, "113107")
+    kept.StudyDate = "20240315"
+    save(kept, tmp_path / "deid" / "x.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("StudyDate", "date")]
+
+
+def test_birth_date_is_a_leak_even_under_113106(tmp_path: Path, original: Dataset) -> None:
+    kept = deidentified(original, "113106")
+    kept.ImageComments = "DOB 07.05.1980"
+    save(kept, tmp_path / "deid" / "x.dcm")
+    assert [f.kind for f in leaks(tmp_path)] == ["birth_date"]
+
+
+def test_device_institution_and_uids_follow_their_options(
+    tmp_path: Path, original: Dataset
+) -> None:
+    kept = deidentified(original)
+    kept.StationName = "CTSCANNER01"
+    kept.InstitutionName = "Beijing Union Hospital"
+    kept.StudyInstanceUID = original.StudyInstanceUID
+    save(kept, tmp_path / "deid" / "a.dcm")
+    assert sorted(f.kind for f in leaks(tmp_path)) == ["device", "institution", "uid"]
+    allowed = deidentified(original, "113109", "113110", "113112")
+    allowed.StationName = "CTSCANNER01"
+    allowed.InstitutionName = "Beijing Union Hospital"
+    allowed.StudyInstanceUID = original.StudyInstanceUID
+    save(allowed, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+
+
+def test_descriptions_are_allowed_after_clean_descriptors(
+    tmp_path: Path, original: Dataset
+) -> None:
+    kept = deidentified(original, "113105")
+    kept.StudyDescription = "CT CHEST"
+    save(kept, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    kept = deidentified(original)
+    kept.StudyDescription = "CT CHEST"
+    save(kept, tmp_path / "deid" / "a.dcm")
+    assert [f.kind for f in leaks(tmp_path)] == ["free_text"]
+
+
+# ----------------------------------------------------------------------- folders, exit codes
+def test_every_original_is_searched_in_every_deid_file(tmp_path: Path) -> None:
+    first, second = ct_original(), ct_original()
+    second.PatientName = "LIU^YANG"
+    second.PatientID = "PID20249999"
+    save(first, tmp_path / "orig" / "p1" / "a.dcm")
+    save(second, tmp_path / "orig" / "p2" / "b.dcm")
+    leaky = deidentified(first)
+    leaky.ImageComments = "compare with PID20249999"
+    save(leaky, tmp_path / "deid" / "deep" / "er" / "0001.dcm")
+    save(deidentified(second), tmp_path / "deid" / "0002.dcm")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    assert result.files_checked == 2 and result.originals_read == 2
+    assert [(f.deid_file, f.kind) for f in result.leaks] == [("deep/er/0001.dcm", "id")]
+
+
+def test_leak_exits_one_and_report_holds_only_masked_values(
+    tmp_path: Path, original: Dataset
+) -> None:
+    leaky = deidentified(original)
+    leaky.ImageComments = "ZHANG WEI 张伟 PID20240001 ACC778899 19800507 RP-2024-99"
+    leaky.InstitutionName = "Beijing Union Hospital"
+    leaky.add_new(0x00090010, "LO", "ACME PRIVATE")
+    leaky.add_new(0x00091001, "LO", "secret private note")
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    report = tmp_path / "out" / "report.json"
+    code, out = run(tmp_path, report=report)
+    assert code == 1
+    data = json.loads(report.read_text("utf-8"))
+    assert data["leak_count"] == len(data["leaks"]) >= 8
+    for value in ORIGINAL_VALUES:
+        assert value not in out
+        assert value not in report.read_text("utf-8")
+    for leak in data["leaks"]:
+        assert "***" in leak["masked"]
+
+
+def test_masked_values_never_equal_the_value() -> None:
+    for value in ["ZHANG", "Zhang Wei", "张伟", "1234567890", "AB", "Z***i", "A***", "****"]:
+        assert mask(value) != value
+        assert len(mask(value).replace("*", "")) <= 2
+    assert mask("Zhang Wei") == "Z***i"
+
+
+def test_missing_inputs_exit_two_without_traceback(tmp_path: Path) -> None:
+    code, out = run(tmp_path)
+    assert code == 2
+    assert "not found" in out and "Traceback" not in out
+
+
+def test_empty_deid_folder_exits_two(tmp_path: Path, original: Dataset) -> None:
+    (tmp_path / "deid").mkdir()
+    code, out = run(tmp_path)
+    assert code == 2 and "no files" in out
+
+
+def test_originals_without_dicom_exit_two(tmp_path: Path) -> None:
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "README.txt").write_text("not dicom")
+    save(deidentified(ct_original()), tmp_path / "deid" / "x.dcm")
+    code, out = run(tmp_path)
+    assert code == 2 and "no readable DICOM" in out
+
+
+def test_corrupt_original_exits_two_and_masks_its_path(tmp_path: Path, original: Dataset) -> None:
+    bad = tmp_path / "orig" / "ZHANG_WEI" / "2.dcm"
+    bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff")
+    save(deidentified(original), tmp_path / "deid" / "x.dcm")
+    code, out = run(tmp_path)
+    assert code == 2
+    assert "could not be read" in out and "ZHANG" not in out
+
+
+def test_single_files_can_be_compared(tmp_path: Path, original: Dataset) -> None:
+    clean = save(deidentified(original), tmp_path / "deid" / "x.dcm")
+    result = verify_paths(tmp_path / "orig" / "ZHANG_WEI" / "1.dcm", clean)
+    assert result.ok and result.files_checked == 1
+
+
+def test_many_files_are_checked_quickly(tmp_path: Path) -> None:
+    import time
+
+    for i in range(40):
+        ds = ct_original()
+        ds.PatientID = f"PID{i:08d}"
+        ds.PatientName = f"PATIENT{i:03d}^GIVEN{i:03d}"
+        save(ds, tmp_path / "orig" / f"{i}.dcm")
+        save(deidentified(ds), tmp_path / "deid" / f"{i}.dcm")
+    started = time.perf_counter()
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    assert result.ok and result.files_checked == 40
+    assert time.perf_counter() - started < 10
