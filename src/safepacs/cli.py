@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -114,7 +115,7 @@ def deid(
         raise _fail("OUTPUT must differ from INPUT")
     keys = _load_keys(key_file, create=True)
     out_root = output.parent if single else output
-    job = Job(out_root, output if single else None, options, keys.secret, delta_dir)
+    job = Job(out_root, output if single else None, options, keys.secret, delta_dir, time.time() - 1)
     tasks: list[Task] = list(discover(input))
     report_path = report or (None if single else output / "safepacs-deid-report.jsonl")
     results = _run_with_progress("de-identifying", tasks, job, workers)
@@ -236,7 +237,7 @@ def demo(
     keys = Keys.from_file(key_file, create=True)
     console.rule("2. de-identify (Basic Profile + Clean Descriptors + Modified Dates)")
     options = Options(clean_descriptors=True, retain_long_modified_dates=True)
-    job = Job(deid_out, None, options, keys.secret, deltas)
+    job = Job(deid_out, None, options, keys.secret, deltas, time.time() - 1)
     results = _run_with_progress("de-identifying", list(discover(orig)), job, 2)
     _write_report(deid_out / "safepacs-deid-report.jsonl", results)
     _summary(results, None)

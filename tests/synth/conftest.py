@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,5 +23,7 @@ class Corpus:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     root = tmp_path_factory.mktemp("synth") / "corpus"
-    key = generate(root, COUNT, SEED, small=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydicom warns on invalid values; we write none
+        key = generate(root, COUNT, SEED, small=True)
     return Corpus(root, key)

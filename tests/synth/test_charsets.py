@@ -13,18 +13,39 @@ def test_japanese_person_name_matches_ps3_5_h_3_1() -> None:
     value = "Yamada^Tarou=山田^太郎=やまだ^たろう"
     expected = (
         b"Yamada^Tarou="
-        + ESC + b"$B;3ED" + ESC + b"(B^" + ESC + b"$BB@O:" + ESC + b"(B="
-        + ESC + b"$B$d$^$@" + ESC + b"(B^" + ESC + b"$B$?$m$&" + ESC + b"(B"
-    )  # fmt: skip
+        + ESC
+        + b"$B;3ED"
+        + ESC
+        + b"(B^"
+        + ESC
+        + b"$BB@O:"
+        + ESC
+        + b"(B="
+        + ESC
+        + b"$B$d$^$@"
+        + ESC
+        + b"(B^"
+        + ESC
+        + b"$B$?$m$&"
+        + ESC
+        + b"(B"
+    )
     assert encode(value, CHARSETS["ISO 2022 IR 87"], "PN") == expected
 
 
 def test_korean_person_name_matches_ps3_5_i_2() -> None:
     value = "Hong^Gildong=洪^吉洞=홍^길동"
     expected = (
-        b"Hong^Gildong=" + ESC + b"$)C\xfb\xf3^" + ESC + b"$)C\xd1\xce\xd4\xd7="
-        + ESC + b"$)C\xc8\xab^" + ESC + b"$)C\xb1\xe6\xb5\xbf"
-    )  # fmt: skip
+        b"Hong^Gildong="
+        + ESC
+        + b"$)C\xfb\xf3^"
+        + ESC
+        + b"$)C\xd1\xce\xd4\xd7="
+        + ESC
+        + b"$)C\xc8\xab^"
+        + ESC
+        + b"$)C\xb1\xe6\xb5\xbf"
+    )
     assert encode(value, CHARSETS["ISO 2022 IR 149"], "PN") == expected
 
 

@@ -18,7 +18,6 @@ from safepacs.synth.charsets import TEXT_VRS
 from safepacs.synth.lookup import element_text, holds, locate
 
 
-
 def _digests(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -112,16 +111,24 @@ def test_names_round_trip_through_every_charset(corpus, datasets) -> None:
 @pytest.mark.parametrize("label", [c for c in CHARSETS if c != "ISO 2022 IR 58"])
 def test_pydicom_reads_planted_names(corpus, label: str) -> None:
     """pydicom's own decoder agrees for every charset it implements correctly."""
-    planted = [p for p in corpus.key.planted if p.location == "PatientName" and p.exact
-               and corpus.key.files[p.file].charset == label]  # fmt: skip
+    planted = [
+        p
+        for p in corpus.key.planted
+        if p.location == "PatientName" and p.exact and corpus.key.files[p.file].charset == label
+    ]
     for p in planted[:20]:
         assert str(pydicom.dcmread(corpus.root / p.file).PatientName) == p.value
 
 
 @pytest.mark.xfail(strict=True, reason="pydicom 3.0 keeps ESC $ ) A in ISO 2022 IR 58 text")
 def test_pydicom_reads_iso_2022_ir_58(corpus) -> None:
-    p = next(p for p in corpus.key.planted if p.location == "PatientName"
-             and corpus.key.files[p.file].charset == "ISO 2022 IR 58" and "=" in p.value)  # fmt: skip
+    p = next(
+        p
+        for p in corpus.key.planted
+        if p.location == "PatientName"
+        and corpus.key.files[p.file].charset == "ISO 2022 IR 58"
+        and "=" in p.value
+    )
     assert str(pydicom.dcmread(corpus.root / p.file).PatientName) == p.value
 
 
@@ -137,16 +144,47 @@ def test_resident_ids_have_valid_checksums_some_ending_in_x(corpus) -> None:
 
 
 _EXPECTED_LOCATIONS = {
-    "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientIDsSequence[].PatientID",
-    "IssuerOfPatientID", "PatientBirthDate", "PatientAddress", "PatientTelephoneNumbers",
-    "PatientTelecomInformation", "PatientMotherBirthName", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy",
-    "RequestingPhysician", "InstitutionName", "InstitutionAddress",
-    "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber", "AccessionNumber",
-    "StudyID", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "AcquisitionDate",
-    "AcquisitionTime", "ContentDate", "ContentTime", "AcquisitionDateTime", "PatientAge",
-    "PatientSize", "PatientWeight", "EthnicGroup", "Occupation", "AdditionalPatientHistory",
-    "PatientComments", "ImageComments", "StudyDescription", "SeriesDescription",
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientIDsSequence[].PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "PatientTelecomInformation",
+    "PatientMotherBirthName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "NameOfPhysiciansReadingStudy",
+    "RequestingPhysician",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "DeviceSerialNumber",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "ContentDate",
+    "ContentTime",
+    "AcquisitionDateTime",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "Occupation",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "ImageComments",
+    "StudyDescription",
+    "SeriesDescription",
     "RequestAttributesSequence[].AccessionNumber",
     "RequestAttributesSequence[].RequestedProcedureID",
     "RequestAttributesSequence[].ScheduledProcedureStepID",
@@ -156,10 +194,18 @@ _EXPECTED_LOCATIONS = {
     "ReferencedPatientSequence[].ReferencedSOPInstanceUID",
     "ReferencedStudySequence[].ReferencedSOPInstanceUID",
     "ReferencedImageSequence[].ReferencedSOPInstanceUID",
-    "SourceImageSequence[].ReferencedSOPInstanceUID", "ProcedureCodeSequence[].CodeMeaning",
-    "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
-    "(0011,1012)", "(0029,1010)", "(2001,1090)", "(0019,1016)", "(0033,1014)",
-}  # fmt: skip
+    "SourceImageSequence[].ReferencedSOPInstanceUID",
+    "ProcedureCodeSequence[].CodeMeaning",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "(0011,1012)",
+    "(0029,1010)",
+    "(2001,1090)",
+    "(0019,1016)",
+    "(0033,1014)",
+}
 
 
 def test_small_corpus_covers_every_location_kind_and_charset(corpus, datasets) -> None:
@@ -170,10 +216,19 @@ def test_small_corpus_covers_every_location_kind_and_charset(corpus, datasets) -
     assert {f.charset for f in key.files.values()} == set(CHARSETS)
     assert {f.kind for f in key.files.values()} == {"CR", "DX", "CT", "MR", "US", "US_MF", "XA"}
     assert len({f.transfer_syntax for f in key.files.values()}) == 2
-    creators = {str(e.value).strip() for ds in datasets.values() for e in ds
-                if e.tag.is_private and e.tag.element == 0x10}  # fmt: skip
-    assert {"GEMS_PATI_01", "SIEMENS CSA HEADER", "PHILIPS IMAGING DD 001", "AGFA",
-            "MEDICOM_RIS_07"} <= creators  # fmt: skip
+    creators = {
+        str(e.value).strip()
+        for ds in datasets.values()
+        for e in ds
+        if e.tag.is_private and e.tag.element == 0x10
+    }
+    assert {
+        "GEMS_PATI_01",
+        "SIEMENS CSA HEADER",
+        "PHILIPS IMAGING DD 001",
+        "AGFA",
+        "MEDICOM_RIS_07",
+    } <= creators
     private_vrs = {ds.get_item(0x00331014).VR for ds in datasets.values() if 0x00331014 in ds}
     assert "UN" in private_vrs
 
@@ -190,8 +245,11 @@ def test_no_short_values_are_listed(corpus) -> None:
 
 def test_uids_are_referenced_across_files(corpus) -> None:
     sop_uids = {f.sop_instance_uid for f in corpus.key.files.values()}
-    refs = [p for p in corpus.key.planted
-            if p.location.startswith(("ReferencedImageSequence", "SourceImageSequence"))]  # fmt: skip
+    refs = [
+        p
+        for p in corpus.key.planted
+        if p.location.startswith(("ReferencedImageSequence", "SourceImageSequence"))
+    ]
     assert refs and all(p.value in sop_uids for p in refs)
 
 
@@ -213,8 +271,18 @@ def _unplanted_text(ds: Dataset, charset, planted) -> str:
             if tag == 0x7FE00010:
                 continue
             raw = d.get_item(tag)
-            if elem.VR not in TEXT_VRS and elem.VR not in ("UN", "UI", "DA", "TM", "DT", "CS",
-                                                           "DS", "IS", "AS", "OB"):  # fmt: skip
+            if elem.VR not in TEXT_VRS and elem.VR not in (
+                "UN",
+                "UI",
+                "DA",
+                "TM",
+                "DT",
+                "CS",
+                "DS",
+                "IS",
+                "AS",
+                "OB",
+            ):
                 continue
             text = element_text(raw, charset)
             for value in sorted(listed.get(prefix + name, []), key=len, reverse=True):
@@ -246,13 +314,32 @@ def test_dcmdump_reads_files_and_decodes_names(corpus) -> None:
     for rel in first.values():
         # DCMTK's iconv has no ISO-IR 87, so those files are only dumped, not converted.
         convert = corpus.key.files[rel].charset != "ISO 2022 IR 87"
-        run = subprocess.run(["dcmdump", *(["+U8"] if convert else []), "+L",
-                              str(corpus.root / rel)],
-                             capture_output=True, text=True, encoding="utf-8",
-                             errors="replace")  # fmt: skip
+        run = subprocess.run(
+            ["dcmdump", *(["+U8"] if convert else []), "+L", str(corpus.root / rel)],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
         assert run.returncode == 0, (rel, run.stderr)
         assert not re.search(r"^E:", run.stdout + run.stderr, re.M), (rel, run.stderr)
         if convert:
-            name = next(p.value for p in corpus.key.for_file(rel)
-                        if p.location == "PatientName" and p.exact)  # fmt: skip
+            name = next(
+                p.value for p in corpus.key.for_file(rel) if p.location == "PatientName" and p.exact
+            )
             assert f"[{name}]" in run.stdout, (rel, name)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools' dciodvfy not installed")
+def test_dciodvfy_finds_no_errors(corpus) -> None:
+    """One file of each kind and charset passes the IOD checker (warnings are expected:
+    retired OtherPatientIDs, attributes outside the IOD, bare ideographic PN, as in the wild)."""
+    first: dict[tuple[str, str], str] = {}
+    for rel, info in corpus.key.files.items():
+        first.setdefault((info.kind, info.charset), rel)
+    for rel in first.values():
+        run = subprocess.run(
+            ["dciodvfy", str(corpus.root / rel)], capture_output=True, text=True, errors="replace"
+        )
+        errors = [ln for ln in (run.stdout + run.stderr).splitlines() if ln.startswith("Error")]
+        assert not errors, (rel, errors)

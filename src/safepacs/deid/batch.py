@@ -47,6 +47,7 @@ class Job:
     options: Options
     secret: bytes
     delta_dir: Path | None
+    started: float | None = None  # run start (epoch seconds): outputs newer than this are ours
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,22 @@ def discover(root: Path) -> Iterator[Task]:
             except OSError as exc:
                 yield Task(None, child_rel, f"cannot read file ({exc.strerror or 'error'})")
                 continue
+            if stat.S_ISREG(mode) and _is_own_report(entry.name):
+                continue
             if stat.S_ISREG(mode):
                 yield Task(Path(entry.path), child_rel)
             else:
                 yield Task(None, child_rel, "not a regular file")
 
     yield from walk(root, "")
+
+
+REPORT_SUFFIX = "-report.jsonl"
+
+
+def _is_own_report(name: str) -> bool:
+    """safepacs' own reports inside an output folder are not inputs of a later step."""
+    return name.startswith("safepacs-") and name.endswith(REPORT_SUFFIX)
 
 
 def output_path(job: Job, ds) -> Path:  # type: ignore[no-untyped-def]
@@ -153,7 +164,7 @@ def process(task: Task) -> Result:
             for elem in list(src.trailer.elements()):
                 delta.record((), src.trailer, elem.tag)
         out = output_path(job, ds)
-        write_atomic(src, ds, out)
+        write_atomic(src, ds, out, exclusive_since=job.started)
         if job.delta_dir is not None:
             sop = str(ds.get("SOPInstanceUID", ""))
             sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), sop)

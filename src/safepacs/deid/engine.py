@@ -95,6 +95,8 @@ def deidentify_inplace(
     if getattr(ds, "file_meta", None) is not None:
         walker.walk_meta(ds.file_meta)
     walker.mark(ds)
+    if getattr(ds, "file_meta", None) is not None:
+        walker.sync_meta(ds)
     return walker.delta
 
 
@@ -335,9 +337,26 @@ class _Walker:
                 self._replace(meta, path, tag, DataElement(tag, "SH", IMPLEMENTATION_VERSION_NAME))
             else:  # source/sending/receiving AE titles, addresses, private information
                 self._remove(meta, path, tag)
-        if 0x00020012 not in meta:
-            self._replace(meta, (META,), BaseTag(0x00020012),
-                          DataElement(0x00020012, "UI", IMPLEMENTATION_CLASS_UID))
+        # Always written by safepacs (pydicom adds the version if absent): record them so
+        # that restore reproduces the original meta exactly.
+        if 0x00020001 not in meta:
+            self._replace(meta, (META,), BaseTag(0x00020001),
+                          DataElement(0x00020001, "OB", b"\x00\x01"))
+        for tag, vr, value in ((0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+                               (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)):
+            if tag not in meta:
+                self._replace(meta, (META,), BaseTag(tag), DataElement(tag, vr, value))
+
+    def sync_meta(self, ds: Dataset) -> None:
+        """Media Storage SOP Class/Instance UIDs always match the dataset that follows."""
+        for meta_tag, ds_tag in ((0x00020002, 0x00080016), (0x00020003, 0x00080018)):
+            value = ds.get(ds_tag)
+            if value is None or value.is_empty:
+                continue
+            current = ds.file_meta.get(meta_tag)
+            if current is None or current.value != value.value:
+                tag = BaseTag(meta_tag)
+                self._replace(ds.file_meta, (META,), tag, DataElement(tag, "UI", value.value))
 
     def mark(self, ds: Dataset) -> None:
         """PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""

@@ -47,7 +47,7 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, sing
         delta = unseal(delta_path.read_bytes(), key, sop)
         restored = delta.apply(src.dataset)
         target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
-        write_atomic(src, restored, target)
+        write_atomic(src, restored, target, enforce_meta=False)  # exactly as it was
     except SafepacsError as exc:
         msg = str(exc)
         return Result(rel, None, "rejected", msg.split(": ", 1)[-1] if msg.startswith(path.name) else msg)

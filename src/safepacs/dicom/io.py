@@ -28,7 +28,11 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure, meta_end
-from safepacs.errors import InvalidDicom
+from safepacs.errors import InvalidDicom, RejectedFile
+
+
+class DuplicateObject(RejectedFile):
+    """Two inputs of one run map to the same output object."""
 
 _PIXEL_GROUP = 0x7FE0
 _UNDEFINED = 0xFFFFFFFF
@@ -228,11 +232,20 @@ def _read_whole(path: Path, name: str) -> DicomFile:
     return DicomFile(path, ds, None, None, None)
 
 
-def write_atomic(src: DicomFile, ds: Dataset, out: Path) -> None:
+def write_atomic(
+    src: DicomFile,
+    ds: Dataset,
+    out: Path,
+    *,
+    exclusive_since: float | None = None,
+    enforce_meta: bool = True,
+) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
     The file appears under its final name only once complete (temp file + rename), so an
-    interrupted run leaves no half-written file.  The 128-byte preamble is zeroed: a
+    interrupted run leaves no half-written file.  With ``exclusive_since`` (a run's start
+    time), a file already written by this run is never replaced: two inputs with the same
+    SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
     preamble can carry anything (TIFF headers, text) and nothing in it is needed.
     """
     out = Path(out)
@@ -246,7 +259,7 @@ def write_atomic(src: DicomFile, ds: Dataset, out: Path) -> None:
         with open(tmp, "wb") as fh:
             fp = DicomBytesIO()
             fp.write(b"\x00" * 128 + b"DICM")
-            write_file_meta_info(fp, meta, enforce_standard=True)
+            write_file_meta_info(fp, meta, enforce_standard=enforce_meta)
             fp.is_implicit_VR = implicit
             fp.is_little_endian = little
             if tsuid == DeflatedExplicitVRLittleEndian:
@@ -267,13 +280,30 @@ def write_atomic(src: DicomFile, ds: Dataset, out: Path) -> None:
             else:
                 write_dataset(fp, ds)
                 fh.write(fp.getvalue())
-        os.replace(tmp, out)
+        if exclusive_since is None:
+            os.replace(tmp, out)
+        else:
+            _publish_exclusive(tmp, out, exclusive_since)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def _publish_exclusive(tmp: Path, out: Path, since: float) -> None:
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        if out.stat().st_mtime >= since:
+            raise DuplicateObject(
+                "duplicate SOPInstanceUID: another input of this run has the same identity "
+                "and was written already"
+            ) from None
+        os.replace(tmp, out)  # left by an earlier run: replace it
+        return
+    os.unlink(tmp)
 
 
 def _split_at_pixels(ds: Dataset) -> tuple[Dataset, Dataset | None]:

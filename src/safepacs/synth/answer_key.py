@@ -22,9 +22,22 @@ FORMAT_VERSION = 1
 #: What a planted value is.  "free_text" and "private" name where it sits (inside a
 #: description/comment, inside a private element); the others name what it is.
 KINDS = (
-    "name", "id", "date", "datetime", "time", "address", "phone", "email", "resident_id",
-    "free_text", "private", "institution", "device", "uid", "patient_characteristic",
-)  # fmt: skip
+    "name",
+    "id",
+    "date",
+    "datetime",
+    "time",
+    "address",
+    "phone",
+    "email",
+    "resident_id",
+    "free_text",
+    "private",
+    "institution",
+    "device",
+    "uid",
+    "patient_characteristic",
+)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ import numpy as np
 from pydicom.charset import convert_encodings
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from safepacs.synth import charsets, images
 from safepacs.synth.answer_key import Planted
-from safepacs.synth.plan import Instance, Patient, Series, Study, Text, plan_one
 from safepacs.synth.names import name_components
+from safepacs.synth.plan import Instance, Patient, Series, Study, Text, plan_one
 from safepacs.synth.planting import Planter
 
 #: Fixed so the same seed gives byte-identical files (pydicom would write its own).
@@ -83,7 +83,9 @@ def build(inst: Instance, small: bool, seed: int = 0) -> tuple[FileDataset, list
     _instance(pl, inst)
     images.add_image(pl, inst, small, nprng)
     _private(pl, inst, rng)
-    _settle(ds, inst.implicit_vr, convert_encodings(list(study.charset.specific_character_set) or ""))
+    _settle(
+        ds, inst.implicit_vr, convert_encodings(list(study.charset.specific_character_set) or "")
+    )
     return ds, planted
 
 
@@ -232,7 +234,9 @@ def _csa_blob(fields: list[tuple[str, str]]) -> bytes:
     for name, value in fields:
         out += name.encode("ascii").ljust(64, b"\0")
         data = value.encode("ascii") + b"\0"
-        out += struct.pack("<IIII", len(data), 77, len(data), 77) + data.ljust((len(data) + 3) & ~3, b"\0")
+        out += struct.pack("<IIII", len(data), 77, len(data), 77) + data.ljust(
+            (len(data) + 3) & ~3, b"\0"
+        )
     return bytes(out)
 
 
@@ -254,8 +258,13 @@ def _private(pl: Planter, inst: Instance, rng: random.Random) -> None:
         pl.private_creator(0x0029, "SIEMENS CSA HEADER")
         pl.private(0x0029, 0x1008, "CS", "IMAGE NUM 4")
         pl.private(0x0029, 0x1009, "LO", "V1")
-        blob = _csa_blob([("PatientID", p.patient_id), ("PatientBirthDate", dob),
-                          ("AccessionNumber", study.accession)])  # fmt: skip
+        blob = _csa_blob(
+            [
+                ("PatientID", p.patient_id),
+                ("PatientBirthDate", dob),
+                ("AccessionNumber", study.accession),
+            ]
+        )
         pl.private(0x0029, 0x1010, "OB", blob, [p.patient_id, dob, study.accession])
     elif vendor == "PHILIPS":
         pl.private_creator(0x2001, "PHILIPS IMAGING DD 001")
@@ -276,15 +285,16 @@ def _private(pl: Planter, inst: Instance, rng: random.Random) -> None:
         # Explicit UN: what a router writes after losing the VR of an LO it did not know.
         pl.private(0x0033, 0x1014, "UN", p.address, [p.address], whole=True)
         rid = next((v for v, k, _ in p.other_ids if k == "resident_id"), p.other_ids[0][0])
-        pl.private(0x0033, 0x1015, "LT", f"Registered {who.display}\r\nCard {rid}",
-                   [who.display, rid])  # fmt: skip
+        pl.private(
+            0x0033, 0x1015, "LT", f"Registered {who.display}\r\nCard {rid}", [who.display, rid]
+        )
         if rng.random() < 0.5:
-            pl.private(0x0033, 0x1016, "UN", f"MRN={p.patient_id};DOB={dob}",
-                       [p.patient_id, dob])  # fmt: skip
+            pl.private(0x0033, 0x1016, "UN", f"MRN={p.patient_id};DOB={dob}", [p.patient_id, dob])
 
 
-def make_dataset(rng: random.Random, kind: str = "CT", charset: str = "ISO_IR 192",
-                 small: bool = True) -> tuple[FileDataset, list[Planted]]:  # fmt: skip
+def make_dataset(
+    rng: random.Random, kind: str = "CT", charset: str = "ISO_IR 192", small: bool = True
+) -> tuple[FileDataset, list[Planted]]:
     """One stand-alone dataset of image ``kind`` in ``charset``, plus what was planted.
 
     For unit tests elsewhere (de-identification, leak checks) that need one realistic

@@ -56,7 +56,9 @@ IR58 = Charset("ISO 2022 IR 58", ("", "ISO 2022 IR 58"), "gb2312", ESC + "$)A")
 IR87 = Charset("ISO 2022 IR 87", ("", "ISO 2022 IR 87"), "iso2022_jp", ESC + "$B", g0=True)
 IR149 = Charset("ISO 2022 IR 149", ("", "ISO 2022 IR 149"), "euc_kr", ESC + "$)C")
 
-CHARSETS: dict[str, Charset] = {c.label: c for c in (ASCII, LATIN1, UTF8, GB18030, IR58, IR87, IR149)}
+CHARSETS: dict[str, Charset] = {
+    c.label: c for c in (ASCII, LATIN1, UTF8, GB18030, IR58, IR87, IR149)
+}
 
 _ALLOWED_ESCAPES = {ESC + "$B", ESC + "(B"}
 
@@ -120,8 +122,9 @@ def decode(raw: bytes, charset: Charset, vr: str) -> str:
         return raw.decode(charset.codec)
     delims = _delimiters(vr).encode("ascii")
     if charset.g0:
-        return "".join(p if isinstance(p, str) else p.decode(charset.codec)
-                       for p in _split_g0(raw, delims))  # fmt: skip
+        return "".join(
+            p if isinstance(p, str) else p.decode(charset.codec) for p in _split_g0(raw, delims)
+        )
     out: list[str] = []
     for piece in re.split(b"([" + re.escape(delims) + b"])", raw):
         if len(piece) == 1 and piece in delims:

@@ -33,8 +33,15 @@ SOP_CLASS = {
 }
 
 #: Full-size matrices: (rows, columns).
-FULL_SIZE = {"CR": (2048, 2048), "DX": (3000, 2500), "CT": (512, 512), "MR": (512, 512),
-             "US": (480, 640), "US_MF": (480, 640), "XA": (512, 512)}  # fmt: skip
+FULL_SIZE = {
+    "CR": (2048, 2048),
+    "DX": (3000, 2500),
+    "CT": (512, 512),
+    "MR": (512, 512),
+    "US": (480, 640),
+    "US_MF": (480, 640),
+    "XA": (512, 512),
+}
 _SMALL_SIDES = (32, 40, 48, 56, 64)
 
 
@@ -59,8 +66,17 @@ def _ds(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _pixel_module(pl: Planter, rows: int, cols: int, *, bits: int, stored: int, signed: bool,
-                  photometric: str, samples: int = 1) -> None:  # fmt: skip
+def _pixel_module(
+    pl: Planter,
+    rows: int,
+    cols: int,
+    *,
+    bits: int,
+    stored: int,
+    signed: bool,
+    photometric: str,
+    samples: int = 1,
+) -> None:
     pl.plain("SamplesPerPixel", samples)
     pl.plain("PhotometricInterpretation", photometric)
     if samples == 3:
@@ -105,8 +121,15 @@ def add_image(pl: Planter, inst: Instance, small: bool, rng: np.random.Generator
         pl.plain("ViewPosition", "PA" if inst.number == 1 else "LL")
         pl.plain("PatientOrientation", ["L", "F"])
         pl.plain("KVP", "120" if inst.number == 1 else "110")
-        _pixel_module(pl, rows, cols, bits=16, stored=stored, signed=False,
-                      photometric="MONOCHROME1" if mono1 else "MONOCHROME2")  # fmt: skip
+        _pixel_module(
+            pl,
+            rows,
+            cols,
+            bits=16,
+            stored=stored,
+            signed=False,
+            photometric="MONOCHROME1" if mono1 else "MONOCHROME2",
+        )
         spacing = _ds(430.0 / rows)
         pl.plain("ImagerPixelSpacing", [spacing, spacing])
         pl.plain("WindowCenter", str(1 << (stored - 1)))
@@ -126,8 +149,12 @@ def add_image(pl: Planter, inst: Instance, small: bool, rng: np.random.Generator
             pl.ds.AcquisitionContextSequence = []
             _code(pl, "AnatomicRegionSequence", "51185008", "Chest")
             pa = inst.number == 1
-            _code(pl, "ViewCodeSequence", "399348003" if pa else "399173006",
-                  "postero-anterior" if pa else "left lateral")  # fmt: skip
+            _code(
+                pl,
+                "ViewCodeSequence",
+                "399348003" if pa else "399173006",
+                "postero-anterior" if pa else "left lateral",
+            )
         _pixel_data(pl, pixels.radiograph(rng, rows, cols, stored, mono1))
     elif kind == "CT":
         signed = variant % 2 == 0
@@ -138,8 +165,15 @@ def add_image(pl: Planter, inst: Instance, small: bool, rng: np.random.Generator
         pl.plain("ConvolutionKernel", "STANDARD")
         pl.plain("AcquisitionNumber", 1)
         _plane(pl, inst, rows, z, 360.0)
-        _pixel_module(pl, rows, cols, bits=16, stored=16 if signed else 12, signed=signed,
-                      photometric="MONOCHROME2")  # fmt: skip
+        _pixel_module(
+            pl,
+            rows,
+            cols,
+            bits=16,
+            stored=16 if signed else 12,
+            signed=signed,
+            photometric="MONOCHROME2",
+        )
         pl.plain("RescaleIntercept", "0" if signed else "-1024")
         pl.plain("RescaleSlope", "1")
         pl.plain("RescaleType", "HU")
@@ -160,8 +194,7 @@ def add_image(pl: Planter, inst: Instance, small: bool, rng: np.random.Generator
         pl.plain("MagneticFieldStrength", "3")
         pl.plain("ImagedNucleus", "1H")
         _plane(pl, inst, rows, z, 240.0)
-        _pixel_module(pl, rows, cols, bits=16, stored=12, signed=False,
-                      photometric="MONOCHROME2")  # fmt: skip
+        _pixel_module(pl, rows, cols, bits=16, stored=12, signed=False, photometric="MONOCHROME2")
         pl.plain("WindowCenter", "1200")
         pl.plain("WindowWidth", "2400")
         _pixel_data(pl, pixels.mr_slice(rng, rows, z / 20.0))
@@ -169,8 +202,7 @@ def add_image(pl: Planter, inst: Instance, small: bool, rng: np.random.Generator
         pl.plain("ImageType", ["ORIGINAL", "PRIMARY", "ABDOMINAL"])
         pl.plain("PatientOrientation", "")
         pl.plain("LossyImageCompression", "00")
-        _pixel_module(pl, rows, cols, bits=8, stored=8, signed=False, photometric="RGB",
-                      samples=3)  # fmt: skip
+        _pixel_module(pl, rows, cols, bits=8, stored=8, signed=False, photometric="RGB", samples=3)
         if kind == "US":
             _pixel_data(pl, pixels.ultrasound_rgb(rng, rows, cols))
         else:

@@ -22,65 +22,150 @@ SCRIPTS = ("zh", "ja", "ko", "latin", "ascii")
 
 # (romanised, ideographic) family names; the last four are two-character surnames.
 _ZH_FAMILY = [
-    ("Wang", "王"), ("Zhang", "张"), ("Liu", "刘"), ("Chen", "陈"), ("Yang", "杨"),
-    ("Huang", "黄"), ("Zhao", "赵"), ("Zhou", "周"), ("Guo", "郭"), ("Gao", "高"),
-    ("Zheng", "郑"), ("Xie", "谢"), ("Ouyang", "欧阳"), ("Sima", "司马"), ("Zhuge", "诸葛"),
+    ("Wang", "王"),
+    ("Zhang", "张"),
+    ("Liu", "刘"),
+    ("Chen", "陈"),
+    ("Yang", "杨"),
+    ("Huang", "黄"),
+    ("Zhao", "赵"),
+    ("Zhou", "周"),
+    ("Guo", "郭"),
+    ("Gao", "高"),
+    ("Zheng", "郑"),
+    ("Xie", "谢"),
+    ("Ouyang", "欧阳"),
+    ("Sima", "司马"),
+    ("Zhuge", "诸葛"),
     ("Shangguan", "上官"),
-]  # fmt: skip
+]
 _ZH_GIVEN_M = [
-    ("Jianguo", "建国"), ("Zhiqiang", "志强"), ("Junjie", "俊杰"), ("Haoran", "浩然"),
-    ("Minghui", "明辉"), ("Wenbo", "文博"), ("Xiaodong", "晓东"), ("Qiang", "强"),
-    ("Peng", "鹏"), ("Yong", "勇"),
-]  # fmt: skip
+    ("Jianguo", "建国"),
+    ("Zhiqiang", "志强"),
+    ("Junjie", "俊杰"),
+    ("Haoran", "浩然"),
+    ("Minghui", "明辉"),
+    ("Wenbo", "文博"),
+    ("Xiaodong", "晓东"),
+    ("Qiang", "强"),
+    ("Peng", "鹏"),
+    ("Yong", "勇"),
+]
 _ZH_GIVEN_F = [
-    ("Xiuying", "秀英"), ("Guiying", "桂英"), ("Haiyan", "海燕"), ("Shufen", "淑芬"),
-    ("Yulan", "玉兰"), ("Zihan", "子涵"), ("Yuxuan", "雨萱"), ("Lijuan", "丽娟"),
-    ("Chunmei", "春梅"), ("Jing", "静"),
-]  # fmt: skip
+    ("Xiuying", "秀英"),
+    ("Guiying", "桂英"),
+    ("Haiyan", "海燕"),
+    ("Shufen", "淑芬"),
+    ("Yulan", "玉兰"),
+    ("Zihan", "子涵"),
+    ("Yuxuan", "雨萱"),
+    ("Lijuan", "丽娟"),
+    ("Chunmei", "春梅"),
+    ("Jing", "静"),
+]
 # Given names with characters outside GB2312 (GBK / CJK Extension A): only for
 # GB18030 and UTF-8 files.
-_ZH_GIVEN_RARE = [("Zhe", "喆", "M"), ("Kunpeng", "堃鹏", "M"), ("Siyan", "思䶮", "M"),
-                  ("Yuetong", "玥彤", "F")]  # fmt: skip
+_ZH_GIVEN_RARE = [
+    ("Zhe", "喆", "M"),
+    ("Kunpeng", "堃鹏", "M"),
+    ("Siyan", "思䶮", "M"),
+    ("Yuetong", "玥彤", "F"),
+]
 
 # (romanised, kanji, hiragana)
 _JA_FAMILY = [
-    ("Yamada", "山田", "やまだ"), ("Tanaka", "田中", "たなか"), ("Suzuki", "鈴木", "すずき"),
-    ("Takahashi", "高橋", "たかはし"), ("Watanabe", "渡辺", "わたなべ"),
-    ("Nakamura", "中村", "なかむら"), ("Kobayashi", "小林", "こばやし"),
-    ("Yoshida", "吉田", "よしだ"), ("Kimura", "木村", "きむら"), ("Inoue", "井上", "いのうえ"),
-]  # fmt: skip
-_JA_GIVEN_M = [("Tarou", "太郎", "たろう"), ("Kenji", "健二", "けんじ"),
-               ("Hiroshi", "博史", "ひろし"), ("Takumi", "拓海", "たくみ"),
-               ("Shouta", "翔太", "しょうた")]  # fmt: skip
-_JA_GIVEN_F = [("Hanako", "花子", "はなこ"), ("Akiko", "明子", "あきこ"),
-               ("Yumiko", "由美子", "ゆみこ"), ("Misaki", "美咲", "みさき"),
-               ("Naomi", "直美", "なおみ")]  # fmt: skip
+    ("Yamada", "山田", "やまだ"),
+    ("Tanaka", "田中", "たなか"),
+    ("Suzuki", "鈴木", "すずき"),
+    ("Takahashi", "高橋", "たかはし"),
+    ("Watanabe", "渡辺", "わたなべ"),
+    ("Nakamura", "中村", "なかむら"),
+    ("Kobayashi", "小林", "こばやし"),
+    ("Yoshida", "吉田", "よしだ"),
+    ("Kimura", "木村", "きむら"),
+    ("Inoue", "井上", "いのうえ"),
+]
+_JA_GIVEN_M = [
+    ("Tarou", "太郎", "たろう"),
+    ("Kenji", "健二", "けんじ"),
+    ("Hiroshi", "博史", "ひろし"),
+    ("Takumi", "拓海", "たくみ"),
+    ("Shouta", "翔太", "しょうた"),
+]
+_JA_GIVEN_F = [
+    ("Hanako", "花子", "はなこ"),
+    ("Akiko", "明子", "あきこ"),
+    ("Yumiko", "由美子", "ゆみこ"),
+    ("Misaki", "美咲", "みさき"),
+    ("Naomi", "直美", "なおみ"),
+]
 
 # (romanised, hanja, hangul)
 _KO_FAMILY = [
-    ("Kim", "金", "김"), ("Park", "朴", "박"), ("Choi", "崔", "최"), ("Jung", "鄭", "정"),
-    ("Kang", "姜", "강"), ("Yoon", "尹", "윤"), ("Jang", "張", "장"), ("Hong", "洪", "홍"),
-    ("Shin", "申", "신"), ("Song", "宋", "송"),
-]  # fmt: skip
-_KO_GIVEN_M = [("Gildong", "吉洞", "길동"), ("Minjun", "敏俊", "민준"), ("Jiho", "智浩", "지호"),
-               ("Hyunwoo", "賢宇", "현우"), ("Dongsu", "東秀", "동수")]  # fmt: skip
-_KO_GIVEN_F = [("Eunji", "恩智", "은지"), ("Jiyoung", "智英", "지영"), ("Minseo", "敏瑞", "민서"),
-               ("Sooyeon", "秀延", "수연"), ("Haeun", "夏恩", "하은")]  # fmt: skip
+    ("Kim", "金", "김"),
+    ("Park", "朴", "박"),
+    ("Choi", "崔", "최"),
+    ("Jung", "鄭", "정"),
+    ("Kang", "姜", "강"),
+    ("Yoon", "尹", "윤"),
+    ("Jang", "張", "장"),
+    ("Hong", "洪", "홍"),
+    ("Shin", "申", "신"),
+    ("Song", "宋", "송"),
+]
+_KO_GIVEN_M = [
+    ("Gildong", "吉洞", "길동"),
+    ("Minjun", "敏俊", "민준"),
+    ("Jiho", "智浩", "지호"),
+    ("Hyunwoo", "賢宇", "현우"),
+    ("Dongsu", "東秀", "동수"),
+]
+_KO_GIVEN_F = [
+    ("Eunji", "恩智", "은지"),
+    ("Jiyoung", "智英", "지영"),
+    ("Minseo", "敏瑞", "민서"),
+    ("Sooyeon", "秀延", "수연"),
+    ("Haeun", "夏恩", "하은"),
+]
 
-_LATIN_FAMILY = ["Müller", "Gonçalves", "Sánchez", "Lefèvre", "Jiménez", "Søndergaard",
-                 "Åkesson", "Núñez", "Østergård", "Brönnimann", "Þórsson", "Castañeda",
-                 "Fernández", "Schäfer"]  # fmt: skip
+_LATIN_FAMILY = [
+    "Müller",
+    "Gonçalves",
+    "Sánchez",
+    "Lefèvre",
+    "Jiménez",
+    "Søndergaard",
+    "Åkesson",
+    "Núñez",
+    "Østergård",
+    "Brönnimann",
+    "Þórsson",
+    "Castañeda",
+    "Fernández",
+    "Schäfer",
+]
 _LATIN_GIVEN_M = ["José", "François", "Jürgen", "Björn", "Søren", "Ángel", "Jérôme", "Joaquín"]
 _LATIN_GIVEN_F = ["Zoë", "Renée", "Agnès", "Inês", "Åsa", "Mónica", "Hélène", "Ingrið"]
 
-_ASCII_FAMILY = ["Thornbury", "Whitaker", "Pemberton", "Holloway", "Okafor", "Lindqvist",
-                 "Abernathy", "Kowalski", "Delacroix", "Fairweather"]  # fmt: skip
+_ASCII_FAMILY = [
+    "Thornbury",
+    "Whitaker",
+    "Pemberton",
+    "Holloway",
+    "Okafor",
+    "Lindqvist",
+    "Abernathy",
+    "Kowalski",
+    "Delacroix",
+    "Fairweather",
+]
 _ASCII_GIVEN_M = ["Theodore", "Marcus", "Everett", "Dominic", "Gregory"]
 _ASCII_GIVEN_F = ["Margaret", "Josephine", "Eleanor", "Beatrice", "Priscilla"]
 _ASCII_MIDDLE = ["Jane", "Louise", "James", "Robert", "Edward", "Marie"]
 
-_TRANSLIT = str.maketrans({"Þ": "Th", "þ": "th", "ð": "d", "Ø": "O", "ø": "o", "ß": "ss",
-                           "Æ": "Ae", "æ": "ae"})  # fmt: skip
+_TRANSLIT = str.maketrans(
+    {"Þ": "Th", "þ": "th", "ð": "d", "Ø": "O", "ø": "o", "ß": "ss", "Æ": "Ae", "æ": "ae"}
+)
 
 
 def ascii_fold(text: str) -> str:
@@ -124,8 +209,15 @@ def name_components(pn: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def person(rng: random.Random, script: str, sex: str | None = None, *, rare: bool = False,
-           bare: bool = False, prefix: str = "") -> Person:  # fmt: skip
+def person(
+    rng: random.Random,
+    script: str,
+    sex: str | None = None,
+    *,
+    rare: bool = False,
+    bare: bool = False,
+    prefix: str = "",
+) -> Person:
     """A random person writing their name in ``script``.
 
     For Chinese, ``rare`` allows given names outside GB2312 and ``bare`` allows the
@@ -169,7 +261,9 @@ def person(rng: random.Random, script: str, sex: str | None = None, *, rare: boo
         fam = rng.choice(_ASCII_FAMILY)
         giv = rng.choice(_ASCII_GIVEN_M if sex == "M" else _ASCII_GIVEN_F)
         mid = rng.choice(_ASCII_MIDDLE) if rng.random() < 0.4 else ""
-        pn = f"{fam}^{giv}" + (f"^{mid}" if mid or prefix else "") + (f"^{prefix}" if prefix else "")
+        pn = (
+            f"{fam}^{giv}" + (f"^{mid}" if mid or prefix else "") + (f"^{prefix}" if prefix else "")
+        )
         return Person(script, sex, pn, f"{giv} {fam}", f"{giv} {fam}")
     raise ValueError(f"unknown script {script!r}")
 
@@ -268,8 +362,12 @@ _JA_TOWN = ["緑町", "中町", "栄町"]
 _KO_CITY = ["한빛시", "푸른시"]
 _KO_DISTRICT = ["중앙구", "동구", "남구"]
 _KO_ROAD = ["푸른로", "새봄길", "한강대로"]
-_LATIN_STREET = [("Lindenstraße", "80331 Waldhausen"), ("Rua das Amoreiras", "4050-123 Vila Nova"),
-                 ("Calle de Alcalá", "28014 Villanueva"), ("Rue des Écoles", "75005 Beaumont")]  # fmt: skip
+_LATIN_STREET = [
+    ("Lindenstraße", "80331 Waldhausen"),
+    ("Rua das Amoreiras", "4050-123 Vila Nova"),
+    ("Calle de Alcalá", "28014 Villanueva"),
+    ("Rue des Écoles", "75005 Beaumont"),
+]
 _US_STREET = ["Maple Ave", "Juniper Ln", "Harborview Dr", "Old Mill Rd"]
 _US_TOWN = ["Springfield, IL 62704", "Riverton, WY 82501", "Fairview, OR 97024"]
 
@@ -278,15 +376,21 @@ def address(rng: random.Random, script: str) -> str:
     """A postal address (<= 64 characters, fits LO) in the style of ``script``."""
     n = rng.randrange(1, 300)
     if script == "zh":
-        return (f"{rng.choice(_ZH_CITY)}{rng.choice(_ZH_DISTRICT)}{rng.choice(_ZH_ROAD)}{n}号"
-                f"{rng.randrange(1, 30)}栋{rng.randrange(1, 6)}单元{rng.randrange(101, 2800)}室")
+        return (
+            f"{rng.choice(_ZH_CITY)}{rng.choice(_ZH_DISTRICT)}{rng.choice(_ZH_ROAD)}{n}号"
+            f"{rng.randrange(1, 30)}栋{rng.randrange(1, 6)}单元{rng.randrange(101, 2800)}室"
+        )
     if script == "ja":
         # "3-12-5" rather than 3丁目12番5号: 目 is 0x4C 0x5C in JIS X 0208 (see charsets)
-        return (f"{rng.choice(_JA_PREF)}{rng.choice(_JA_CITY)}{rng.choice(_JA_TOWN)}"
-                f"{rng.randrange(1, 9)}-{rng.randrange(1, 30)}-{rng.randrange(1, 20)}")
+        return (
+            f"{rng.choice(_JA_PREF)}{rng.choice(_JA_CITY)}{rng.choice(_JA_TOWN)}"
+            f"{rng.randrange(1, 9)}-{rng.randrange(1, 30)}-{rng.randrange(1, 20)}"
+        )
     if script == "ko":
-        return (f"{rng.choice(_KO_CITY)} {rng.choice(_KO_DISTRICT)} {rng.choice(_KO_ROAD)} {n}, "
-                f"{rng.randrange(101, 1500)}호")
+        return (
+            f"{rng.choice(_KO_CITY)} {rng.choice(_KO_DISTRICT)} {rng.choice(_KO_ROAD)} {n}, "
+            f"{rng.randrange(101, 1500)}호"
+        )
     if script == "latin":
         street, town = rng.choice(_LATIN_STREET)
         return f"{street} {n}, {town}"

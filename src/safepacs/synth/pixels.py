@@ -35,7 +35,7 @@ def _chest(rows: int, cols: int) -> np.ndarray:
     img[_ellipse(y, x, 0.15, 0.1, 0.32, 0.22)] = 0.6  # heart
     spine = (np.abs(x) < 0.07) & (np.abs(y) < 0.95)
     img[np.broadcast_to(spine, img.shape)] = 0.85
-    ribs = (np.sin((y * 14.0 + np.abs(x) * 3.0)) > 0.85) & lungs
+    ribs = (np.sin(y * 14.0 + np.abs(x) * 3.0) > 0.85) & lungs
     img[ribs] = 0.45
     img.setflags(write=False)
     return img

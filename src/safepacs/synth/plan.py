@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from safepacs.synth import charsets
+from safepacs.synth import charsets, vocab
 from safepacs.synth.charsets import Charset
 from safepacs.synth.names import (
     Person,
@@ -28,8 +28,15 @@ from safepacs.synth.names import (
 from safepacs.synth.sites import MODALITY, Equipment, Site, make_sites
 
 #: Share of files per image kind (about 40% CR/DX, 35% CT, 15% MR, 5% US, 5% multi-frame).
-KIND_SHARES = {"CR": 0.20, "DX": 0.20, "CT": 0.35, "MR": 0.15, "US": 0.05, "US_MF": 0.025,
-               "XA": 0.025}  # fmt: skip
+KIND_SHARES = {
+    "CR": 0.20,
+    "DX": 0.20,
+    "CT": 0.35,
+    "MR": 0.15,
+    "US": 0.05,
+    "US_MF": 0.025,
+    "XA": 0.025,
+}
 
 #: Character sets each script is written in.  Chinese names with characters outside
 #: GB2312 are only written in GB18030 and UTF-8.
@@ -41,34 +48,16 @@ SCRIPT_CHARSETS = {
     "ascii": ("ISO_IR 6",),
 }
 #: One (script, charset) per patient first, so that a small corpus covers them all.
-_COVERAGE = [("zh", "GB18030"), ("zh", "ISO_IR 192"), ("zh", "ISO 2022 IR 58"),
-             ("ja", "ISO 2022 IR 87"), ("ko", "ISO 2022 IR 149"), ("latin", "ISO_IR 100"),
-             ("ascii", "ISO_IR 6")]  # fmt: skip
+_COVERAGE = [
+    ("zh", "GB18030"),
+    ("zh", "ISO_IR 192"),
+    ("zh", "ISO 2022 IR 58"),
+    ("ja", "ISO 2022 IR 87"),
+    ("ko", "ISO 2022 IR 149"),
+    ("latin", "ISO_IR 100"),
+    ("ascii", "ISO_IR 6"),
+]
 _SCRIPT_WEIGHTS = {"zh": 0.45, "ja": 0.12, "ko": 0.12, "latin": 0.15, "ascii": 0.16}
-
-_PROCEDURES = {
-    "CR": ["CHEST PA", "CHEST AP PORTABLE", "KNEE AP AND LATERAL", "HAND 3 VIEWS"],
-    "DX": ["CHEST PA AND LATERAL", "ABDOMEN SUPINE", "PELVIS AP", "SHOULDER 2 VIEWS"],
-    "CT": ["CT CHEST W/O CONTRAST", "CT ABDOMEN PELVIS W CONTRAST", "CT HEAD ROUTINE"],
-    "MR": ["MR BRAIN W/WO CONTRAST", "MR LUMBAR SPINE", "MR KNEE RIGHT"],
-    "US": ["US ABDOMEN COMPLETE", "US THYROID", "ECHO TTE COMPLETE"],
-    "XA": ["CORONARY ANGIOGRAPHY", "CEREBRAL ANGIOGRAM"],
-}
-_SERIES = {
-    "CR": ["PA", "LAT", "AP"], "DX": ["PA", "LAT", "AP"],
-    "CT": ["AXIAL 5.0 B30F", "AXIAL 1.25 LUNG", "CORONAL MPR"],
-    "MR": ["AX T2 FLAIR", "SAG T1 TSE", "AX DWI B1000", "COR T2 STIR"],
-    "US": ["ABDOMEN", "THYROID", "CARDIAC"], "US_MF": ["CINE LOOP", "CINE 4CH"],
-    "XA": ["LAO 30 CRA 20", "RAO 25 CAU 15", "AP CRA 30"],
-}  # fmt: skip
-_REASONS = ["persistent cough", "follow-up of nodule", "abdominal pain", "trauma", "headache",
-            "chest pain on exertion", "staging"]  # fmt: skip
-_ETHNIC = {"zh": ["Han Chinese", "Hui Chinese"], "ja": ["Yamato Japanese"],
-           "ko": ["Korean Hanminjok"], "latin": ["Iberian", "Central European"],
-           "ascii": ["Hispanic Latino", "African American", "Pacific Islander"]}  # fmt: skip
-_OCCUPATION = {"zh": ["中学教师", "出租车司机", "退休工人"], "ja": ["会社員", "看護師"],
-               "ko": ["회사원", "초등교사"], "latin": ["Bäckermeister", "Ingeniera civil"],
-               "ascii": ["Schoolteacher", "Electrician", "Accountant"]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,11 +66,6 @@ class Text:
 
     text: str
     embedded: tuple[str, ...] = ()
-
-
-def _stamp(d: datetime) -> tuple[str, str]:
-    """(DA, TM) of ``d``; times carry microseconds so a time can't match a short number."""
-    return d.strftime("%Y%m%d"), d.strftime("%H%M%S.%f")
 
 
 @dataclass
@@ -174,8 +158,10 @@ class Instance:
     @property
     def path(self) -> str:
         s = self.series
-        return (f"P{s.study.patient.index:04d}/ST{s.study.index:02d}/SE{s.number:02d}/"
-                f"{s.modality}{self.number:04d}.dcm")  # fmt: skip
+        return (
+            f"P{s.study.patient.index:04d}/ST{s.study.index:02d}/SE{s.number:02d}/"
+            f"{s.modality}{self.number:04d}.dcm"
+        )
 
 
 class Uids:
@@ -229,16 +215,16 @@ def _study_layouts(rng: random.Random, count: int) -> list[list[list[str]]]:
     while us:
         take = us[: rng.randint(1, 4)]
         us = us[len(take) :]
-        studies.append([[k for k in take if k == kind] for kind in ("US", "US_MF")
-                        if kind in take])  # fmt: skip
+        studies.append([[k for k in take if k == kind] for kind in ("US", "US_MF") if kind in take])
     for n in _chunks(rng, counts["XA"], 1, 3):
         studies.append([["XA"] for _ in range(n)])
     rng.shuffle(studies)
     return studies
 
 
-def _text(rng: random.Random, plain: str, options: list[tuple[str, tuple[str, ...]]],
-          p: float) -> Text:  # fmt: skip
+def _text(
+    rng: random.Random, plain: str, options: list[tuple[str, tuple[str, ...]]], p: float
+) -> Text:
     """``plain`` with probability 1-p, else one of the identifying variants."""
     if rng.random() >= p:
         return Text(plain)
@@ -272,93 +258,199 @@ def _make_patient(rng: random.Random, uids: Uids, index: int, script: str, chars
         other.append((rid, "resident_id", "CHN-NHC-RID"))
         other.append((random_id(rng, "YB", 10), "id", "CHN-NHSA"))
     elif script == "ko":
-        other.append((f"{birth:%y%m%d}-{rng.choice('12' if who.sex == 'M' else '24')}"
-                      f"{rng.randrange(100000, 999999)}", "id", "KOR-RRN"))  # fmt: skip
+        other.append(
+            (
+                f"{birth:%y%m%d}-{rng.choice('13' if who.sex == 'M' else '24')}"
+                f"{rng.randrange(100000, 999999)}",
+                "id",
+                "KOR-RRN",
+            )
+        )
     elif script == "ascii":
-        other.append((f"9{rng.randrange(10, 99)}-{rng.randrange(10, 99)}-"
-                      f"{rng.randrange(1000, 9999)}", "id", "USA-SSA"))  # fmt: skip
+        other.append(
+            (
+                f"9{rng.randrange(10, 99)}-{rng.randrange(10, 99)}-{rng.randrange(1000, 9999)}",
+                "id",
+                "USA-SSA",
+            )
+        )
     else:
         other.append((random_id(rng, "INS", 9), "id", f"{script.upper()}-INSURANCE"))
     phones = [phone(rng, script) for _ in range(rng.choice([1, 1, 2]))]
     mail = email(rng, who, birth)
     addr = address(rng, script)
     p = Patient(
-        index=index, who=who, script=script, charsets=charset_pref, patient_id=pid,
-        patient_id_kind=pid_kind, birth=birth, other_ids=other, address=addr, phones=phones,
-        email=mail, mother=person(rng, script, "F"), ethnic_group=rng.choice(_ETHNIC[script]),
-        occupation=rng.choice(_OCCUPATION[script]),
-        size=f"{rng.uniform(1.50, 1.92):.3f}", weight=f"{rng.uniform(45, 110):.2f}",
-        uid=uids.new(), comments=Text(""),
-    )  # fmt: skip
-    p.comments = _text(rng, "No known allergies.", [
-        (f"Contact: {mail}; {addr}", (mail, addr)),
-        (f"Prefers e-mail {mail}. Next of kin {p.mother.display} {phones[0].spoken}",
-         (mail, p.mother.display, phones[0].spoken)),
-        (f"Alt ID {other[0][0]}. Tel {phones[-1].spoken}", (other[0][0], phones[-1].spoken)),
-    ], 0.8)  # fmt: skip
+        index=index,
+        who=who,
+        script=script,
+        charsets=charset_pref,
+        patient_id=pid,
+        patient_id_kind=pid_kind,
+        birth=birth,
+        other_ids=other,
+        address=addr,
+        phones=phones,
+        email=mail,
+        mother=person(rng, script, "F"),
+        ethnic_group=rng.choice(vocab.ETHNIC[script]),
+        occupation=rng.choice(vocab.OCCUPATION[script]),
+        size=f"{rng.uniform(1.50, 1.92):.3f}",
+        weight=f"{rng.uniform(45, 110):.2f}",
+        uid=uids.new(),
+        comments=Text(""),
+    )
+    p.comments = _text(
+        rng,
+        "No known allergies.",
+        [
+            (f"Contact: {mail}; {addr}", (mail, addr)),
+            (
+                f"Prefers e-mail {mail}. Next of kin {p.mother.display} {phones[0].spoken}",
+                (mail, p.mother.display, phones[0].spoken),
+            ),
+            (f"Alt ID {other[0][0]}. Tel {phones[-1].spoken}", (other[0][0], phones[-1].spoken)),
+        ],
+        0.8,
+    )
     return p
 
 
-_OPTIONAL = ("mother", "address", "phone", "email", "ethnic", "occupation", "other_ids",
-             "other_ids_seq", "history", "patient_comments", "request", "procedure_code",
-             "ref_study", "ref_patient", "size_weight", "ris_private")  # fmt: skip
+_OPTIONAL = (
+    "mother",
+    "address",
+    "phone",
+    "email",
+    "ethnic",
+    "occupation",
+    "other_ids",
+    "other_ids_seq",
+    "history",
+    "patient_comments",
+    "request",
+    "procedure_code",
+    "ref_study",
+    "ref_patient",
+    "size_weight",
+    "ris_private",
+)
 
 
-def _make_study(rng: random.Random, uids: Uids, patient: Patient, index: int, site: Site,
-                charset: Charset, when: datetime, kinds: list[list[str]]) -> Study:  # fmt: skip
+def _make_study(
+    rng: random.Random,
+    uids: Uids,
+    patient: Patient,
+    index: int,
+    site: Site,
+    charset: Charset,
+    when: datetime,
+    kinds: list[list[str]],
+) -> Study:
     lead = "US" if kinds[0][0] == "US_MF" else kinds[0][0]
-    proc = rng.choice(_PROCEDURES[lead])
+    proc = rng.choice(vocab.PROCEDURES[lead])
     who, pid = patient.who, patient.patient_id
-    acc = rng.choice([random_id(rng, "A", 8), random_id(rng, "RIS", 7),
-                      f"{MODALITY[lead]}{when:%y%m%d}{rng.randrange(1000, 9999)}"])  # fmt: skip
+    acc = rng.choice(
+        [
+            random_id(rng, "A", 8),
+            random_id(rng, "RIS", 7),
+            f"{MODALITY[lead]}{when:%y%m%d}{rng.randrange(1000, 9999)}",
+        ]
+    )
     ph = patient.phones[0]
     study = Study(
-        index=index, patient=patient, site=site, charset=charset, uid=uids.new(), when=when,
-        accession=acc, study_id=random_id(rng, "ST", 6), procedure=proc,
+        index=index,
+        patient=patient,
+        site=site,
+        charset=charset,
+        uid=uids.new(),
+        when=when,
+        accession=acc,
+        study_id=random_id(rng, "ST", 6),
+        procedure=proc,
         procedure_code=f"{MODALITY[lead]}{rng.randrange(1000, 9999)}",
-        description=_text(rng, proc, [(f"{proc} {who.display}", (who.display,)),
-                                      (f"{proc} ID {pid}", (pid,)),
-                                      (f"{who.display} {proc}", (who.display,))], 0.6),
+        description=_text(
+            rng,
+            proc,
+            [
+                (f"{proc} {who.display}", (who.display,)),
+                (f"{proc} ID {pid}", (pid,)),
+                (f"{who.display} {proc}", (who.display,)),
+            ],
+            0.6,
+        ),
         code_meaning=_text(rng, proc, [(f"{proc} ACC {acc}", (acc,))], 0.15),
-        requested=_text(rng, proc, [(f"{proc} CALL {ph.short}", (ph.short,)),
-                                    (f"{proc} FOR {who.display}", (who.display,))], 0.6),
+        requested=_text(
+            rng,
+            proc,
+            [
+                (f"{proc} CALL {ph.short}", (ph.short,)),
+                (f"{proc} FOR {who.display}", (who.display,)),
+            ],
+            0.6,
+        ),
         history=Text(""),
-        referring=rng.choice(site.physicians), requesting=rng.choice(site.physicians),
+        referring=rng.choice(site.physicians),
+        requesting=rng.choice(site.physicians),
         readers=rng.sample(site.physicians, rng.choice([1, 1, 2])),
         requested_procedure_id=random_id(rng, "RP", 7),
-        scheduled_step_id=random_id(rng, "SPS", 7), performed_step_id=random_id(rng, "PPS", 7),
+        scheduled_step_id=random_id(rng, "SPS", 7),
+        performed_step_id=random_id(rng, "PPS", 7),
         prior_uid=patient.studies[-1].uid if patient.studies else None,
         has=frozenset(o for o in _OPTIONAL if rng.random() < 0.7),
-    )  # fmt: skip
-    reason = rng.choice(_REASONS)
+    )
+    reason = rng.choice(vocab.REASONS)
     dob = _dob_text(patient)
-    study.history = _text(rng, f"Referred for {reason}.", [
-        (f"Referred for {reason}. Patient {who.display}, tel {ph.spoken}.",
-         (who.display, ph.spoken)),
-        (f"{who.display} DOB {dob}: {reason}.", (who.display, dob)),
-        (f"Referred for {reason}.\r\nID {pid}, {patient.address}", (pid, patient.address)),
-    ], 0.7)  # fmt: skip
+    study.history = _text(
+        rng,
+        f"Referred for {reason}.",
+        [
+            (
+                f"Referred for {reason}. Patient {who.display}, tel {ph.spoken}.",
+                (who.display, ph.spoken),
+            ),
+            (f"{who.display} DOB {dob}: {reason}.", (who.display, dob)),
+            (f"Referred for {reason}.\r\nID {pid}, {patient.address}", (pid, patient.address)),
+        ],
+        0.7,
+    )
     for number, series_kinds in enumerate(kinds, start=1):
         kind = series_kinds[0]
-        s_when = when + timedelta(minutes=rng.randrange(1, 25) + 5 * number,
-                                  microseconds=rng.randrange(1_000_000))  # fmt: skip
-        desc = rng.choice(_SERIES[kind])
+        s_when = when + timedelta(
+            minutes=rng.randrange(1, 25) + 5 * number, microseconds=rng.randrange(1_000_000)
+        )
+        desc = rng.choice(vocab.SERIES[kind])
         series = Series(
-            study=study, number=number, kind=kind, uid=uids.new(),
+            study=study,
+            number=number,
+            kind=kind,
+            uid=uids.new(),
             frame_of_reference_uid=study.series[0].frame_of_reference_uid
-            if study.series and rng.random() < 0.7 else uids.new(),
+            if study.series and rng.random() < 0.7
+            else uids.new(),
             when=s_when,
-            description=_text(rng, desc, [(f"{desc} {who.display}", (who.display,)),
-                                          (f"{desc} {pid}", (pid,))], 0.3),
-            equipment=site.equipment[kind], performing=rng.choice(site.physicians),
+            description=_text(
+                rng,
+                desc,
+                [(f"{desc} {who.display}", (who.display,)), (f"{desc} {pid}", (pid,))],
+                0.3,
+            ),
+            equipment=site.equipment[kind],
+            performing=rng.choice(site.physicians),
             operators=rng.sample(site.operators, rng.choice([1, 2])),
-        )  # fmt: skip
+        )
         study.series.append(series)
     return study
 
 
-def _add_study(rng: random.Random, uids: Uids, patient: Patient, site: Site, charset: Charset,
-               when: datetime, kinds: list[list[str]], instances: list[Instance]) -> None:  # fmt: skip
+def _add_study(
+    rng: random.Random,
+    uids: Uids,
+    patient: Patient,
+    site: Site,
+    charset: Charset,
+    when: datetime,
+    kinds: list[list[str]],
+    instances: list[Instance],
+) -> None:
     """Plan one study of ``patient`` and append its instances to ``instances``."""
     study = _make_study(rng, uids, patient, len(patient.studies) + 1, site, charset, when, kinds)
     patient.studies.append(study)
@@ -368,12 +460,17 @@ def _add_study(rng: random.Random, uids: Uids, patient: Patient, site: Site, cha
             if prev is None and series.number > 1:
                 prev = study.series[0].instances[0]
             inst = Instance(
-                series=series, number=number, index=len(instances), uid=uids.new(),
-                when=series.when + timedelta(seconds=3 * number,
-                                             microseconds=rng.randrange(1_000_000)),
-                implicit_vr=rng.random() < 0.15, burned_in=_burned_in(rng, series.kind),
-                comments=_image_comments(rng, patient), referenced=prev,
-            )  # fmt: skip
+                series=series,
+                number=number,
+                index=len(instances),
+                uid=uids.new(),
+                when=series.when
+                + timedelta(seconds=3 * number, microseconds=rng.randrange(1_000_000)),
+                implicit_vr=rng.random() < 0.15,
+                burned_in=_burned_in(rng, series.kind),
+                comments=_image_comments(rng, patient),
+                referenced=prev,
+            )
             series.instances.append(inst)
             instances.append(inst)
 
@@ -406,9 +503,12 @@ def plan_corpus(seed: int, count: int) -> list[Instance]:
         patient = _make_patient(rng, uids, patient_no, script, first)
         when = _first_visit(rng)
         for s_no, kinds in enumerate(mine, start=1):
-            when += timedelta(days=rng.randrange(0, 200) if s_no > 1 else 0,
-                              minutes=rng.randrange(0, 600), seconds=rng.randrange(60),
-                              microseconds=rng.randrange(1_000_000))  # fmt: skip
+            when += timedelta(
+                days=rng.randrange(0, 200) if s_no > 1 else 0,
+                minutes=rng.randrange(0, 600),
+                seconds=rng.randrange(60),
+                microseconds=rng.randrange(1_000_000),
+            )
             label = patient.charsets[0] if s_no == 1 else rng.choice(patient.charsets)
             site = rng.choice(sites[script])
             _add_study(rng, uids, patient, site, charsets.CHARSETS[label], when, kinds, instances)
@@ -427,8 +527,16 @@ def plan_one(rng: random.Random, kind: str, charset: str) -> Instance:
     sites = make_sites(rng)
     patient = _make_patient(rng, uids, 1, script, charset)
     instances: list[Instance] = []
-    _add_study(rng, uids, patient, rng.choice(sites[script]), charsets.CHARSETS[charset],
-               _first_visit(rng), [[kind]], instances)  # fmt: skip
+    _add_study(
+        rng,
+        uids,
+        patient,
+        rng.choice(sites[script]),
+        charsets.CHARSETS[charset],
+        _first_visit(rng),
+        [[kind]],
+        instances,
+    )
     return instances[0]
 
 
@@ -442,8 +550,13 @@ def _burned_in(rng: random.Random, kind: str) -> str | None:
 def _image_comments(rng: random.Random, p: Patient) -> Text | None:
     if rng.random() < 0.4:
         return None
-    return _text(rng, "Image acquired without incident.", [
-        (f"QC: {p.who.display} repositioned once", (p.who.display,)),
-        (f"Patient {p.patient_id} moved; repeat exposure", (p.patient_id,)),
-        (f"Call {p.phones[0].spoken} if results urgent", (p.phones[0].spoken,)),
-    ], 0.6)  # fmt: skip
+    return _text(
+        rng,
+        "Image acquired without incident.",
+        [
+            (f"QC: {p.who.display} repositioned once", (p.who.display,)),
+            (f"Patient {p.patient_id} moved; repeat exposure", (p.patient_id,)),
+            (f"Call {p.phones[0].spoken} if results urgent", (p.phones[0].spoken,)),
+        ],
+        0.6,
+    )

@@ -21,10 +21,22 @@ from safepacs.synth.answer_key import Planted, retained_by
 from safepacs.synth.charsets import Charset
 from safepacs.synth.names import Person, name_components
 
-
 #: Maximum value lengths in characters (PS3.5 Table 6.2-1); PN is per component group.
-_MAX_LEN = {"SH": 16, "LO": 64, "ST": 1024, "LT": 10240, "PN": 64, "CS": 16, "DS": 16,
-            "IS": 12, "UI": 64, "AS": 4, "DA": 8, "TM": 14, "DT": 26}  # fmt: skip
+_MAX_LEN = {
+    "SH": 16,
+    "LO": 64,
+    "ST": 1024,
+    "LT": 10240,
+    "PN": 64,
+    "CS": 16,
+    "DS": 16,
+    "IS": 12,
+    "UI": 64,
+    "AS": 4,
+    "DA": 8,
+    "TM": 14,
+    "DT": 26,
+}
 
 
 def _check(tag: int, vr: str, value: object, charset: Charset) -> None:
@@ -53,8 +65,15 @@ def _tag(keyword: str) -> int:
 class Planter:
     """A dataset (or sequence item) plus the answer-key entries written into it."""
 
-    def __init__(self, ds: Dataset, charset: Charset, sink: list[Planted], *,
-                 prefix: str = "", chain: tuple[int, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ds: Dataset,
+        charset: Charset,
+        sink: list[Planted],
+        *,
+        prefix: str = "",
+        chain: tuple[int, ...] = (),
+    ) -> None:
         self.ds = ds
         self.charset = charset
         self.sink = sink
@@ -87,8 +106,9 @@ class Planter:
         tag = _tag(keyword)
         self._write(tag, dictionary_VR(tag), value)
 
-    def _record(self, location: str, tag: int, kind: str, value: str, exact: bool,
-                chain: tuple[int, ...]) -> None:  # fmt: skip
+    def _record(
+        self, location: str, tag: int, kind: str, value: str, exact: bool, chain: tuple[int, ...]
+    ) -> None:
         self.sink.append(
             Planted(
                 file="",
@@ -147,8 +167,13 @@ class Planter:
         datasets = [Dataset() for _ in range(items)]
         self.ds.add_new(tag, "SQ", DicomSequence(datasets))
         return [
-            Planter(item, self.charset, self.sink, prefix=f"{self.prefix}{keyword}[{i}].",
-                    chain=self.chain + (tag,))  # fmt: skip
+            Planter(
+                item,
+                self.charset,
+                self.sink,
+                prefix=f"{self.prefix}{keyword}[{i}].",
+                chain=self.chain + (tag,),
+            )
             for i, item in enumerate(datasets)
         ]
 
@@ -158,8 +183,15 @@ class Planter:
         """Reserve ``block`` of ``group`` for ``creator`` (PS3.5 7.8.1)."""
         self._write((group << 16) | block, "LO", creator)
 
-    def private(self, group: int, element: int, vr: str, value: str | bytes,
-                planted: Sequence[str] = (), whole: bool = False) -> None:  # fmt: skip
+    def private(
+        self,
+        group: int,
+        element: int,
+        vr: str,
+        value: str | bytes,
+        planted: Sequence[str] = (),
+        whole: bool = False,
+    ) -> None:
         """A private element; ``planted`` are the identifying substrings it holds.
 
         ``value`` as bytes is written verbatim (a vendor blob); as text it is encoded
@@ -176,5 +208,6 @@ class Planter:
             self._write(tag, vr, value)
         location = f"({group:04X},{element:04X})"
         for piece in planted:
-            self._record(location, tag, "private", piece, whole and piece == value,
-                         self.chain + (tag,))  # fmt: skip
+            self._record(
+                location, tag, "private", piece, whole and piece == value, self.chain + (tag,)
+            )

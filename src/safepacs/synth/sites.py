@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from safepacs.synth.names import Person, person, random_id
 
 #: Image kinds the corpus makes, with the modality each writes in (0008,0060).
-MODALITY = {"CR": "CR", "DX": "DX", "CT": "CT", "MR": "MR", "US": "US", "US_MF": "US",
-            "XA": "XA"}  # fmt: skip
+MODALITY = {"CR": "CR", "DX": "DX", "CT": "CT", "MR": "MR", "US": "US", "US_MF": "US", "XA": "XA"}
 
 # (institution name, institution address, department, code); all GB2312 for Chinese.
 _TEMPLATES: dict[str, list[tuple[str, str, str, str]]] = {
@@ -26,30 +25,54 @@ _TEMPLATES: dict[str, list[tuple[str, str, str, str]]] = {
     "ja": [("桜台総合病院", "東京都桜台市中町1-2-3", "放射線科", "SKGH")],
     "ko": [("한빛대학교병원", "한빛시 중앙구 푸른로 77", "영상의학과", "HBUH")],
     "latin": [
-        ("Klinikum Waldhausen-Süd", "Lindenstraße 200, 80331 Waldhausen", "Radiologie Haus B",
-         "KLWS"),
-        ("Hospital São Bento do Vale", "Rua das Amoreiras 5, 4050-123 Vila Nova",
-         "Imagiologia Piso 2", "HSBV"),
+        (
+            "Klinikum Waldhausen-Süd",
+            "Lindenstraße 200, 80331 Waldhausen",
+            "Radiologie Haus B",
+            "KLWS",
+        ),
+        (
+            "Hospital São Bento do Vale",
+            "Rua das Amoreiras 5, 4050-123 Vila Nova",
+            "Imagiologia Piso 2",
+            "HSBV",
+        ),
     ],
-    "ascii": [("Maple Ridge Medical Center", "500 Harbor Blvd, Springfield, IL 62701",
-               "Diagnostic Imaging Dept 4", "MRMC")],
-}  # fmt: skip
+    "ascii": [
+        (
+            "Maple Ridge Medical Center",
+            "500 Harbor Blvd, Springfield, IL 62701",
+            "Diagnostic Imaging Dept 4",
+            "MRMC",
+        )
+    ],
+}
 
 # kind -> [(manufacturer, model, vendor key for private elements, weight)]
 _MAKERS: dict[str, list[tuple[str, str, str, float]]] = {
     "CR": [("Agfa", "CR 85-X", "AGFA", 3), ("FUJIFILM Corporation", "FCR PROFECT CS", "", 1)],
-    "DX": [("Philips Medical Systems", "DigitalDiagnost", "PHILIPS", 1),
-           ("GE Healthcare", "Definium 6000", "GE", 1), ("SIEMENS", "Ysio Max", "SIEMENS", 1),
-           ("Agfa", "DX-D 300", "AGFA", 1)],
-    "CT": [("GE MEDICAL SYSTEMS", "Revolution CT", "GE", 1),
-           ("SIEMENS", "SOMATOM Force", "SIEMENS", 1), ("Philips", "IQon Spectral CT", "PHILIPS", 1)],
-    "MR": [("SIEMENS", "MAGNETOM Skyra", "SIEMENS", 1),
-           ("GE MEDICAL SYSTEMS", "SIGNA Premier", "GE", 1),
-           ("Philips Medical Systems", "Ingenia", "PHILIPS", 1)],
+    "DX": [
+        ("Philips Medical Systems", "DigitalDiagnost", "PHILIPS", 1),
+        ("GE Healthcare", "Definium 6000", "GE", 1),
+        ("SIEMENS", "Ysio Max", "SIEMENS", 1),
+        ("Agfa", "DX-D 300", "AGFA", 1),
+    ],
+    "CT": [
+        ("GE MEDICAL SYSTEMS", "Revolution CT", "GE", 1),
+        ("SIEMENS", "SOMATOM Force", "SIEMENS", 1),
+        ("Philips", "IQon Spectral CT", "PHILIPS", 1),
+    ],
+    "MR": [
+        ("SIEMENS", "MAGNETOM Skyra", "SIEMENS", 1),
+        ("GE MEDICAL SYSTEMS", "SIGNA Premier", "GE", 1),
+        ("Philips Medical Systems", "Ingenia", "PHILIPS", 1),
+    ],
     "US": [("GE Healthcare", "LOGIQ E10", "GE", 1), ("Philips", "EPIQ 7G", "PHILIPS", 1)],
-    "XA": [("SIEMENS", "Artis zee", "SIEMENS", 1), ("Philips Medical Systems", "Azurion 7",
-                                                     "PHILIPS", 1)],
-}  # fmt: skip
+    "XA": [
+        ("SIEMENS", "Artis zee", "SIEMENS", 1),
+        ("Philips Medical Systems", "Azurion 7", "PHILIPS", 1),
+    ],
+}
 _MAKERS["US_MF"] = _MAKERS["US"]
 
 
@@ -86,17 +109,23 @@ def make_sites(rng: random.Random) -> dict[str, list[Site]]:
         for name, addr, dept, code in templates:
             prefix = "Dr." if script in ("latin", "ascii") else ""
             site = Site(
-                script=script, institution=name, address=addr, department=dept, code=code,
+                script=script,
+                institution=name,
+                address=addr,
+                department=dept,
+                code=code,
                 issuer_of_patient_id=f"{code}-MRN-{rng.randrange(10, 99)}",
                 physicians=[person(rng, script, prefix=prefix) for _ in range(6)],
                 operators=[person(rng, script) for _ in range(4)],
-            )  # fmt: skip
+            )
             for n, (kind, makers) in enumerate(_MAKERS.items(), start=1):
                 maker, model, vendor, _ = rng.choices(makers, weights=[m[3] for m in makers])[0]
                 site.equipment[kind] = Equipment(
-                    manufacturer=maker, model=model, vendor=vendor,
+                    manufacturer=maker,
+                    model=model,
+                    vendor=vendor,
                     station_name=f"{code}{MODALITY[kind]}{n:02d}{rng.randrange(10, 99)}",
                     serial_number=random_id(rng, f"{vendor or 'FJ'}SN", 8),
-                )  # fmt: skip
+                )
             sites.setdefault(script, []).append(site)
     return sites

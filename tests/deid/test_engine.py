@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import pytest
+from pydicom import Dataset
+from pydicom.sequence import Sequence
+
+from safepacs.deid.engine import IMPLEMENTATION_CLASS_UID, deidentify
+from safepacs.deid.options import Options
+from safepacs.errors import InvalidDicom, RejectedFile
+from tests.conftest import make_ct
+
+
+def test_patient_name_in_nested_sequence_is_removed(keys):
+    out, _ = deidentify(make_ct(), Options(), keys)
+    # RequestAttributesSequence is X in the basic profile: the whole sequence goes
+    assert "RequestAttributesSequence" not in out
+    assert out.PatientName == ""  # Z
+
+
+def test_input_dataset_is_not_changed(keys):
+    ds = make_ct()
+    deidentify(ds, Options(), keys)
+    assert ds.PatientID == "PID7734120"
+    assert ds.RequestAttributesSequence[0].ReferencedPatientSequence[0].PatientName == "ZHANG^WEI=张^伟"
+
+
+def test_actions_of_the_basic_profile(keys):
+    out, _ = deidentify(make_ct(), Options(), keys)
+    assert out.PatientID.startswith("SP") and out.PatientID != "PID7734120"  # Z/D -> pseudonym
+    assert "PatientBirthDate" not in out or out.PatientBirthDate == ""  # Z
+    assert "PatientAddress" not in out  # X
+    assert out.AccessionNumber == ""  # Z
+    assert out.StudyDate == ""  # Z
+    assert out.ContentDate == "19000101"  # Z/D -> dummy
+    assert out.InstitutionName == "ANONYMIZED"  # X/Z/D -> D
+    assert "StudyDescription" not in out  # X
+    assert out.Manufacturer == "ACME"  # on the reviewed keep-list
+    assert out.PixelSpacing == [0.5, 0.5]  # numeric: kept
+    assert out.Modality == "CT"
+
+
+def test_uids_are_remapped_consistently_and_references_follow(keys):
+    out, _ = deidentify(make_ct(), Options(), keys)
+    assert out.SOPInstanceUID.startswith("2.25.")
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert out.SOPClassUID == make_ct().SOPClassUID  # well-known class UID kept
+    # the referenced image is mapped exactly as that image's own SOPInstanceUID would be
+    other = make_ct()
+    other.SOPInstanceUID = "1.2.826.0.1.3680043.99.1.4"
+    other_out, _ = deidentify(other, Options(), keys)
+    assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == other_out.SOPInstanceUID
+    assert out.StudyInstanceUID == other_out.StudyInstanceUID
+
+
+def test_different_keys_share_no_uid_or_pseudonym(keys, other_keys):
+    a, _ = deidentify(make_ct(), Options(), keys)
+    b, _ = deidentify(make_ct(), Options(), other_keys)
+    for kw in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "PatientID"):
+        assert a[kw].value != b[kw].value
+
+
+def test_private_attributes_removed_by_default_and_safe_ones_kept_on_request(keys):
+    out, _ = deidentify(make_ct(), Options(), keys)
+    assert not any(t.group & 1 for t in out.keys())
+    safe, _ = deidentify(make_ct(), Options(retain_safe_private=True), keys)
+    assert safe[0x00191023].value == 12.5  # GEMS_ACQU_01 table speed: on the safe list
+    assert safe[0x00190010].value == "GEMS_ACQU_01"
+    assert 0x00191030 not in safe  # same creator, not on the list
+    assert 0x00211001 not in safe  # no creator at all
+
+
+def test_unlisted_text_is_removed_and_unlisted_numbers_kept(keys):
+    ds = make_ct()
+    ds.add_new(0x00181030, "LO", "ZHANG WEI PROTOCOL")  # ProtocolName: in the table (X)
+    ds.add_new(0x00189004, "CS", "RESEARCH")  # ContentQualification: unlisted CS
+    ds.add_new(0x00280301, "CS", "NO")  # BurnedInAnnotation
+    ds.add_new(0x00204000, "LT", "ZHANG WEI said hello")  # ImageComments: X
+    ds.add_new(0x00180050, "DS", "1.25")  # SliceThickness: unlisted numeric
+    ds.add_new(0x00400254, "LO", "PERFORMED BY ZHANG")  # listed
+    ds.add_new(0x0018115E, "DS", "3.1")  # ImageAndFluoroscopyAreaDoseProduct
+    ds.add_new(0x00189185, "ST", "free text nobody listed")  # unlisted ST
+    out, _ = deidentify(ds, Options(), keys)
+    assert out.SliceThickness == 1.25
+    assert out.ContentQualification == "RESEARCH"
+    assert 0x00189185 not in out
+    assert "ImageComments" not in out
+
+
+def test_modified_dates_shift_every_date_of_a_patient_by_the_same_offset(keys):
+    opts = Options(retain_long_modified_dates=True)
+    out, _ = deidentify(make_ct(), opts, keys)
+    assert out.StudyDate != "20240305" and len(out.StudyDate) == 8
+    assert out.StudyDate == out.ContentDate
+    assert out.AcquisitionDateTime.startswith(out.StudyDate)
+    assert out.AcquisitionDateTime.endswith("101530.000000+0800")  # time kept coherent
+    again, _ = deidentify(make_ct(), opts, keys)
+    assert again.StudyDate == out.StudyDate  # the same for every file of this patient
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def test_full_dates_keep_dates(keys):
+    out, _ = deidentify(make_ct(), Options(retain_long_full_dates=True), keys)
+    assert out.StudyDate == "20240305"
+    assert out.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    assert "PatientBirthDate" not in out or out.PatientBirthDate == ""
+
+
+def test_retain_options_keep_their_attributes(keys):
+    opts = Options(
+        retain_device_identity=True,
+        retain_institution_identity=True,
+        retain_patient_characteristics=True,
+        retain_uids=True,
+    )
+    out, _ = deidentify(make_ct(), opts, keys)
+    assert out.StationName == "CTSTATION9"
+    assert out.InstitutionName == "Synthetic General Hospital"
+    assert out.PatientSex == "M" and out.PatientAge == "076Y"
+    assert out.SOPInstanceUID == "1.2.826.0.1.3680043.99.1.3"
+
+
+def test_marking_lists_exactly_the_options_used(keys):
+    out, _ = deidentify(make_ct(), Options(clean_descriptors=True, retain_uids=True), keys)
+    codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113105", "113110"]
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.LongitudinalTemporalInformationModified == "REMOVED"
+    assert out.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert "SourceApplicationEntityTitle" not in out.file_meta
+
+
+def test_clean_descriptors_keeps_description_without_identity(keys):
+    out, _ = deidentify(make_ct(), Options(clean_descriptors=True), keys)
+    assert "CHEST CT" in out.StudyDescription
+    assert "ZHANG" not in out.StudyDescription.upper()
+    assert "PID7734120" not in out.StudyDescription
+    req = out.RequestAttributesSequence[0]  # C: kept, walked, cleaned
+    assert "ZHANG" not in req.RequestedProcedureDescription.upper()
+    assert req.AccessionNumber == ""
+
+
+def test_structured_content_is_dummied_or_cleaned(keys):
+    ds = make_ct()
+    item = Dataset()
+    item.ValueType = "TEXT"
+    item.TextValue = "Patient ZHANG WEI, call 13812345678"
+    item.PersonName = "ZHANG^WEI"
+    ds.ContentSequence = Sequence([item])
+    out, _ = deidentify(ds, Options(), keys)
+    assert out.ContentSequence[0].TextValue == "ANONYMIZED"
+    assert out.ContentSequence[0].PersonName == "ANONYMIZED"
+    cleaned, _ = deidentify(ds, Options(clean_structured_content=True), keys)
+    text = cleaned.ContentSequence[0].TextValue
+    assert "ZHANG" not in text.upper() and "13812345678" not in text and "Patient" in text
+
+
+def test_burned_in_risk_is_refused_unless_accepted(keys):
+    ds = make_ct()
+    ds.Modality = "US"
+    del ds.BurnedInAnnotation
+    with pytest.raises(RejectedFile, match="burned-in"):
+        deidentify(ds, Options(), keys)
+    ds.BurnedInAnnotation = "YES"
+    ds.Modality = "CT"
+    with pytest.raises(RejectedFile, match="BurnedInAnnotation is YES"):
+        deidentify(ds, Options(), keys)
+    out, _ = deidentify(ds, Options(accept_burned_in_risk=True), keys)
+    assert out.PatientIdentityRemoved == "YES"
+
+
+def test_unknown_character_set_is_refused(keys):
+    ds = make_ct()
+    ds.SpecificCharacterSet = "ISO_IR 999"
+    with pytest.raises(InvalidDicom, match="SpecificCharacterSet"):
+        deidentify(ds, Options(), keys)
+
+
+@pytest.mark.parametrize(
+    "charset,name",
+    [
+        ("ISO_IR 192", "王^小明=王^小明"),
+        ("GB18030", "李^娜=李^娜"),
+        ("GBK", "刘^洋"),
+        ("ISO_IR 100", "Müller^Jürgen"),
+        (["", "ISO 2022 IR 58"], "Zhang^San=张^三"),
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+        (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동"),
+    ],
+)
+def test_character_sets_stay_consistent(keys, charset, name, tmp_path):
+    import pydicom
+
+    ds = make_ct(charset=charset, name=name)
+    ds.StudyDescription = "胸部 CT " + name.split("=")[-1]
+    out, delta = deidentify(ds, Options(clean_descriptors=True), keys)
+    path = tmp_path / "x.dcm"
+    out.save_as(path, enforce_file_format=True)
+    back = pydicom.dcmread(path)
+    assert back.SpecificCharacterSet == ds.SpecificCharacterSet
+    for part in name.replace("=", "^").split("^"):
+        if len(part) >= 2:
+            assert part not in str(back.StudyDescription)
+            assert part.encode("utf-8") not in path.read_bytes()
+    assert back.PatientName == ""
