@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -16,7 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from safepacs import __version__
-from safepacs.deid.batch import Job, Result, Task, discover, run
+from safepacs.deid.batch import (
+    Job,
+    Result,
+    Task,
+    collect_patient_identifiers,
+    discover,
+    needs_patient_pass,
+    run,
+)
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.errors import SafepacsError
@@ -126,6 +135,11 @@ def deid(
 
 
 def _run_with_progress(label: str, tasks: list[Task], job: Job, workers: int) -> list[Result]:
+    if needs_patient_pass(job.options):
+        with _progress() as progress:
+            bar = progress.add_task("collecting identity per patient", total=len(tasks))
+            known = collect_patient_identifiers(tasks, lambda: progress.advance(bar))
+        job = dataclasses.replace(job, patient_identifiers=known)
     with _progress() as progress:
         bar = progress.add_task(label, total=len(tasks))
         return run(tasks, job, workers=workers, on_result=lambda _: progress.advance(bar))
@@ -234,6 +248,7 @@ def demo(
     key_file = folder / "demo.key"
     console.rule("1. synthetic corpus with planted identity")
     generate(orig, count, 7, small=True)
+    (orig / "answer_key.json").rename(folder / "answer_key.json")
     keys = Keys.from_file(key_file, create=True)
     console.rule("2. de-identify (Basic Profile + Clean Descriptors + Modified Dates)")
     options = Options(clean_descriptors=True, retain_long_modified_dates=True)

@@ -97,7 +97,8 @@ def test_ids_and_accession_numbers_are_removed(ids: Identifiers) -> None:
 @pytest.mark.parametrize(
     "phone",
     ["13812345678", "138-1234-5678", "+86 138 1234 5678", "0086-13812345678", "010-12345678",
-     "(0755)1234567", "(555) 123-4567", "+1 555 123 4567", "555-123-4567", "+44 20 7946 0958"],
+     "(0755)1234567", "(555) 123-4567", "+1 555 123 4567", "555-123-4567", "+44 20 7946 0958",
+     "090-4321-5357", "03-1234-5678", "010-1234-5678"],
 )
 def test_phone_numbers_are_removed(phone: str) -> None:
     assert scrub_text(f"call {phone} now", Identifiers()) == "call *** now"
@@ -159,4 +160,5 @@ def test_find_patterns_reports_kinds_and_spans() -> None:
 
 
 def test_find_patterns_ignores_plain_numbers_and_dates() -> None:
-    assert find_patterns("slice 12345 at 2024-03-15, window 400/40, 512x512") == []
+    text = "slice 12345 at 2024-03-15 (05-03-2024), window 400/40, 512x512, 1.2.840.10008"
+    assert find_patterns(text) == []

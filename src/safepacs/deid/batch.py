@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from safepacs.deid.delta import DELTA_KEY_PURPOSE
-from safepacs.deid.engine import deidentify_inplace
+from safepacs.deid.engine import deidentify_inplace, patient_key
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom.io import read_header, write_atomic
@@ -48,6 +48,8 @@ class Job:
     secret: bytes
     delta_dir: Path | None
     started: float | None = None  # run start (epoch seconds): outputs newer than this are ours
+    #: identity of each patient gathered from all their files (free-text cleaning options)
+    patient_identifiers: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,10 @@ def process(task: Task) -> Result:
     try:
         src = read_header(task.path)
         ds = src.dataset
-        delta = deidentify_inplace(ds, job.options, keys)
+        known = None
+        if job.patient_identifiers:
+            known = job.patient_identifiers.get(patient_key(ds))
+        delta = deidentify_inplace(ds, job.options, keys, known_identifiers=known)
         if src.trailer is not None:
             for elem in list(src.trailer.elements()):
                 delta.record((), src.trailer, elem.tag)
@@ -190,6 +195,39 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+def needs_patient_pass(options: Options) -> bool:
+    """Free-text cleaning must know identity that only a patient's other files carry."""
+    return options.clean_descriptors or options.clean_structured_content or options.clean_graphics
+
+
+def collect_patient_identifiers(
+    tasks: list[Task], on_file: Callable[[], None] | None = None
+) -> dict:
+    """First pass: the union of every file's identifiers, per patient.
+
+    A name, address or ID written in one file's comments is often an attribute only in
+    another file of the same patient; cleaning each file with the patient's whole identity
+    removes it everywhere.  Unreadable files are skipped here and reported by the main pass.
+    """
+    from safepacs.deid.identifiers import collect_identifiers
+
+    by_patient: dict = {}
+    for task in tasks:
+        if task.path is not None and not task.problem:
+            try:
+                ds = read_header(task.path).dataset
+                ids = collect_identifiers(ds).with_private_text(ds)
+            except Exception:  # noqa: BLE001 - reported by the main pass
+                ids = None
+            if ids is not None:
+                key = patient_key(ds)
+                known = by_patient.get(key)
+                by_patient[key] = ids if known is None else known.union(ids)
+        if on_file:
+            on_file()
+    return by_patient
 
 
 def run(

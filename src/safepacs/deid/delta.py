@@ -49,13 +49,19 @@ class IdentityDelta:
 
     entries: dict[tuple[Path, int], _Entry] = field(default_factory=dict)
 
-    def record(self, path: Path, container: Dataset, tag: int) -> None:
-        """Remember the original element before the engine changes it (first change wins)."""
+    def record(self, path: Path, container: Dataset, tag: int, charset: object = None) -> None:
+        """Remember the original element before the engine changes it (first change wins).
+
+        ``charset`` is the character set in force where the element lives (items inherit
+        their parent's); it defaults to the container's own.
+        """
         key = (path, int(tag))
         if key in self.entries:
             return
         original = container.get_item(tag) if tag in container else None
-        self.entries[key] = _Entry(original, container._character_set, container)
+        if charset is None:
+            charset = container._character_set
+        self.entries[key] = _Entry(original, charset, container)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from pydicom import Dataset
 from pydicom.charset import python_encoding
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
@@ -55,6 +55,8 @@ IMPLEMENTATION_VERSION_NAME = "SAFEPACS_" + __version__.replace(".", "")[:7]
 _COMBINED = {"X/Z": "Z", "X/D": "D", "X/Z/D": "D", "Z/D": "D", "X/Z/U*": "U"}
 _META_KEEP = {0x00020000, 0x00020001, 0x00020002, 0x00020010}
 _PATIENT_ID = 0x00100020
+_CODE_MEANING = 0x00080104
+_CODING_SCHEME = 0x00080102
 _MARKS = {
     "PatientIdentityRemoved": 0x00120062,
     "DeidentificationMethod": 0x00120063,
@@ -80,8 +82,13 @@ def deidentify_inplace(
     *,
     profile: Profile | None = None,
     policy: Policy | None = None,
+    known_identifiers: object | None = None,
 ) -> IdentityDelta:
-    """De-identify ``ds`` in place (the batch runner's fast path) and return the delta."""
+    """De-identify ``ds`` in place (the batch runner's fast path) and return the delta.
+
+    ``known_identifiers`` (an :class:`~safepacs.deid.identifiers.Identifiers`) adds
+    identity known from the patient's other files to what free-text cleaning removes.
+    """
     check_character_set(ds)
     if not options.accept_burned_in_risk:
         reason = burned_in_risk(ds)
@@ -91,7 +98,9 @@ def deidentify_inplace(
                 "available, pass --accept-burned-in-risk to process it anyway"
             )
     walker = _Walker(ds, options, keys, profile or load_profile(), policy or load_policy())
-    walker.walk(ds, (), "normal")
+    if known_identifiers is not None and walker._ids is not None:
+        walker._ids = walker._ids.union(known_identifiers)
+    walker.walk(ds, (), "normal", ds._character_set)
     if getattr(ds, "file_meta", None) is not None:
         walker.walk_meta(ds.file_meta)
     walker.mark(ds)
@@ -145,6 +154,7 @@ class _Walker:
 
     def __post_init__(self) -> None:
         self.delta = IdentityDelta()
+        self._charset: object = self.root._character_set
         self._offset: int | None = None
         self._patient_key = patient_key(self.root)
         self._ids = None
@@ -153,7 +163,7 @@ class _Walker:
             # Collected before anything changes: cleaning removes what the header knows.
             from safepacs.deid.identifiers import collect_identifiers
 
-            self._ids = collect_identifiers(self.root)
+            self._ids = collect_identifiers(self.root).with_private_text(self.root)
 
     # --- lazily derived context ---------------------------------------------------
     @property
@@ -163,14 +173,18 @@ class _Walker:
         return self._offset
 
     # --- the walk -----------------------------------------------------------------
-    def walk(self, ds: Dataset, path: Path, mode: str) -> None:
+    def walk(self, ds: Dataset, path: Path, mode: str, charset: object) -> None:
         """Apply one decision to every element of ``ds``.
 
         ``mode`` says what happens to unlisted text inside a sequence the table asked to
         dummy ("D") or clean ("C"): there it is dummied or cleaned instead of removed, so
         structured content keeps its shape.
         """
+        if "SpecificCharacterSet" in ds:
+            charset = ds._character_set
+        self._charset = charset
         private_keep = self._safe_private(ds) if self.options.retain_safe_private else None
+        local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
         for elem in list(ds.elements()):
             tag = BaseTag(elem.tag)
             vr = _vr_of(elem)
@@ -182,12 +196,21 @@ class _Walker:
                     self._remove(ds, path, tag)
                 continue
             row = self.profile.row_for(tag)
+            if local_code and tag == _CODE_MEANING:
+                # A local code's meaning is text typed by people: clean it, or dummy it.
+                self._apply(ds, path, tag, vr, "C" if self._ids is not None else "D", mode)
+                continue
             if row is not None:
                 action = row.action(self.options)
                 action = _COMBINED.get(action, action)
             else:
                 action = self._unlisted(tag, vr, elem, mode)
             self._apply(ds, path, tag, vr, action, mode)
+
+    def _standard_scheme(self, ds: Dataset) -> bool:
+        elem = ds.get(_CODING_SCHEME)
+        scheme = str(elem.value if elem is not None else "").strip().upper()
+        return scheme in self.policy.standard_schemes
 
     def _unlisted(self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str) -> str:
         if vr == "SQ":
@@ -199,7 +222,7 @@ class _Walker:
         if vr in BINARY_VRS or vr.startswith("O"):
             keep = tag in self.policy.binary_keep_tags or (tag >> 16) in self.policy.binary_keep_groups
             return "K" if keep else "X"
-        if vr in TEXT_VRS and mode in ("D", "C"):
+        if vr in TEXT_VRS and mode in ("D", "C") and tag in self.policy.free_text_tags:
             return mode
         return "X"
 
@@ -246,8 +269,10 @@ class _Walker:
 
     def _walk_items(self, ds: Dataset, path: Path, tag: BaseTag, mode: str) -> None:
         seq = ds[tag].value
+        charset = self._charset
         for index, item in enumerate(seq or []):
-            self.walk(item, path + (int(tag), index), mode)
+            self.walk(item, path + (int(tag), index), mode, charset)
+        self._charset = charset
 
     # --- value actions ------------------------------------------------------------
     def _pseudonymous_id(self, elem: DataElement) -> str:
@@ -388,9 +413,9 @@ class _Walker:
 
     # --- recording ----------------------------------------------------------------
     def _remove(self, ds: Dataset, path: Path, tag: BaseTag) -> None:
-        self.delta.record(path, ds, tag)
+        self.delta.record(path, ds, tag, self._charset)
         del ds[tag]
 
     def _replace(self, ds: Dataset, path: Path, tag: BaseTag, new: DataElement) -> None:
-        self.delta.record(path, ds, tag)
+        self.delta.record(path, ds, tag, self._charset)
         ds[tag] = new

@@ -83,6 +83,9 @@ _PHONE = "|".join(
         # North American: (555) 123-4567, 555-123-4567, +1 555 123 4567
         r"(?<![0-9A-Za-z+])(?:\+?1[\s.\-]?)?(?:\([2-9][0-9]{2}\)\s?|[2-9][0-9]{2}[\s.\-])"
         r"[0-9]{3}[\s.\-][0-9]{4}(?![0-9])",
+        # Japanese / Korean dashed: 090-1234-5678, 03-1234-5678, 010-1234-5678 (not dates)
+        r"(?<![0-9+\-])(?!(?:0?[1-9]|[12][0-9]|3[01])-(?:0?[1-9]|1[0-2])-(?:19|20)[0-9]{2}(?![0-9]))"
+        r"0[1-9][0-9]{0,3}-[0-9]{2,4}-[0-9]{4}(?![0-9\-])",
         # Other international: +44 20 7946 0958, +49 (30) 1234567
         r"(?<![0-9A-Za-z+])\+[1-9][0-9]{0,2}(?:[\s.\-]?\(?[0-9]{1,5}\)?){1,5}(?![0-9])",
     ]
@@ -173,7 +176,7 @@ def _trie_insert(root: dict, tokens: Sequence[Hashable], end: str | bytes) -> No
 
 def _trie_emit(
     node: dict, emit: Callable[[Hashable], str | bytes], lit: Callable[[str], str | bytes]
-):
+) -> str | bytes:
     """Regex for a trie: chains become literals, branches alternations, ends last."""
     out = []
     while True:
@@ -240,7 +243,7 @@ def bytes_literal_regex(literals: Iterable[tuple[bytes, bool]]) -> bytes | None:
         if not literal:
             continue
         end = _NOT_WORD_AFTER_BYTES if bounded else b""
-        if literal.isascii():
+        if literal.isascii() and b"\x1b" not in literal:  # ISO 2022 runs are case-exact
             _trie_insert(ascii_root, literal.lower(), end)
         else:
             _trie_insert(other_root, literal, end)

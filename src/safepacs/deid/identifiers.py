@@ -541,6 +541,34 @@ class Identifiers:
                 sets[kind].add(text)
         return cls(**{k: frozenset(v) for k, v in sets.items()})
 
+    def with_private_text(self, ds: Dataset) -> Identifiers:
+        """Add the text of private elements (any depth) as ``other_text``.
+
+        Vendors copy names, IDs and addresses into private elements; when free text is
+        kept (Clean Descriptors), anything a private element says is treated as identity
+        and scrubbed from the kept text: fail closed.
+        """
+        found: set[str] = set()
+
+        def walk(node: Dataset, encodings: list[str]) -> None:
+            for elem in node:
+                if elem.VR == "SQ":
+                    for item in elem.value:
+                        walk(item, encodings)
+                elif elem.tag.group & 1 and elem.tag.element >= 0x1000:
+                    if isinstance(elem.value, bytes):
+                        text = decode_un(elem.value, encodings)
+                    else:
+                        text = str(elem.value) if isinstance(elem.value, str) else None
+                    for part in re.split(r"[\r\n;=\\]+", text or ""):
+                        part = part.strip()
+                        if len(part) >= 6 or (len(part) >= 2 and not part.isascii()):
+                            found.add(part)
+
+        walk(ds, dataset_encodings(ds))
+        return Identifiers(**{k: getattr(self, k) | (frozenset(found) if k == "other_text" else frozenset())
+                              for k in KINDS})
+
     def union(self, other: Identifiers) -> Identifiers:
         """Both objects' identifiers: for a study or a patient searched as one."""
         return Identifiers(**{k: getattr(self, k) | getattr(other, k) for k in KINDS})

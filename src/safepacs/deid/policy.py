@@ -28,6 +28,8 @@ class Policy:
     binary_keep_tags: frozenset[int]
     binary_keep_groups: frozenset[int]
     safe_private: dict[str, SafePrivate]  # creator (stripped, upper case) -> entries
+    standard_schemes: frozenset[str] = frozenset()
+    free_text_tags: frozenset[int] = frozenset()
 
     def safe_private_vrs(self, creator: str, group: int, offset: int) -> frozenset[str] | None:
         entry = self.safe_private.get(creator.strip().upper())
@@ -67,4 +69,6 @@ def load_policy() -> Policy:
         binary_keep_tags=_tags(keep["binary_keywords"], "keep_list.json"),
         binary_keep_groups=frozenset(int(g, 16) for g in keep["binary_groups"]),
         safe_private=safe,
+        standard_schemes=frozenset(s.upper() for s in keep["standard_coding_schemes"]),
+        free_text_tags=_tags(keep["free_text_keywords"], "keep_list.json"),
     )

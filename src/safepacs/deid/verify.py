@@ -146,6 +146,9 @@ class _Entry:
     sources: set[tuple[str, frozenset[str]]] = field(default_factory=set)
 
 
+_DECIMAL = re.compile(r"[-+]?\d*\.\d+([eE][-+]?\d+)?")
+
+
 def _worth_searching(key: str) -> bool:
     """Too short, numeric-short or dummy values would only produce false alarms."""
     if not key or key in GENERIC_VALUES or key in _DUMMY_KEYS or len(set(key)) == 1:
@@ -155,7 +158,9 @@ def _worth_searching(key: str) -> bool:
     return len(key) >= 2
 
 
-def _active_kind(sources: Iterable[tuple[str, frozenset[str]]], enabled: frozenset[str]):
+def _active_kind(
+    sources: Iterable[tuple[str, frozenset[str]]], enabled: frozenset[str]
+) -> str | None:
     """The kind to report under ``enabled`` options, or None when every source is waived.
 
     A private copy of a public value is judged by the public attribute's rules.
@@ -184,6 +189,8 @@ class NeedleIndex:
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
                     self._excluded.add(normalize(v.text))
+            elif v.kind == PRIVATE and _DECIMAL.fullmatch(v.text.strip()):
+                continue  # a private measurement (e.g. a copy of ImagingFrequency), not an ID
             elif v.kind in (FREE_TEXT, PRIVATE):
                 self._add(Needle((v.text.strip()[:_MAX_TEXT_NEEDLE],), v.kind), v.waivers)
             else:
@@ -244,16 +251,16 @@ class _Matcher:
         self._bytes: dict[tuple[str, ...], tuple[re.Pattern[bytes] | None, dict]] = {}
 
     def display(self, key: str) -> str:
-        return " ".join(min(self._forms[key]))
+        """A readable form of a needle (to be masked before anyone sees it)."""
+        forms = self._forms.get(key)
+        return " ".join(min(forms)) if forms else key
 
     def find_text(self, text: str) -> Iterator[tuple[int, int, str]]:
         """(start, end, needle key) of every needle in a decoded value."""
         if self._pattern is None or not text:
             return
         for m in iter_needle_matches(self._pattern, text):
-            key = normalize(m.group())
-            if key in self.kinds:
-                yield m.start(), m.end(), key
+            yield m.start(), m.end(), normalize(m.group())
 
     def mask_text(self, text: str) -> str:
         """``text`` with every needle masked: for showing file paths safely."""
@@ -263,40 +270,58 @@ class _Matcher:
             last = end
         return "".join(out) + text[last:]
 
-    def _bytes_pattern(self, encodings: tuple[str, ...]) -> tuple[re.Pattern[bytes] | None, dict]:
-        cached = self._bytes.get(encodings)
-        if cached is None:
-            literals: dict[bytes, str] = {}
-            bounded: dict[bytes, bool] = {}
-            for key, forms in self._forms.items():
-                for literal, right in _encoded_forms(key, forms, encodings):
-                    lookup = literal.lower() if literal.isascii() else literal
-                    literals.setdefault(lookup, key)
-                    bounded[lookup] = bounded.get(lookup, True) and right
-            rx = bytes_literal_regex(bounded.items())
-            cached = (re.compile(rx) if rx else None, literals)
-            self._bytes[encodings] = cached
-        return cached
+    def _bytes_patterns(self, encodings: tuple[str, ...]) -> list[tuple[re.Pattern[bytes], dict]]:
+        """ASCII needles read the same in every charset: one shared pattern for them, a
+        small per-charset one for the rest (compiling is the expensive part of a run)."""
+        if () not in self._bytes:
+            ascii_needles = [(k, p) for k, p in self._needles() if "".join(p).isascii()]
+            self._bytes[()] = _compile_literals(ascii_needles, ("ascii",))
+        if encodings not in self._bytes:
+            others = [(k, p) for k, p in self._needles() if not "".join(p).isascii()]
+            self._bytes[encodings] = _compile_literals(others, encodings)
+        return [p for p in (self._bytes[()], self._bytes[encodings]) if p[0] is not None]
+
+    def _needles(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+        for key, forms in self._forms.items():
+            for parts in forms:
+                yield key, parts
 
     def find_bytes(
         self, buf: bytes | mmap.mmap, start: int, end: int, encodings: tuple[str, ...]
     ) -> Iterator[tuple[int, str]]:
         """(offset, needle key) of every encoded needle in ``buf[start:end]``."""
-        pattern, literals = self._bytes_pattern(encodings)
-        if pattern is None:
-            return
-        pos = start
-        while pos < end:
-            m = pattern.search(buf, pos, end)
-            if m is None:
-                return
-            found = m.group()
-            key = literals.get(found) or literals.get(found.lower())
-            if key is None or not _left_ok(buf, m.start(), found, key):
-                pos = m.start() + 1
-                continue
-            yield m.start(), key
-            pos = m.end()
+        for pattern, literals in self._bytes_patterns(encodings):
+            pos = start
+            while pos < end:
+                m = pattern.search(buf, pos, end)
+                if m is None:
+                    break
+                found = m.group()
+                key = literals.get(found) or literals.get(found.lower())
+                if key is None or not _left_ok(buf, m.start(), found, key):
+                    pos = m.start() + 1
+                    continue
+                yield m.start(), key
+                pos = m.end()
+
+
+def _compile_literals(
+    needles: Iterable[tuple[str, tuple[str, ...]]], encodings: tuple[str, ...]
+) -> tuple[re.Pattern[bytes] | None, dict[bytes, str]]:
+    """A bytes pattern for needles encoded in ``encodings``, and literal -> needle key."""
+    literals: dict[bytes, str] = {}
+    bounded: dict[bytes, bool] = {}
+    for key, parts in needles:
+        for literal, right in _encoded_forms(key, [parts], encodings):
+            lookup = literal.lower() if _folds(literal) else literal
+            literals.setdefault(lookup, key)
+            bounded[lookup] = bounded.get(lookup, True) and right
+    rx = bytes_literal_regex(bounded.items())
+    return (re.compile(rx) if rx else None), literals
+
+
+def _folds(literal: bytes) -> bool:
+    return literal.isascii() and b"\x1b" not in literal
 
 
 def _left_ok(buf: bytes | mmap.mmap, at: int, found: bytes, key: str) -> bool:
@@ -344,7 +369,9 @@ def _encode(text: str, codec: str) -> bytes | None:
 def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    from safepacs.deid.batch import _is_own_report
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and not _is_own_report(p.name))
 
 
 def _display(path: Path, root: Path) -> str:

@@ -147,22 +147,13 @@ def _why(exc: BaseException) -> str:
 
 
 def _validate_header(ds: Dataset, name: str) -> None:
-    """Convert every element once: bad lengths and undecodable values fail here, early."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _touch(ds)
-    except Exception as exc:
-        raise InvalidDicom(f"{name}: malformed DICOM element ({_why(exc)})") from None
+    """The structure was checked byte by byte; here only: is this an object at all?
+
+    Values are not converted here (that costs more than the rest of the work); elements
+    the engine keeps are copied as they were, the others are decoded when acted on.
+    """
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
         raise InvalidDicom(f"{name}: no SOPClassUID or SOPInstanceUID: not a DICOM object")
-
-
-def _touch(ds: Dataset) -> None:
-    for elem in ds:  # iteration converts raw elements
-        if elem.VR == "SQ":
-            for item in elem.value:
-                _touch(item)
 
 
 def _pixel_extent(fh, pos: int, size: int, implicit: bool, little: bool, name: str) -> int:

@@ -15,6 +15,7 @@ from safepacs.synth.answer_key import KINDS, AnswerKey, FileInfo, Planted
 from safepacs.synth.builder import make_dataset
 from safepacs.synth.charsets import CHARSETS
 from safepacs.synth.corpus import ANSWER_KEY_NAME, generate
+from safepacs.synth.lookup import element_text, holds, locate
 from safepacs.synth.names import is_valid_resident_id
 
 __all__ = [
@@ -24,7 +25,10 @@ __all__ = [
     "AnswerKey",
     "FileInfo",
     "Planted",
+    "element_text",
     "generate",
+    "holds",
     "is_valid_resident_id",
+    "locate",
     "make_dataset",
 ]

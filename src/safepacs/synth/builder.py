@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import struct
+from datetime import date, datetime
 
 import numpy as np
 from pydicom.charset import convert_encodings
@@ -38,11 +39,11 @@ def file_rngs(seed: int, index: int) -> tuple[random.Random, np.random.Generator
     return random.Random(f"{seed}:{index}"), np.random.default_rng([seed, index])
 
 
-def _da(d) -> str:
+def _da(d: date | datetime) -> str:
     return d.strftime("%Y%m%d")
 
 
-def _tm(d) -> str:
+def _tm(d: datetime) -> str:
     return d.strftime("%H%M%S.%f")
 
 
@@ -147,10 +148,10 @@ def _patient(pl: Planter, p: Patient, study: Study) -> None:
 
 def _study(pl: Planter, s: Study) -> None:
     has = s.has
-    date, time = _da(s.when), _tm(s.when)
+    day, clock = _da(s.when), _tm(s.when)
     pl.plant("StudyInstanceUID", s.uid, "uid")
-    pl.plant("StudyDate", date, "date")
-    pl.plant("StudyTime", time, "time")
+    pl.plant("StudyDate", day, "date")
+    pl.plant("StudyTime", clock, "time")
     pl.plant("AccessionNumber", s.accession, "id")
     pl.plant("StudyID", s.study_id, "id")
     pl.name("ReferringPhysicianName", s.referring)
@@ -161,8 +162,8 @@ def _study(pl: Planter, s: Study) -> None:
     pl.plant("InstitutionAddress", s.site.address, "institution")
     pl.plant("InstitutionalDepartmentName", s.site.department, "institution")
     pl.plant("PerformedProcedureStepID", s.performed_step_id, "id")
-    pl.plant("PerformedProcedureStepStartDate", date, "date")
-    pl.plant("PerformedProcedureStepStartTime", time, "time")
+    pl.plant("PerformedProcedureStepStartDate", day, "date")
+    pl.plant("PerformedProcedureStepStartTime", clock, "time")
     if "procedure_code" in has:
         (code,) = pl.sequence("ProcedureCodeSequence")
         code.plain("CodeValue", s.procedure_code)
@@ -206,14 +207,14 @@ def _series(pl: Planter, s: Series) -> None:
 
 
 def _instance(pl: Planter, inst: Instance) -> None:
-    date, time = _da(inst.when), _tm(inst.when)
+    day, clock = _da(inst.when), _tm(inst.when)
     pl.plain("InstanceNumber", inst.number)
-    pl.plant("InstanceCreationDate", date, "date")
-    pl.plant("InstanceCreationTime", time, "time")
-    pl.plant("AcquisitionDate", date, "date")
-    pl.plant("AcquisitionTime", time, "time")
-    pl.plant("ContentDate", date, "date")
-    pl.plant("ContentTime", time, "time")
+    pl.plant("InstanceCreationDate", day, "date")
+    pl.plant("InstanceCreationTime", clock, "time")
+    pl.plant("AcquisitionDate", day, "date")
+    pl.plant("AcquisitionTime", clock, "time")
+    pl.plant("ContentDate", day, "date")
+    pl.plant("ContentTime", clock, "time")
     pl.plant("AcquisitionDateTime", inst.when.strftime("%Y%m%d%H%M%S.%f"), "datetime")
     _put_text(pl, "ImageComments", inst.comments)
     ref = inst.referenced

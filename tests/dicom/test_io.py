@@ -1,0 +1,79 @@
+"""Bad input: each file gets a reason a person can act on, and nothing leaks into it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from safepacs.dicom.io import read_header, write_atomic
+from safepacs.errors import InvalidDicom
+
+CT = Path(get_testdata_file("CT_small.dcm"))
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def _with_length(data: bytes, new_len: int) -> bytes:
+    i = data.find(b"\x10\x00\x10\x00PN")  # PatientName, explicit VR
+    return data[: i + 6] + new_len.to_bytes(2, "little") + data[i + 8 :]
+
+
+@pytest.mark.parametrize(
+    "name,mutate,reason",
+    [
+        ("empty.dcm", lambda b: b"", "empty file"),
+        ("text.dcm", lambda b: b"not dicom at all\n" * 20, "no DICM prefix"),
+        ("cut_header.dcm", lambda b: b[:600], "cut short"),
+        ("cut_pixels.dcm", lambda b: b[:-1000], "truncated file"),
+        ("long_len.dcm", lambda b: _with_length(b, 60000), "truncated file or wrong length"),
+        ("short_len.dcm", lambda b: _with_length(b, 19), "invalid VR"),
+    ],
+)
+def test_malformed_files_are_refused_with_a_reason(tmp_path, name, mutate, reason):
+    path = _write(tmp_path, name, mutate(CT.read_bytes()))
+    with pytest.raises(InvalidDicom, match=reason) as err:
+        read_header(path)
+    original = pydicom.dcmread(CT)
+    assert str(original.PatientName) not in str(err.value)
+    assert str(err.value).startswith(name)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file; covered by the missing-file case")
+    path = _write(tmp_path, "locked.dcm", CT.read_bytes())
+    path.chmod(0)
+    with pytest.raises(InvalidDicom, match="cannot read"):
+        read_header(path)
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(InvalidDicom, match="cannot read"):
+        read_header(tmp_path / "gone.dcm")
+
+
+def test_pixels_are_copied_byte_for_byte(tmp_path):
+    src = read_header(CT)
+    assert src.pixel_start is not None and src.trailer is not None  # CT_small has padding
+    out = tmp_path / "o.dcm"
+    write_atomic(src, src.dataset, out)
+    a, b = pydicom.dcmread(CT), pydicom.dcmread(out)
+    assert a.PixelData == b.PixelData
+    assert b.preamble == b"\x00" * 128
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_encapsulated_pixels_are_located(tmp_path):
+    path = Path(get_testdata_file("JPEG2000.dcm"))
+    src = read_header(path)
+    out = tmp_path / "j.dcm"
+    write_atomic(src, src.dataset, out)
+    assert pydicom.dcmread(out).PixelData == pydicom.dcmread(path).PixelData

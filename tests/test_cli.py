@@ -1,0 +1,261 @@
+"""End to end through the real CLI: synth corpus -> deid -> verify/restore, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from safepacs.deid.options import Options
+from safepacs.deid.profile import load_profile
+from safepacs.synth import AnswerKey, generate
+from tests.conftest import TCIA
+
+SAFEPACS = [sys.executable, "-m", "safepacs"]
+PROFILE = load_profile()
+IDENTITY_KINDS = {"name", "id", "date", "datetime", "phone", "email", "resident_id", "address", "uid",
+                  "private", "institution", "device"}
+
+OPTION_SETS = {
+    "basic": [],
+    "full-dates": ["--retain-long-full-dates"],
+    "modified-dates": ["--retain-long-modified-dates"],
+    "patient-chars": ["--retain-patient-characteristics"],
+    "device": ["--retain-device-identity"],
+    "institution": ["--retain-institution-identity"],
+    "uids": ["--retain-uids"],
+    "safe-private": ["--retain-safe-private"],
+    "clean-descriptors": ["--clean-descriptors"],
+    "clean-sr-graphics": ["--clean-structured-content", "--clean-graphics"],
+}
+FLAG_TO_OPTION = {
+    "--retain-long-full-dates": "retain_long_full_dates",
+    "--retain-long-modified-dates": "retain_long_modified_dates",
+    "--retain-patient-characteristics": "retain_patient_characteristics",
+    "--retain-device-identity": "retain_device_identity",
+    "--retain-institution-identity": "retain_institution_identity",
+    "--retain-uids": "retain_uids",
+    "--retain-safe-private": "retain_safe_private",
+    "--clean-descriptors": "clean_descriptors",
+    "--clean-structured-content": "clean_structured_content",
+    "--clean-graphics": "clean_graphics",
+}
+
+
+def cli(*args: object, check: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SAFEPACS, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> tuple[Path, AnswerKey]:
+    root = tmp_path_factory.mktemp("corpus")
+    key = generate(root / "in", 200, 11, small=True)
+    (root / "in" / "answer_key.json").rename(root / "answer_key.json")  # inputs: DICOM only
+    return root / "in", key
+
+
+def _dcm_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.dcm"))
+
+
+def _search_forms(value: str) -> list[bytes]:
+    forms = set()
+    for codec in ("utf-8", "gb18030", "latin-1", "iso2022_jp", "iso2022_kr"):
+        try:
+            forms.add(value.encode(codec))
+        except UnicodeEncodeError:
+            pass
+    return [f for f in forms if len(f) >= 3]
+
+
+def _found(value: str, blob: bytes) -> bool:
+    """Byte search in every plausible encoding; a number must stand alone (so that the
+    weight 50.68 is not "found" inside the time 161550.689013)."""
+    if re.fullmatch(r"[0-9.]+", value):
+        return re.search(rb"(?<![0-9.])" + re.escape(value.encode()) + rb"(?![0-9])", blob) is not None
+    return any(f in blob for f in _search_forms(value))
+
+
+@pytest.mark.parametrize("name", list(OPTION_SETS))
+def test_no_planted_value_survives_where_the_options_say_it_must_go(corpus, tmp_path, name):
+    src, key = corpus
+    flags = OPTION_SETS[name]
+    enabled = {FLAG_TO_OPTION[f] for f in flags}
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k.key", "--workers", "2", *flags)
+    files = _dcm_files(out)
+    assert len(files) == key.count
+    blob = b"\n".join(p.read_bytes() for p in files)
+    if "retain_long_modified_dates" in enabled:
+        enabled = enabled | {"times"}  # whole-day shifts keep times as they are, by design
+
+    options = Options(**{o: True for o in enabled if o != "times"})
+
+    def kept(p) -> bool:
+        if set(p.retained_by) & enabled or (p.kind == "time" and "times" in enabled):
+            return True
+        # Clean (C) keeps descriptive text such as Occupation once identity is scrubbed out
+        row = PROFILE.row_for(int(p.tag, 16))
+        return bool(row) and row.action(options) == "C" and p.kind not in IDENTITY_KINDS
+
+    # a value that is legitimately kept somewhere (e.g. a retained StudyInstanceUID) may
+    # appear; the byte search cannot tell its locations apart
+    allowed = {p.value for p in key.planted if kept(p)}
+    must_go = [p for p in key.planted if not kept(p) and p.value not in allowed]
+    survivors = [p for p in must_go if _found(p.value, blob)]
+    assert survivors == [], [(p.location, p.kind) for p in survivors[:10]]
+    verify = cli("verify-deid", src, out, check=None)
+    assert verify.returncode == 0, verify.stdout[-3000:]
+
+
+def test_same_key_gives_identical_bytes_and_another_key_shares_nothing(corpus, tmp_path):
+    src, _ = corpus
+    cli("deid", src, tmp_path / "a", "--key-file", tmp_path / "k1")
+    cli("deid", src, tmp_path / "b", "--key-file", tmp_path / "k1", "--workers", "2")
+    cli("deid", src, tmp_path / "c", "--key-file", tmp_path / "k2")
+    a, b, c = (_dcm_files(tmp_path / x) for x in "abc")
+    assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+    ids_a = {str(pydicom.dcmread(p).PatientID) for p in a} | {p.stem for p in a}
+    ids_c = {str(pydicom.dcmread(p).PatientID) for p in c} | {p.stem for p in c}
+    assert ids_a and not ids_a & ids_c
+
+
+def test_references_stay_consistent_and_dcmdump_reads_every_output(corpus, tmp_path):
+    src, _ = corpus
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k")
+    sops, refs = set(), set()
+    for p in _dcm_files(out):
+        ds = pydicom.dcmread(p)
+        sops.add(ds.SOPInstanceUID)
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        for seq in ("ReferencedImageSequence", "SourceImageSequence"):
+            for item in ds.get(seq, []):
+                refs.add(item.ReferencedSOPInstanceUID)
+    assert refs and refs <= sops  # every reference points at an object of the corpus
+    if shutil.which("dcmdump"):
+        for p in _dcm_files(out)[:60]:
+            proc = subprocess.run(["dcmdump", "-q", str(p)], capture_output=True, text=True)
+            assert proc.returncode == 0 and "E:" not in proc.stderr, proc.stderr
+
+
+def test_restore_reproduces_each_original_header(corpus, tmp_path):
+    src, _ = corpus
+    out, deltas, back = tmp_path / "out", tmp_path / "deltas", tmp_path / "back"
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--delta-dir", deltas, "--clean-descriptors")
+    assert b"DICM" not in b"".join(p.read_bytes()[:200] for p in deltas.iterdir())  # sealed
+    cli("restore", out, deltas, back, "--key-file", tmp_path / "k")
+    originals = {}
+    for p in _dcm_files(src):
+        ds = pydicom.dcmread(p)
+        originals[ds.SOPInstanceUID] = ds
+    restored = _dcm_files(back)
+    assert len(restored) == len(originals)
+    for p in restored:
+        r = pydicom.dcmread(p)
+        o = originals[r.SOPInstanceUID]
+        for elem in o:
+            if elem.tag.element == 0:
+                continue
+            assert elem.tag in r, elem.tag
+            assert r[elem.tag].value == elem.value or r[elem.tag].VR == "SQ", elem.tag
+            assert r[elem.tag].VR == elem.VR or elem.VR == "UN"
+        assert set(r.keys()) == {t for t in o.keys() if t.element != 0}
+
+
+def test_tcia_samples_lose_their_header_phi(tmp_path):
+    if not TCIA.is_dir():
+        pytest.skip("../shared/testdata is not beside this checkout")
+    out = tmp_path / "out"
+    cli("deid", TCIA, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk", check=1)
+    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    by_input = {r["input"]: r for r in report}
+    assert by_input["README.md"]["status"] == "rejected"
+    assert by_input["0_ORIGINAL_compressed.dcm"]["status"] == "ok"
+    blob = b"".join(p.read_bytes() for p in _dcm_files(out))
+    for phi in (b"DAVIDSON", b"DOUGLAS", b"292821506", b"KAUFMAN", b"RODGERS", b"SAMUEL"):
+        assert phi not in blob.upper()
+    ds = pydicom.dcmread(TCIA / "0_ORIGINAL_compressed.dcm")
+    assert str(ds.InstitutionName).encode() not in blob
+    verify = cli("verify-deid", TCIA, out, check=None)
+    assert verify.returncode == 0, verify.stdout[-3000:]
+
+
+def test_tcia_burned_in_samples_are_refused_without_the_flag(tmp_path):
+    if not TCIA.is_dir():
+        pytest.skip("../shared/testdata is not beside this checkout")
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(TCIA / "RGB_ORIGINAL.dcm", src)
+    ds = pydicom.dcmread(src / "RGB_ORIGINAL.dcm")
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(src / "burned.dcm")
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k", check=1)
+    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    refused = [r for r in report if r["input"] == "burned.dcm"][0]
+    assert refused["status"] == "rejected" and "burned-in" in refused["reason"]
+
+
+def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
+    src, _ = corpus
+    good = _dcm_files(src)[:3]
+    bad = tmp_path / "in"
+    bad.mkdir()
+    for i, p in enumerate(good):
+        shutil.copy(p, bad / f"good{i}.dcm")
+    data = good[0].read_bytes()
+    (bad / "empty.dcm").write_bytes(b"")
+    (bad / "notes.txt").write_text("hello")
+    (bad / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    i = data.find(b"\x10\x00\x20\x00LO")  # PatientID: give it a wrong length
+    (bad / "wronglen.dcm").write_bytes(data[: i + 6] + b"\xff\x7f" + data[i + 8 :])
+    charset = pydicom.dcmread(good[1])
+    charset.SpecificCharacterSet = "ISO_IR 999"
+    charset.save_as(bad / "charset.dcm")
+    (bad / "loop").mkdir()
+    os.symlink("..", bad / "loop" / "again")
+    os.symlink("missing-target", bad / "dangling.dcm")
+    before = {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()}
+    out = tmp_path / "out"
+    proc = cli("deid", bad, out, "--key-file", tmp_path / "k", check=1)
+    report = {r["input"]: r for r in map(json.loads, (out / "safepacs-deid-report.jsonl").read_text().splitlines())}
+    assert [report[f"good{i}.dcm"]["status"] for i in range(3)] == ["ok"] * 3
+    reasons = {name: report[name]["reason"] for name in report if report[name]["status"] != "ok"}
+    assert "empty file" in reasons["empty.dcm"]
+    assert "DICM" in reasons["notes.txt"]
+    assert "truncat" in reasons["truncated.dcm"] or "cut short" in reasons["truncated.dcm"]
+    assert "wrong length" in reasons["wronglen.dcm"] or "invalid VR" in reasons["wronglen.dcm"]
+    assert "SpecificCharacterSet" in reasons["charset.dcm"]
+    assert "loop" in reasons["loop/again"]
+    assert "cannot" in reasons["dangling.dcm"]
+    assert len(_dcm_files(out)) == 3  # nothing written for the rejected files
+    assert {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()} == before  # untouched
+    original = pydicom.dcmread(good[0])
+    text = proc.stdout + proc.stderr + (out / "safepacs-deid-report.jsonl").read_text()
+    assert str(original.PatientID) not in text
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert cli("deid", tmp_path / "nope", tmp_path / "o", check=None).returncode == 2
+    (tmp_path / "in").mkdir()
+    assert cli("deid", tmp_path / "in", tmp_path / "in" / "sub", check=None).returncode == 2
+    assert cli("deid", check=None).returncode == 2
+
+
+def test_key_file_is_created_private(tmp_path, corpus):
+    src, _ = corpus
+    cli("deid", _dcm_files(src)[0], tmp_path / "one.dcm", "--key-file", tmp_path / "new.key")
+    assert (tmp_path / "new.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "one.dcm").is_file()
