@@ -11,6 +11,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from safepacs.deid.keys import Keys
+from safepacs.synth import AnswerKey, generate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TCIA = SHARED / "testdata" / "tcia-pseudo-phi"
@@ -81,3 +82,12 @@ def make_ct(charset: str = "ISO_IR 192", name: str = "ZHANG^WEI=张^伟") -> Dat
     ref.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.99.1.4"
     ds.ReferencedImageSequence = Sequence([ref])
     return ds
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> tuple[Path, AnswerKey]:
+    """A 200-file synthetic corpus (small pixels), DICOM files only; the key beside it."""
+    root = tmp_path_factory.mktemp("corpus")
+    key = generate(root / "in", 200, 11, small=True)
+    (root / "in" / "answer_key.json").rename(root / "answer_key.json")  # inputs: DICOM only
+    return root / "in", key

@@ -163,7 +163,7 @@ def process(task: Task) -> Result:
         ds = src.dataset
         known = None
         if job.patient_identifiers:
-            known = job.patient_identifiers.get(patient_key(ds))
+            known = job.patient_identifiers.get(_identity_group(ds))
         delta = deidentify_inplace(ds, job.options, keys, known_identifiers=known)
         if src.trailer is not None:
             for elem in list(src.trailer.elements()):
@@ -202,6 +202,13 @@ def needs_patient_pass(options: Options) -> bool:
     return options.clean_descriptors or options.clean_structured_content or options.clean_graphics
 
 
+def _identity_group(ds) -> str:  # type: ignore[no-untyped-def]
+    """Files pooled for free-text cleaning: same PatientID whatever the issuer (two issuers
+    may well be one person, and pooling too much only scrubs more)."""
+    pid = str(ds.get("PatientID", "") or "").strip()
+    return pid or patient_key(ds)
+
+
 def collect_patient_identifiers(
     tasks: list[Task], on_file: Callable[[], None] | None = None
 ) -> dict:
@@ -222,7 +229,7 @@ def collect_patient_identifiers(
             except Exception:  # noqa: BLE001 - reported by the main pass
                 ids = None
             if ids is not None:
-                key = patient_key(ds)
+                key = _identity_group(ds)
                 known = by_patient.get(key)
                 by_patient[key] = ids if known is None else known.union(ids)
         if on_file:

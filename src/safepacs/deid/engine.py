@@ -13,7 +13,9 @@ decision:
 
 Combined actions (X/Z, X/D, X/Z/D, Z/D) are resolved to the conformant alternative (Z or D)
 because replacing a present attribute never breaks IOD conformance while removing a Type 1
-or Type 2 one does, and an empty or dummy value carries no identity either.
+or Type 2 one does, and an empty or dummy value carries no identity either.  For a sequence,
+a combined action keeps the items and decides inside them (an empty sequence is invalid where
+the sequence is Type 1 or 3).
 """
 
 from __future__ import annotations
@@ -134,6 +136,14 @@ def patient_key(ds: Dataset) -> str:
     return "name:" + str(ds.get("PatientName", "") or "").strip().upper()
 
 
+def _is_empty(elem: DataElement | RawDataElement) -> bool:
+    """Empty without decoding: a raw value of only padding counts as empty."""
+    if isinstance(elem, RawDataElement):
+        value = elem.value
+        return value is None or not bytes(value).strip(b" \x00")
+    return elem.is_empty
+
+
 def _vr_of(elem: DataElement | RawDataElement) -> str:
     vr = elem.VR
     if vr:
@@ -191,6 +201,12 @@ class _Walker:
             if tag.element == 0 and tag.group > 2:  # retired group lengths
                 self._remove(ds, path, tag)
                 continue
+            if 0x6000 <= tag.group <= 0x601E:
+                # Overlay planes: the bitmap may hold burned-in text that cannot be cleaned
+                # without OCR, and an overlay without its data is not conformant, so the whole
+                # plane goes (Overlay Data is X in the basic profile).
+                self._remove(ds, path, tag)
+                continue
             if tag.group & 1:
                 if private_keep is None or tag not in private_keep:
                     self._remove(ds, path, tag)
@@ -202,6 +218,10 @@ class _Walker:
                 continue
             if row is not None:
                 action = row.action(self.options)
+                if vr == "SQ" and action in _COMBINED:
+                    # An emptied sequence breaks Type 1/3 sequences; keeping the items and
+                    # deciding inside (UIDs remapped, text dummied) breaks nothing.
+                    action = "D"
                 action = _COMBINED.get(action, action)
             else:
                 action = self._unlisted(tag, vr, elem, mode)
@@ -250,18 +270,23 @@ class _Walker:
             else:  # D, U, C: keep the structure, decide inside
                 self._walk_items(ds, path, tag, {"D": "D", "C": "C"}.get(action, mode))
             return
+        if action in ("Z", "D") and vr != "UI" and tag != _PATIENT_ID:
+            # No need to decode a value that is about to be replaced (the hot path).
+            if not _is_empty(ds.get_item(tag)):
+                value = dummy_value(vr) if action == "D" else (None if vr in BINARY_VRS else "")
+                self._replace(ds, path, tag, DataElement(tag, vr, value))
+            return
         elem = ds[tag]  # converts a raw element: we need its value
         if action == "Z":
             if not elem.is_empty:
                 self._replace(ds, path, tag, DataElement(tag, vr, None if vr in BINARY_VRS else ""))
-        elif action == "U":
+        elif action in ("U", "D") and vr == "UI":
             self._replace_uids(ds, path, tag, elem)
         elif action == "D":
-            if vr == "UI":
-                self._replace_uids(ds, path, tag, elem)
-            elif not elem.is_empty:
-                value = self._pseudonymous_id(elem) if tag == _PATIENT_ID else dummy_value(vr)
-                self._replace(ds, path, tag, DataElement(tag, vr, value))
+            if not elem.is_empty:
+                self._replace(ds, path, tag, DataElement(tag, vr, self._pseudonymous_id(elem)))
+        elif action == "U":
+            self._replace_uids(ds, path, tag, elem)
         elif action == "C":
             self._clean(ds, path, tag, vr, elem)
         else:  # unknown action: fail closed
