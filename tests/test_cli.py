@@ -106,7 +106,7 @@ def test_no_planted_value_survives_where_the_options_say_it_must_go(corpus, tmp_
     # searches every value in every file)
     survivors = [p for p in must_go if _found(p.value, output_of[p.file])]
     assert survivors == [], [(p.location, p.kind) for p in survivors[:10]]
-    verify = cli("verify-deid", src, out, check=None)
+    verify = cli("verify-deid", src, out, "--key-file", tmp_path / "k.key", check=None)
     assert verify.returncode == 0, verify.stdout[-3000:]
 
 
@@ -251,3 +251,20 @@ def test_key_file_is_created_private(tmp_path, corpus):
     cli("deid", _dcm_files(src)[0], tmp_path / "one.dcm", "--key-file", tmp_path / "new.key")
     assert (tmp_path / "new.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "one.dcm").is_file()
+
+
+def test_verify_with_key_catches_an_unshifted_date_under_modified_dates(corpus, tmp_path):
+    src, _ = corpus
+    one = tmp_path / "in"
+    one.mkdir()
+    first = sorted(src.rglob("*.dcm"))[0]
+    shutil.copy(first, one / "a.dcm")
+    out = tmp_path / "out"
+    cli("deid", one, out, "--key-file", tmp_path / "k", "--retain-long-modified-dates")
+    assert cli("verify-deid", one, out, "--key-file", tmp_path / "k").returncode == 0
+    produced = _dcm_files(out)[0]
+    ds = pydicom.dcmread(produced)
+    ds.ContentDate = pydicom.dcmread(first).StudyDate  # a date that was not shifted
+    ds.save_as(produced)
+    leaked = cli("verify-deid", one, out, "--key-file", tmp_path / "k", check=1)
+    assert "ContentDate" in leaked.stdout

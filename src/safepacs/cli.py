@@ -203,6 +203,7 @@ def verify_deid(
     original: Annotated[Path, typer.Argument(help="The original file or folder.")],
     deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="The de-identified file or folder.")],
     report: Annotated[Path | None, typer.Option(help="Write leaks (masked) as JSON here.")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="The de-identification key: with it, dates shifted under Modified Dates are checked against the same patient's original dates only.")] = None,
 ) -> None:
     """Search every de-identified file for any identifying value of the originals.
 
@@ -210,7 +211,8 @@ def verify_deid(
     """
     from safepacs.deid.verify import run_verify
 
-    code = run_verify(original, deid_dir, console=out, report=report)
+    keys = _load_keys(key_file, create=False) if key_file is not None else None
+    code = run_verify(original, deid_dir, console=out, report=report, keys=keys)
     raise typer.Exit(code)
 
 
@@ -262,7 +264,7 @@ def demo(
     ok = sum(r.status == "ok" for r in restored_results)
     console.print(f"restored {ok} of {len(restored_results)} files")
     console.rule("4. verify: search the output for every identifying value of the input")
-    code = run_verify(orig, deid_out, console=out, report=None)
+    code = run_verify(orig, deid_out, console=out, report=None, keys=keys)
     raise typer.Exit(code)
 
 

@@ -136,6 +136,11 @@ def patient_key(ds: Dataset) -> str:
     return "name:" + str(ds.get("PatientName", "") or "").strip().upper()
 
 
+def patient_pseudonym(ds: Dataset, keys: Keys) -> str:
+    """The PatientID that de-identification gives this (original) dataset."""
+    return keys.pseudonym("PatientID", str(ds.get("PatientID", "") or ""))
+
+
 def _is_empty(elem: DataElement | RawDataElement) -> bool:
     """Empty without decoding: a raw value of only padding counts as empty."""
     if isinstance(elem, RawDataElement):
@@ -301,7 +306,7 @@ class _Walker:
 
     # --- value actions ------------------------------------------------------------
     def _pseudonymous_id(self, elem: DataElement) -> str:
-        return self.keys.pseudonym("PatientID", str(elem.value))
+        return self.keys.pseudonym("PatientID", str(elem.value or ""))
 
     def _replace_uids(self, ds: Dataset, path: Path, tag: BaseTag, elem: DataElement) -> None:
         if elem.is_empty:

@@ -64,6 +64,7 @@ from safepacs.deid.identifiers import (
     needles_for,
     normalize,
 )
+from safepacs.deid.keys import Keys
 from safepacs.deid.options import BASIC_PROFILE_CODE, CLEAN_PIXEL_DATA_CODE, OPTION_CODES, Options
 from safepacs.deid.profile import load_profile
 from safepacs.errors import SafepacsError
@@ -146,6 +147,10 @@ class _Entry:
     sources: set[tuple[str, frozenset[str]]] = field(default_factory=set)
 
 
+#: Pseudo-option: a file's dates were shifted per patient and a key lets verify check them
+#: against that patient's own original dates only (other patients' dates may coincide).
+PER_PATIENT_DATES = "per_patient_dates"
+
 _DECIMAL = re.compile(r"[-+]?\d*\.\d+([eE][-+]?\d+)?")
 
 
@@ -196,6 +201,8 @@ class NeedleIndex:
             else:
                 for kind, form in identifying_forms(v):
                     waivers = v.waivers | KIND_WAIVERS.get(kind, frozenset())
+                    if kind == "date":
+                        waivers = waivers | {PER_PATIENT_DATES}
                     for needle in needles_for(kind, form):
                         self._add(needle, waivers)
 
@@ -592,7 +599,8 @@ def _parse_deid(fh: BinaryIO) -> tuple[Dataset | None, int | None]:
 
 
 def _check_file(
-    path: Path, relative: str, shown: str, index: NeedleIndex
+    path: Path, relative: str, shown: str, index: NeedleIndex,
+    patient_dates: dict[str, set[str]] | None = None,
 ) -> tuple[list[Leak], bool]:
     """Leaks in one de-identified file, and whether it parsed as DICOM.
 
@@ -600,7 +608,13 @@ def _check_file(
     """
     with path.open("rb") as fh:
         ds, pixel_at = _parse_deid(fh)
-        scan = _FileScan(index.matcher(_file_options(ds)), shown)
+        enabled = _file_options(ds)
+        per_patient = patient_dates is not None and "retain_long_modified_dates" in enabled
+        if per_patient:
+            enabled = enabled | {PER_PATIENT_DATES}
+        scan = _FileScan(index.matcher(enabled), shown)
+        if per_patient and ds is not None:
+            _check_patient_dates(ds, patient_dates, scan)
         ts = ""
         if ds is not None:
             meta = getattr(ds, "file_meta", None)
@@ -616,6 +630,39 @@ def _check_file(
     for start, end, key in scan.matcher.find_text(relative):
         scan.leak("file path", key, relative[start:end])
     return _dedupe(scan.leaks), ds is not None
+
+
+def _check_patient_dates(ds: Dataset, patient_dates: dict[str, set[str]], scan: _FileScan) -> None:
+    """Under Modified Dates, the patient's own original dates must not appear in any date."""
+    own = patient_dates.get(str(ds.get("PatientID", "") or "").strip(), set())
+    if not own:
+        return
+    for elem in ds.iterall():
+        if elem.VR in ("DA", "DT") and not elem.is_empty:
+            values = elem.value if elem.VM > 1 else [elem.value]
+            for value in values:
+                if str(value)[:8] in own:
+                    scan.leak(elem.keyword or str(elem.tag), "date", str(value)[:8])
+
+
+def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str]]:
+    """Each patient's original dates, keyed by the pseudonymous PatientID the key gives."""
+    from safepacs.deid.engine import patient_pseudonym
+
+    found: dict[str, set[str]] = {}
+    for path in _require(original, "ORIGINAL"):
+        try:
+            ds = _read_original(path)
+        except Exception:  # reported by build_index
+            continue
+        if ds is None:
+            continue
+        dates = found.setdefault(patient_pseudonym(ds, keys), set())
+        for elem in ds.iterall():
+            if elem.VR in ("DA", "DT") and not elem.is_empty:
+                values = elem.value if elem.VM > 1 else [elem.value]
+                dates.update(str(v)[:8] for v in values if len(str(v)) >= 8)
+    return found
 
 
 def _dedupe(leaks: list[Leak]) -> list[Leak]:
@@ -677,24 +724,27 @@ def _quiet() -> Iterator[None]:
         config.settings.reading_validation_mode = mode
 
 
-def verify_paths(original: Path, deid: Path) -> VerifyResult:
+def verify_paths(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResult:
     """Search every de-identified file under ``deid`` for every needle of ``original``.
 
+    With the de-identification ``keys``, dates shifted under Modified Dates are checked
+    per patient (without, another patient's original date may coincide with a shifted one).
     Raises :class:`VerifyInputError` when either input is missing, empty or unreadable.
     """
     with _quiet():
-        return _verify(Path(original), Path(deid))
+        return _verify(Path(original), Path(deid), keys)
 
 
-def _verify(original: Path, deid: Path) -> VerifyResult:
+def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResult:
     deid_files = _require(deid, "DEID")
     index, result = build_index(original)
+    patient_dates = original_dates_by_pseudonym(original, keys) if keys is not None else None
     default = index.matcher(frozenset())
     for path in deid_files:
         relative = _display(path, deid)
         shown = default.mask_text(relative)
         try:
-            leaks, parsed = _check_file(path, relative, shown, index)
+            leaks, parsed = _check_file(path, relative, shown, index, patient_dates)
         except OSError as exc:
             result.errors.append(f"{shown}: cannot read ({exc.__class__.__name__})")
             continue
@@ -734,14 +784,15 @@ def write_report(result: VerifyResult, report: Path) -> None:
 
 
 def run_verify(
-    original: Path, deid: Path, *, console: Console, report: Path | None = None
+    original: Path, deid: Path, *, console: Console, report: Path | None = None,
+    keys: Keys | None = None,
 ) -> int:
     """The ``verify-deid`` command: print leaks, write the report, return the exit code.
 
     0: no leak; 1: at least one leak; 2: an input is missing or unreadable.
     """
     try:
-        result = verify_paths(original, deid)
+        result = verify_paths(original, deid, keys)
     except VerifyInputError as exc:
         console.print(Text("error: ", style="bold red") + Text(str(exc)))
         return 2

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pydicom
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -258,7 +259,7 @@ def write_atomic(
                 _write_deflated(fh, ds)
             elif src.pixel_start is not None and src.pixel_end is not None:
                 head, tail = _split_at_pixels(ds)
-                write_dataset(fp, head)
+                _write_fast(fp, head, implicit, little)
                 fh.write(fp.getvalue())
                 fh.flush()
                 _copy_range(src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start)
@@ -269,7 +270,7 @@ def write_atomic(
                     write_dataset(fp, tail)
                     fh.write(fp.getvalue())
             else:
-                write_dataset(fp, ds)
+                _write_fast(fp, ds, implicit, little)
                 fh.write(fp.getvalue())
         if exclusive_since is None:
             os.replace(tmp, out)
@@ -281,6 +282,50 @@ def write_atomic(
         except FileNotFoundError:
             pass
         raise
+
+
+_LONG_VR_STR = {v.decode() for v in _LONG_VRS}
+
+
+def _write_fast(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool) -> None:
+    """Write ``ds`` like pydicom's ``write_dataset``, copying untouched raw elements as bytes.
+
+    Elements the engine kept are still the raw bytes read from the input, in the input's
+    transfer syntax and character set, which are also the output's: re-emitting them
+    verbatim is exact and several times faster than decoding and re-encoding them.
+    Everything else (new values, sequences, odd lengths) goes through pydicom.
+    """
+    if not little or ds.original_character_set != ds._character_set:
+        write_dataset(fp, ds)
+        return
+    encoding = ds.get("SpecificCharacterSet", None)
+    out = fp.write
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue
+        elem = ds.get_item(tag)
+        value = elem.value if isinstance(elem, RawDataElement) else None
+        if (
+            isinstance(elem, RawDataElement)
+            and isinstance(value, bytes)
+            and elem.length != _UNDEFINED
+            and len(value) == elem.length
+            and not len(value) & 1
+            and (implicit or (elem.VR and elem.VR != "SQ"))
+        ):
+            group, element = tag >> 16, tag & 0xFFFF
+            if implicit:
+                out(struct.pack("<HHL", group, element, len(value)))
+            elif elem.VR in _LONG_VR_STR:
+                out(struct.pack("<HH2sHL", group, element, elem.VR.encode(), 0, len(value)))
+            elif len(value) <= 0xFFFF:
+                out(struct.pack("<HH2sH", group, element, elem.VR.encode(), len(value)))
+            else:
+                write_data_element(fp, ds[tag], encoding)
+                continue
+            out(value)
+        else:
+            write_data_element(fp, ds[tag], encoding)
 
 
 def _publish_exclusive(tmp: Path, out: Path, since: float) -> None:
