@@ -162,3 +162,27 @@ def test_find_patterns_reports_kinds_and_spans() -> None:
 def test_find_patterns_ignores_plain_numbers_and_dates() -> None:
     text = "slice 12345 at 2024-03-15 (05-03-2024), window 400/40, 512x512, 1.2.840.10008"
     assert find_patterns(text) == []
+
+
+@pytest.mark.parametrize(
+    "text,gone,kept",
+    [
+        ("Next of kin 赵玉兰 +86", "赵玉兰", "Next of kin"),
+        ("Contact: Zhao Yulan; tel", "Zhao Yulan", "Contact:"),
+        ("姓名：王芳 胸片", "王芳", "胸片"),
+        ("Referred by Dr. Smith for cough", "Smith", "for cough"),
+        ("Mother Mary Jones called", "Mary Jones", "called"),
+    ],
+)
+def test_names_after_person_labels_are_removed_even_when_the_header_does_not_know_them(text, gone, kept):
+    from safepacs.deid.freetext import scrub_labelled_names
+
+    out = scrub_labelled_names(text)
+    assert gone not in out and kept in out
+
+
+def test_clinical_text_without_labels_is_kept():
+    from safepacs.deid.freetext import scrub_labelled_names
+
+    for text in ("CHEST PA for follow up", "No known allergies.", "name of the procedure: chest"):
+        assert scrub_labelled_names(text) == text

@@ -339,9 +339,12 @@ class _Walker:
             return  # whole-day shifts keep times coherent
         elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
             from safepacs.deid.freetext import scrub_text
+            from safepacs.deid.identifiers import strip_escapes
 
             values = list(elem.value) if elem.VM > 1 else [elem.value]
-            new = [scrub_text(str(v), self._ids) for v in values]
+            # pydicom 3.0 leaves ISO 2022 escape sequences inside decoded IR 58 text; names
+            # must match across them, and the writer re-inserts what the charset needs.
+            new = [scrub_text(strip_escapes(str(v)), self._ids) for v in values]
             if new != [str(v) for v in values]:
                 self._replace(ds, path, tag, DataElement(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "PN":

@@ -355,7 +355,51 @@ def scrub_text(text: str, ids: Identifiers, *, replacement: str = "***") -> str:
         out.append(text[last : m.start()])
         out.append(replacement)
         last = m.end()
-    if not out:
-        return text
-    out.append(text[last:])
-    return "".join(out)
+    if out:
+        out.append(text[last:])
+        text = "".join(out)
+    return scrub_labelled_names(text, replacement)
+
+
+# A name that the header does not know still gives itself away by its label:
+# "Next of kin Zhao Yulan", "Contact: 赵玉兰", "姓名：王芳", "Dr. Smith".
+_LABEL = (
+    r"(?:next\s+of\s+kin|nok|contact(?:\s+person)?|relative|mother|father|wife|husband|"
+    r"spouse|son|daughter|guardian|emergency\s+contact|patient(?:'s)?\s+name|name|"
+    r"referred\s+by|physician|doctor|dr\.?|nurse|technologist|radiographer|"
+    r"姓名|患者|病人|家属|联系人|紧急联系人|母亲|父亲|配偶|监护人|医生|医师|技师|护士|"
+    r"氏名|患者名|이름|환자|보호자)"
+)
+_NAME_AFTER_LABEL = re.compile(
+    _LABEL
+    + r"(?P<sep>\s*[:：=]?\s*(?:(?:dr|prof|mr|mrs|ms|miss)\.?\s+)?)"
+    + r"(?P<name>[\u3400-\u9fff\uac00-\ud7af\u3040-\u30ff]{2,4}"
+    + r"|[A-Z][A-Za-z'\-]+(?:[ ^,]+[A-Z][A-Za-z'\-]+){0,2})",
+    re.IGNORECASE,
+)
+
+
+def scrub_labelled_names(text: str, replacement: str = "***") -> str:
+    """Replace a name that follows a person label, whether or not the header knows it.
+
+    Fail closed: a clinical word that happens to follow such a label is lost, a name is not
+    kept.  Latin names must start with a capital letter to count.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group("name")
+        prefix = m.group(0)[: m.start("name") - m.start()]
+        if not name.isascii():
+            return prefix + replacement
+        # Latin: only the leading capitalised words are the name ("Smith for cough")
+        words = re.split(r"([ ^,]+)", name)
+        end = 0
+        for i in range(0, len(words), 2):
+            if not words[i][:1].isupper():
+                break
+            end = i + 1
+        if end == 0:
+            return m.group(0)
+        return prefix + replacement + "".join(words[end:])
+
+    return _NAME_AFTER_LABEL.sub(sub, text)
