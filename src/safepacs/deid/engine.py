@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydicom import Dataset
+from pydicom import Dataset, config
 from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -136,6 +136,12 @@ def patient_key(ds: Dataset) -> str:
     return "name:" + str(ds.get("PatientName", "") or "").strip().upper()
 
 
+def _new(tag: int, vr: str, value: object) -> DataElement:
+    """A new element; our own values are valid by construction, so pydicom's per-value
+    validation (a measurable share of the run) is skipped."""
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
 def patient_pseudonym(ds: Dataset, keys: Keys) -> str:
     """The PatientID that de-identification gives this (original) dataset."""
     return keys.pseudonym("PatientID", str(ds.get("PatientID", "") or ""))
@@ -201,18 +207,19 @@ class _Walker:
         private_keep = self._safe_private(ds) if self.options.retain_safe_private else None
         local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
         for elem in list(ds.elements()):
-            tag = BaseTag(elem.tag)
+            tag = int(elem.tag)  # plain ints: BaseTag's __eq__ is slow in set/dict lookups
+            group = tag >> 16
             vr = _vr_of(elem)
-            if tag.element == 0 and tag.group > 2:  # retired group lengths
+            if not tag & 0xFFFF and group > 2:  # retired group lengths
                 self._remove(ds, path, tag)
                 continue
-            if 0x6000 <= tag.group <= 0x601E:
+            if 0x6000 <= group <= 0x601E:
                 # Overlay planes: the bitmap may hold burned-in text that cannot be cleaned
                 # without OCR, and an overlay without its data is not conformant, so the whole
                 # plane goes (Overlay Data is X in the basic profile).
                 self._remove(ds, path, tag)
                 continue
-            if tag.group & 1:
+            if group & 1:
                 if private_keep is None or tag not in private_keep:
                     self._remove(ds, path, tag)
                 continue
@@ -271,7 +278,7 @@ class _Walker:
             return
         if vr == "SQ":
             if action == "Z":
-                self._replace(ds, path, tag, DataElement(tag, "SQ", Sequence()))
+                self._replace(ds, path, tag, _new(tag, "SQ", Sequence()))
             else:  # D, U, C: keep the structure, decide inside
                 self._walk_items(ds, path, tag, {"D": "D", "C": "C"}.get(action, mode))
             return
@@ -279,17 +286,17 @@ class _Walker:
             # No need to decode a value that is about to be replaced (the hot path).
             if not _is_empty(ds.get_item(tag)):
                 value = dummy_value(vr) if action == "D" else (None if vr in BINARY_VRS else "")
-                self._replace(ds, path, tag, DataElement(tag, vr, value))
+                self._replace(ds, path, tag, _new(tag, vr, value))
             return
         elem = ds[tag]  # converts a raw element: we need its value
         if action == "Z":
             if not elem.is_empty:
-                self._replace(ds, path, tag, DataElement(tag, vr, None if vr in BINARY_VRS else ""))
+                self._replace(ds, path, tag, _new(tag, vr, None if vr in BINARY_VRS else ""))
         elif action in ("U", "D") and vr == "UI":
             self._replace_uids(ds, path, tag, elem)
         elif action == "D":
             if not elem.is_empty:
-                self._replace(ds, path, tag, DataElement(tag, vr, self._pseudonymous_id(elem)))
+                self._replace(ds, path, tag, _new(tag, vr, self._pseudonymous_id(elem)))
         elif action == "U":
             self._replace_uids(ds, path, tag, elem)
         elif action == "C":
@@ -315,7 +322,7 @@ class _Walker:
             value = [self.keys.uid(str(v)) for v in elem.value]
         else:
             value = self.keys.uid(str(elem.value))
-        self._replace(ds, path, tag, DataElement(tag, "UI", value))
+        self._replace(ds, path, tag, _new(tag, "UI", value))
 
     def _clean(self, ds: Dataset, path: Path, tag: BaseTag, vr: str, elem: DataElement) -> None:
         """Clean (C): keep the information but not the identity."""
@@ -330,11 +337,11 @@ class _Walker:
             shift = None  # type: ignore[assignment]
         if shift is not None:
             if not dated:
-                self._replace(ds, path, tag, DataElement(tag, vr, dummy_value(vr)))
+                self._replace(ds, path, tag, _new(tag, vr, dummy_value(vr)))
                 return
             values = elem.value if elem.VM > 1 else [elem.value]
             new = [shift(str(v), self.date_offset) for v in values]
-            self._replace(ds, path, tag, DataElement(tag, vr, new if elem.VM > 1 else new[0]))
+            self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "TM":
             return  # whole-day shifts keep times coherent
         elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
@@ -346,9 +353,9 @@ class _Walker:
             # must match across them, and the writer re-inserts what the charset needs.
             new = [scrub_text(strip_escapes(str(v)), self._ids) for v in values]
             if new != [str(v) for v in values]:
-                self._replace(ds, path, tag, DataElement(tag, vr, new if elem.VM > 1 else new[0]))
+                self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "PN":
-            self._replace(ds, path, tag, DataElement(tag, vr, dummy_value(vr)))
+            self._replace(ds, path, tag, _new(tag, vr, dummy_value(vr)))
         elif vr == "UI":
             self._replace_uids(ds, path, tag, elem)
         else:
@@ -390,7 +397,7 @@ class _Walker:
             elif tag == 0x00020003:
                 continue
             elif tag == 0x00020012:
-                self._replace(meta, path, tag, DataElement(tag, "UI", IMPLEMENTATION_CLASS_UID))
+                self._replace(meta, path, tag, _new(tag, "UI", IMPLEMENTATION_CLASS_UID))
             elif tag == 0x00020013:
                 self._replace(meta, path, tag, DataElement(tag, "SH", IMPLEMENTATION_VERSION_NAME))
             else:  # source/sending/receiving AE titles, addresses, private information
@@ -403,7 +410,7 @@ class _Walker:
         for tag, vr, value in ((0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
                                (0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)):
             if tag not in meta:
-                self._replace(meta, (META,), BaseTag(tag), DataElement(tag, vr, value))
+                self._replace(meta, (META,), BaseTag(tag), _new(tag, vr, value))
 
     def sync_meta(self, ds: Dataset) -> None:
         """Media Storage SOP Class/Instance UIDs always match the dataset that follows."""
@@ -414,7 +421,7 @@ class _Walker:
             current = ds.file_meta.get(meta_tag)
             if current is None or current.value != value.value:
                 tag = BaseTag(meta_tag)
-                self._replace(ds.file_meta, (META,), tag, DataElement(tag, "UI", value.value))
+                self._replace(ds.file_meta, (META,), tag, _new(tag, "UI", value.value))
 
     def mark(self, ds: Dataset) -> None:
         """PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
@@ -442,7 +449,7 @@ class _Walker:
         }
         for keyword, (vr, value) in values.items():
             tag = BaseTag(_MARKS[keyword])
-            self._replace(ds, (), tag, DataElement(tag, vr, value))
+            self._replace(ds, (), tag, _new(tag, vr, value))
 
     # --- recording ----------------------------------------------------------------
     def _remove(self, ds: Dataset, path: Path, tag: BaseTag) -> None:

@@ -325,7 +325,50 @@ def _write_fast(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool) -> 
                 continue
             out(value)
         else:
-            write_data_element(fp, ds[tag], encoding)
+            elem = ds[tag]
+            text = _ascii_text(elem)
+            if text is None:
+                write_data_element(fp, elem, encoding)
+                continue
+            group, element = tag >> 16, tag & 0xFFFF
+            if implicit:
+                out(struct.pack("<HHL", group, element, len(text)))
+            elif elem.VR in _LONG_VR_STR:
+                out(struct.pack("<HH2sHL", group, element, elem.VR.encode(), 0, len(text)))
+            else:
+                out(struct.pack("<HH2sH", group, element, elem.VR.encode(), len(text)))
+            out(text)
+
+
+_ASCII_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+
+
+def _ascii_text(elem) -> bytes | None:  # type: ignore[no-untyped-def]
+    """The encoded value of a new plain-ASCII text element (dummies, UIDs, emptied values),
+    padded as the standard says; None when pydicom must encode it (charsets, numbers)."""
+    if elem.VR not in _ASCII_TEXT_VRS:
+        return None
+    value = elem.value
+    if value is None or value == "":
+        return b""
+    if isinstance(value, str):
+        text = value
+    elif type(value).__name__ == "PersonName" and str(value).isascii():
+        text = str(value)
+    elif isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        if not all(isinstance(v, str) for v in value):
+            return None
+        text = "\\".join(value)
+    else:
+        return None
+    if not text.isascii():
+        return None
+    data = text.encode("ascii")
+    if len(data) & 1:
+        data += b"\x00" if elem.VR == "UI" else b" "
+    return data if len(data) <= 0xFFFF or elem.VR in _LONG_VR_STR else None
 
 
 def _publish_exclusive(tmp: Path, out: Path, since: float) -> None:
