@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import Dataset, config, dcmread
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.errors import InvalidDicomError
 from rich.console import Console
 from rich.table import Table
@@ -637,12 +637,18 @@ def _check_patient_dates(ds: Dataset, patient_dates: dict[str, set[str]], scan: 
     own = patient_dates.get(str(ds.get("PatientID", "") or "").strip(), set())
     if not own:
         return
+    for elem, day in _days(ds):
+        if day in own:
+            scan.leak(elem.keyword or str(elem.tag), "date", day)
+
+
+def _days(ds: Dataset) -> Iterator[tuple[DataElement, str]]:
+    """The calendar day (YYYYMMDD) of every DA and DT value, at any depth."""
     for elem in ds.iterall():
         if elem.VR in ("DA", "DT") and not elem.is_empty:
-            values = elem.value if elem.VM > 1 else [elem.value]
-            for value in values:
-                if str(value)[:8] in own:
-                    scan.leak(elem.keyword or str(elem.tag), "date", str(value)[:8])
+            for value in elem.value if elem.VM > 1 else [elem.value]:
+                if len(str(value)) >= 8:
+                    yield elem, str(value)[:8]
 
 
 def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str]]:
@@ -657,11 +663,7 @@ def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str
             continue
         if ds is None:
             continue
-        dates = found.setdefault(patient_pseudonym(ds, keys), set())
-        for elem in ds.iterall():
-            if elem.VR in ("DA", "DT") and not elem.is_empty:
-                values = elem.value if elem.VM > 1 else [elem.value]
-                dates.update(str(v)[:8] for v in values if len(str(v)) >= 8)
+        found.setdefault(patient_pseudonym(ds, keys), set()).update(day for _, day in _days(ds))
     return found
 
 

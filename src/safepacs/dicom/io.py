@@ -313,16 +313,10 @@ def _write_fast(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool) -> 
             and not len(value) & 1
             and (implicit or (elem.VR and elem.VR != "SQ"))
         ):
-            group, element = tag >> 16, tag & 0xFFFF
-            if implicit:
-                out(struct.pack("<HHL", group, element, len(value)))
-            elif elem.VR in _LONG_VR_STR:
-                out(struct.pack("<HH2sHL", group, element, elem.VR.encode(), 0, len(value)))
-            elif len(value) <= 0xFFFF:
-                out(struct.pack("<HH2sH", group, element, elem.VR.encode(), len(value)))
-            else:
+            if not implicit and elem.VR not in _LONG_VR_STR and len(value) > 0xFFFF:
                 write_data_element(fp, ds[tag], encoding)
                 continue
+            out(_element_header(tag, elem.VR, len(value), implicit))
             out(value)
         else:
             elem = ds[tag]
@@ -330,14 +324,18 @@ def _write_fast(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool) -> 
             if text is None:
                 write_data_element(fp, elem, encoding)
                 continue
-            group, element = tag >> 16, tag & 0xFFFF
-            if implicit:
-                out(struct.pack("<HHL", group, element, len(text)))
-            elif elem.VR in _LONG_VR_STR:
-                out(struct.pack("<HH2sHL", group, element, elem.VR.encode(), 0, len(text)))
-            else:
-                out(struct.pack("<HH2sH", group, element, elem.VR.encode(), len(text)))
+            out(_element_header(tag, elem.VR, len(text), implicit))
             out(text)
+
+
+def _element_header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    """Tag, VR and length of an element, little endian (PS3.5 7.1)."""
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return struct.pack("<HHL", group, element, length)
+    if vr in _LONG_VR_STR:
+        return struct.pack("<HH2sHL", group, element, vr.encode(), 0, length)
+    return struct.pack("<HH2sH", group, element, vr.encode(), length)
 
 
 _ASCII_TEXT_VRS = frozenset(
