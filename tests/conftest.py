@@ -15,6 +15,7 @@ from safepacs.synth import AnswerKey, generate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TCIA = SHARED / "testdata" / "tcia-pseudo-phi"
+needs_tcia = pytest.mark.skipif(not TCIA.is_dir(), reason="../shared/testdata is not beside this checkout")
 
 
 @pytest.fixture

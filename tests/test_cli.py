@@ -15,7 +15,7 @@ import pytest
 
 from safepacs.deid.options import Options
 from safepacs.deid.profile import load_profile
-from tests.conftest import TCIA
+from tests.conftest import TCIA, needs_tcia
 
 SAFEPACS = [sys.executable, "-m", "safepacs"]
 PROFILE = load_profile()
@@ -166,9 +166,8 @@ def test_restore_reproduces_each_original_header(corpus, tmp_path):
         assert set(r.keys()) == {t for t in o.keys() if t.element != 0}
 
 
+@needs_tcia
 def test_tcia_samples_lose_their_header_phi(tmp_path):
-    if not TCIA.is_dir():
-        pytest.skip("../shared/testdata is not beside this checkout")
     out = tmp_path / "out"
     cli("deid", TCIA, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk", check=1)
     report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
@@ -184,9 +183,8 @@ def test_tcia_samples_lose_their_header_phi(tmp_path):
     assert verify.returncode == 0, verify.stdout[-3000:]
 
 
+@needs_tcia
 def test_tcia_burned_in_samples_are_refused_without_the_flag(tmp_path):
-    if not TCIA.is_dir():
-        pytest.skip("../shared/testdata is not beside this checkout")
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(TCIA / "RGB_ORIGINAL.dcm", src)

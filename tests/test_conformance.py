@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TCIA
+from tests.conftest import TCIA, needs_tcia
 from tests.test_cli import cli
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
@@ -34,9 +34,8 @@ def test_deid_adds_no_conformance_error_on_the_synth_corpus(corpus, tmp_path):
     assert _errors(outputs) <= _errors(originals)
 
 
+@needs_tcia
 def test_deid_adds_no_conformance_error_on_real_world_samples(tmp_path):
-    if not TCIA.is_dir():
-        pytest.skip("../shared/testdata is not beside this checkout")
     out = tmp_path / "out"
     cli("deid", TCIA, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk", check=1)
     originals = sorted(p for p in TCIA.iterdir() if p.suffix in (".dcm", ".dicom"))
