@@ -103,3 +103,23 @@ def test_fast_header_writer_matches_pydicom_byte_for_byte(corpus):
         _write_fast(b, ds, implicit, True)
         assert a.getvalue() == b.getvalue(), path.name
     assert implicit_seen  # both transfer syntaxes exercised
+
+
+def test_bare_dataset_without_meta_is_accepted_and_given_meta(tmp_path):
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(CT)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = True, True
+    write_dataset(fp, ds)
+    bare = _write(tmp_path, "bare.dcm", fp.getvalue())
+    src = read_header(bare)
+    assert src.dataset.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    out = tmp_path / "out.dcm"
+    write_atomic(src, src.dataset, out)
+    assert pydicom.dcmread(out).PixelData == ds.PixelData
+    # cut anywhere, even at an element boundary, it is refused
+    for cut in (len(fp.getvalue()) // 3, len(fp.getvalue()) - 100):
+        with pytest.raises(InvalidDicom, match="not a DICOM file"):
+            read_header(_write(tmp_path, f"cut{cut}.dcm", fp.getvalue()[:cut]))

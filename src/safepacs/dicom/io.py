@@ -8,6 +8,7 @@ than a plain pydicom read + write.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -17,6 +18,7 @@ from pathlib import Path
 import pydicom
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -69,7 +71,7 @@ def read_header(path: Path) -> DicomFile:
             raise InvalidDicom(f"{name}: empty file")
         head = fh.read(132)
         if len(head) < 132 or head[128:132] != b"DICM":
-            raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
+            return _read_headerless(path, name, size)
         fh.seek(0)
         try:
             with warnings.catch_warnings():
@@ -210,6 +212,45 @@ def _skip_items(fh, pos: int, size: int, en: str, name: str) -> int:
         pos += 8 + length
         if pos > size:
             raise InvalidDicom(f"{name}: truncated file (pixel data fragment cut short)")
+
+
+def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
+    """A bare dataset without preamble and file meta (old ACR-NEMA style exports, files
+    stripped by some gateways): accepted only if it is a well-formed little-endian dataset
+    that names its SOP class and instance and ends in complete pixel data; file meta is then
+    built from what it is."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    for implicit in (True, False):
+        try:
+            pos = check_structure(data, 0, implicit, True)
+            if pos >= len(data):
+                # Without meta, a dataset cut at an element boundary looks whole; one that
+                # still ends in its pixel data was not cut.  Header-only bare files: refused.
+                continue
+            if pos < len(data):
+                end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
+                _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
+        except (StructureError, InvalidDicom):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = read_dataset(DicomBytesIO(data), implicit, True)
+                sop_class = ds.get("SOPClassUID")
+                sop = ds.get("SOPInstanceUID")
+        except Exception:  # noqa: BLE001 - garbage that happened to scan
+            continue
+        if not sop_class or not sop:
+            break
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.set_original_encoding(implicit, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
+        return DicomFile(path, ds, None, None, None)
+    raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
 
 
 def _read_whole(path: Path, name: str) -> DicomFile:
