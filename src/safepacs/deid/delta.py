@@ -63,6 +63,15 @@ class IdentityDelta:
             charset = container._character_set
         self.entries[key] = _Entry(original, charset, container)
 
+    def keep(
+        self, path: Path, tag: int, original: DataElement | RawDataElement | None,
+        charset: object, container: Dataset,
+    ) -> None:
+        """Like :meth:`record`, for a caller that already holds the original element."""
+        key = (path, int(tag))
+        if key not in self.entries:
+            self.entries[key] = _Entry(original, charset, container)
+
     def __len__(self) -> int:
         return len(self.entries)
 

@@ -206,7 +206,7 @@ class _Walker:
         self._charset = charset
         private_keep = self._safe_private(ds) if self.options.retain_safe_private else None
         local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
-        for elem in list(ds.elements()):
+        for elem in list(ds._dict.values()):  # order is irrelevant: one decision per element
             tag = int(elem.tag)  # plain ints: BaseTag's __eq__ is slow in set/dict lookups
             group = tag >> 16
             vr = _vr_of(elem)
@@ -452,10 +452,16 @@ class _Walker:
             self._replace(ds, (), tag, _new(tag, vr, value))
 
     # --- recording ----------------------------------------------------------------
-    def _remove(self, ds: Dataset, path: Path, tag: BaseTag) -> None:
-        self.delta.record(path, ds, tag, self._charset)
-        del ds[tag]
+    # The hot path touches the dataset's element dict directly: pydicom's item access
+    # re-normalises the tag and checks private blocks on every call, which costs more than
+    # the decision itself.  Sequences still go through pydicom (it links items to parents).
+    def _remove(self, ds: Dataset, path: Path, tag: int) -> None:
+        original = ds._dict.pop(tag, None)
+        self.delta.keep(path, tag, original, self._charset, ds)
 
-    def _replace(self, ds: Dataset, path: Path, tag: BaseTag, new: DataElement) -> None:
-        self.delta.record(path, ds, tag, self._charset)
-        ds[tag] = new
+    def _replace(self, ds: Dataset, path: Path, tag: int, new: DataElement) -> None:
+        self.delta.keep(path, tag, ds._dict.get(tag), self._charset, ds)
+        if new.VR == "SQ":
+            ds[tag] = new
+        else:
+            ds._dict[BaseTag(tag)] = new
