@@ -55,13 +55,8 @@ class IdentityDelta:
         ``charset`` is the character set in force where the element lives (items inherit
         their parent's); it defaults to the container's own.
         """
-        key = (path, int(tag))
-        if key in self.entries:
-            return
         original = container.get_item(tag) if tag in container else None
-        if charset is None:
-            charset = container._character_set
-        self.entries[key] = _Entry(original, charset, container)
+        self.keep(path, tag, original, container._character_set if charset is None else charset, container)
 
     def keep(
         self, path: Path, tag: int, original: DataElement | RawDataElement | None,

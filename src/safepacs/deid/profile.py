@@ -29,7 +29,7 @@ class Row:
         chosen = self.basic
         for name, act in self.options.items():
             if getattr(options, name):
-                if act == "K" or chosen not in ("K",):
+                if act == "K" or chosen != "K":
                     chosen = act
         return chosen
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from safepacs.deid.batch import _SAFE, Result, discover
+from safepacs.deid.batch import _SAFE, Result, _strip_name, discover
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, unseal
 from safepacs.deid.keys import Keys
 from safepacs.dicom.io import read_header, write_atomic
@@ -49,8 +49,7 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, sing
         target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
         write_atomic(src, restored, target, enforce_meta=False)  # exactly as it was
     except SafepacsError as exc:
-        msg = str(exc)
-        return Result(rel, None, "rejected", msg.split(": ", 1)[-1] if msg.startswith(path.name) else msg)
+        return Result(rel, None, "rejected", _strip_name(str(exc), path.name))
     except Exception as exc:  # noqa: BLE001
         return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     return Result(rel, os.fspath(target), "ok")

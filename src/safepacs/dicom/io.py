@@ -472,9 +472,4 @@ def _copy_range(src: Path, dst_fd: int, offset: int, count: int) -> None:
             offset += n
 
 
-def write_dataset_atomic(ds: Dataset, out: Path) -> None:
-    """Write a complete in-memory dataset (pixels included) atomically."""
-    write_atomic(DicomFile(Path(out), ds, None, None, None), ds, out)
-
-
-__all__ = ["DicomFile", "read_header", "write_atomic", "write_dataset_atomic", "ExplicitVRLittleEndian"]
+__all__ = ["DicomFile", "DuplicateObject", "read_header", "write_atomic"]
