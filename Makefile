@@ -5,9 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the tests use as real peers: DCMTK (dcmdump) and dicom3tools (dciodvfy).
-APT_PACKAGES := dcmtk dicom3tools
-APT_TOOLS    := dcmdump dciodvfy
+# Debian packages the tests use as real peers: DCMTK (storescu, findscu, dcmdump ...),
+# dicom3tools (dciodvfy), Tesseract with English and Simplified Chinese (pixel cleaning),
+# CJK fonts (synthetic burned-in text), PostgreSQL 15 (the archive's index tested for real).
+APT_PACKAGES := dcmtk dicom3tools tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim \
+                fonts-noto-cjk fonts-wqy-zenhei postgresql
+APT_FILES    := /usr/bin/dcmdump /usr/bin/dciodvfy /usr/bin/storescu \
+                /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata \
+                /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc /usr/lib/postgresql/15/bin/initdb
 
 .PHONY: run test install system-deps lint bench clean
 
@@ -27,7 +32,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	@missing=0; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	@missing=0; for f in $(APT_FILES); do test -e $$f || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing $(APT_PACKAGES) with apt-get"; \
