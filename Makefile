@@ -1,5 +1,6 @@
 # The two commands that do everything on a fresh machine:
-#   make run    installs what is missing, then runs the main job (the de-identification demo)
+#   make run    installs what is missing, then serves the archive from ./safepacs-data
+#               (first run: creates it, loads a synthetic demo set, prints the sign-in token)
 #   make test   installs what is missing, then runs the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -14,12 +15,12 @@ APT_FILES    := /usr/bin/dcmdump /usr/bin/dciodvfy /usr/bin/storescu \
                 /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata \
                 /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc /usr/lib/postgresql/15/bin/initdb
 
-.PHONY: run test install system-deps lint bench clean
+.PHONY: run test install system-deps s3rver lint bench clean
 
 run: install
-	$(BIN)/safepacs demo demo
+	$(BIN)/safepacs serve --data-dir safepacs-data
 
-test: install system-deps
+test: install system-deps s3rver
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
 
@@ -42,6 +43,13 @@ system-deps:
 	    echo "please install: sudo apt-get install $(APT_PACKAGES)"; exit 1; \
 	  fi; \
 	fi
+
+# s3rver (npm), the real S3-compatible server the archive's S3 store is tested against;
+# the test fixture installs it the same way when missing.
+s3rver: .cache/node/node_modules/.bin/s3rver
+
+.cache/node/node_modules/.bin/s3rver:
+	mkdir -p .cache/node && npm install --no-audit --no-fund --prefix .cache/node s3rver@3.7.1
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools

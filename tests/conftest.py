@@ -13,6 +13,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from safepacs.deid.keys import Keys
 from safepacs.synth import AnswerKey, generate
 
+pytest_plugins = ["tests.archive_fixtures"]  # database_url, archive, s3_url (see the module)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TCIA = SHARED / "testdata" / "tcia-pseudo-phi"
 needs_tcia = pytest.mark.skipif(not TCIA.is_dir(), reason="../shared/testdata is not beside this checkout")

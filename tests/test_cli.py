@@ -184,7 +184,7 @@ def test_tcia_samples_lose_their_header_phi(tmp_path):
 
 
 @needs_tcia
-def test_tcia_burned_in_samples_are_refused_without_the_flag(tmp_path):
+def test_burned_in_samples_are_refused_when_pixel_cleaning_is_off(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     shutil.copy(TCIA / "RGB_ORIGINAL.dcm", src)
@@ -192,10 +192,49 @@ def test_tcia_burned_in_samples_are_refused_without_the_flag(tmp_path):
     ds.BurnedInAnnotation = "YES"
     ds.save_as(src / "burned.dcm")
     out = tmp_path / "out"
-    cli("deid", src, out, "--key-file", tmp_path / "k", check=1)
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", check=1)
     report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
     refused = [r for r in report if r["input"] == "burned.dcm"][0]
     assert refused["status"] == "rejected" and "burned-in" in refused["reason"]
+
+
+@needs_tcia
+def test_tcia_burned_in_text_is_cleaned_verified_and_restored(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("0_ORIGINAL_compressed.dcm", "2_ORIGINAL.dicom"):
+        shutil.copy(TCIA / name, src)
+    out, deltas, back = tmp_path / "out", tmp_path / "deltas", tmp_path / "back"
+    run = cli("deid", src, out, "--key-file", tmp_path / "k", "--delta-dir", deltas, "--clean-pixels")
+    assert "pixels cleaned in 2 files" in run.stderr + run.stdout
+    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    for r in report:
+        assert r["status"] == "ok" and r["pixels"]["boxes_removed"] >= 1
+        line = json.dumps(r).upper()
+        assert not [w for w in ("DAVIDSON", "KAUFMAN", "1976", "1943") if w in line]
+    verify = cli("verify-deid", src, out, "--key-file", tmp_path / "k", check=None)
+    assert verify.returncode == 0, verify.stdout[-3000:]
+    assert "read by OCR" in verify.stdout
+    cli("restore", out, deltas, back, "--key-file", tmp_path / "k")
+    restored = {pydicom.dcmread(p).SOPInstanceUID: p.read_bytes()[128:] for p in _dcm_files(back)}
+    for name in ("0_ORIGINAL_compressed.dcm", "2_ORIGINAL.dicom"):
+        original = (src / name).read_bytes()
+        assert restored[pydicom.dcmread(src / name).SOPInstanceUID] == original[128:]
+
+
+def test_verify_reports_identity_left_legible_in_pixels(tmp_path):
+    from safepacs.synth.burned import chest_xray
+
+    src = tmp_path / "in"
+    src.mkdir()
+    chest_xray(301, kinds=("latin_name", "date")).dataset.save_as(src / "cr.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", "--accept-burned-in-risk")
+    verify = cli("verify-deid", src, out, "--key-file", tmp_path / "k", check=1)
+    assert "burned-in" in verify.stdout
+    cleaned = tmp_path / "cleaned"
+    cli("deid", src, cleaned, "--key-file", tmp_path / "k")  # default: at risk, so cleaned
+    cli("verify-deid", src, cleaned, "--key-file", tmp_path / "k", check=0)
 
 
 def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):

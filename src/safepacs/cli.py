@@ -91,7 +91,9 @@ def deid(
     clean_descriptors: Annotated[bool, typer.Option("--clean-descriptors", help="Keep descriptions, scrubbed of identity (113105).")] = False,
     clean_structured_content: Annotated[bool, typer.Option("--clean-structured-content", help="Keep SR content, scrubbed (113104).")] = False,
     clean_graphics: Annotated[bool, typer.Option("--clean-graphics", help="Keep graphics/overlay text, scrubbed (113103).")] = False,
-    accept_burned_in_risk: Annotated[bool, typer.Option("--accept-burned-in-risk", help="Process files that may carry burned-in text (US, SC, XA...) although pixels are not cleaned.")] = False,
+    accept_burned_in_risk: Annotated[bool, typer.Option("--accept-burned-in-risk", help="With --no-clean-pixels: process files that may carry burned-in text (US, SC, XA...) anyway.")] = False,
+    clean_pixels: Annotated[bool | None, typer.Option("--clean-pixels/--no-clean-pixels", help="Clean Pixel Data (113101): remove identity burned into the pixels of every file / of none. Default: files that may carry burned-in text (BurnedInAnnotation YES, US, SC, XA...).", show_default=False)] = None,
+    remove_all_text: Annotated[bool, typer.Option("--remove-all-text", help="Pixel cleaning removes every text found, not only identity (clinical marks too).")] = False,
 ) -> None:
     """De-identify DICOM files to PS3.15 Annex E (Basic Profile + the options chosen).
 
@@ -112,6 +114,8 @@ def deid(
             clean_structured_content=clean_structured_content,
             clean_graphics=clean_graphics,
             accept_burned_in_risk=accept_burned_in_risk,
+            clean_pixels={None: "auto", True: "always", False: "never"}[clean_pixels],
+            remove_all_text=remove_all_text,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -166,6 +170,15 @@ def _summary(results: list[Result], report: Path | None) -> None:
         if counts.get(status):
             table.add_row(status, str(counts[status]))
     console.print(table)
+    cleaned = [r.pixels for r in results if r.pixels]
+    if cleaned:
+        removed = sum(p["boxes_removed"] for p in cleaned)
+        found = sum(p["boxes_found"] for p in cleaned)
+        ocr = sum(p["ocr_seconds"] for p in cleaned)
+        console.print(
+            f"pixels cleaned in {len(cleaned)} files: {removed} of {found} text boxes removed "
+            f"(OCR {ocr:.1f} s)"
+        )
     reasons = Counter(r.reason for r in results if r.status == "rejected")
     for reason, n in reasons.most_common(10):
         console.print(f"  [yellow]{n} rejected:[/] {reason}")
@@ -272,6 +285,12 @@ def demo(
 def version() -> None:
     """Print the version."""
     out.print(__version__)
+
+
+# archive commands: init, import, status, token, serve
+from safepacs.cli_archive import register as _register_archive  # noqa: E402
+
+_register_archive(app)
 
 
 def main() -> None:

@@ -45,3 +45,35 @@ def test_two_seals_of_one_delta_never_share_a_nonce(keys):
     out, delta = deidentify(make_ct(), Options(), keys)
     key = keys.derive(DELTA_KEY_PURPOSE)
     assert delta.seal(key, out.SOPInstanceUID)[8:20] != delta.seal(key, out.SOPInstanceUID)[8:20]
+
+
+def test_pixel_section_survives_sealing(keys):
+    from safepacs.deid.delta import PixelDelta
+
+    ds = make_ct()
+    out, delta = deidentify(ds, Options(), keys)
+    delta.pixels = PixelDelta("<u2", [(0, 3, 4, 5, 2, bytes(range(20))), (1, 0, 0, 1, 1, b"\x01\x02")])
+    key = keys.derive(DELTA_KEY_PURPOSE)
+    loaded = unseal(delta.seal(key, out.SOPInstanceUID), key, out.SOPInstanceUID)
+    assert loaded.pixels == delta.pixels
+    assert loaded.apply(out) == ds
+    delta.pixels = PixelDelta(group=b"\xe0\x7f\x10\x00OB\x00\x00" + bytes(300))
+    loaded = unseal(delta.seal(key, out.SOPInstanceUID), key, out.SOPInstanceUID)
+    assert loaded.pixels.group == delta.pixels.group and loaded.pixels.patches == []
+
+
+def test_version_1_deltas_are_still_read(keys):
+    import json
+    import zlib
+
+    ds = make_ct()
+    out, delta = deidentify(ds, Options(), keys)
+    doc = json.loads(zlib.decompress(delta.to_bytes()))
+    assert doc["v"] == 2 and "px" not in doc
+    doc["v"] = 1
+    loaded = IdentityDelta.from_bytes(zlib.compress(json.dumps(doc).encode()))
+    assert loaded.pixels is None
+    assert loaded.apply(out) == ds
+    doc["v"] = 3
+    with pytest.raises(DeltaError, match="version"):
+        IdentityDelta.from_bytes(zlib.compress(json.dumps(doc).encode()))

@@ -7,6 +7,7 @@ statuses and reasons, never a value from inside a file.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
@@ -15,14 +16,23 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from safepacs.deid.delta import DELTA_KEY_PURPOSE
+from pydicom import Dataset
+
+from safepacs.deid.burnedin import burned_in_risk
+from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
 from safepacs.deid.engine import deidentify_inplace, patient_key
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
-from safepacs.dicom.io import read_header, write_atomic
+from safepacs.dicom.io import (
+    DicomFile,
+    load_pixel_group,
+    read_header,
+    write_atomic,
+)
 from safepacs.errors import SafepacsError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,14 @@ class Result:
     output: str | None
     status: str  # "ok", "rejected", "skipped"
     reason: str | None = None
+    #: Clean Pixel Data report (boxes found/removed, rule names, OCR time), when it ran
+    pixels: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["pixels"] is None:
+            del out["pixels"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -164,10 +179,16 @@ def process(task: Task) -> Result:
         known = None
         if job.patient_identifiers:
             known = job.patient_identifiers.get(_identity_group(ds))
-        delta = deidentify_inplace(ds, job.options, keys, known_identifiers=known)
+        clean = should_clean_pixels(src, job.options)
+        original = original_header(ds) if clean else None
+        delta = deidentify_inplace(
+            ds, job.options, keys, known_identifiers=known, pixels_cleaned=clean
+        )
         if src.trailer is not None:
             for elem in list(src.trailer.elements()):
                 delta.record((), src.trailer, elem.tag)
+        if clean:
+            pixel_report = clean_file_pixels(src, original, delta, job.options)
         out = output_path(job, ds)
         write_atomic(src, ds, out, exclusive_since=job.started)
         if job.delta_dir is not None:
@@ -181,7 +202,56 @@ def process(task: Task) -> Result:
     except Exception as exc:  # noqa: BLE001 - never let one file stop the run, never echo values
         return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
-    return Result(task.rel, rel_out, "ok")
+    return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
+
+
+def should_clean_pixels(src: DicomFile, options: Options) -> bool:
+    """Clean Pixel Data runs on files with pixel data: always, or ("auto") when the file
+    may carry burned-in text.  Everything else keeps the header-only fast path."""
+    if options.clean_pixels == "never":
+        return False
+    has_pixels = src.pixel_start is not None or _PIXEL_DATA in src.dataset
+    if not has_pixels:
+        return False
+    return options.clean_pixels == "always" or burned_in_risk(src.dataset) is not None
+
+
+def original_header(ds: Dataset) -> Dataset:
+    """The original header for the detector (the engine changes ``ds`` in place); pixel
+    data, when a file was read whole, is not copied."""
+    pixel = {t: ds._dict.pop(t) for t in [t for t in ds._dict if t >> 16 == 0x7FE0]}
+    try:
+        return copy.deepcopy(ds)
+    finally:
+        ds._dict.update(pixel)
+
+
+def clean_file_pixels(
+    src: DicomFile, original: Dataset, delta: IdentityDelta, options: Options
+) -> dict:
+    """Clean the pixels of the de-identified ``src.dataset`` in place, mark it (113101,
+    BurnedInAnnotation NO) and keep the originals in ``delta``; returns the report entry.
+
+    The order for any caller (this runner, the archive's door): ``should_clean_pixels``,
+    ``original_header``, ``deidentify_inplace(..., pixels_cleaned=True)``, then this.
+    Raises :class:`~safepacs.deid.pixels.frames.PixelError` when pixels cannot be cleaned.
+    """
+    from safepacs.deid.engine import mark_pixels_cleaned
+    from safepacs.deid.pixels.clean import clean_pixels, unload_pixels
+
+    ds = src.dataset
+    raw = load_pixel_group(src)  # None when the file was read whole
+    tsuid = ds.file_meta.TransferSyntaxUID
+    compressed = tsuid.is_transfer_syntax and tsuid.is_compressed
+    group = raw if compressed else None  # compressed originals go into the delta as they are
+    result = clean_pixels(
+        ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=group
+    )
+    if not result.changed and raw is not None:
+        unload_pixels(ds)  # unchanged: copied from the input by byte range
+    delta.pixels = result.pixels
+    mark_pixels_cleaned(ds, delta)
+    return result.report()
 
 
 def _strip_name(message: str, name: str) -> str:

@@ -1,8 +1,9 @@
-"""Refuse objects that may carry identity burned into their pixels.
+"""Which objects may carry identity burned into their pixels.
 
-Header de-identification cannot clean pixels.  Until Clean Pixel Data is applied, an object
-whose header says it has burned-in text, or whose kind usually has it while the header is
-silent, is refused unless the user explicitly accepts the risk.
+Header de-identification cannot see pixels.  An object whose header says it has burned-in
+text, or whose kind usually has it while the header is silent, is cleaned by Clean Pixel
+Data (``clean_pixels="auto"``), or refused when pixel cleaning is off unless the user
+explicitly accepts the risk.
 """
 
 from __future__ import annotations

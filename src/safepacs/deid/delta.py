@@ -33,7 +33,9 @@ from safepacs.errors import DeltaError
 Path = tuple
 META = "meta"
 _MAGIC = b"SPDELTA1"
-_VERSION = 1
+#: 1: header elements only; 2: adds the pixel section ("px") of Clean Pixel Data.
+_VERSION = 2
+_READABLE = (1, 2)
 
 
 @dataclass
@@ -44,10 +46,45 @@ class _Entry:
 
 
 @dataclass
+class PixelDelta:
+    """What pixel cleaning changed, enough to give the original pixel data back exactly.
+
+    ``patches`` (uncompressed originals): per frame and box, the original stored bytes,
+    with ``dtype`` the stored array's numpy type.  ``group`` (compressed originals): the
+    original pixel-group elements byte for byte, since re-encoding cannot promise the same
+    compressed bytes.
+    """
+
+    dtype: str = ""
+    patches: list[tuple[int, int, int, int, int, bytes]] = field(default_factory=list)
+    group: bytes | None = None
+
+    def to_doc(self) -> dict:
+        return {
+            "d": self.dtype,
+            "p": [[f, x, y, w, h, base64.b64encode(b).decode("ascii")]
+                  for f, x, y, w, h, b in self.patches],
+            "g": None if self.group is None else base64.b64encode(self.group).decode("ascii"),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> PixelDelta:
+        try:
+            patches = [(int(f), int(x), int(y), int(w), int(h), base64.b64decode(b))
+                       for f, x, y, w, h, b in doc.get("p", [])]
+            group = doc.get("g")
+            return cls(str(doc.get("d", "")), patches,
+                       None if group is None else base64.b64decode(group))
+        except (TypeError, ValueError):
+            raise DeltaError("identity delta pixel section is corrupt") from None
+
+
+@dataclass
 class IdentityDelta:
     """Original elements keyed by (container path, tag); None means "was absent"."""
 
     entries: dict[tuple[Path, int], _Entry] = field(default_factory=dict)
+    pixels: PixelDelta | None = None
 
     def record(self, path: Path, container: Dataset, tag: int, charset: object = None) -> None:
         """Remember the original element before the engine changes it (first change wins).
@@ -83,7 +120,9 @@ class IdentityDelta:
                     "e": None if entry.original is None else _encode_element(entry),
                 }
             )
-        doc = {"v": _VERSION, "entries": out}
+        doc: dict = {"v": _VERSION, "entries": out}
+        if self.pixels is not None:
+            doc["px"] = self.pixels.to_doc()
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
 
     @classmethod
@@ -92,9 +131,11 @@ class IdentityDelta:
             doc = json.loads(zlib.decompress(data))
         except (zlib.error, ValueError) as exc:
             raise DeltaError(f"identity delta is corrupt ({exc.__class__.__name__})") from None
-        if doc.get("v") != _VERSION:
-            raise DeltaError(f"identity delta version {doc.get('v')!r} is not supported")
-        return LoadedDelta(doc["entries"])
+        if not isinstance(doc, dict) or doc.get("v") not in _READABLE:
+            version = doc.get("v") if isinstance(doc, dict) else None
+            raise DeltaError(f"identity delta version {version!r} is not supported")
+        pixels = doc.get("px")
+        return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels))
 
     # --- encryption ---------------------------------------------------------------
     def seal(self, key: bytes, sop_instance_uid: str) -> bytes:
@@ -106,9 +147,11 @@ class LoadedDelta:
     """A delta read back from storage: applies to a de-identified dataset."""
 
     entries: list[dict]
+    pixels: PixelDelta | None = None
 
     def apply(self, ds: Dataset) -> Dataset:
-        """Return a copy of ``ds`` with every original element put back."""
+        """Return a copy of ``ds`` with every original header element put back (the pixel
+        section is applied by :func:`safepacs.deid.pixels.clean.restore_pixels`)."""
         out = copy.deepcopy(ds)
         # Deepest paths last would also work; sequences the engine walked keep their items,
         # so every container on a path exists.  Removed whole sequences come back whole.

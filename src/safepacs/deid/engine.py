@@ -45,7 +45,7 @@ from safepacs.deid.actions import (
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import META, IdentityDelta, Path
 from safepacs.deid.keys import Keys
-from safepacs.deid.options import Options
+from safepacs.deid.options import CLEAN_PIXEL_DATA_CODE, Options
 from safepacs.deid.policy import Policy, load_policy
 from safepacs.deid.profile import Profile, load_profile
 from safepacs.errors import InvalidDicom, RejectedFile
@@ -85,19 +85,23 @@ def deidentify_inplace(
     profile: Profile | None = None,
     policy: Policy | None = None,
     known_identifiers: object | None = None,
+    pixels_cleaned: bool = False,
 ) -> IdentityDelta:
     """De-identify ``ds`` in place (the batch runner's fast path) and return the delta.
 
     ``known_identifiers`` (an :class:`~safepacs.deid.identifiers.Identifiers`) adds
     identity known from the patient's other files to what free-text cleaning removes.
+    ``pixels_cleaned`` is the caller's promise that it cleans the pixel data afterwards
+    (:mod:`safepacs.deid.pixels`); without it a file at risk of burned-in text is refused
+    unless the options accept the risk, so this pure function never fails open.
     """
     check_character_set(ds)
-    if not options.accept_burned_in_risk:
+    if not options.accept_burned_in_risk and not pixels_cleaned:
         reason = burned_in_risk(ds)
         if reason:
             raise RejectedFile(
-                f"may contain burned-in identity ({reason}); pixel cleaning is not "
-                "available, pass --accept-burned-in-risk to process it anyway"
+                f"may contain burned-in identity ({reason}); pixel cleaning is off, pass "
+                "--clean-pixels to clean it or --accept-burned-in-risk to process it anyway"
             )
     walker = _Walker(ds, options, keys, profile or load_profile(), policy or load_policy())
     if known_identifiers is not None and walker._ids is not None:
@@ -465,3 +469,31 @@ class _Walker:
             ds[tag] = new
         else:
             ds._dict[BaseTag(tag)] = new
+
+
+def mark_pixels_cleaned(ds: Dataset, delta: IdentityDelta) -> None:
+    """After Clean Pixel Data ran: add code 113101 and its method text, and set
+    BurnedInAnnotation to NO (the originals go into ``delta`` for restore)."""
+    code, meaning = CLEAN_PIXEL_DATA_CODE
+    seq_tag = _MARKS["DeidentificationMethodCodeSequence"]
+    if seq_tag in ds and any(str(i.get("CodeValue", "")) == code for i in ds[seq_tag].value):
+        return
+    item = Dataset()
+    item.CodeValue = code
+    item.CodingSchemeDesignator = "DCM"
+    item.CodeMeaning = meaning
+    delta.record((), ds, seq_tag)
+    items = list(ds[seq_tag].value) if seq_tag in ds else []
+    # CID 7050 order: the basic profile first, then the options by code value
+    items.insert(1 if items else 0, item)
+    ds[seq_tag] = _new(seq_tag, "SQ", Sequence(items))
+    method_tag = _MARKS["DeidentificationMethod"]
+    delta.record((), ds, method_tag)
+    method = list(ds[method_tag].value) if method_tag in ds and ds[method_tag].VM > 1 else (
+        [str(ds[method_tag].value)] if method_tag in ds else []
+    )
+    method.insert(1 if method else 0, meaning.upper()[:64])
+    ds[method_tag] = _new(method_tag, "LO", method)
+    burned = 0x00280301
+    delta.record((), ds, burned)
+    ds[burned] = _new(burned, "CS", "NO")

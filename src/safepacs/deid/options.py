@@ -25,6 +25,9 @@ OPTION_CODES: dict[str, tuple[str, str]] = {
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
 
+#: Values of :attr:`Options.clean_pixels`.
+CLEAN_PIXELS_MODES = ("auto", "always", "never")
+
 # Order in which an option's action overrides the basic profile's when several options
 # name the same attribute: the more protective wins ("C" cleans, "K" keeps).
 _OPTION_ORDER = tuple(OPTION_CODES)
@@ -44,10 +47,18 @@ class Options:
     clean_descriptors: bool = False
     clean_structured_content: bool = False
     clean_graphics: bool = False
-    #: The user accepts that pixel data may carry burned-in text (until Clean Pixel Data lands).
+    #: With pixel cleaning off, the user accepts that pixel data may carry burned-in text.
     accept_burned_in_risk: bool = False
+    #: Clean Pixel Data (113101): "auto" cleans files that may carry burned-in text
+    #: (:func:`~safepacs.deid.burnedin.burned_in_risk`), "always" every file with pixels,
+    #: "never" none (risky files are then refused unless ``accept_burned_in_risk``).
+    clean_pixels: str = "auto"
+    #: Remove every text box found in the pixels, not only identifying ones.
+    remove_all_text: bool = False
 
     def __post_init__(self) -> None:
+        if self.clean_pixels not in CLEAN_PIXELS_MODES:
+            raise ValueError(f"clean_pixels must be one of {', '.join(CLEAN_PIXELS_MODES)}")
         if self.retain_long_full_dates and self.retain_long_modified_dates:
             raise ValueError(
                 "choose one of Retain Longitudinal Temporal Information with Full Dates "

@@ -9,7 +9,7 @@ from pathlib import Path
 from safepacs.deid.batch import _SAFE, Result, _strip_name, discover
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, unseal
 from safepacs.deid.keys import Keys
-from safepacs.dicom.io import read_header, write_atomic
+from safepacs.dicom.io import load_pixel_group, read_header, write_atomic
 from safepacs.errors import SafepacsError
 
 
@@ -45,9 +45,17 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, sing
         if not delta_path.is_file():
             return Result(rel, None, "rejected", "no identity delta for this object")
         delta = unseal(delta_path.read_bytes(), key, sop)
+        if delta.pixels is not None and not delta.pixels.group:
+            load_pixel_group(src)  # uncompressed: the patches go back into these pixels
         restored = delta.apply(src.dataset)
+        pixel_bytes = None
+        if delta.pixels is not None:
+            from safepacs.deid.pixels.clean import restore_pixels
+
+            pixel_bytes = restore_pixels(restored, delta.pixels)
         target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
-        write_atomic(src, restored, target, enforce_meta=False)  # exactly as it was
+        # exactly as it was
+        write_atomic(src, restored, target, enforce_meta=False, pixel_bytes=pixel_bytes)
     except SafepacsError as exc:
         return Result(rel, None, "rejected", _strip_name(str(exc), path.name))
     except Exception as exc:  # noqa: BLE001

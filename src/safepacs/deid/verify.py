@@ -28,7 +28,7 @@ import re
 import struct
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -125,6 +125,8 @@ class VerifyResult:
     unparsed_files: int = 0
     needles: int = 0
     errors: list[str] = field(default_factory=list)
+    #: de-identified files whose pixels were read by OCR (cleaned or at burned-in risk)
+    pixel_files_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -741,12 +743,21 @@ def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResul
     deid_files = _require(deid, "DEID")
     index, result = build_index(original)
     patient_dates = original_dates_by_pseudonym(original, keys) if keys is not None else None
+    originals: dict[str, Path] = {}  # filled on the first file whose pixels are read
+
+    def lookup() -> dict[str, Path]:
+        if not originals:
+            originals.update(_originals_by_uid(original, keys) or {"": original})
+        return originals
+
     default = index.matcher(frozenset())
     for path in deid_files:
         relative = _display(path, deid)
         shown = default.mask_text(relative)
         try:
             leaks, parsed = _check_file(path, relative, shown, index, patient_dates)
+            if parsed:
+                leaks += _check_pixels(path, shown, lookup, result)
         except OSError as exc:
             result.errors.append(f"{shown}: cannot read ({exc.__class__.__name__})")
             continue
@@ -754,6 +765,70 @@ def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResul
         result.files_checked += 1
         result.unparsed_files += 0 if parsed else 1
     return result
+
+
+# ------------------------------------------------------------------ burned-in text
+def _originals_by_uid(original: Path, keys: Keys | None) -> dict[str, Path]:
+    """Original files by the SOP Instance UID their de-identified copy carries: the same
+    UID (Retain UIDs) and, with the key, the keyed one."""
+    found: dict[str, Path] = {}
+    for path in _files(original):
+        try:
+            ds = _read_original(path)
+        except Exception:  # noqa: BLE001 - reported by build_index
+            continue
+        uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""
+        if uid:
+            found[uid] = path
+            if keys is not None:
+                found[keys.uid(uid)] = path
+    return found
+
+
+def _pixels_at_risk(ds: Dataset) -> bool:
+    """OCR the pixels of files that were cleaned (113101) or may carry burned-in text."""
+    from safepacs.deid.burnedin import burned_in_risk
+
+    codes = {str(item.get("CodeValue", "")) for item in ds.get("DeidentificationMethodCodeSequence", [])}
+    return CLEAN_PIXEL_DATA_CODE[0] in codes or burned_in_risk(ds) is not None
+
+
+def _check_pixels(
+    path: Path, shown: str, originals: Callable[[], dict[str, Path]], result: VerifyResult
+) -> list[Leak]:
+    """Identity still legible in the pixels (rule names only; the text is never shown).
+
+    The original header (found by UID) supplies the values to look for; without it the
+    pattern rules alone apply (labelled names, ID numbers, dates).
+    """
+    head = dcmread(path, stop_before_pixels=True, force=True)
+    if not _pixels_at_risk(head) or "Rows" not in head or "Columns" not in head:
+        return []
+    try:
+        from safepacs.deid.pixels.clean import frames_to_examine
+        from safepacs.deid.pixels.findings import legible_identity
+        from safepacs.deid.pixels.frames import display_frame, stored_frames
+
+        ds = dcmread(path, force=True)
+        if "PixelData" not in ds:
+            return []
+        source = originals().get(str(ds.get("SOPInstanceUID", "") or ""))
+        header = (_read_original(source) if source is not None else None) or Dataset()
+        stored = stored_frames(ds)
+        rules: set[tuple[int, str]] = set()
+        for index in frames_to_examine(stored.layout.frames):
+            for rule in legible_identity(display_frame(stored, index, ds), header):
+                rules.add((index, rule))
+    except (SafepacsError, ImportError, ValueError) as exc:
+        result.errors.append(f"{shown}: pixels cannot be checked ({_safe_reason(exc)})")
+        return []
+    result.pixel_files_checked += 1
+    return [Leak(shown, f"pixel data, frame {index + 1}", f"burned-in {rule}", "(legible in pixels)")
+            for index, rule in sorted(rules)]
+
+
+def _safe_reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, SafepacsError) else exc.__class__.__name__
 
 
 def _leak_table(leaks: list[Leak]) -> Table:
@@ -821,6 +896,9 @@ def _print_result(console: Console, result: VerifyResult) -> None:
                            "parseable DICOM; their raw bytes were searched", style="yellow"))
     for error in result.errors:
         console.print(Text("error: ", style="bold red") + Text(error))
+    if result.pixel_files_checked:
+        console.print(Text(f"pixels of {result.pixel_files_checked} file(s) read by OCR for "
+                           "burned-in identity"))
     files = f"{result.files_checked} file{'s' if result.files_checked != 1 else ''}"
     if not result.leaks:
         if not result.errors:

@@ -38,6 +38,7 @@ class DuplicateObject(RejectedFile):
     """Two inputs of one run map to the same output object."""
 
 _PIXEL_GROUP = 0x7FE0
+_PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 
@@ -214,6 +215,37 @@ def _skip_items(fh, pos: int, size: int, en: str, name: str) -> int:
             raise InvalidDicom(f"{name}: truncated file (pixel data fragment cut short)")
 
 
+def load_pixel_group(src: DicomFile) -> bytes | None:
+    """Read the pixel-group elements of ``src`` into its dataset (pixel cleaning needs them)
+    and return their bytes exactly as they lie in the file.
+
+    A no-op returning None when the dataset already holds them (files read whole) or has none.
+    """
+    ds = src.dataset
+    if _PIXEL_DATA in ds or src.pixel_start is None or src.pixel_end is None:
+        return None
+    tsuid = ds.file_meta.TransferSyntaxUID
+    implicit = tsuid == ImplicitVRLittleEndian
+    little = tsuid != ExplicitVRBigEndian
+    with open(src.path, "rb") as fh:
+        fh.seek(src.pixel_start)
+        data = fh.read(src.pixel_end - src.pixel_start)
+    if len(data) != src.pixel_end - src.pixel_start:
+        raise InvalidDicom(f"{src.path.name}: file shrank while reading")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            group = read_dataset(DicomBytesIO(data), implicit, little)
+            for tag in list(group.keys()):
+                elem = group[tag]
+                if elem.VR and " or " in elem.VR:
+                    elem.VR = "OW" if int(ds.get("BitsAllocated", 8) or 8) > 8 else "OB"
+                ds[tag] = elem
+    except Exception as exc:  # noqa: BLE001 - never echo values
+        raise InvalidDicom(f"{src.path.name}: malformed pixel data ({_why(exc)})") from None
+    return data
+
+
 def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
     """A bare dataset without preamble and file meta (old ACR-NEMA style exports, files
     stripped by some gateways): accepted only if it is a well-formed little-endian dataset
@@ -272,8 +304,14 @@ def write_atomic(
     *,
     exclusive_since: float | None = None,
     enforce_meta: bool = True,
+    pixel_bytes: bytes | None = None,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
+
+    The pixel group comes, in this order of preference, from ``pixel_bytes`` (the encoded
+    pixel-group elements, e.g. an original kept in an identity delta), from ``ds`` itself
+    when its pixel data was loaded and replaced in memory (pixel cleaning), or is copied
+    from ``src`` by byte range.
 
     The file appears under its final name only once complete (temp file + rename), so an
     interrupted run leaves no half-written file.  With ``exclusive_since`` (a run's start
@@ -298,12 +336,22 @@ def write_atomic(
             if tsuid == DeflatedExplicitVRLittleEndian:
                 fh.write(fp.getvalue())
                 _write_deflated(fh, ds)
-            elif src.pixel_start is not None and src.pixel_end is not None:
+            elif pixel_bytes is not None or (
+                src.pixel_start is not None
+                and src.pixel_end is not None
+                and _PIXEL_DATA not in ds
+            ):
                 head, tail = _split_at_pixels(ds)
                 _write_fast(fp, head, implicit, little)
                 fh.write(fp.getvalue())
                 fh.flush()
-                _copy_range(src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start)
+                if pixel_bytes is not None:
+                    fh.write(pixel_bytes)
+                else:
+                    assert src.pixel_start is not None and src.pixel_end is not None
+                    _copy_range(
+                        src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start
+                    )
                 if tail is not None:
                     fp = DicomBytesIO()
                     fp.is_implicit_VR = implicit
@@ -426,13 +474,15 @@ def _publish_exclusive(tmp: Path, out: Path, since: float) -> None:
 
 def _split_at_pixels(ds: Dataset) -> tuple[Dataset, Dataset | None]:
     """Elements that sort after the pixel data are written after the copied pixel bytes."""
-    late = [t for t in ds.keys() if t > 0x7FE00010]
+    late = [t for t in ds.keys() if t > 0x7FE00010 or t >> 16 == _PIXEL_GROUP]
     if not late:
         return ds, None
     head = Dataset()
     head._parent_encoding = ds._parent_encoding  # type: ignore[attr-defined]
     tail = Dataset()
     for tag in ds.keys():
+        if tag >> 16 == _PIXEL_GROUP:
+            continue  # the pixel group is written by the caller
         (tail if tag > 0x7FE00010 else head)[tag] = ds.get_item(tag)
     head.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     tail.set_original_encoding(*ds.original_encoding, ds.original_character_set)
@@ -472,4 +522,7 @@ def _copy_range(src: Path, dst_fd: int, offset: int, count: int) -> None:
             offset += n
 
 
-__all__ = ["DicomFile", "DuplicateObject", "read_header", "write_atomic"]
+__all__ = [
+    "DicomFile", "DuplicateObject", "load_pixel_group", "read_header",
+    "write_atomic",
+]

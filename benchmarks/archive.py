@@ -1,0 +1,392 @@
+"""The archive against Orthanc, side by side: ingest, search and retrieve.
+
+What it measures, on one synthetic corpus (``safepacs.synth.generate``, full-size images;
+only CR, DX, CT and MR files are used -- 2048x2048 and 3000x2500 radiographs, 512x512 slices --
+so that neither system spends the run on pixel cleaning of ultrasound-like objects):
+
+* **STOW-RS ingest** (instances/s): ``--clients`` threads, each POSTing one instance per
+  request (multipart/related), keep-alive connections; wall time of the whole corpus.
+* **C-STORE ingest** (instances/s): DCMTK ``storescu`` sending the whole corpus on one
+  association into a fresh archive.
+* **QIDO-RS study search at N studies** (p50/p99 ms): the index is first filled with
+  ``--studies`` tiny one-instance studies (16x16 CT, built in this script) through STOW-RS
+  in batches of 50 per request, for both systems alike; then ``--queries`` sequential
+  ``GET /studies?PatientID=X`` for random X.  safepacs is asked once by the pseudonymous
+  PatientID (what a de-identified reader sees) and once by the original PatientID with an
+  identity-allowed token (the encrypted identity index path).
+* **WADO-RS instance retrieve** (p50/p99 ms): ``--retrieves`` sequential
+  ``GET /studies/../series/../instances/..`` of random corpus instances, whole body read.
+
+Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``) runs with a minimal config: loopback only
+in effect (it binds 0.0.0.0 whatever the config says, so ``RemoteAccessAllowed`` is false and
+HTTP auth is on), unusual ports, UTF-8 default encoding, no storage compression, no HTTP
+compression, and the client sends ``Accept-Encoding: identity`` to it (its on-the-fly gzip
+makes retrieval 40x slower).  It is stopped by PID.  safepacs runs as ``safepacs serve``
+(de-identifying, encrypting, fsync-ing every object); Orthanc does neither.
+
+Usage::
+
+    .venv/bin/python benchmarks/archive.py                 # 500 instances (~2 GB), 10k studies
+    .venv/bin/python benchmarks/archive.py --count 60 --studies 500   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from safepacs.archive.service import Archive  # noqa: E402
+from safepacs.synth import generate  # noqa: E402
+from tests.server_harness import Server, configure, free_port  # noqa: E402
+
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+KEEP_MODALITIES = {"CR", "DX", "CT", "MR"}
+BOUNDARY = "bench-boundary-7d1f"
+ACCEPT_DICOM = 'multipart/related; type="application/dicom"'
+
+
+# --- the corpus ---------------------------------------------------------------------------
+def corpus(workdir: Path, count: int, seed: int) -> list[Path]:
+    out = workdir / "corpus"
+    if not out.exists():
+        t = time.perf_counter()
+        generate(out, int(count * 1.6) + 20, seed)
+        print(f"corpus generated in {time.perf_counter() - t:.0f} s", flush=True)
+    files = []
+    for f in sorted(out.rglob("*.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["Modality", "BurnedInAnnotation"])
+        if str(ds.get("Modality", "")) in KEEP_MODALITIES and str(ds.get("BurnedInAnnotation", "NO")) != "YES":
+            files.append(f)
+    if len(files) < count:
+        raise SystemExit(f"only {len(files)} eligible files; raise the generated count")
+    return files[:count]
+
+
+def tiny_study(i: int, run: str) -> bytes:
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "CT"
+    ds.BurnedInAnnotation = "NO"
+    ds.PatientName = f"BENCH^P{i:05d}"
+    ds.PatientID = f"{run}{i:05d}"
+    ds.StudyDate = "20240101"
+    ds.StudyID = "1"
+    ds.AccessionNumber = f"A{i:07d}"
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = os.urandom(16 * 16 * 2)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def multipart(items: list[bytes]) -> bytes:
+    out = []
+    for data in items:
+        out += [f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\nContent-Length: {len(data)}\r\n\r\n".encode(),
+                data, b"\r\n"]
+    out.append(f"--{BOUNDARY}--\r\n".encode())
+    return b"".join(out)
+
+
+# --- the two systems ------------------------------------------------------------------------
+class System:
+    name: str
+    base: str  # DICOMweb root
+    dicom_port: int
+    ae: str
+    headers: dict[str, str]
+    auth: tuple[str, str] | None = None
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(headers=self.headers, auth=self.auth, timeout=300)
+
+
+class Orthanc(System):
+    name = "Orthanc"
+    ae = "ORTHANC"
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir / f"orthanc-{secrets.token_hex(3)}"
+        self.dir.mkdir(parents=True)
+        self.http_port, self.dicom_port = free_port(), free_port()
+        password = secrets.token_urlsafe(12)
+        config = {
+            "Name": "bench", "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "index"),
+            "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": self.ae,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": True, "RegisteredUsers": {"bench": password},
+            "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            "DefaultEncoding": "Utf8", "StorageCompression": False, "HttpCompressionEnabled": False,
+            "DicomCheckCalledAet": False, "HttpTimeout": 300,
+        }
+        (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+        self.log = open(self.dir / "orthanc.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([ORTHANC, str(self.dir / "config.json")], stdout=self.log, stderr=subprocess.STDOUT)
+        self.auth = ("bench", password)
+        self.headers = {"Accept-Encoding": "identity"}
+        self.base = f"http://127.0.0.1:{self.http_port}/dicom-web"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.http_port}/system", auth=self.auth, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("Orthanc did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Safepacs(System):
+    name = "safepacs"
+    ae = "SAFEPACS"
+
+    def __init__(self, workdir: Path) -> None:
+        root = workdir / f"safepacs-{secrets.token_hex(3)}"
+        root.mkdir(parents=True)
+        archive, token = Archive.create(root / "data")
+        self.identity_token = archive.create_token("bench-clinician", can_see_identity=True)
+        archive.close()
+        http_port, dicom_port = configure(root / "data", None)
+        self.server = Server(root / "data", http_port, dicom_port)
+        self.server.start()
+        self.root = root
+        self.dicom_port = dicom_port
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.base = f"http://127.0.0.1:{http_port}/dicomweb"
+
+    def stop(self) -> None:
+        self.server.stop(120)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- measurements ------------------------------------------------------------------------------
+def stow(system: System, files: list[Path], clients: int) -> tuple[float, list[tuple[str, str, str]]]:
+    """instances/s, and the (study, series, sop) each instance is stored under."""
+    local = threading.local()
+    datas = [f.read_bytes() for f in files]  # read before timing: ingest, not disk
+
+    def one(data: bytes) -> tuple[str, str, str]:
+        if not hasattr(local, "c"):
+            local.c = system.client()
+        r = local.c.post(system.base + "/studies", content=multipart([data]),
+                         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+                                  "Accept": "application/dicom+json"})
+        if r.status_code != 200:
+            raise RuntimeError(f"{system.name} STOW-RS answered {r.status_code}")
+        url = r.json()["00081199"]["Value"][0]["00081190"]["Value"][0]
+        parts = url.split("/studies/")[1].split("/")
+        return parts[0], parts[2], parts[4]
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        where = list(pool.map(one, datas))
+    return len(files) / (time.perf_counter() - t), where
+
+
+def cstore(system: System, files: list[Path]) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(["storescu", "-aet", "BENCH", "-aec", system.ae, "127.0.0.1", str(system.dicom_port),
+                        *map(str, files)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(f"storescu to {system.name} failed: {r.stderr[-500:]}")
+    return len(files) / elapsed
+
+
+def fill(system: System, n: int, clients: int, run: str) -> None:
+    batches = [list(range(i, min(i + 50, n))) for i in range(0, n, 50)]
+    local = threading.local()
+
+    def one(batch: list[int]) -> None:
+        if not hasattr(local, "c"):
+            local.c = system.client()
+        r = local.c.post(system.base + "/studies", content=multipart([tiny_study(i, run) for i in batch]),
+                         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+                                  "Accept": "application/dicom+json"})
+        if r.status_code != 200:
+            raise RuntimeError(f"{system.name} fill answered {r.status_code}")
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, batches))
+    print(f"  {system.name}: {n} tiny studies in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return statistics.median(s) * 1000, s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))] * 1000
+
+
+def qido(system: System, ids: list[str], headers: dict[str, str] | None = None) -> tuple[float, float]:
+    times = []
+    with system.client() as c:
+        for pid in ids:
+            t = time.perf_counter()
+            r = c.get(system.base + "/studies", params={"PatientID": pid},
+                      headers={"Accept": "application/dicom+json", **(headers or {})})
+            times.append(time.perf_counter() - t)
+            if r.status_code != 200 or not r.json():
+                raise RuntimeError(f"{system.name} QIDO answered {r.status_code} / {len(r.content)} bytes")
+    return percentiles(times)
+
+
+def wado(system: System, where: list[tuple[str, str, str]], n: int, rng: random.Random) -> tuple[float, float]:
+    times = []
+    with system.client() as c:
+        for st, se, sop in (rng.choice(where) for _ in range(n)):
+            t = time.perf_counter()
+            r = c.get(f"{system.base}/studies/{st}/series/{se}/instances/{sop}", headers={"Accept": ACCEPT_DICOM})
+            _ = r.content
+            times.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                raise RuntimeError(f"{system.name} WADO-RS answered {r.status_code}")
+    return percentiles(times)
+
+
+def phase_a(kind: type[System], workdir: Path, files: list[Path], args: argparse.Namespace, out: dict) -> None:
+    """Fresh system: STOW-RS the corpus, then retrieve random instances."""
+    rng = random.Random(args.seed)
+    print(f"{kind.name}: STOW-RS + WADO-RS", flush=True)
+    s = kind(workdir)
+    try:
+        out["stow"], where = stow(s, files, args.clients)
+        wado(s, where, 5, rng)  # warm-up
+        out["wado"] = wado(s, where, args.retrieves, rng)
+    finally:
+        s.stop()
+
+
+def phase_b(kind: type[System], workdir: Path, files: list[Path], args: argparse.Namespace, out: dict) -> None:
+    """Fresh system: storescu the corpus, fill the index with tiny studies, then search."""
+    rng = random.Random(args.seed + 1)
+    print(f"{kind.name}: C-STORE + QIDO-RS", flush=True)
+    s = kind(workdir)
+    try:
+        out["cstore"] = cstore(s, files)
+        run = "B" + secrets.token_hex(2).upper()
+        fill(s, args.studies, args.clients, run)
+        picks = [rng.randrange(args.studies) for _ in range(args.queries)]
+        if isinstance(s, Safepacs):
+            with s.client() as c:
+                listing = c.get(s.base + "/studies", params={"limit": str(min(10_000, args.studies + len(files))),
+                                                              "includefield": "PatientID"}).json()
+            pseudonyms = sorted({x["00100020"]["Value"][0] for x in listing if "00100020" in x and "Value" in x["00100020"]})
+            rng.shuffle(pseudonyms)
+            out["qido"] = qido(s, [pseudonyms[i % len(pseudonyms)] for i in range(args.queries)])
+            out["qido_identity"] = qido(s, [f"{run}{i:05d}" for i in picks],
+                                        {"Authorization": f"Bearer {s.identity_token}"})
+        else:
+            out["qido"] = qido(s, [f"{run}{i:05d}" for i in picks])
+    finally:
+        s.stop()
+
+
+def table(res: dict, args: argparse.Namespace) -> str:
+    sp, oc = res.get("safepacs", {}), res.get("Orthanc", {})
+    rows = [("STOW-RS ingest (inst/s)", "stow", None, True, ">= 1x"),
+            ("C-STORE storescu (inst/s)", "cstore", None, True, ">= 2x"),
+            (f"QIDO-RS PatientID p50 (ms, {args.studies} studies)", "qido", 0, False, ""),
+            ("QIDO-RS PatientID p99 (ms)", "qido", 1, False, ""),
+            ("WADO-RS instance p50 (ms)", "wado", 0, False, "<= 1x"),
+            ("WADO-RS instance p99 (ms)", "wado", 1, False, "")]
+    lines = ["| metric | safepacs | Orthanc | safepacs/Orthanc | target |", "|---|---|---|---|---|"]
+    for label, key, idx, higher, target in rows:
+        a, b = sp.get(key), oc.get(key)
+        a = a[idx] if idx is not None and a is not None else a
+        b = b[idx] if idx is not None and b is not None else b
+        ratio = f"{a / b:.2f}x" if a and b else "-"
+        verdict = ""
+        if target and a and b:
+            want = float(target.split()[1].rstrip("x"))
+            ok = (a / b >= want) if higher else (a / b <= want)
+            verdict = " PASS" if ok else " MISS"
+        fa = f"{a:.1f}" if a is not None else "-"
+        fb = f"{b:.1f}" if b is not None else "-"
+        lines.append(f"| {label} | {fa} | {fb} | {ratio} | {target}{verdict} |")
+    if "qido_identity" in sp:
+        p50, p99 = sp["qido_identity"]
+        lines.append(f"| QIDO-RS by original PatientID, identity reader p50/p99 (ms) | {p50:.1f} / {p99:.1f} | - | - | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=500, help="corpus instances (default 500, ~2 GB)")
+    ap.add_argument("--studies", type=int, default=10_000, help="tiny studies in the index for QIDO (default 10000)")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--retrieves", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=4, help="concurrent STOW-RS clients (default 4)")
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the corpus here between runs")
+    ap.add_argument("--skip", choices=["safepacs", "orthanc"], default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if args.skip != "orthanc" and not Path(ORTHANC).exists():
+        raise SystemExit(f"{ORTHANC} missing: apt-get install orthanc orthanc-dicomweb (or --skip orthanc)")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="safepacs-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = corpus(workdir, args.count, args.seed)
+    size = sum(f.stat().st_size for f in files)
+    print(f"{len(files)} instances, {size / 1e9:.2f} GB; {args.studies} tiny studies for QIDO; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    res: dict = {}
+    kinds = [k for k in (Safepacs, Orthanc) if k.name.lower() != args.skip]
+    try:
+        # Phases interleave across the systems, so that a change in the load of a shared machine
+        # falls on both rather than on one.
+        for phase in (phase_a, phase_b):
+            for kind in kinds:
+                phase(kind, workdir, files, args, res.setdefault(kind.name, {}))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (other jobs inflate both columns)")
+    print(table(res, args))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Datasets as the DICOM JSON model (PS3.18 Annex F) for QIDO-RS results and WADO-RS metadata.
+
+Top-level binary elements above a threshold become ``BulkDataURI`` links (served by the
+``/bulkdata`` route); everything else is inline.  Pixel data is never inlined.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydicom import Dataset
+from pydicom.tag import Tag
+
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+PIXEL_DATA = 0x7FE00010
+BULK_THRESHOLD = 1024
+
+
+def to_json(ds: Dataset, *, bulk_base: str | None = None) -> dict[str, Any]:
+    """One dataset as a DICOM JSON object; ``bulk_base`` is the instance URL for bulk links."""
+    out: dict[str, Any] = {}
+    for elem in ds:  # top level; sequences recurse inside pydicom
+        key = f"{int(elem.tag):08X}"
+        if elem.VR in BULK_VRS and (int(elem.tag) == PIXEL_DATA or _length(elem) > BULK_THRESHOLD):
+            if bulk_base is not None:
+                out[key] = {"vr": elem.VR, "BulkDataURI": f"{bulk_base}/bulkdata/{key}"}
+            continue
+        out[key] = elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=BULK_THRESHOLD)
+    return out
+
+
+def add_bulk_pixel_link(out: dict[str, Any], ds: Dataset, bulk_base: str) -> None:
+    """Metadata read without pixel data still advertises where the pixels are."""
+    if "Rows" in ds and f"{PIXEL_DATA:08X}" not in out:
+        vr = "OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB"
+        out[f"{PIXEL_DATA:08X}"] = {"vr": vr, "BulkDataURI": f"{bulk_base}/bulkdata/{PIXEL_DATA:08X}"}
+
+
+def dumps(objects: list[dict[str, Any]]) -> bytes:
+    """UTF-8 JSON, non-ASCII kept as is (Chinese names must survive intact)."""
+    return json.dumps(objects, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _length(elem) -> int:
+    value = elem.value
+    try:
+        return len(value) if value is not None else 0
+    except TypeError:
+        return 0
+
+
+def tag_key(tag: int) -> str:
+    return f"{int(Tag(tag)):08X}"

@@ -1,0 +1,41 @@
+"""Bearer-token checks with a short memory, so a client's burst of requests does not cost a
+database round trip each.
+
+Only successful checks are remembered, keyed by a SHA-256 of the token (the token itself is
+not kept), for ``ttl`` seconds (default 5): a token revoked in the database stops working
+within that time.  Failures are never cached, so a new token works at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class TokenCache:
+    def __init__(self, authenticate: Callable[[str], Any], *, ttl: float = 5.0, size: int = 1024) -> None:
+        self._authenticate = authenticate
+        self._ttl = ttl
+        self._size = size
+        self._seen: dict[bytes, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str) -> Any:
+        key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        who = self._authenticate(token)
+        if who is not None:
+            with self._lock:
+                if len(self._seen) >= self._size:
+                    self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+                    if len(self._seen) >= self._size:
+                        self._seen.clear()
+                self._seen[key] = (now + self._ttl, who)
+        return who

@@ -1,0 +1,16 @@
+"""The archive: de-identify at the door, encrypt at rest, index pseudonyms only."""
+
+from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotFound, Unauthorized
+from safepacs.archive.service import Archive, InstanceRef, Principal, Stored
+
+__all__ = [
+    "Archive",
+    "ArchiveError",
+    "Conflict",
+    "InstanceRef",
+    "IntegrityError",
+    "NotFound",
+    "Principal",
+    "Stored",
+    "Unauthorized",
+]

@@ -1,0 +1,46 @@
+"""Crash recovery, run when an archive is opened.
+
+Ingest writes blobs (temp file, fsync, rename, fsync folder) BEFORE it commits the index
+rows that name them, and answers the sender only after the commit.  So after a crash at
+any point the store can hold (a) temp files of a blob being written and (b) whole blobs no
+row names (the crash came between blob write and commit); neither was acknowledged, both
+are ciphertext, and both are removed here.  A row whose blob is missing cannot arise from
+a crash under this order; it is counted and reported as damage, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from safepacs.index.models import DataKey, Instance, Study
+from safepacs.store.blobs import BlobStore
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    temp_removed: int
+    orphans_removed: int
+    missing_blobs: int
+    unused_keys_removed: int
+
+
+def recover(engine: Engine, store: BlobStore) -> RecoveryReport:
+    """Remove temp files, orphan blobs and data keys of studies that were never stored."""
+    temp = store.clean_temp()
+    with Session(engine) as session:
+        referenced: set[str] = set()
+        for obj, dlt in session.execute(select(Instance.object_blob, Instance.delta_blob)):
+            referenced.add(obj)
+            referenced.add(dlt)
+    present = set(store.names())
+    orphans = present - referenced
+    for name in sorted(orphans):
+        store.delete(name)
+    with Session(engine) as session, session.begin():
+        unused = session.execute(
+            delete(DataKey).where(DataKey.study_uid.not_in(select(Study.study_uid)))
+        ).rowcount
+    return RecoveryReport(temp, len(orphans), len(referenced - present), unused or 0)

@@ -1,0 +1,722 @@
+"""The archive service: the one API the DICOMweb server, the DIMSE SCP and the CLI call.
+
+Ingest order (the crash-safety argument, see README "Archive"):
+
+1. parse and check the object in memory, de-identify it (``door``), serialise it;
+2. seal the object and its identity delta with the study's data key (two blobs);
+3. write both blobs durably (``BlobStore.put`` returns only when they are on disk);
+4. commit all index rows in ONE transaction;
+5. return: only now is the sender told the object is stored.
+
+A crash before 4 leaves blobs no row names (removed at the next open); after 4 the object
+is whole.  All UIDs in and out are de-identified UIDs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import re
+import secrets
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pydicom
+from pydicom import Dataset
+from sqlalchemy import ColumnElement, Engine, func, or_, select, text
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from safepacs.archive import door
+from safepacs.archive.attributes import index_values
+from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotFound
+from safepacs.archive.identity import IdentityIndex, OriginalIdentity
+from safepacs.archive.recovery import RecoveryReport, recover
+from safepacs.config import SETTINGS_FILE, Settings
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+from safepacs.dicom import memio
+from safepacs.errors import InvalidDicom
+from safepacs.index import db, query
+from safepacs.index.models import (
+    DataKey,
+    Identity,
+    Instance,
+    Patient,
+    Series,
+    SiteKey,
+    Study,
+    Token,
+)
+from safepacs.store import crypto
+from safepacs.store.blobs import BlobNotFound, BlobStore, S3Store, new_names, open_store
+
+_DEID_KEY, _INDEX_KEY = "deid", "index"
+#: ISO 2022 escape sequences pydicom leaves in decoded text (ESC, intermediates, final)
+_ESCAPES = re.compile("\x1b[\x20-\x2f]*[\x30-\x7e]")
+_TABLE_OF = {"patient": "patients", "study": "studies", "series": "series", "instance": "instances"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking (until the access-control issue lands)."""
+
+    name: str
+    can_see_identity: bool
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Result of an ingest; all values de-identified."""
+
+    status: Literal["stored", "duplicate"]
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    original_sop_instance_uid_hash: str
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    size: int
+    number_of_frames: int | None
+
+
+@dataclass
+class _Prepared:
+    """An ingested object, de-identified and serialised, not yet sealed."""
+
+    body: list  # parts of the de-identified Part 10 object (see memio.serialise_parts)
+    size: int
+    delta: bytes
+    content_hash: str
+    original_uid_hash: str
+    original: OriginalIdentity
+    original_accession: str
+    values: dict
+
+
+class Archive:
+    """A safepacs archive on a data dir.  Thread-safe; one per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        store: BlobStore,
+        kek: crypto.KekProvider,
+        keys: Keys,
+        identity: IdentityIndex,
+    ) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._writer = (
+            db.make_engine(settings.database_url, writer=True) if engine.dialect.name == "sqlite" else engine
+        )
+        self._store = store
+        self._kek = kek
+        self._keys = keys
+        self._identity = identity
+        self._options: Options = settings.options()
+        self._write_lock = threading.Lock()
+        self._key_lock = threading.Lock()
+        self._identity_lock = threading.Lock()
+        self._local = threading.local()
+        self._data_keys: dict[str, bytes] = {}
+        self._identities: dict[int, list[OriginalIdentity]] | None = None
+        self._identity_seen = 0  # highest identity row decrypted into the cache
+        #: what crash recovery removed at open; None when another process had the archive
+        #: open (its blobs in flight are not orphans), recovery then waits for a lone open
+        self.recovery: RecoveryReport | None = None
+        self._lock_fd: int | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        store_url: str | None = None,
+        ae_title: str = "SAFEPACS",
+        kek: str | None = None,
+        deid_options: Options | None = None,
+    ) -> tuple[Archive, str]:
+        """A new archive in ``data_dir`` and a bootstrap token (shown once, only its hash is
+        kept).  ``kek``: ``file:PATH`` (default ``file:keys/kek.key``, created mode 0600)
+        or ``env:VARIABLE``."""
+        data_dir = Path(data_dir)
+        if (data_dir / SETTINGS_FILE).exists():
+            raise ArchiveError(f"{data_dir}: already a safepacs data dir")
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)  # nothing in it is plaintext, but nobody else needs to look
+        opts = deid_options or Options()
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=database_url or "",
+            store_url=store_url or "",
+            kek=kek or "file:keys/kek.key",
+            ae_title=ae_title,
+            deid_options=Settings.options_dict(opts),
+        )
+        kek_provider = crypto.load_kek(settings.kek, data_dir, create=True)
+        engine = db.make_engine(settings.database_url)
+        db.upgrade(engine)
+        store = open_store(settings.store_url)
+        if isinstance(store, S3Store):
+            store.ensure_bucket()
+        with Session(engine) as session, session.begin():
+            if session.scalar(select(func.count()).select_from(SiteKey)):
+                raise ArchiveError("the index database already holds an archive")
+            secrets_ = {_DEID_KEY: Keys.generate().secret, _INDEX_KEY: crypto.generate_key()}
+            for name, secret in secrets_.items():
+                wrapped = kek_provider.wrap(secret, b"site:" + name.encode())
+                session.add(SiteKey(name=name, wrapped=wrapped, kek_id=kek_provider.key_id))
+        settings.save()
+        archive = cls(
+            settings, engine, store, kek_provider, Keys(secrets_[_DEID_KEY]),
+            IdentityIndex(secrets_[_INDEX_KEY]),
+        )
+        archive._lock_fd, _ = _take_lock(data_dir)
+        fcntl.flock(archive._lock_fd, fcntl.LOCK_SH)
+        token = archive.create_token("bootstrap")
+        return archive, token
+
+    @classmethod
+    def open(cls, data_dir: Path, *, database_url: str | None = None) -> Archive:
+        """Open an archive: check the KEK and schema, then run crash recovery."""
+        settings = Settings.load(Path(data_dir), database_url=database_url)
+        kek_provider = crypto.load_kek(settings.kek, settings.data_dir)
+        engine = db.make_engine(settings.database_url)
+        try:
+            return cls._open_on(settings, engine, kek_provider)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @classmethod
+    def _open_on(cls, settings: Settings, engine: Engine, kek_provider: crypto.KekProvider) -> Archive:
+        db.ensure_schema(engine)
+        with Session(engine) as session:
+            rows = {k.name: k for k in session.scalars(select(SiteKey))}
+        if set(rows) != {_DEID_KEY, _INDEX_KEY}:
+            raise ArchiveError("the index database holds no archive keys (wrong --database-url?)")
+        if any(r.kek_id != kek_provider.key_id for r in rows.values()):
+            raise crypto.CryptoError(
+                f"wrong key-encryption key: this archive needs KEK {rows[_DEID_KEY].kek_id}, "
+                f"the one given is {kek_provider.key_id}; nothing was changed"
+            )
+        deid_secret = kek_provider.unwrap(rows[_DEID_KEY].wrapped, b"site:" + _DEID_KEY.encode())
+        index_key = kek_provider.unwrap(rows[_INDEX_KEY].wrapped, b"site:" + _INDEX_KEY.encode())
+        store = open_store(settings.store_url)
+        archive = cls(settings, engine, store, kek_provider, Keys(deid_secret), IdentityIndex(index_key))
+        archive._lock_fd, alone = _take_lock(settings.data_dir)
+        if alone:
+            try:
+                archive.recovery = recover(engine, store)
+            finally:
+                fcntl.flock(archive._lock_fd, fcntl.LOCK_SH)
+        return archive
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the shared lock
+            self._lock_fd = None
+        self._engine.dispose()
+        self._writer.dispose()
+        self._data_keys.clear()
+        self._identities, self._identity_seen = None, 0
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- tokens -------------------------------------------------------------------
+    def create_token(self, name: str, *, can_see_identity: bool = False) -> str:
+        """A new API token; only its SHA-256 is stored, so show the return value once."""
+        if not name or len(name) > 128:
+            raise ValueError("token name must be 1..128 characters")
+        token = "sp_" + secrets.token_urlsafe(32)
+        with Session(self._engine) as session, session.begin():
+            session.add(
+                Token(
+                    name=name,
+                    token_hash=_token_hash(token),
+                    can_see_identity=can_see_identity,
+                    created_at=_now(),
+                )
+            )
+        return token
+
+    def authenticate(self, token: str) -> Principal | None:
+        if not token or len(token) > 256:
+            return None
+        with Session(self._engine) as session:
+            row = session.scalar(select(Token).where(Token.token_hash == _token_hash(token)))
+        return None if row is None else Principal(row.name, bool(row.can_see_identity))
+
+    # --- ingest -------------------------------------------------------------------
+    def ingest(self, data: bytes, *, source: str) -> Stored:
+        """De-identify, seal and store one Part 10 object; returns once it is durable.
+
+        Raises InvalidDicom, RejectedFile, or Conflict (same SOP Instance UID, other content).
+        """
+        prep = self._prepare(data)
+        v = prep.values
+        found = self._existing(v["sop_uid"], prep)
+        if found is not None:
+            return found
+        dk = self._data_key(v["study_uid"], create=True)
+        obj_name, delta_name = new_names("obj", "dlt")
+        sop = v["sop_uid"].encode()
+        sealed_obj = crypto.seal_parts(dk, prep.body, b"object\x00" + sop, self._buffer(prep.size))
+        sealed_delta = crypto.seal(dk, prep.delta, b"delta\x00" + sop)
+        written: list[str] = []
+        try:
+            written = [obj_name, delta_name]
+            self._store.put_many([(obj_name, sealed_obj), (delta_name, sealed_delta)])  # type: ignore[list-item]
+            stored = self._commit_retrying(prep, obj_name, delta_name, len(sealed_obj) + len(sealed_delta))
+        except BaseException:
+            for name in written:  # best effort; recovery removes what a crash leaves
+                try:
+                    self._store.delete(name)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        if stored.status == "duplicate":  # lost a race with an identical object
+            for name in written:
+                self._store.delete(name)
+        return stored
+
+    def _prepare(self, data: bytes) -> _Prepared:
+        parsed = memio.parse(bytes(data) if not isinstance(data, bytes) else data)
+        ds = parsed.dataset
+        try:
+            original_sop = str(ds.get("SOPInstanceUID", "") or "").strip()
+            original = OriginalIdentity(
+                str(ds.get("PatientID", "") or "").strip(),
+                _ESCAPES.sub("", str(ds.get("PatientName", "") or "")),
+            )
+            accession = str(ds.get("AccessionNumber", "") or "").strip()
+        except Exception as exc:  # noqa: BLE001 - undecodable values; never echo them
+            raise InvalidDicom(f"object: cannot decode identifying attributes ({exc.__class__.__name__})") from None
+        if not original_sop:
+            raise InvalidDicom("object: no SOPInstanceUID")
+        delta = door.deidentify(ds, self._options, self._keys)
+        if parsed.trailer is not None:
+            for elem in list(parsed.trailer.elements()):
+                delta.record((), parsed.trailer, elem.tag)
+        values = index_values(ds)
+        body = memio.serialise_parts(parsed, ds)
+        digest = hashlib.sha256()
+        for part in body:
+            digest.update(part)
+        return _Prepared(
+            body=body,
+            size=sum(memoryview(p).nbytes for p in body),
+            delta=delta.to_bytes(),
+            content_hash=digest.hexdigest(),
+            original_uid_hash=self._identity.uid_hash(original_sop),
+            original=original,
+            original_accession=accession,
+            values=values,
+        )
+
+    def _stored(self, prep: _Prepared, status: Literal["stored", "duplicate"]) -> Stored:
+        v = prep.values
+        return Stored(status, v["study_uid"], v["series_uid"], v["sop_uid"], v["sop_class_uid"], prep.original_uid_hash)
+
+    def _existing(self, sop_uid: str, prep: _Prepared, session: Session | None = None) -> Stored | None:
+        """Duplicate (same content) or Conflict (other content) when the UID is stored."""
+        stmt = select(Instance.content_hash).where(Instance.sop_uid == sop_uid)
+        if session is None:
+            with Session(self._engine) as s:
+                found = s.scalar(stmt)
+        else:
+            found = session.scalar(stmt)
+        if found is None:
+            return None
+        if found == prep.content_hash:
+            return self._stored(prep, "duplicate")
+        raise Conflict(
+            "an instance with this SOP Instance UID and different content is already stored"
+        )
+
+    def _commit_retrying(self, prep: _Prepared, obj_name: str, delta_name: str, stored_size: int) -> Stored:
+        """Another process (an import beside the server) may insert the same patient, study
+        or series between our read and our insert; the unique constraints then refuse ours
+        and the transaction is simply run again (it will find their rows)."""
+        for attempt in range(4):
+            try:
+                return self._commit(prep, obj_name, delta_name, stored_size)
+            except DBIntegrityError:
+                if attempt == 3:
+                    raise ArchiveError("the index refused the object (concurrent writers)") from None
+        raise AssertionError("unreachable")
+
+    def _commit(self, prep: _Prepared, obj_name: str, delta_name: str, stored_size: int) -> Stored:
+        v = prep.values
+        with self._write_lock, Session(self._writer) as session:
+            with session.begin():
+                found = self._existing(v["sop_uid"], prep, session)
+                if found is not None:
+                    return found
+                patient = session.scalar(select(Patient).where(Patient.patient_id == v["patient_id"]))
+                if patient is None:
+                    patient = Patient(
+                        patient_id=v["patient_id"], patient_name=v["patient_name"],
+                        birth_date=v["birth_date"], sex=v["sex"],
+                    )
+                    session.add(patient)
+                    session.flush()
+                self._add_identity(session, patient, prep.original)
+                # the study row is locked (PostgreSQL; SQLite writers are serial anyway) so that
+                # counters and ModalitiesInStudy are updated by one writer at a time
+                study = session.scalar(
+                    select(Study).where(Study.study_uid == v["study_uid"]).with_for_update()
+                )
+                if study is None:
+                    study = Study(
+                        study_uid=v["study_uid"], patient_pk=patient.pk, study_date=v["study_date"],
+                        study_time=v["study_time"], accession_number=v["accession_number"],
+                        accession_hash=(
+                            self._identity.accession_hash(prep.original_accession)
+                            if prep.original_accession else None
+                        ),
+                        study_id=v["study_id"], study_description=v["study_description"],
+                        referring_physician_name=v["referring_physician_name"], modalities="|",
+                        num_series=0, num_instances=0,
+                    )
+                    session.add(study)
+                    session.flush()
+                series = session.scalar(select(Series).where(Series.series_uid == v["series_uid"]))
+                if series is None:
+                    series = Series(
+                        series_uid=v["series_uid"], study_pk=study.pk, modality=v["modality"],
+                        series_number=v["series_number"], series_description=v["series_description"],
+                        num_instances=0,
+                    )
+                    session.add(series)
+                    study.num_series += 1
+                    session.flush()
+                elif series.study_pk != study.pk:
+                    raise InvalidDicom("object: its series belongs to another study")
+                if v["modality"] and f"|{v['modality']}|" not in study.modalities:
+                    study.modalities = study.modalities + v["modality"] + "|"
+                study.num_instances += 1
+                series.num_instances += 1
+                session.add(
+                    Instance(
+                        sop_uid=v["sop_uid"], series_pk=series.pk, sop_class_uid=v["sop_class_uid"],
+                        transfer_syntax_uid=v["transfer_syntax_uid"],
+                        instance_number=v["instance_number"], rows=v["rows"], columns=v["columns"],
+                        bits_allocated=v["bits_allocated"], number_of_frames=v["number_of_frames"],
+                        size=prep.size, content_hash=prep.content_hash,
+                        original_uid_hash=prep.original_uid_hash, object_blob=obj_name,
+                        delta_blob=delta_name, stored_size=stored_size, created_at=_now(),
+                    )
+                )
+        return self._stored(prep, "stored")
+
+    def _add_identity(self, session: Session, patient: Patient, ident: OriginalIdentity) -> None:
+        if not ident.patient_id and not ident.patient_name:
+            return
+        entry = self._identity.entry_hash(ident)
+        exists = session.scalar(
+            select(Identity.pk).where(Identity.patient_pk == patient.pk, Identity.entry_hash == entry)
+        )
+        if exists is not None:
+            return
+        session.add(
+            Identity(
+                patient_pk=patient.pk,
+                id_hash=self._identity.id_hash(ident.patient_id),
+                entry_hash=entry,
+                sealed=self._identity.seal(ident, patient.patient_id),
+            )
+        )
+
+    def _buffer(self, size: int) -> bytearray:
+        """This thread's reusable sealing buffer, grown as needed."""
+        need = crypto.sealed_size(size) + 16
+        buf = getattr(self._local, "buffer", None)
+        if buf is None or len(buf) < need:
+            buf = bytearray(need + need // 8)
+            self._local.buffer = buf
+        return buf
+
+    def _data_key(self, study_uid: str, *, create: bool = False) -> bytes:
+        key = self._data_keys.get(study_uid)
+        if key is not None:
+            return key
+        context = b"study:" + study_uid.encode()
+        with self._key_lock:
+            key = self._data_keys.get(study_uid)
+            if key is not None:
+                return key
+            for _attempt in range(3):
+                with Session(self._writer) as session:
+                    row = session.get(DataKey, study_uid)
+                    if row is not None:
+                        key = self._kek.unwrap(row.wrapped, context)
+                        break
+                    if not create:
+                        raise NotFound("no such study")
+                    key = crypto.generate_key()
+                    session.add(DataKey(study_uid=study_uid, wrapped=self._kek.wrap(key, context), kek_id=self._kek.key_id))
+                    try:
+                        session.commit()
+                        break
+                    except DBIntegrityError:  # another process created it first
+                        session.rollback()
+                        key = None
+            if key is None:
+                raise ArchiveError("cannot create the study's data key")
+            self._data_keys[study_uid] = key
+            return key
+
+    # --- retrieval ----------------------------------------------------------------
+    def instances(
+        self, *, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRef]:
+        """Instances of a study (or one series, or one instance), in stored order."""
+        _uid_or_notfound(study_uid, series_uid, sop_uid)
+        stmt = (
+            select(Instance, Series.series_uid, Study.study_uid)
+            .join(Series, Instance.series_pk == Series.pk)
+            .join(Study, Series.study_pk == Study.pk)
+            .where(Study.study_uid == study_uid)
+        )
+        if series_uid is not None:
+            stmt = stmt.where(Series.series_uid == series_uid)
+        if sop_uid is not None:
+            stmt = stmt.where(Instance.sop_uid == sop_uid)
+        with Session(self._engine) as session:
+            rows = session.execute(stmt.order_by(Instance.pk)).all()
+        if not rows:
+            raise NotFound("no such study, series or instance")
+        return [
+            InstanceRef(st, se, i.sop_uid, i.sop_class_uid, i.transfer_syntax_uid, i.size, i.number_of_frames)
+            for i, se, st in rows
+        ]
+
+    def read_instance(self, sop_uid: str, *, principal: Principal) -> bytes:
+        """Part 10 bytes of the de-identified object, decrypted and authenticated."""
+        _uid_or_notfound(sop_uid)
+        with Session(self._engine) as session:
+            row = session.execute(
+                select(Instance.object_blob, Study.study_uid)
+                .join(Series, Instance.series_pk == Series.pk)
+                .join(Study, Series.study_pk == Study.pk)
+                .where(Instance.sop_uid == sop_uid)
+            ).first()
+        if row is None:
+            raise NotFound("no such instance")
+        blob_name, study_uid = row
+        try:
+            blob = self._store.get(blob_name)
+        except BlobNotFound:
+            raise IntegrityError("the stored object is missing from the blob store") from None
+        try:
+            return crypto.unseal(self._data_key(study_uid), blob, b"object\x00" + sop_uid.encode())
+        except crypto.TamperedError as exc:
+            raise IntegrityError(str(exc)) from None
+
+    def metadata(self, sop_uid: str, *, principal: Principal) -> Dataset:
+        """The de-identified header, without pixel data."""
+        data = self.read_instance(sop_uid, principal=principal)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+
+    # --- search -------------------------------------------------------------------
+    def search(
+        self,
+        level: Literal["study", "series", "instance"],
+        filters: Mapping[str, str | list[str]],
+        *,
+        principal: Principal,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        include: Sequence[str] = (),
+        fuzzy: bool = False,
+    ) -> list[Dataset]:
+        """QIDO search (see :mod:`safepacs.index.query` for the matching rules).
+
+        Readers who may see identity also match PatientID, PatientName and AccessionNumber
+        against the ORIGINAL values (through the identity index) and get the original
+        PatientName/PatientID back; everybody else sees pseudonyms only.
+        """
+        if level not in query.LEVELS:
+            raise ValueError(f"query level must be one of {', '.join(query.LEVELS)}")
+        plain: dict[str, str | list[str]] = {}
+        extra: list[ColumnElement[bool]] = []
+        for key, value in filters.items():
+            kw = query.keyword(key)
+            if kw in ("PatientID", "PatientName", "AccessionNumber"):
+                a = query.attr(kw)
+                cond = query.condition(a, value)
+                if cond is None:
+                    continue
+                if principal.can_see_identity:
+                    cond = or_(cond, self._identity_condition(kw, value, fuzzy))
+                extra.append(cond)
+            else:
+                plain[kw] = value
+        if study_uid is not None:
+            extra.append(Study.study_uid == query.check_uid(study_uid, "StudyInstanceUID"))
+        if series_uid is not None:
+            extra.append(Series.series_uid == query.check_uid(series_uid, "SeriesInstanceUID"))
+        stmt = query.build(level, plain, extra=extra, limit=limit, offset=offset)
+        wanted = query.return_attributes(level, include, scoped=study_uid is not None)
+        with Session(self._engine) as session:
+            rows = session.execute(stmt).all()
+            out = []
+            for row in rows:
+                tables = {type(obj).__tablename__: obj for obj in row}
+                out.append(self._result(tables, wanted, principal))
+        return out
+
+    def _result(self, tables: dict, wanted: list[str], principal: Principal) -> Dataset:
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        patient = tables["patients"]
+        original = None
+        if principal.can_see_identity:
+            ids = self._identity_cache().get(patient.pk)
+            original = ids[0] if ids else None
+        for kw in wanted:
+            a = query.ATTRS[kw]
+            value = getattr(tables[_TABLE_OF[a.level]], a.column)
+            if kw == "ModalitiesInStudy":
+                value = [m for m in value.split("|") if m]
+            elif original is not None and kw == "PatientID" and original.patient_id:
+                value = original.patient_id
+            elif original is not None and kw == "PatientName" and original.patient_name:
+                value = original.patient_name
+            if value is None:
+                value = ""
+            if a.vr in ("IS",) and value != "":
+                value = str(value)
+            setattr(ds, kw, value)
+        return ds
+
+    def _identity_cache(self) -> dict[int, list[OriginalIdentity]]:
+        """Decrypted identity entries by patient, in memory only.  Entries added by other
+        processes (an import beside the server) are picked up by their row numbers."""
+        with self._identity_lock:
+            cache = self._identities if self._identities is not None else {}
+            with Session(self._engine) as session:
+                rows = session.execute(
+                    select(Identity.pk, Identity.patient_pk, Identity.sealed, Patient.patient_id)
+                    .join(Patient, Identity.patient_pk == Patient.pk)
+                    .where(Identity.pk > self._identity_seen)
+                    .order_by(Identity.pk)
+                ).all()
+            for pk, patient_pk, sealed, pseudonym in rows:
+                try:
+                    cache.setdefault(patient_pk, []).append(self._identity.open(sealed, pseudonym))
+                except crypto.TamperedError:
+                    pass  # a damaged entry matches nothing
+                self._identity_seen = max(self._identity_seen, pk)
+            self._identities = cache
+            return cache
+
+    def _identity_condition(self, kw: str, value: str | list[str], fuzzy: bool) -> ColumnElement[bool]:
+        values = [v.strip() for v in (value if isinstance(value, list) else [value]) if v.strip()]
+        if kw == "AccessionNumber":
+            exact = [v for v in values if not query.has_wildcard(v)]
+            return Study.accession_hash.in_([self._identity.accession_hash(v) for v in exact])
+        pks: set[int] = set()
+        for pk, idents in self._identity_cache().items():
+            for ident in idents:
+                for v in values:
+                    if kw == "PatientName" and query.pn_matches(v, ident.patient_name, fuzzy=fuzzy):
+                        pks.add(pk)
+                    elif kw == "PatientID" and _id_matches(v, ident.patient_id):
+                        pks.add(pk)
+        return Patient.pk.in_(sorted(pks))
+
+    # --- status -------------------------------------------------------------------
+    def status(self) -> dict:
+        """Counts, bytes stored, and health of the database and the blob store."""
+        result: dict = {"ae_title": self.settings.ae_title, "kek_id": self._kek.key_id}
+        try:
+            with Session(self._engine) as session:
+                session.execute(text("SELECT 1"))
+                for name, model in (("patients", Patient), ("studies", Study), ("series", Series), ("instances", Instance)):
+                    result[name] = session.scalar(select(func.count()).select_from(model)) or 0
+                result["bytes_stored"] = session.scalar(select(func.coalesce(func.sum(Instance.stored_size), 0))) or 0
+                result["bytes_deidentified"] = session.scalar(select(func.coalesce(func.sum(Instance.size), 0))) or 0
+            result["database"] = "ok"
+            result["schema_revision"] = db.current_revision(self._engine)
+        except SQLAlchemyError as exc:
+            result["database"] = f"error ({exc.__class__.__name__})"
+        result["store"] = "ok" if self._store.healthy() else "unreachable"
+        result["database_backend"] = self._engine.dialect.name
+        result["store_backend"] = type(self._store).__name__
+        if self.recovery is not None:
+            result["recovery"] = self.recovery.__dict__
+        return result
+
+
+# --- helpers ----------------------------------------------------------------------------
+LOCK_FILE = "archive.lock"
+
+
+def _take_lock(data_dir: Path) -> tuple[int, bool]:
+    """Every open archive holds a shared lock on DATA_DIR/archive.lock; recovery needs it
+    exclusively, so it never deletes the blobs another live process is about to commit.
+    Returns (fd, True) holding the exclusive lock, or (fd, False) holding a shared one.
+    The kernel drops the lock of a crashed process."""
+    fd = os.open(Path(data_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, True
+    except BlockingIOError:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd, False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(b"safepacs-token\x00" + token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _uid_or_notfound(*uids: str | None) -> None:
+    """Malformed UIDs (``../``, empty, too long) cannot name anything stored."""
+    for uid in uids:
+        if uid is not None:
+            try:
+                query.check_uid(uid)
+            except ValueError:
+                raise NotFound("not a valid UID") from None
+
+
+def _id_matches(query_value: str, value: str) -> bool:
+    if query.has_wildcard(query_value):
+        import fnmatch
+
+        return fnmatch.fnmatchcase(value, query_value.replace("[", "[[]"))
+    return query_value == value.strip()

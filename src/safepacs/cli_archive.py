@@ -1,0 +1,250 @@
+"""Archive commands: init, import, status, token create, serve.
+
+Exit codes as for ``deid``: 0 done, 1 some inputs rejected, 2 usage error (including a
+data dir that is not an archive, or a wrong key).  Messages never carry values from files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from safepacs.errors import SafepacsError
+
+console = Console(stderr=True)
+out = Console()
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+
+DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="sqlite:///PATH (default: DATA_DIR/index.sqlite) or postgresql://...; also SAFEPACS_DATABASE_URL."),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _open(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]
+    from safepacs.archive import Archive
+
+    try:
+        return Archive.open(data_dir, database_url=database_url)
+    except SafepacsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def init(
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    store_url: Annotated[str | None, typer.Option(help="file:///PATH (default: DATA_DIR/blobs) or s3://[KEY:SECRET@]BUCKET[/PREFIX]?endpoint=URL.")] = None,
+    ae_title: Annotated[str, typer.Option(help="The archive's DICOM AE title.")] = "SAFEPACS",
+    kek: Annotated[str | None, typer.Option(help="Key-encryption key: file:PATH (default file:keys/kek.key, created mode 0600) or env:VARIABLE.")] = None,
+) -> None:
+    """Create a new archive: database, key hierarchy, settings; prints a bootstrap token once."""
+    from safepacs.archive import Archive
+
+    try:
+        archive, token = Archive.create(
+            data_dir, database_url=database_url, store_url=store_url, ae_title=ae_title, kek=kek
+        )
+    except (SafepacsError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    archive.close()
+    console.print(f"new archive in {data_dir}")
+    console.print("bootstrap token (shown once, only its hash is kept):")
+    out.print(token)
+
+
+def import_(
+    folder: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree of them.")],
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Worker processes (1: in this process).")] = 2,
+    report: Annotated[Path | None, typer.Option(help="Write one JSON line per file here.")] = None,
+) -> None:
+    """Bulk-load DICOM files into the archive (de-identified at the door, encrypted at rest).
+
+    Exit 0: every file stored (or already stored); 1: some rejected; 2: usage error.
+    """
+    from safepacs.deid.batch import discover
+
+    if not folder.exists():
+        raise _fail(f"{folder}: no such file or folder")
+    archive = _open(data_dir, database_url)  # checks keys and runs recovery, alone
+    tasks = list(discover(folder))
+    results: list[dict] = []
+    try:
+        with _progress() as progress:
+            bar = progress.add_task("importing", total=len(tasks))
+            if workers <= 1:
+                _init_worker(archive)
+                for line in map(_import_one, tasks):
+                    results.append(line)
+                    progress.advance(bar)
+            else:
+                # processes: parsing and de-identifying are CPU-bound Python; each worker
+                # opens the archive itself (the database serialises their commits)
+                with ProcessPoolExecutor(
+                    workers, initializer=_open_worker, initargs=(data_dir, database_url)
+                ) as pool:
+                    for line in pool.map(_import_one, tasks, chunksize=4):
+                        results.append(line)
+                        progress.advance(bar)
+    finally:
+        archive.close()
+    if report is not None:
+        report.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+    counts = Counter(r["status"] for r in results)
+    table = Table(title="safepacs import")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    for status in ("stored", "duplicate", "rejected"):
+        table.add_row(status, str(counts.get(status, 0)))
+    console.print(table)
+    rejected = [r for r in results if r["status"] == "rejected"]
+    for r in rejected[:20]:
+        console.print(f"  [yellow]rejected[/] {r['input']}: {r['reason']}")
+    if len(rejected) > 20:
+        console.print(f"  ... and {len(rejected) - 20} more" + (f" (see {report})" if report else ""))
+    if rejected:
+        raise typer.Exit(1)
+
+
+_worker_archive = None
+
+
+def _init_worker(archive) -> None:  # type: ignore[no-untyped-def]
+    global _worker_archive
+    _worker_archive = archive
+
+
+def _open_worker(data_dir: Path, database_url: str | None) -> None:
+    from safepacs.archive import Archive
+
+    _init_worker(Archive.open(data_dir, database_url=database_url))
+
+
+def _import_one(task) -> dict:  # type: ignore[no-untyped-def]
+    """Ingest one file; never raises: every failure becomes a report line without values."""
+    archive = _worker_archive
+    assert archive is not None
+    line = {"input": task.rel, "status": "rejected", "sop_instance_uid": None, "reason": task.problem}
+    if task.problem:
+        return line
+    try:
+        stored = archive.ingest(task.path.read_bytes(), source="import")
+    except SafepacsError as exc:
+        reason = str(exc)
+        line["reason"] = reason.split(": ", 1)[1] if reason.startswith("object: ") else reason
+        return line
+    except OSError as exc:
+        line["reason"] = f"cannot read file ({exc.strerror or exc.__class__.__name__})"
+        return line
+    except Exception as exc:  # noqa: BLE001 - one file never stops the run, values never shown
+        line["reason"] = f"internal error ({exc.__class__.__name__})"
+        return line
+    line.update(status=stored.status, sop_instance_uid=stored.sop_instance_uid, reason=None)
+    return line
+
+
+def status(
+    data_dir: DataDir,
+    database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts of patients, studies, series and instances, storage use and health."""
+    archive = _open(data_dir, database_url)
+    try:
+        info = archive.status()
+    finally:
+        archive.close()
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    table = Table(title=f"safepacs archive {data_dir}", show_header=False)
+    for key, value in info.items():
+        table.add_row(key, _human(key, value))
+    out.print(table)
+    if info.get("database") != "ok" or info.get("store") != "ok":
+        raise typer.Exit(1)
+
+
+def _human(key: str, value: object) -> str:
+    if key.startswith("bytes") and isinstance(value, int):
+        return f"{value:,} ({value / 1e6:.1f} MB)"
+    return str(value)
+
+
+@token_app.command("create")
+def token_create(
+    data_dir: DataDir,
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")],
+    identified: Annotated[bool, typer.Option("--identified", help="May query by original identifiers and sees them in results.")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API token and print it once (only its hash is kept)."""
+    archive = _open(data_dir, database_url)
+    try:
+        token = archive.create_token(name, can_see_identity=identified)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        archive.close()
+    out.print(token)
+
+
+def serve(
+    data_dir: DataDir = Path("safepacs-data"),
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1, from the settings).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="DICOMweb (HTTP) port (default 8080).")] = None,
+    dicom_port: Annotated[int | None, typer.Option(help="DIMSE port (default 11112; 0 disables it).")] = None,
+    ae_title: Annotated[str | None, typer.Option(help="DICOM AE title (default from the settings).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS and DICOM TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA bundle: ask clients for certificates signed by it.")] = None,
+    database_url: DatabaseUrl = None,
+    demo: Annotated[bool, typer.Option("--demo/--no-demo", help="On first run, load a synthetic demo set.")] = True,
+) -> None:
+    """Run the archive: DICOMweb and DIMSE.  On first run, initialise DATA_DIR (printing how
+    to sign in) and load a synthetic demo set; later runs reuse it."""
+    from safepacs import server
+
+    try:
+        archive = server.open_or_create(data_dir, database_url=database_url, demo=demo)
+    except SafepacsError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        server.run(
+            archive, host=host, http_port=http_port, dicom_port=dicom_port, ae_title=ae_title,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+        )
+    except (ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, disable=not console.is_terminal and not os.environ.get("SAFEPACS_PROGRESS"),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the archive commands to the main CLI."""
+    app.command()(init)
+    app.command("import")(import_)
+    app.command()(status)
+    app.command()(serve)
+    app.add_typer(token_app, name="token")

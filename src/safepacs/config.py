@@ -1,0 +1,114 @@
+"""Archive settings, kept in ``DATA_DIR/safepacs.json``.
+
+Settings hold no secret and no patient data: the key-encryption key lives in its own file
+(mode 0600) or comes from the environment, and everything else is derived from it.  A
+database URL may carry a password; keep it in ``SAFEPACS_DATABASE_URL`` instead when that
+matters (the environment wins over the file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safepacs.deid.options import Options
+from safepacs.errors import SafepacsError
+
+SETTINGS_FILE = "safepacs.json"
+DEFAULT_AE_TITLE = "SAFEPACS"
+
+
+class SettingsError(SafepacsError):
+    """The settings file is missing or malformed."""
+
+
+@dataclass
+class Settings:
+    """Everything an archive needs to start, except secrets."""
+
+    data_dir: Path
+    database_url: str = ""
+    store_url: str = ""
+    #: where the key-encryption key comes from: ``file:PATH`` (relative to data_dir) or ``env:VAR``
+    kek: str = "file:keys/kek.key"
+    ae_title: str = DEFAULT_AE_TITLE
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    dicom_port: int = 11112
+    #: DIMSE callers allowed to connect: [{"ae_title": "MODALITY1", "host": "10.0.0.5"}]
+    allowed_callers: list[dict] = field(default_factory=list)
+    #: C-MOVE destinations: {"VIEWER": ["127.0.0.1", 11113]}
+    move_destinations: dict[str, list] = field(default_factory=dict)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    #: de-identification options of this site that differ from the defaults (Options fields)
+    deid_options: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'index.sqlite').resolve()}"
+        if not self.store_url:
+            self.store_url = f"file://{(self.data_dir / 'blobs').resolve()}"
+        if self.ae_title and (len(self.ae_title) > 16 or not self.ae_title.isascii()):
+            raise SettingsError("ae_title must be at most 16 ASCII characters")
+        self.options()  # validate early
+
+    @staticmethod
+    def options_dict(options: Options) -> dict[str, object]:
+        """The fields of ``options`` that differ from the defaults."""
+        default = Options()
+        return {
+            k: getattr(options, k)
+            for k in Options.field_names()
+            if getattr(options, k) != getattr(default, k)
+        }
+
+    def options(self) -> Options:
+        """The site's de-identification options."""
+        unknown = set(self.deid_options) - set(Options.field_names())
+        if unknown:
+            raise SettingsError(f"unknown de-identification options: {sorted(unknown)}")
+        try:
+            return Options(**self.deid_options)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(str(exc)) from None
+
+    # --- persistence --------------------------------------------------------------
+    def save(self) -> None:
+        """Write the settings atomically (temp + rename)."""
+        doc = dataclasses.asdict(self)
+        doc.pop("data_dir")
+        path = self.data_dir / SETTINGS_FILE
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, data_dir: Path, *, database_url: str | None = None) -> Settings:
+        """Read ``data_dir/safepacs.json``; ``database_url`` or SAFEPACS_DATABASE_URL override it."""
+        data_dir = Path(data_dir)
+        path = data_dir / SETTINGS_FILE
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{data_dir}: not a safepacs data dir (no {SETTINGS_FILE}); run init") from None
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"{path}: unreadable settings ({exc.__class__.__name__})") from None
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{path}: settings must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)} - {"data_dir"}
+        unknown = set(doc) - known
+        if unknown:
+            raise SettingsError(f"{path}: unknown settings {sorted(unknown)}")
+        url = database_url or os.environ.get("SAFEPACS_DATABASE_URL")
+        if url:
+            doc["database_url"] = url
+        try:
+            return cls(data_dir=data_dir, **doc)
+        except TypeError as exc:
+            raise SettingsError(f"{path}: malformed settings ({exc})") from None

@@ -1,0 +1,91 @@
+"""Write cleaned pixels back: the same bytes layout when uncompressed, RLE Lossless when not.
+
+Never a silent lossy step.  Uncompressed data keeps its transfer syntax (only the boxes'
+bytes changed).  Compressed data is re-encoded with RLE Lossless, which every DICOM reader
+supports and which pydicom encodes for 8-32 bit, grey and colour; a lossy original stays
+marked LossyImageCompression "01" with its ratio and method history untouched, and no new
+lossy step is added.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+
+from safepacs.deid.pixels.frames import PixelError, Stored
+
+#: Transfer syntaxes that are always lossy: the pixels already lost information.
+LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
+
+#: Pixel-description attributes re-encoding may change; restore needs their originals.
+TOUCHED_TAGS = (
+    0x00280004,  # PhotometricInterpretation
+    0x00280006,  # PlanarConfiguration
+    0x00282110,  # LossyImageCompression
+    0x7FE00001,  # ExtendedOffsetTable
+    0x7FE00002,  # ExtendedOffsetTableLengths
+)
+
+
+def write_back(ds: Dataset, stored: Stored) -> None:
+    """Put ``stored`` (already redacted) into ``ds``'s PixelData."""
+    if stored.buffer is not None:
+        ds.PixelData = bytes(stored.buffer)
+        return
+    lay = stored.layout
+    was_lossy = lay.transfer_syntax in LOSSY_SYNTAXES or str(
+        ds.get("LossyImageCompression", "") or ""
+    ).strip() == "01"
+    array = stored.array
+    if lay.frames == 1:
+        array = array[0]
+    if lay.samples == 1:
+        array = array[..., 0]
+    for tag in (0x7FE00001, 0x7FE00002):
+        if tag in ds:
+            del ds[tag]
+    ds.PhotometricInterpretation = stored.photometric
+    if lay.samples == 3:
+        ds.PlanarConfiguration = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fragments = _rle_frames(stored)
+            if fragments is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
+                ds.compress(RLELossless, np.ascontiguousarray(array), encoding_plugin="pydicom",
+                            generate_instance_uid=False)  # identity is the header engine's
+            else:
+                ds.PixelData = encapsulate(fragments)
+                ds["PixelData"].VR = "OB"
+                ds["PixelData"].is_undefined_length = True
+                ds.file_meta.TransferSyntaxUID = RLELossless
+    except Exception as exc:  # noqa: BLE001 - encoders raise many types; never echo values
+        raise PixelError(f"cleaned pixels cannot be re-encoded ({exc.__class__.__name__})") from None
+    if was_lossy:
+        ds.LossyImageCompression = "01"
+
+
+def _rle_frames(stored: Stored) -> list[bytes] | None:
+    """Each frame RLE-encoded by pylibjpeg-rle directly (pydicom's wrapper re-validates the
+    whole array first, which costs more than the encoding), or None without the plugin."""
+    try:
+        from rle.utils import encode_frame
+    except ImportError:
+        return None
+    lay = stored.layout
+    array = stored.array
+    order = ">" if array.dtype.byteorder == ">" else "<"
+    return [
+        encode_frame(np.ascontiguousarray(array[f]).tobytes(), lay.rows, lay.columns,
+                     lay.samples, lay.bits_allocated, order)
+        for f in range(lay.frames)
+    ]

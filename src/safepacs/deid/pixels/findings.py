@@ -1,0 +1,146 @@
+"""One 8-bit frame in, the boxes that carry identity out: the detector's entry point.
+
+Stages: :mod:`.regions` (boxes cleaned by device and ultrasound rules, no OCR needed),
+:mod:`.detect` (cheap text-line proposals on a downscaled frame), :mod:`.ocr`
+(Tesseract on each binarised crop only) and :mod:`.decide` (header values, patterns,
+markers).  The caller blanks removed boxes, with its own margin, in every frame.
+
+Boxes about as wide as tall (one glyph: "L", "R", "左") are not read in the
+default mode: nothing that short identifies anyone, and they are mostly laterality
+markers or bits of anatomy.  With ``remove_all_text`` they are read, and removed unless
+they are markers.  Nothing here logs or returns text: rules name why, never what.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom import Dataset
+
+from safepacs.deid.pixels import decide as _decide
+from safepacs.deid.pixels import detect, ocr, regions
+
+
+@dataclass(frozen=True)
+class Box:
+    """Full-resolution pixel box of a frame; x, y = column, row of the top-left corner."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One box and what to do with it; ``rule`` says why (never the text)."""
+
+    box: Box
+    remove: bool
+    rule: str
+
+
+@dataclass
+class FrameReport:
+    findings: list[Finding]
+    ocr_seconds: float
+    detect_seconds: float
+
+
+def _check(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.ndim != 2 or frame.dtype != np.uint8:
+        raise ValueError("frame must be a 2-D uint8 display image")
+
+
+def fixed_regions(header: Dataset, rows: int, cols: int) -> list[Finding]:
+    """Device and ultrasound rules alone, for frames that are not OCR'd."""
+    return [
+        Finding(Box(r.x, r.y, r.w, r.h), True, r.rule)
+        for r in regions.fixed_regions(header, rows, cols)
+    ]
+
+
+def _inside(p: detect.Proposal, fixed: list[Finding]) -> bool:
+    return any(
+        f.box.x <= p.x and f.box.y <= p.y and p.x + p.w <= f.box.x + f.box.w
+        and p.y + p.h <= f.box.y + f.box.h
+        for f in fixed
+    )
+
+
+def _in_border(p: detect.Proposal, rows: int, cols: int) -> bool:
+    band = _decide.BORDER_BAND
+    return (
+        p.y + p.h <= rows * band
+        or p.y >= rows * (1 - band)
+        or p.x + p.w <= cols * band
+        or p.x >= cols * (1 - band)
+    )
+
+
+def _glyph_sized(p: detect.Proposal) -> bool:
+    return p.w <= detect.GLYPH_ASPECT * p.h
+
+
+def find_identity(
+    frame: np.ndarray, header: Dataset, *, remove_all_text: bool = False
+) -> FrameReport:
+    """Boxes of ``frame`` that carry identity (``remove``) and the text boxes kept.
+
+    ``frame``: 2-D uint8 display image (0 = black), windowed, MONOCHROME1 already
+    inverted, colour already grey.  ``header``: the original dataset, for the file's
+    own identifying values and for device / ultrasound regions.
+    """
+    _check(frame)
+    rows, cols = frame.shape
+    t0 = time.perf_counter()
+    proposals = detect.propose(frame)
+    detect_seconds = time.perf_counter() - t0
+
+    findings = fixed_regions(header, rows, cols)
+    fixed = list(findings)
+    needles = _decide.header_needles(header)
+    t1 = time.perf_counter()
+
+    def enough(text: str, conf: float) -> bool:  # one identifying reading decides a box
+        return _decide.identity_rule(text, needles, conf) is not None
+
+    for p in proposals:
+        glyph = _glyph_sized(p)
+        if (glyph and not remove_all_text) or _inside(p, fixed):
+            continue
+        reading = ocr.read(frame, p.x, p.y, p.w, p.h, single_glyph=glyph, enough=enough)
+        shape = _decide.BoxShape(
+            glyph_sized=glyph,
+            blobs=reading.blobs,
+            aspect=p.w / max(p.h, 1),
+            in_border=_in_border(p, rows, cols),
+        )
+        verdict = _decide.decide(reading.readings, shape, needles, remove_all_text=remove_all_text)
+        if verdict.rule == "keep:unreadable" and reading.blobs == 0:
+            continue  # nothing OCR could even see: not text, not worth a line in a report
+        findings.append(Finding(Box(p.x, p.y, p.w, p.h), verdict.remove, verdict.rule))
+    return FrameReport(findings, time.perf_counter() - t1, detect_seconds)
+
+
+def legible_identity(frame: np.ndarray, header: Dataset) -> list[str]:
+    """Rule names (never text) of identifying values still readable in ``frame``.
+
+    For verify-deid: ``header`` is the original (or whatever holds the identifiers);
+    every line-shaped text box is read and checked against header values and patterns.
+    """
+    _check(frame)
+    needles = _decide.header_needles(header)
+    found: set[str] = set()
+    for p in detect.propose(frame):
+        if _glyph_sized(p):
+            continue
+        reading = ocr.read(frame, p.x, p.y, p.w, p.h)
+        for text, conf in reading.readings:
+            rule = _decide.identity_rule(text, needles, conf)
+            if rule:
+                found.add(rule)
+                break
+    return sorted(found)

@@ -1,0 +1,213 @@
+"""Parse a Part 10 object from bytes and write one back to bytes, never touching disk.
+
+The archive receives objects in memory (STOW bodies, C-STORE datasets, files it reads
+once) and must not leave plaintext on disk, so this is :mod:`safepacs.dicom.io` without
+files: the same byte-by-byte structure check before anything is trusted, the same header
+parse that stops before the pixel data, and the pixel bytes carried over as a slice of the
+input instead of being decoded and re-encoded.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import pydicom
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from safepacs.dicom.io import (
+    _check_bytes,
+    _pixel_extent,
+    _split_at_pixels,
+    _validate_header,
+    _why,
+    _write_fast,
+)
+from safepacs.dicom.structure import StructureError, _Scanner, check_structure
+from safepacs.errors import InvalidDicom
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+@dataclass
+class Parsed:
+    """A parsed object: its header and where its pixel bytes lie in ``data``."""
+
+    dataset: Dataset
+    data: bytes
+    pixel_start: int | None = None
+    pixel_end: int | None = None
+    trailer: Dataset | None = None  # elements after the pixel data
+    whole: bool = False  # the dataset holds everything (slow path); write it as it is
+
+
+def parse(data: bytes, name: str = "object") -> Parsed:
+    """Parse a DICOM Part 10 object (or a bare dataset) held in memory.
+
+    Raises :class:`InvalidDicom` with a reason that names ``name`` and the problem, never
+    a value from the object.
+    """
+    size = len(data)
+    if size == 0:
+        raise InvalidDicom(f"{name}: empty object")
+    if size < 132 or data[128:132] != b"DICM":
+        return _parse_headerless(data, name)
+    fh = io.BytesIO(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError) as exc:
+        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
+        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
+    pos = fh.tell()
+    meta = getattr(ds, "file_meta", None)
+    tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if tsuid is None:
+        raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID")
+    implicit = tsuid == ImplicitVRLittleEndian
+    little = tsuid != ExplicitVRBigEndian
+    if tsuid in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian) or tuple(
+        ds.original_encoding
+    ) != (implicit, little):
+        return _parse_whole(data, name)
+    if _check_bytes(data[:pos], implicit, little, name):
+        return _parse_whole(data, name)
+    _validate_header(ds, name)
+    if pos >= size:
+        return Parsed(ds, data)
+    end = _pixel_extent(fh, pos, size, implicit, little, name)
+    trailer = None
+    if end < size:
+        rest = data[end:]
+        try:
+            _Scanner(rest, implicit, little).dataset(0, len(rest), implicit, 0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trailer = read_dataset(DicomBytesIO(rest), implicit, little)
+                for _ in trailer.elements():
+                    pass
+        except Exception as exc:  # noqa: BLE001
+            raise InvalidDicom(f"{name}: malformed data after the pixel data ({_why(exc)})") from None
+    return Parsed(ds, data, pos, end, trailer)
+
+
+def _parse_whole(data: bytes, name: str) -> Parsed:
+    """Slow path (deflated, big endian, encoding other than declared): read it all."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data))
+            for _ in ds.iterall():
+                pass
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidDicom(f"{name}: malformed DICOM ({_why(exc)})") from None
+    _validate_header(ds, name)
+    return Parsed(ds, data, whole=True)
+
+
+def _parse_headerless(data: bytes, name: str) -> Parsed:
+    """A bare little-endian dataset is accepted when it is well formed, names its SOP class
+    and instance, and ends in complete pixel data (a dataset cut at an element boundary
+    would otherwise look whole)."""
+    for implicit in (True, False):
+        try:
+            pos = check_structure(data, 0, implicit, True)
+            if pos >= len(data):
+                continue
+            end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
+            _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = read_dataset(DicomBytesIO(data), implicit, True, stop_when=_at_pixels)
+                sop_class, sop = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+        except (StructureError, InvalidDicom):
+            continue
+        except Exception:  # noqa: BLE001 - garbage that happened to scan
+            continue
+        if not sop_class or not sop:
+            break
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.set_original_encoding(implicit, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
+        trailer = None
+        if end < len(data):
+            trailer = read_dataset(DicomBytesIO(data[end:]), implicit, True)
+        return Parsed(ds, data, pos, end, trailer)
+    raise InvalidDicom(f"{name}: not a DICOM object (no DICM prefix at byte 128)")
+
+
+def _at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
+    return tag.group == 0x7FE0 or tag >= 0x7FE00008
+
+
+def serialise(parsed: Parsed, ds: Dataset | None = None) -> bytes:
+    """Part 10 bytes of ``ds`` (default: the parsed dataset) with the parsed pixel bytes.
+
+    The 128-byte preamble is zeroed and elements after the pixel data are not written
+    (de-identification records them in the delta).
+    """
+    return b"".join(serialise_parts(parsed, ds))
+
+
+def serialise_parts(parsed: Parsed, ds: Dataset | None = None) -> list[bytes | memoryview]:
+    """:func:`serialise` as parts whose concatenation is the object: the pixel bytes stay
+    a view of the input, so an encryptor can read them without any copy."""
+    ds = parsed.dataset if ds is None else ds
+    meta = ds.file_meta
+    tsuid = meta.TransferSyntaxUID
+    implicit = tsuid == ImplicitVRLittleEndian
+    little = tsuid != ExplicitVRBigEndian
+    fp = DicomBytesIO()
+    fp.write(_PREAMBLE)
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = little
+    if tsuid == DeflatedExplicitVRLittleEndian:
+        body = DicomBytesIO()
+        body.is_implicit_VR, body.is_little_endian = False, True
+        write_dataset(body, ds)
+        comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return [fp.getvalue(), comp.compress(body.getvalue()) + comp.flush()]
+    if parsed.whole or not little:
+        write_dataset(fp, ds)
+        return [fp.getvalue()]
+    if parsed.pixel_start is None or parsed.pixel_end is None:
+        _write_fast(fp, ds, implicit, little)
+        return [fp.getvalue()]
+    head, tail = _split_at_pixels(ds)
+    _write_fast(fp, head, implicit, little)
+    parts = [fp.getvalue(), memoryview(parsed.data)[parsed.pixel_start : parsed.pixel_end]]
+    if tail is not None:
+        tp = DicomBytesIO()
+        tp.is_implicit_VR, tp.is_little_endian = implicit, little
+        write_dataset(tp, tail)
+        parts.append(tp.getvalue())
+    return parts
+
+
+def to_bytes(ds: Dataset) -> bytes:
+    """Part 10 bytes of a complete in-memory dataset (pixels included), via pydicom."""
+    fp = io.BytesIO()
+    ds.save_as(fp, enforce_file_format=True)
+    return fp.getvalue()
+
+
+__all__ = ["Parsed", "parse", "serialise", "serialise_parts", "to_bytes"]

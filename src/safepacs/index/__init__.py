@@ -1,0 +1,1 @@
+"""The index: de-identified attributes and pseudonyms only, for QIDO and bookkeeping."""

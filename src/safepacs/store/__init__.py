@@ -1,0 +1,1 @@
+"""Envelope encryption and blob stores: where sealed objects and deltas live."""

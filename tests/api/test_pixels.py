@@ -1,0 +1,86 @@
+"""Frames and rendering from synthetic pixel data built in the test."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from safepacs.api import pixels
+
+
+def image(arr: np.ndarray, photometric: str = "MONOCHROME2", **extra) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    frames = arr.shape[0] if arr.ndim == 3 else 1
+    ds.Rows, ds.Columns = arr.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    ds.PixelData = arr.astype("<u2").tobytes()
+    return ds
+
+
+def decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_native_frames_are_byte_slices():
+    arr = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
+    ds = image(arr)
+    got = pixels.frames(ds, [3, 1])
+    assert got == [arr[2].astype("<u2").tobytes(), arr[0].astype("<u2").tobytes()]
+    with pytest.raises(ValueError):
+        pixels.frames(ds, [4])
+
+
+def test_render_stretches_to_the_data_range_without_a_window():
+    arr = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
+    out = decode(pixels.render(image(arr)))
+    assert out[0, 0] == 0 and out[1, 1] == 255
+    assert 0 < out[0, 1] < out[1, 0] < 255
+
+
+def test_window_from_query_overrides_header_and_clips():
+    arr = np.array([[0, 100], [200, 300]], dtype=np.uint16)
+    ds = image(arr, WindowCenter="1000", WindowWidth="10")
+    header = decode(pixels.render(ds))
+    assert (header == 0).all()  # everything is below the header window
+    asked = decode(pixels.render(ds, window=(150.5, 301)))
+    assert asked[0, 0] == 0 and asked[1, 1] == 255 and 0 < asked[0, 1] < 255
+
+
+def test_monochrome1_is_inverted():
+    arr = np.array([[0, 4000]], dtype=np.uint16)
+    m2 = decode(pixels.render(image(arr)))
+    m1 = decode(pixels.render(image(arr, "MONOCHROME1")))
+    assert (m1 == 255 - m2).all()
+
+
+def test_jpeg_output_and_frame_choice():
+    arr = np.zeros((2, 8, 8), dtype=np.uint16)
+    arr[1] = 4000
+    arr[1, 0, 0] = 0
+    jpeg = pixels.render(image(arr), frame=2, fmt="jpeg")
+    assert jpeg[:2] == b"\xff\xd8"
+    assert decode(pixels.render(image(arr), frame=2))[4, 4] == 255
+    with pytest.raises(ValueError):
+        pixels.render(image(arr), frame=3)
+
+
+@pytest.mark.parametrize("bad", ["1", "a,b", "10,0", "10,-5", "1,2,3,4", "nan,10"])
+def test_malformed_window_is_refused(bad):
+    with pytest.raises(ValueError):
+        pixels.parse_window(bad)

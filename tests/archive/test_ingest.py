@@ -1,0 +1,219 @@
+"""Ingest and retrieval: de-identified at the door, sealed at rest, stored once."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from safepacs.archive import Conflict, IntegrityError, NotFound, Principal
+from safepacs.errors import InvalidDicom, RejectedFile
+from tests.archive.objects import ct_bytes
+
+READER = Principal("reader", can_see_identity=False)
+
+
+def _blobs(archive_dir: Path, suffix: str) -> list[Path]:
+    return sorted(p for p in (archive_dir / "blobs").rglob(f"*.{suffix}") if ".tmp" not in p.parts)
+
+
+def test_ingest_stores_the_deidentified_object_and_read_returns_it(archive, archive_dir):
+    arch, _ = archive
+    data = ct_bytes()
+    stored = arch.ingest(data, source="test")
+    assert stored.status == "stored"
+    assert stored.sop_instance_uid.startswith("2.25.") and stored.study_uid.startswith("2.25.")
+    assert "99.1.3" not in stored.original_sop_instance_uid_hash
+    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=READER)))
+    assert out.SOPInstanceUID == stored.sop_instance_uid
+    assert out.PatientIdentityRemoved == "YES"
+    assert str(out.PatientName) == "" and out.PatientID != "PID7734120"
+    assert out.PixelData == pydicom.dcmread(io.BytesIO(data)).PixelData
+    assert len(_blobs(archive_dir, "obj")) == 1 and len(_blobs(archive_dir, "dlt")) == 1
+
+
+def test_same_object_twice_is_a_duplicate_stored_once(archive, archive_dir):
+    arch, _ = archive
+    first = arch.ingest(ct_bytes(), source="a")
+    again = arch.ingest(ct_bytes(), source="b")
+    assert again.status == "duplicate"
+    assert again.sop_instance_uid == first.sop_instance_uid
+    assert arch.status()["instances"] == 1
+    assert len(_blobs(archive_dir, "obj")) == 1
+
+
+def test_same_uid_with_other_content_is_a_conflict_and_harms_nothing(archive, archive_dir):
+    arch, _ = archive
+    stored = arch.ingest(ct_bytes(pixel=1), source="a")
+    before = arch.read_instance(stored.sop_instance_uid, principal=READER)
+    with pytest.raises(Conflict):
+        arch.ingest(ct_bytes(pixel=2), source="b")
+    assert arch.read_instance(stored.sop_instance_uid, principal=READER) == before
+    assert len(_blobs(archive_dir, "obj")) == 1
+
+
+def test_flipped_byte_in_a_blob_is_an_integrity_error_never_wrong_data(archive, archive_dir):
+    arch, _ = archive
+    stored = arch.ingest(ct_bytes(), source="a")
+    (blob,) = _blobs(archive_dir, "obj")
+    raw = bytearray(blob.read_bytes())
+    for where in (5, 40, len(raw) // 2, len(raw) - 1):
+        damaged = bytearray(raw)
+        damaged[where] ^= 0x20
+        blob.write_bytes(bytes(damaged))
+        with pytest.raises(IntegrityError):
+            arch.read_instance(stored.sop_instance_uid, principal=READER)
+    blob.write_bytes(bytes(raw[:100]))
+    with pytest.raises(IntegrityError):
+        arch.read_instance(stored.sop_instance_uid, principal=READER)
+    blob.unlink()
+    with pytest.raises(IntegrityError):
+        arch.read_instance(stored.sop_instance_uid, principal=READER)
+
+
+@pytest.mark.parametrize("data", [b"", b"GARBAGE" * 40, ct_bytes()[:-20], ct_bytes()[:300]])
+def test_bad_input_is_refused_and_leaves_nothing(archive, archive_dir, data):
+    arch, _ = archive
+    with pytest.raises(InvalidDicom) as err:
+        arch.ingest(data, source="x")
+    assert "ZHANG" not in str(err.value) and "PID7734120" not in str(err.value)
+    assert arch.status()["instances"] == 0
+    assert _blobs(archive_dir, "obj") == [] and _blobs(archive_dir, "dlt") == []
+
+
+def test_object_at_risk_of_burned_in_text_is_rejected(archive):
+    arch, _ = archive
+    ds = pydicom.dcmread(io.BytesIO(ct_bytes()))
+    ds.Modality = "US"
+    del ds.BurnedInAnnotation
+    fp = io.BytesIO()
+    ds.save_as(fp)
+    with pytest.raises(RejectedFile):
+        arch.ingest(fp.getvalue(), source="x")
+    assert arch.status()["instances"] == 0
+
+
+def test_concurrent_ingest_stores_each_object_once(archive, archive_dir):
+    arch, _ = archive
+    objects = [ct_bytes(f"1.2.3.{i}", series=f"1.2.3.9.{i % 2}") for i in range(6)]
+    results, errors = [], []
+
+    def send(data: bytes) -> None:
+        try:
+            results.append(arch.ingest(data, source="t"))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in objects * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.status for r in results).count("stored") == 6
+    status = arch.status()
+    assert (status["studies"], status["series"], status["instances"]) == (1, 2, 6)
+    assert len(_blobs(archive_dir, "obj")) == 6
+
+
+def test_instances_and_metadata(archive):
+    arch, _ = archive
+    a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
+    arch.ingest(ct_bytes("1.2.3.2", series="1.2.3.77"), source="t")
+    refs = arch.instances(study_uid=a.study_uid)
+    assert [r.sop_uid for r in refs][0] == a.sop_instance_uid and len(refs) == 2
+    assert len(arch.instances(study_uid=a.study_uid, series_uid=a.series_uid)) == 1
+    assert refs[0].size > 0 and refs[0].transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    meta = arch.metadata(a.sop_instance_uid, principal=READER)
+    assert "PixelData" not in meta and meta.SOPInstanceUID == a.sop_instance_uid
+
+
+@pytest.mark.parametrize("uid", ["2.25.1", "../../etc/passwd", "1.2.*", ""])
+def test_unknown_or_malformed_uids_are_not_found(archive, uid):
+    arch, _ = archive
+    arch.ingest(ct_bytes(), source="t")
+    with pytest.raises(NotFound):
+        arch.instances(study_uid=uid)
+    with pytest.raises(NotFound):
+        arch.read_instance(uid, principal=READER)
+
+
+def test_tokens_authenticate_and_only_their_hash_is_kept(archive, archive_dir):
+    arch, token = archive
+    assert arch.authenticate(token) == Principal("bootstrap", False)
+    ident = arch.create_token("dr-li", can_see_identity=True)
+    assert arch.authenticate(ident) == Principal("dr-li", True)
+    assert arch.authenticate("sp_wrong") is None and arch.authenticate("") is None
+    if (archive_dir / "index.sqlite").exists():
+        assert ident.encode() not in (archive_dir / "index.sqlite").read_bytes()
+
+
+def test_status_counts_and_health(archive):
+    arch, _ = archive
+    arch.ingest(ct_bytes(), source="t")
+    status = arch.status()
+    assert status["instances"] == 1 and status["patients"] == 1
+    assert status["bytes_stored"] > status["bytes_deidentified"] > 0
+    assert status["database"] == "ok" and status["store"] == "ok"
+
+
+def test_archive_on_an_s3_store(tmp_path, s3_url):
+    """The same service on an S3-compatible store (s3rver): store, read, detect tampering,
+    and remove orphans at open."""
+    from safepacs.archive import Archive
+    from safepacs.store.blobs import open_store
+
+    arch, _ = Archive.create(tmp_path / "a", store_url=s3_url)
+    stored = arch.ingest(ct_bytes(), source="t")
+    data = arch.read_instance(stored.sop_instance_uid, principal=READER)
+    assert pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID == stored.sop_instance_uid
+    arch.close()
+    store = open_store(s3_url)
+    names = sorted(store.names())
+    assert [n.rsplit(".", 1)[1] for n in names] == ["dlt", "obj"]
+    obj = next(n for n in names if n.endswith(".obj"))
+    good = bytes(store.get(obj))
+    store.put("ff/orphan.obj", b"left by a crash")
+    store.put(obj, good[:-1] + bytes([good[-1] ^ 1]))
+    again = Archive.open(tmp_path / "a")
+    try:
+        assert again.recovery is not None and again.recovery.orphans_removed == 1
+        with pytest.raises(IntegrityError):
+            again.read_instance(stored.sop_instance_uid, principal=READER)
+        store.put(obj, good)
+        assert again.read_instance(stored.sop_instance_uid, principal=READER) == data
+    finally:
+        again.close()
+
+
+def test_two_archive_instances_writing_the_same_study_at_once(archive, archive_dir, database_url):
+    """Like an import running beside the server: two writers, one database."""
+    from safepacs.archive import Archive
+
+    arch, _ = archive
+    other = Archive.open(archive_dir, database_url=database_url)
+    objects = [ct_bytes(f"1.2.6.{i}", series=f"1.2.6.9.{i % 3}") for i in range(12)]
+    errors: list[Exception] = []
+
+    def send(target, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        try:
+            target.ingest(data, source="t")
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=((arch, other)[i % 2], d)) for i, d in enumerate(objects)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.close()
+    assert errors == []
+    status = arch.status()
+    assert (status["patients"], status["studies"], status["series"], status["instances"]) == (1, 1, 3, 12)
+    (study,) = arch.search("study", {}, principal=READER)
+    assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (3, 12)

@@ -1,0 +1,51 @@
+"""Datasets built in memory for the pixel tests: every photometric interpretation the
+cleaner supports, with a known pattern, so decoding can be checked value by value."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+
+def image(array: np.ndarray, photometric: str, *, planar: int = 0, bits_stored: int | None = None,
+          ts=ExplicitVRLittleEndian) -> Dataset:
+    """A Secondary Capture dataset holding ``array`` (frames, rows, cols[, 3]) as native pixels."""
+    frames, rows, cols = array.shape[:3]
+    samples = 3 if array.ndim == 4 else 1
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = "TEST^PIXELS"
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = rows, cols
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    bits = array.dtype.itemsize * 8
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits_stored or bits
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if array.dtype.kind == "i" else 0
+    if samples == 3:
+        ds.PlanarConfiguration = planar
+        if planar == 1:
+            array = array.transpose(0, 3, 1, 2)
+    data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+    ds.PixelData = data + (b"\x00" if len(data) & 1 else b"")
+    ds["PixelData"].VR = "OW" if bits > 8 else "OB"
+    return ds
+
+
+def ramp(frames: int, rows: int, cols: int, dtype, low: int, high: int) -> np.ndarray:
+    """A left-to-right ramp from ``low`` to ``high`` in every frame, frame index added."""
+    line = np.linspace(low, high, cols).round().astype(np.int64)
+    out = np.broadcast_to(line, (frames, rows, cols)).copy()
+    out += np.arange(frames)[:, None, None]
+    return np.clip(out, low, high).astype(dtype)

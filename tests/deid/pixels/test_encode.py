@@ -1,0 +1,61 @@
+"""Writing cleaned pixels back: native stays native, compressed becomes RLE Lossless,
+never a new lossy step and never a silent one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+from safepacs.deid.pixels.encode import write_back
+from safepacs.deid.pixels.frames import stored_frames
+from tests.deid.pixels.conftest import image, ramp
+
+
+def test_native_data_keeps_its_transfer_syntax_and_layout():
+    values = ramp(2, 6, 8, np.uint16, 0, 4000)
+    ds = image(values, "MONOCHROME2", bits_stored=12)
+    stored = stored_frames(ds)
+    stored.array[1, 0, 0, 0] = 77
+    write_back(ds, stored)
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    expected = values.copy()
+    expected[1, 0, 0] = 77
+    assert ds.PixelData == expected.astype("<u2").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "lossy"),
+    [("MR_small_RLE.dcm", False), ("JPEG-LL.dcm", False), ("MR_small_jpeg_ls_lossless.dcm", False),
+     ("RG1_J2KR.dcm", False), ("SC_rgb_dcmtk_+eb+cy+np.dcm", True), ("JPGExtended.dcm", True),
+     ("color3d_jpeg_baseline.dcm", True), ("SC_rgb_rle_2frame.dcm", False)],
+)
+def test_compressed_data_is_re_encoded_losslessly(name, lossy):
+    ds = pydicom.dcmread(get_testdata_file(name))
+    sop = ds.SOPInstanceUID
+    stored = stored_frames(ds)
+    stored.array[:, :4, :4] = 0
+    expected = stored.array.copy()
+    write_back(ds, stored)
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    assert ds.SOPInstanceUID == sop  # identity is the header engine's business
+    again = ds.pixel_array.reshape(expected.shape)
+    assert np.array_equal(again, expected)  # lossless: every value as redacted
+    if lossy:
+        assert ds.LossyImageCompression == "01"  # the history of loss is kept, not hidden
+    else:
+        assert ds.get("LossyImageCompression", "00") == "00"
+    if ds.SamplesPerPixel == 3:
+        assert ds.PhotometricInterpretation == "RGB" and ds.PlanarConfiguration == 0
+
+
+def test_lossy_ratio_and_method_history_are_untouched():
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_dcmtk_+eb+cy+np.dcm"))
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = ["8.5"]
+    ds.LossyImageCompressionMethod = ["ISO_10918_1"]
+    write_back(ds, stored_frames(ds))
+    assert ds.LossyImageCompressionRatio == 8.5
+    assert ds.LossyImageCompressionMethod == "ISO_10918_1"

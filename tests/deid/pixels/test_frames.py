@@ -1,0 +1,204 @@
+"""Decoding stored values and the 8-bit display frame for every supported pixel format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRBigEndian, RLELossless
+
+from safepacs.deid.pixels.frames import PixelError, darkest_value, display_frame, stored_frames
+from safepacs.synth.burned import chest_xray, ct_slice, ultrasound
+from tests.conftest import TCIA, needs_tcia
+from tests.deid.pixels.conftest import image, ramp
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high", "stored_bits"),
+    [(np.uint8, 0, 255, 8), (np.uint16, 0, 4095, 12), (np.int16, -1024, 3071, 12),
+     (np.uint16, 0, 65535, 16), (np.int16, -32768, 32767, 16)],
+)
+def test_greyscale_native_values_are_read_exactly(dtype, low, high, stored_bits):
+    values = ramp(2, 8, 64, dtype, low, high)
+    ds = image(values, "MONOCHROME2", bits_stored=stored_bits)
+    stored = stored_frames(ds)
+    assert stored.array.shape == (2, 8, 64, 1)
+    assert np.array_equal(stored.array[..., 0], values)
+    assert stored.buffer is not None  # native: redaction writes straight into the bytes
+
+
+def test_big_endian_values_are_read_exactly():
+    values = ramp(1, 4, 32, np.uint16, 0, 4095)
+    ds = image(values, "MONOCHROME2", bits_stored=12)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.PixelData = values.astype(">u2").tobytes()
+    assert np.array_equal(stored_frames(ds).array[..., 0], values)
+
+
+def test_monochrome2_display_runs_black_to_white_and_monochrome1_is_inverted():
+    values = ramp(1, 4, 256, np.uint16, 0, 4095)
+    mono2 = display_frame(stored_frames(image(values, "MONOCHROME2", bits_stored=12)), 0,
+                          image(values, "MONOCHROME2", bits_stored=12))
+    ds1 = image(values, "MONOCHROME1", bits_stored=12)
+    mono1 = display_frame(stored_frames(ds1), 0, ds1)
+    assert mono2.dtype == np.uint8 and mono2.shape == (4, 256)
+    assert mono2[0, 0] == 0 and mono2[0, -1] == 255
+    assert np.all(np.diff(mono2[0].astype(int)) >= 0)
+    assert np.array_equal(mono1, 255 - mono2)
+
+
+def test_signed_ct_is_windowed_with_rescale_and_window():
+    hu = ramp(1, 2, 200, np.int16, -1000, 1000)
+    ds = image(hu, "MONOCHROME2", bits_stored=12)
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+    ds.WindowCenter, ds.WindowWidth = "0", "200"
+    shown = display_frame(stored_frames(ds), 0, ds)[0]
+    assert shown[hu[0, 0] < -100].max() == 0  # below the window: black
+    assert shown[hu[0, 0] > 100].min() == 255  # above: white
+    inside = (hu[0, 0] > -90) & (hu[0, 0] < 90)
+    assert 0 < shown[inside].min() < shown[inside].max() < 255
+
+
+def test_garbage_above_bits_stored_is_ignored():
+    values = ramp(1, 2, 64, np.uint16, 0, 4095)
+    clean = image(values, "MONOCHROME2", bits_stored=12)
+    dirty = image(values | np.uint16(0xF000), "MONOCHROME2", bits_stored=12)
+    assert np.array_equal(display_frame(stored_frames(dirty), 0, dirty),
+                          display_frame(stored_frames(clean), 0, clean))
+
+
+@pytest.mark.parametrize("planar", [0, 1])
+def test_rgb_is_read_per_sample_and_shown_as_luminance(planar):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (2, 6, 10, 3), dtype=np.uint8)
+    ds = image(rgb, "RGB", planar=planar)
+    stored = stored_frames(ds)
+    assert np.array_equal(stored.array, rgb)
+    grey = display_frame(stored, 1, ds)
+    expected = rgb[1].astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(grey.astype(float) - expected).max() <= 2
+    assert list(darkest_value(stored, 0, ds)) == [0, 0, 0]
+
+
+def test_ybr_full_shows_its_luma_and_fills_with_black():
+    ybr = np.zeros((1, 4, 8, 3), dtype=np.uint8)
+    ybr[..., 0] = np.arange(8) * 30
+    ybr[..., 1:] = 128
+    ds = image(ybr, "YBR_FULL")
+    stored = stored_frames(ds)
+    assert np.array_equal(display_frame(stored, 0, ds)[0], np.arange(8) * 30)
+    assert list(darkest_value(stored, 0, ds)) == [0, 128, 128]
+
+
+def test_palette_colour_is_shown_as_the_luminance_of_its_entries():
+    ds = pydicom.dcmread(get_testdata_file("OBXXXX1A.dcm"))
+    assert ds.PhotometricInterpretation == "PALETTE COLOR"
+    stored = stored_frames(ds)
+    shown = display_frame(stored, 0, ds)
+    from pydicom.pixels import apply_color_lut
+
+    colour = apply_color_lut(stored.array[0, ..., 0], ds).astype(float)
+    luma = colour @ np.array([0.299, 0.587, 0.114])
+    expected = luma / colour.max() * 255
+    assert np.abs(shown.astype(float) - expected).max() <= 1.5
+    fill = darkest_value(stored, 0, ds)
+    assert shown[stored.array[0, ..., 0] == fill[0]].max() == shown.min()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["MR_small_RLE.dcm", "SC_rgb_rle_2frame.dcm", "JPGExtended.dcm", "JPEG-LL.dcm",
+     "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_jpeg_lossy_gdcm.dcm", "color3d_jpeg_baseline.dcm",
+     "MR_small_jpeg_ls_lossless.dcm", "emri_small_jpeg_2k_lossless.dcm", "MR2_J2KI.dcm",
+     "RG1_J2KR.dcm", "SC_rgb_jpeg_gdcm.dcm"],
+)
+def test_compressed_transfer_syntaxes_decode_like_pydicom(name):
+    ds = pydicom.dcmread(get_testdata_file(name))
+    stored = stored_frames(ds)
+    assert stored.buffer is None  # decoded: written back by re-encoding
+    expected = ds.pixel_array.reshape(stored.array.shape)
+    assert np.array_equal(stored.array, expected)
+    frame = display_frame(stored, 0, ds)
+    assert frame.dtype == np.uint8 and frame.shape == (int(ds.Rows), int(ds.Columns))
+    if ds.SamplesPerPixel == 3:
+        assert stored.photometric == "RGB"  # YBR is decoded to RGB and written back as RGB
+
+
+def test_multiframe_frames_are_kept_apart():
+    values = ramp(5, 4, 16, np.uint16, 0, 1000)
+    values[3, 0, 0] = 1000
+    ds = image(values, "MONOCHROME2")
+    stored = stored_frames(ds)
+    assert stored.array.shape == (5, 4, 16, 1)
+    assert np.array_equal(stored.array[3, ..., 0], values[3])
+
+
+def test_display_matches_the_synthetic_viewer_frame():
+    """The synth module draws each image as a viewer shows it; our conversion agrees."""
+    for burned in (chest_xray(7, rows=512, cols=512), ct_slice(8, size=256), ultrasound(9)):
+        ds = burned.dataset
+        shown = display_frame(stored_frames(ds), 0, ds).astype(int)
+        assert np.abs(shown - burned.frame.astype(int)).mean() < 3
+
+
+def test_short_pixel_data_is_a_clear_error():
+    ds = image(ramp(1, 8, 8, np.uint16, 0, 100), "MONOCHROME2")
+    ds.PixelData = ds.PixelData[:50]
+    with pytest.raises(PixelError, match="shorter"):
+        stored_frames(ds)
+
+
+def test_corrupt_compressed_data_is_a_clear_error():
+    ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
+    ds.PixelData = ds.PixelData[:200] + b"\x00" * 10
+    with pytest.raises(PixelError, match="cannot be decoded"):
+        stored_frames(ds)
+
+
+def test_unknown_transfer_syntax_is_a_clear_error():
+    ds = image(ramp(1, 8, 8, np.uint16, 0, 100), "MONOCHROME2")
+    ds.file_meta.TransferSyntaxUID = "1.2.3.4.5"
+    with pytest.raises(PixelError, match="transfer syntax"):
+        stored_frames(ds)
+
+
+def test_mpeg_video_has_no_decoder_and_is_refused():
+    ds = image(ramp(1, 8, 8, np.uint8, 0, 100), "YBR_PARTIAL_420")
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 Main Profile
+    with pytest.raises(PixelError, match="cannot be decoded"):
+        stored_frames(ds)
+
+
+@needs_tcia
+def test_tcia_rle_monochrome1_is_inverted_text_white_on_black():
+    ds = pydicom.dcmread(TCIA / "0_ORIGINAL_compressed.dcm")
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    shown = display_frame(stored_frames(ds), 0, ds)
+    assert shown.shape == (1760, 2140)
+    # the burned-in name sits top-left, bright on the dark background outside the body
+    corner = shown[10:40, 10:400]
+    assert corner.max() >= 200 and np.median(shown[100:140, 10:60]) < 80
+
+
+@pytest.mark.parametrize(
+    ("photometric", "dtype", "low", "high", "want"),
+    [("MONOCHROME2", np.uint16, 100, 4000, 100), ("MONOCHROME1", np.uint16, 100, 4000, 4000),
+     ("MONOCHROME2", np.int16, -1000, 2000, -1000), ("MONOCHROME1", np.uint8, 3, 250, 250)],
+)
+def test_fill_is_the_value_shown_darkest(photometric, dtype, low, high, want):
+    values = ramp(1, 4, 50, dtype, low, high)
+    ds = image(values, photometric, bits_stored=12 if dtype != np.uint8 else 8)
+    stored = stored_frames(ds)
+    fill = darkest_value(stored, 0, ds)
+    assert int(fill[0]) == want
+    shown = display_frame(stored, 0, ds)
+    assert shown[values[0] == want].max() == shown.min()
+
+
+def test_fill_ignores_garbage_above_bits_stored():
+    values = ramp(1, 4, 50, np.uint16, 100, 4000)
+    values[0, 0, 0] |= 0xF000  # a stray high bit: value is still 100 under BitsStored 12
+    ds = image(values, "MONOCHROME2", bits_stored=12)
+    fill = darkest_value(stored_frames(ds), 0, ds)
+    assert int(fill[0]) & 0x0FFF == 100

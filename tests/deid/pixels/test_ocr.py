@@ -1,0 +1,87 @@
+"""Tesseract on binarised crops: both polarities, plates, Latin and Chinese."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from safepacs.deid.pixels import ocr
+from safepacs.deid.pixels.decide import fold, pattern_rule
+from safepacs.synth.burned import fonts_available
+
+LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+CJK = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
+
+
+def _tesseract_missing() -> str | None:
+    try:
+        ocr.tessdata_dir()
+    except ocr.OcrUnavailable as exc:
+        return str(exc)
+    return None
+
+
+pytestmark = [
+    pytest.mark.skipif(_tesseract_missing() is not None, reason=_tesseract_missing() or ""),
+    pytest.mark.skipif(fonts_available() is not None, reason=fonts_available() or ""),
+]
+
+
+def line(text: str, font: str, size: int, ink: int, paper: int, *, plate: int | None = None,
+         noise: int = 6) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A noisy frame with one line drawn on it, and the line's box with a small margin."""
+    rng = np.random.default_rng(len(text) + size)
+    frame = np.full((size * 4, size * (len(text) + 4)), paper, np.float32)
+    frame += rng.normal(0, noise, frame.shape)
+    img = Image.fromarray(frame.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    f = ImageFont.truetype(font, size)
+    left, top, right, bottom = draw.textbbox((size, size), text, font=f)
+    if plate is not None:
+        draw.rectangle((left - 8, top - 8, right + 8, bottom + 8), fill=plate)
+    draw.text((size, size), text, font=f, fill=ink)
+    m = 6
+    return np.asarray(img), (left - m, top - m, right - left + 2 * m, bottom - top + 2 * m)
+
+
+def read(frame: np.ndarray, box: tuple[int, int, int, int]) -> list[str]:
+    return [fold(t) for t in ocr.read(frame, *box).texts]
+
+
+@pytest.mark.parametrize(
+    ("ink", "paper", "plate"),
+    [(240, 20, None), (20, 230, None), (150, 90, None), (10, 60, 220), (250, 200, 0)],
+    ids=["light-on-dark", "dark-on-light", "low-contrast", "dark-on-light-plate", "light-on-black-plate"],
+)
+def test_latin_line_is_read_in_any_polarity_and_contrast(ink, paper, plate):
+    frame, box = line("KAUFMAN SCOTT 03.09.2012", LATIN, 28, ink, paper, plate=plate)
+    assert fold("KAUFMAN SCOTT") in read(frame, box)[0]
+
+
+def test_chinese_name_is_read():
+    frame, box = line("姓名: 王建国", CJK, 30, 235, 30)
+    assert any(fold("王建国") in t for t in read(frame, box))
+
+
+def test_resident_id_reads_as_an_18_digit_number():
+    frame, box = line("110105194912310021", LATIN, 22, 200, 40)
+    texts = ocr.read(frame, *box).texts
+    assert any(pattern_rule(t) == "pattern:resident-id" for t in texts)
+
+
+def test_blank_box_reads_as_nothing():
+    frame = np.full((60, 200), 90, np.uint8)
+    reading = ocr.read(frame, 10, 10, 150, 40)
+    assert reading.texts == () and reading.blobs == 0
+
+
+def test_readings_come_best_first_with_confidences():
+    frame, box = line("Portable", LATIN, 30, 250, 10)
+    reading = ocr.read(frame, *box)
+    confs = [c for _, c in reading.readings]
+    assert confs == sorted(confs, reverse=True) and reading.confidence == confs[0] > 60
+
+
+def test_one_reader_per_thread_is_reused():
+    assert ocr._api() is ocr._api()

@@ -1,0 +1,184 @@
+"""The batch runner with Clean Pixel Data: which files are cleaned, what is written, what
+restore gives back, and what happens to files whose pixels cannot be cleaned."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import Dataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.uid import MPEG2MPML, RLELossless
+
+from safepacs.deid.batch import Job, discover, run
+from safepacs.deid.engine import deidentify
+from safepacs.deid.options import Options
+from safepacs.deid.pixels.findings import legible_identity
+from safepacs.deid.pixels.frames import display_frame, stored_frames
+from safepacs.deid.restore import restore_tree
+from safepacs.errors import RejectedFile
+from safepacs.synth.burned import chest_xray, fonts_available, ultrasound
+
+pytestmark = pytest.mark.skipif(fonts_available() is not None, reason="fonts for burned text missing")
+
+
+def _deid(src: Path, tmp: Path, keys, **options):
+    job = Job(tmp / "out", None, Options(**options), keys.secret, tmp / "deltas", time.time() - 1)
+    return {r.input: r for r in run(list(discover(src)), job)}
+
+
+def _save(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _restored_bytes_equal(tmp: Path, keys, originals: dict[str, Path]) -> dict[str, bool]:
+    results = restore_tree(tmp / "out", tmp / "deltas", tmp / "restored", keys)
+    assert all(r.status == "ok" for r in results), [r.reason for r in results]
+    by_uid = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): name
+              for name, p in originals.items()}
+    same = {}
+    for path in (tmp / "restored").rglob("*.dcm"):
+        name = by_uid[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)]
+        same[name] = path.read_bytes()[128:] == originals[name].read_bytes()[128:]
+    return same
+
+
+def test_files_at_risk_are_cleaned_marked_and_restored_byte_for_byte(tmp_path, keys):
+    src = tmp_path / "in"
+    us_burned, cr_burned = ultrasound(201), chest_xray(202)
+    us = us_burned.dataset  # US without BurnedInAnnotation: at risk
+    cr = cr_burned.dataset
+    cr.BurnedInAnnotation = "YES"
+    rle = chest_xray(203).dataset
+    rle.BurnedInAnnotation = "YES"
+    rle.compress(RLELossless, encoding_plugin="pylibjpeg")
+    originals = {"us.dcm": _save(us, src / "us.dcm"), "cr.dcm": _save(cr, src / "cr.dcm"),
+                 "rle.dcm": _save(rle, src / "rle.dcm")}
+    results = _deid(src, tmp_path, keys)
+    for name in originals:
+        r = results[name]
+        assert r.status == "ok", r.reason
+        assert r.pixels["boxes_removed"] >= 1 and r.pixels["rules"]
+        out = pydicom.dcmread(tmp_path / "out" / r.output)
+        codes = [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+        assert codes[:2] == ["113100", "113101"]
+        assert "CLEAN PIXEL DATA OPTION" in out.DeidentificationMethod
+        assert out.BurnedInAnnotation == "NO"
+        assert str(out.SOPInstanceUID).startswith("2.25.")
+        assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+    assert pydicom.dcmread(tmp_path / "out" / results["rle.dcm"].output).file_meta.TransferSyntaxUID == RLELossless
+    for name, burned in (("us.dcm", us_burned), ("cr.dcm", cr_burned)):
+        out = pydicom.dcmread(tmp_path / "out" / results[name].output)
+        shown = display_frame(stored_frames(out), 0, out)
+        before = display_frame(stored_frames(burned.dataset), 0, burned.dataset)
+        assert legible_identity(before, burned.dataset)  # control: there was something to find
+        assert legible_identity(shown, burned.dataset) == []
+        for mark in burned.kept:  # laterality / position markers are exactly as they were
+            b = mark.box
+            assert np.array_equal(shown[b.y : b.y + b.h, b.x : b.x + b.w],
+                                  before[b.y : b.y + b.h, b.x : b.x + b.w])
+    assert _restored_bytes_equal(tmp_path, keys, originals) == dict.fromkeys(originals, True)
+
+
+def test_files_without_risk_keep_the_header_only_path(tmp_path, keys):
+    src = tmp_path / "in"
+    cr = chest_xray(204).dataset
+    del cr.BurnedInAnnotation  # CR, BurnedInAnnotation absent: no known risk
+    path = _save(cr, src / "cr.dcm")
+    result = _deid(src, tmp_path, keys)["cr.dcm"]
+    assert result.status == "ok" and result.pixels is None
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert out.PixelData == pydicom.dcmread(path).PixelData
+    assert "113101" not in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
+    always = _deid(src, tmp_path / "always", keys, clean_pixels="always")["cr.dcm"]
+    assert always.status == "ok" and always.pixels["boxes_removed"] >= 1
+
+
+def test_never_keeps_the_old_refusal_and_its_escape(tmp_path, keys):
+    src = tmp_path / "in"
+    _save(ultrasound(205).dataset, src / "us.dcm")
+    refused = _deid(src, tmp_path / "a", keys, clean_pixels="never")["us.dcm"]
+    assert refused.status == "rejected" and "burned-in" in refused.reason
+    accepted = _deid(src, tmp_path / "b", keys, clean_pixels="never", accept_burned_in_risk=True)
+    assert accepted["us.dcm"].status == "ok" and accepted["us.dcm"].pixels is None
+
+
+def test_pure_engine_still_refuses_unless_the_caller_cleans(keys):
+    ds = ultrasound(206).dataset
+    with pytest.raises(RejectedFile, match="burned-in"):
+        deidentify(ds, Options(), keys)
+
+
+def test_corrupt_or_undecodable_pixels_reject_only_that_file(tmp_path, keys):
+    src = tmp_path / "in"
+    good = chest_xray(207).dataset
+    good.BurnedInAnnotation = "YES"
+    _save(good, src / "good.dcm")
+    broken = chest_xray(208).dataset
+    broken.BurnedInAnnotation = "YES"
+    broken.compress(RLELossless, encoding_plugin="pylibjpeg")
+    frags = bytearray(broken.PixelData)
+    frags[200:240] = b"\xff" * 40  # RLE header of the first frame: garbage offsets
+    broken.PixelData = bytes(frags)
+    _save(broken, src / "broken.dcm")
+    video = ultrasound(209).dataset
+    video.file_meta.TransferSyntaxUID = MPEG2MPML  # no decoder installed for video
+    video.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(96)])
+    video["PixelData"].VR = "OB"
+    video["PixelData"].is_undefined_length = True
+    _save(video, src / "video.dcm")
+    results = _deid(src, tmp_path, keys)
+    assert results["good.dcm"].status == "ok"
+    for name in ("broken.dcm", "video.dcm"):
+        assert results[name].status == "rejected", name
+        assert results[name].output is None
+    assert "pixel data" in results["broken.dcm"].reason
+    assert "cannot be decoded" in results["video.dcm"].reason
+    written = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(written) == 1
+
+
+def test_overlays_and_icons_are_removed_and_restored(tmp_path, keys):
+    src = tmp_path / "in"
+    ds = chest_xray(210, rows=512, cols=512).dataset
+    ds.BurnedInAnnotation = "YES"
+    ds.add_new(0x60000010, "US", 512)
+    ds.add_new(0x60000011, "US", 512)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [1, 1])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", np.packbits(np.ones(512 * 512, np.uint8), bitorder="little").tobytes())
+    icon = Dataset()
+    icon.Rows = icon.Columns = 8
+    icon.SamplesPerPixel = 1
+    icon.PhotometricInterpretation = "MONOCHROME2"
+    icon.BitsAllocated = icon.BitsStored = 8
+    icon.HighBit = 7
+    icon.PixelRepresentation = 0
+    icon.PixelData = bytes(64)
+    ds.IconImageSequence = Sequence([icon])
+    originals = {"ov.dcm": _save(ds, src / "ov.dcm")}
+    result = _deid(src, tmp_path, keys)["ov.dcm"]
+    assert result.status == "ok"
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert not [e for e in out if e.tag.group == 0x6000] and "IconImageSequence" not in out
+    assert _restored_bytes_equal(tmp_path, keys, originals) == {"ov.dcm": True}
+
+
+def test_multiframe_original_restores_exactly(tmp_path, keys):
+    src = tmp_path / "in"
+    ds = ultrasound(211).dataset
+    frame = np.frombuffer(ds.PixelData, np.uint8)
+    ds.NumberOfFrames = 4
+    ds.PixelData = np.concatenate([frame] * 4).tobytes()
+    originals = {"cine.dcm": _save(ds, src / "cine.dcm")}
+    result = _deid(src, tmp_path, keys)["cine.dcm"]
+    assert result.status == "ok" and result.pixels["frames_examined"] == 3
+    assert _restored_bytes_equal(tmp_path, keys, originals) == {"cine.dcm": True}

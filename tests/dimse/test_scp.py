@@ -1,0 +1,175 @@
+"""DCMTK's echoscu, storescu, findscu, getscu and movescu against the SCP on a real archive."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from safepacs.archive.service import Archive, Principal
+from safepacs.dimse import start
+from safepacs.synth import generate
+
+pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK is not installed")
+READER = Principal("test", can_see_identity=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dcmtk(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("dimsecorpus")
+    generate(root / "in", 12, 8, small=True)
+    return sorted((root / "in").rglob("*.dcm"))
+
+
+@pytest.fixture(scope="module")
+def scp(tmp_path_factory):
+    archive, _ = Archive.create(tmp_path_factory.mktemp("dimsearchive"))
+    dest_port = free_port()
+    port = free_port()
+    server = start(archive, host="127.0.0.1", port=port, ae_title="SAFEPACS", allowed_callers=[],
+                   move_destinations={"DEST": ["127.0.0.1", dest_port]})
+    yield archive, port, dest_port
+    server.shutdown()
+    archive.close()
+
+
+@pytest.fixture(scope="module")
+def stored(scp, corpus):
+    archive, port, _ = scp
+    r = dcmtk("storescu", "-aet", "TESTSCU", "-aec", "SAFEPACS", "127.0.0.1", str(port), *map(str, corpus))
+    assert r.returncode == 0, r.stderr
+    return archive
+
+
+def test_echo(scp):
+    r = dcmtk("echoscu", "-aet", "TESTSCU", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]))
+    assert r.returncode == 0, r.stderr
+
+
+def test_storescu_stores_every_file_de_identified(stored, corpus):
+    rows = stored.search("instance", {}, principal=READER)
+    assert len(rows) == len(corpus)
+    originals = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in corpus}
+    assert not originals & {str(r.SOPInstanceUID) for r in rows}
+
+
+def test_storing_again_is_a_duplicate_not_a_second_copy(stored, scp, corpus):
+    r = dcmtk("storescu", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]), str(corpus[0]))
+    assert r.returncode == 0
+    assert len(stored.search("instance", {}, principal=READER)) == len(corpus)
+
+
+def test_conflicting_object_gets_0111_and_changes_nothing(stored, scp, corpus, tmp_path):
+    raw = bytearray(corpus[0].read_bytes())
+    raw[-1] ^= 0xFF
+    bad = tmp_path / "conflict.dcm"
+    bad.write_bytes(bytes(raw))
+    r = dcmtk("storescu", "-v", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]), str(bad))
+    assert re.search(r"status: 0x0*111\b", r.stdout + r.stderr, re.I)
+    assert len(stored.search("instance", {}, principal=READER)) == len(corpus)
+
+
+def _find(port: int, out: Path, *keys: str, root: str = "-S") -> list[pydicom.Dataset]:
+    out.mkdir(exist_ok=True)
+    args = ["findscu", root, "-aec", "SAFEPACS", "-X", "-od", str(out), "127.0.0.1", str(port)]
+    for k in keys:
+        args += ["-k", k]
+    r = dcmtk(*args)
+    assert r.returncode == 0, r.stderr
+    return [pydicom.dcmread(f) for f in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_find_study_root_and_patient_root(stored, scp, tmp_path):
+    studies = stored.search("study", {}, principal=READER)
+    got = _find(scp[1], tmp_path / "s", "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientID")
+    assert {str(d.StudyInstanceUID) for d in got} == {str(s.StudyInstanceUID) for s in studies}
+    assert all("PatientName" not in d for d in got)  # only the keys asked for
+    pid = str(studies[0].PatientID)
+    one = _find(scp[1], tmp_path / "p", "QueryRetrieveLevel=PATIENT", f"PatientID={pid}", "PatientName", root="-P")
+    assert [str(d.PatientID) for d in one] == [pid]
+    series = _find(scp[1], tmp_path / "se", "QueryRetrieveLevel=SERIES",
+                   f"StudyInstanceUID={studies[0].StudyInstanceUID}", "SeriesInstanceUID", "Modality")
+    assert series and all(d.Modality for d in series)
+
+
+def test_get_study_retrieves_every_instance(stored, scp, tmp_path):
+    study = stored.search("study", {}, principal=READER)[0]
+    expected = {r.sop_uid for r in stored.instances(study_uid=str(study.StudyInstanceUID))}
+    r = dcmtk("getscu", "-S", "-aec", "SAFEPACS", "-od", str(tmp_path), "127.0.0.1", str(scp[1]),
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
+    assert r.returncode == 0, r.stderr
+    files = list(tmp_path.iterdir())
+    assert {str(pydicom.dcmread(f).SOPInstanceUID) for f in files} == expected
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.PatientIdentityRemoved == "YES"
+
+
+def test_move_to_configured_destination(stored, scp, tmp_path):
+    archive, port, dest_port = scp
+    study = archive.search("study", {}, principal=READER)[-1]
+    expected = {r.sop_uid for r in archive.instances(study_uid=str(study.StudyInstanceUID))}
+    dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(tmp_path), str(dest_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        r = dcmtk("movescu", "-S", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1", str(port),
+                  "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
+        assert r.returncode == 0, r.stderr
+        got = {str(pydicom.dcmread(f).SOPInstanceUID) for f in tmp_path.iterdir()}
+        assert got == expected
+    finally:
+        dest.terminate()
+        dest.wait(10)
+
+
+def test_move_to_unknown_destination_is_refused(stored, scp, tmp_path):
+    study = stored.search("study", {}, principal=READER)[0]
+    r = dcmtk("movescu", "-v", "-S", "-aec", "SAFEPACS", "-aem", "ELSEWHERE", "127.0.0.1", str(scp[1]),
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
+    assert r.returncode != 0 or re.search(r"0xa801", r.stdout + r.stderr, re.I)
+
+
+def test_caller_not_on_the_allow_list_is_rejected(tmp_path):
+    archive, _ = Archive.create(tmp_path / "a")
+    port = free_port()
+    server = start(archive, host="127.0.0.1", port=port, ae_title="SAFEPACS",
+                   allowed_callers=[{"ae_title": "MODALITY1", "host": "127.0.0.1"}])
+    try:
+        refused = dcmtk("echoscu", "-aet", "INTRUDER", "-aec", "SAFEPACS", "127.0.0.1", str(port))
+        accepted = dcmtk("echoscu", "-aet", "MODALITY1", "-aec", "SAFEPACS", "127.0.0.1", str(port))
+    finally:
+        server.shutdown()
+        archive.close()
+    assert refused.returncode != 0
+    assert accepted.returncode == 0
+
+
+def test_bad_identifiers_get_failure_statuses_not_answers(stored, scp, tmp_path):
+    port = str(scp[1])
+    bad_level = dcmtk("findscu", "-v", "-S", "-aec", "SAFEPACS", "127.0.0.1", port, "-k", "QueryRetrieveLevel=BOGUS",
+                      "-k", "StudyInstanceUID")
+    assert re.search(r"0xa900|DataSetDoesNotMatchSOPClass", bad_level.stdout + bad_level.stderr, re.I)
+    bad_date = dcmtk("findscu", "-v", "-S", "-aec", "SAFEPACS", "127.0.0.1", port, "-k", "QueryRetrieveLevel=STUDY",
+                     "-k", "StudyDate=2024-01-01-")
+    assert re.search(r"0xa900|DataSetDoesNotMatchSOPClass", bad_date.stdout + bad_date.stderr, re.I)
+    no_key = dcmtk("getscu", "-v", "-S", "-aec", "SAFEPACS", "-od", str(tmp_path), "127.0.0.1", port,
+                   "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyDescription=*")
+    assert re.search(r"0xa900|DataSetDoesNotMatchSOPClass", no_key.stdout + no_key.stderr, re.I)
+    assert not list(tmp_path.iterdir())

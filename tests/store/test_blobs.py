@@ -1,0 +1,72 @@
+"""Blob stores: the local folder (atomic, durable) and S3 against a real s3rver."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from safepacs.store.blobs import (
+    BlobNotFound,
+    LocalStore,
+    S3Store,
+    StoreError,
+    new_names,
+    open_store,
+)
+
+
+def _round_trip(store) -> None:  # type: ignore[no-untyped-def]
+    a, b = new_names("obj", "dlt")
+    assert a.split("/")[0] == b.split("/")[0]
+    store.put_many([(a, b"A" * 1000), (b, memoryview(b"B" * 10))])
+    assert bytes(store.get(a)) == b"A" * 1000
+    assert bytes(store.get(b)) == b"B" * 10
+    assert sorted(store.names()) == sorted([a, b])
+    assert store.usage() == 1010
+    store.delete(a)
+    store.delete(a)  # absent is fine
+    with pytest.raises(BlobNotFound):
+        store.get(a)
+    assert list(store.names()) == [b]
+    assert store.healthy()
+
+
+def test_local_store_round_trip(tmp_path: Path):
+    _round_trip(LocalStore(tmp_path / "blobs"))
+
+
+def test_local_store_leaves_no_temp_files_and_files_are_private(tmp_path: Path):
+    store = LocalStore(tmp_path)
+    (name,) = new_names("obj")
+    store.put(name, b"x" * 10)
+    assert os.listdir(tmp_path / ".tmp") == []
+    assert (tmp_path / name).stat().st_mode & 0o077 == 0
+
+
+def test_local_store_cleans_half_written_temp_files(tmp_path: Path):
+    store = LocalStore(tmp_path)
+    (tmp_path / ".tmp" / "abc.part").write_bytes(b"half")
+    assert store.clean_temp() == 1
+    assert list(store.names()) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../../b", "/etc/passwd", "ab", "ab/", "ab/c/d"])
+def test_blob_names_cannot_escape_the_store(tmp_path: Path, name: str):
+    store = LocalStore(tmp_path)
+    with pytest.raises(StoreError):
+        store.get(name)
+
+
+def test_s3_store_round_trip_against_s3rver(s3_url: str):
+    store = open_store(s3_url)
+    assert isinstance(store, S3Store)
+    assert not store.healthy()  # the bucket does not exist yet
+    store.ensure_bucket()
+    _round_trip(store)
+
+
+def test_unknown_store_url_is_refused():
+    with pytest.raises(StoreError):
+        open_store("ftp://x/y")

@@ -1,0 +1,96 @@
+"""Envelope encryption: AES-256-GCM blobs under per-blob keys, KEKs from a file or the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from safepacs.store import crypto
+
+
+@pytest.fixture
+def data_key() -> bytes:
+    return crypto.generate_key()
+
+
+def test_sealed_blob_opens_with_its_key_and_context(data_key):
+    plain = os.urandom(100_000)
+    blob = crypto.seal(data_key, plain, b"object\x00" + b"2.25.1")
+    assert crypto.unseal(data_key, blob, b"object\x00" + b"2.25.1") == plain
+    assert plain[:64] not in blob
+    assert len(blob) == crypto.sealed_size(len(plain))
+
+
+def test_sealed_in_parts_equals_the_whole_message(data_key):
+    parts = [b"header bytes", memoryview(os.urandom(5000))[10:4000], b"tail"]
+    buf = bytearray(crypto.sealed_size(sum(len(p) for p in parts)) + 16)
+    blob = bytes(crypto.seal_parts(data_key, parts, b"ctx", buf))
+    assert crypto.unseal(data_key, blob, b"ctx") == b"".join(bytes(p) for p in parts)
+
+
+@pytest.mark.parametrize("where", [0, 10, 30, 40, 500, -1])
+def test_any_flipped_byte_fails_authentication(data_key, where):
+    blob = bytearray(crypto.seal(data_key, b"x" * 1000, b"ctx"))
+    blob[where] ^= 0x01
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal(data_key, bytes(blob), b"ctx")
+
+
+def test_blob_sealed_for_another_object_or_key_fails(data_key):
+    blob = crypto.seal(data_key, b"payload", b"object\x00A")
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal(data_key, blob, b"object\x00B")
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal(crypto.generate_key(), blob, b"object\x00A")
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal(data_key, blob[:20], b"object\x00A")
+
+
+def test_every_blob_has_a_fresh_salt_and_nonce(data_key):
+    heads = {crypto.seal(data_key, b"same", b"c")[8:36] for _ in range(200)}
+    assert len(heads) == 200
+
+
+def test_kek_file_is_created_0600_and_reloads_the_same_key(tmp_path: Path):
+    kek = crypto.load_kek("file:keys/kek.key", tmp_path, create=True)
+    path = tmp_path / "keys" / "kek.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = crypto.load_kek("file:keys/kek.key", tmp_path)
+    wrapped = kek.wrap(b"k" * 32, b"site:deid")
+    assert again.unwrap(wrapped, b"site:deid") == b"k" * 32
+    assert again.key_id == kek.key_id
+
+
+def test_kek_file_readable_by_others_is_refused(tmp_path: Path):
+    crypto.write_kek_file(tmp_path / "kek.key")
+    os.chmod(tmp_path / "kek.key", 0o644)
+    with pytest.raises(crypto.CryptoError, match="0600"):
+        crypto.read_kek_file(tmp_path / "kek.key")
+
+
+def test_kek_from_environment(monkeypatch):
+    secret = crypto.generate_key()
+    monkeypatch.setenv("TEST_SAFEPACS_KEK", crypto.encode_kek(secret))
+    kek = crypto.load_kek("env:TEST_SAFEPACS_KEK", Path("."))
+    assert kek.key_id == crypto.LocalKek(secret).key_id
+    monkeypatch.setenv("TEST_SAFEPACS_KEK", "not base64!")
+    with pytest.raises(crypto.CryptoError, match="base64"):
+        crypto.load_kek("env:TEST_SAFEPACS_KEK", Path("."))
+    monkeypatch.delenv("TEST_SAFEPACS_KEK")
+    with pytest.raises(crypto.CryptoError, match="not set"):
+        crypto.load_kek("env:TEST_SAFEPACS_KEK", Path("."))
+
+
+def test_wrong_kek_cannot_unwrap_and_says_so():
+    wrapped = crypto.LocalKek(crypto.generate_key()).wrap(b"k" * 32, b"study:1")
+    with pytest.raises(crypto.CryptoError, match="wrong KEK"):
+        crypto.LocalKek(crypto.generate_key()).unwrap(wrapped, b"study:1")
+
+
+def test_wrapped_key_is_bound_to_its_context():
+    kek = crypto.LocalKek(crypto.generate_key())
+    wrapped = kek.wrap(b"k" * 32, b"study:1")
+    with pytest.raises(crypto.CryptoError):
+        kek.unwrap(wrapped, b"study:2")

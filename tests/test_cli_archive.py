@@ -1,0 +1,96 @@
+"""The archive commands through the real CLI: init, import, status, token create."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from safepacs.archive import Archive, Principal
+from safepacs.synth import generate
+
+SAFEPACS = [sys.executable, "-m", "safepacs"]
+
+
+def cli(*args: object, check: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [*SAFEPACS, *map(str, args)], capture_output=True, text=True, timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """12 synthetic files, one file that is not DICOM, one truncated DICOM file."""
+    root = tmp_path_factory.mktemp("import")
+    generate(root / "in", 12, 21, small=True)
+    (root / "in" / "answer_key.json").unlink()
+    (root / "in" / "notes.txt").write_text("not an image\n")
+    first = sorted((root / "in").rglob("*.dcm"))[0].read_bytes()
+    (root / "in" / "cut.dcm").write_bytes(first[: len(first) // 2])
+    return root / "in"
+
+
+def test_init_prints_a_token_once_and_refuses_a_second_init(tmp_path):
+    data = tmp_path / "data"
+    proc = cli("init", "--data-dir", data)
+    token = proc.stdout.strip()
+    assert token.startswith("sp_")
+    assert (data / "keys" / "kek.key").stat().st_mode & 0o777 == 0o600
+    with Archive.open(data) as arch:
+        assert arch.authenticate(token) == Principal("bootstrap", False)
+    assert "already" in cli("init", "--data-dir", data, check=2).stderr
+
+
+def test_import_stores_good_files_reports_bad_ones_and_exits_1(tmp_path, folder):
+    data = tmp_path / "data"
+    cli("init", "--data-dir", data)
+    report = tmp_path / "report.jsonl"
+    proc = cli("import", folder, "--data-dir", data, "--report", report, check=1,
+               env={"SAFEPACS_PROGRESS": "1"})
+    assert "importing" in proc.stderr
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    assert len(lines) == 14
+    by_input = {r["input"]: r for r in lines}
+    assert by_input["notes.txt"]["status"] == "rejected" and "DICM" in by_input["notes.txt"]["reason"]
+    assert by_input["cut.dcm"]["status"] == "rejected"
+    stored = [r for r in lines if r["status"] == "stored"]
+    assert stored and all(r["sop_instance_uid"].startswith("2.25.") for r in stored)
+    status = json.loads(cli("status", "--data-dir", data, "--json").stdout)
+    assert status["instances"] == len(stored) and status["database"] == "ok"
+    again = cli("import", folder, "--data-dir", data, "--report", report, check=1)
+    assert "duplicate" in again.stderr
+    assert {json.loads(x)["status"] for x in report.read_text().splitlines()} == {"duplicate", "rejected"}
+
+
+def test_import_of_only_good_files_exits_0(tmp_path, folder):
+    data = tmp_path / "data"
+    cli("init", "--data-dir", data)
+    good = sorted(folder.rglob("*.dcm"))[1]
+    cli("import", good, "--data-dir", data, "--workers", "1")
+    assert json.loads(cli("status", "--data-dir", data, "--json").stdout)["instances"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path, folder):
+    message = cli("import", folder, "--data-dir", tmp_path / "none", check=2).stderr
+    assert "not a safepacs data dir" in " ".join(message.split())
+    cli("init", "--data-dir", tmp_path / "d")
+    cli("import", tmp_path / "missing", "--data-dir", tmp_path / "d", check=2)
+    cli("status", "--data-dir", tmp_path / "none", check=2)
+
+
+def test_token_create_and_status_table(tmp_path):
+    data = tmp_path / "data"
+    cli("init", "--data-dir", data)
+    token = cli("token", "create", "--data-dir", data, "--name", "dr-li", "--identified").stdout.strip()
+    with Archive.open(data) as arch:
+        assert arch.authenticate(token) == Principal("dr-li", True)
+    table = cli("status", "--data-dir", data).stdout
+    assert "instances" in table and "ok" in table
