@@ -19,8 +19,9 @@ dataset; per image it records the wall time and what it found:
   its wheel) on the whole frame.
 
 How "found" is counted: for the two redactors (safepacs, Presidio) a planted identity
-string is found when >= 90% of its box lies in changed pixels, and a clinical mark is lost
-when any of its pixels changed.  The OCR-only baselines redact nothing: a string is found
+string is found when >= 90% of its box changed, or when its pixels changed and the whole
+box is now one fill value (a pixel that already had the fill value cannot change), and a
+clinical mark is lost when any of its pixels changed.  The OCR-only baselines redact nothing: a string is found
 when the text they read contains it (folded, <= 1-2 OCR errors); they have no "lost"
 column.  Recall is reported per kind (Latin name, Chinese name, 18-digit ID, date, MRN,
 institution); the time ratio is each tool's median over Presidio's.
@@ -69,12 +70,18 @@ def display(ds) -> np.ndarray:
 
 
 def changed_share(before: np.ndarray, after: np.ndarray, box) -> tuple[float, bool]:
-    """(share of the box that changed, whether any pixel of it changed)."""
+    """(share of the box that is redacted, whether any pixel of it changed).
+
+    A pixel that already had the fill value does not change when it is filled, so a box
+    whose pixels changed and are now all one value counts as wholly redacted.
+    """
     a = before[box.y : box.y + box.h, box.x : box.x + box.w]
     b = after[box.y : box.y + box.h, box.x : box.x + box.w]
     diff = a != b
     if diff.ndim == 3:
         diff = diff.any(axis=2)
+    if diff.any() and (b == b.flat[0]).all():
+        return 1.0, True
     return float(diff.mean()), bool(diff.any())
 
 

@@ -118,6 +118,7 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
         ssl_ca_certs=str(tls_ca) if tls_ca and tls_cert else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if tls_ca and tls_cert else ssl.CERT_NONE,
         timeout_keep_alive=30, server_header=False,
+        proxy_headers=False,  # no proxy is trusted: X-Forwarded-* never changes the client address
     )
     server = uvicorn.Server(config)
 

@@ -84,16 +84,36 @@ def test_bad_input_is_refused_and_leaves_nothing(archive, archive_dir, data):
     assert _blobs(archive_dir, "obj") == [] and _blobs(archive_dir, "dlt") == []
 
 
-def test_object_at_risk_of_burned_in_text_is_rejected(archive):
-    arch, _ = archive
+def _us_bytes() -> bytes:
+    """A small object whose kind usually carries burned-in text (ultrasound, flag absent)."""
     ds = pydicom.dcmread(io.BytesIO(ct_bytes()))
     ds.Modality = "US"
     del ds.BurnedInAnnotation
     fp = io.BytesIO()
     ds.save_as(fp)
-    with pytest.raises(RejectedFile):
-        arch.ingest(fp.getvalue(), source="x")
-    assert arch.status()["instances"] == 0
+    return fp.getvalue()
+
+
+def test_object_at_risk_of_burned_in_text_is_pixel_cleaned_at_the_door(archive):
+    arch, _ = archive
+    stored = arch.ingest(_us_bytes(), source="x")
+    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=READER)))
+    assert out.BurnedInAnnotation == "NO"
+    codes = {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
+    assert {"113100", "113101"} <= codes
+
+
+def test_site_that_turns_pixel_cleaning_off_refuses_objects_at_risk(tmp_path):
+    from safepacs.archive import Archive
+    from safepacs.deid.options import Options
+
+    arch, _ = Archive.create(tmp_path / "a", deid_options=Options(clean_pixels="never"))
+    try:
+        with pytest.raises(RejectedFile):
+            arch.ingest(_us_bytes(), source="x")
+        assert arch.status()["instances"] == 0
+    finally:
+        arch.close()
 
 
 def test_concurrent_ingest_stores_each_object_once(archive, archive_dir):

@@ -20,12 +20,12 @@ import os, sys
 from pathlib import Path
 from safepacs.archive.service import Archive
 when = sys.argv[3]
-original = Archive._commit
+original = Archive._commit_batch
 def crashing(self, *args, **kwargs):
     if when == "after":
         original(self, *args, **kwargs)
     os._exit(9)   # no cleanup, no finally: like SIGKILL
-Archive._commit = crashing
+Archive._commit_batch = crashing
 arch = Archive.open(Path(sys.argv[1]), database_url=sys.argv[2] or None)
 arch.ingest(Path(sys.argv[4]).read_bytes(), source="crash")
 """

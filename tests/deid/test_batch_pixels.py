@@ -86,10 +86,10 @@ def test_files_at_risk_are_cleaned_marked_and_restored_byte_for_byte(tmp_path, k
     assert _restored_bytes_equal(tmp_path, keys, originals) == dict.fromkeys(originals, True)
 
 
-def test_files_without_risk_keep_the_header_only_path(tmp_path, keys):
+def test_images_flagged_no_keep_the_header_only_path(tmp_path, keys):
     src = tmp_path / "in"
     cr = chest_xray(204).dataset
-    del cr.BurnedInAnnotation  # CR, BurnedInAnnotation absent: no known risk
+    cr.BurnedInAnnotation = "NO"  # the header vouches for its pixels: trusted in "auto"
     path = _save(cr, src / "cr.dcm")
     result = _deid(src, tmp_path, keys)["cr.dcm"]
     assert result.status == "ok" and result.pixels is None
@@ -98,6 +98,18 @@ def test_files_without_risk_keep_the_header_only_path(tmp_path, keys):
     assert "113101" not in [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
     always = _deid(src, tmp_path / "always", keys, clean_pixels="always")["cr.dcm"]
     assert always.status == "ok" and always.pixels["boxes_removed"] >= 1
+
+
+def test_images_without_the_flag_are_cleaned_by_default(tmp_path, keys):
+    """A radiograph that does not say whether text is burned in is checked: fail closed."""
+    src = tmp_path / "in"
+    cr = chest_xray(205).dataset
+    del cr.BurnedInAnnotation
+    _save(cr, src / "cr.dcm")
+    result = _deid(src, tmp_path, keys)["cr.dcm"]
+    assert result.status == "ok" and result.pixels["boxes_removed"] >= 1
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert out.BurnedInAnnotation == "NO"
 
 
 def test_never_keeps_the_old_refusal_and_its_escape(tmp_path, keys):

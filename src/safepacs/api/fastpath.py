@@ -36,7 +36,7 @@ class FastRetrieve:
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, uids: tuple[str, ...], scope: dict) -> tuple[str, list[bytes]] | None:
+    def _answer(self, uids: tuple[str, ...], scope: dict) -> tuple[str, list[Any]] | None:
         try:
             headers = dict(scope["headers"])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -50,19 +50,21 @@ class FastRetrieve:
             if who is None:
                 return None
             study, series, sop = uids
-            found = self.archive.instances(study_uid=study, series_uid=series, sop_uid=sop)
-            if len(found) != 1 or (wanted is not None and "*" not in wanted
-                                   and found[0].transfer_syntax_uid not in wanted):
-                return None
-            data = self.archive.read_instance(found[0].sop_uid, principal=who)
+            boundary = secrets.token_hex(16).encode("ascii")
+            data = self.archive.read_instance(
+                sop, principal=who, study_uid=study, series_uid=series,
+                transfer_syntaxes=None if wanted is None or "*" in wanted else wanted,
+                frame=lambda size: (
+                    b"--" + boundary + multipart.CRLF + multipart.part_header("application/dicom", size),
+                    multipart.CRLF + b"--" + boundary + b"--" + multipart.CRLF,
+                ),
+            )
         except Exception:  # noqa: BLE001 - the full route gives the error its proper answer
             return None
-        boundary = secrets.token_hex(16)
-        chunks = list(multipart.encode(iter([("application/dicom", data)]), boundary))
-        return f'multipart/related; type="application/dicom"; boundary={boundary}', chunks
+        return f'multipart/related; type="application/dicom"; boundary={boundary.decode()}', [data]
 
 
-async def _send(send: Any, media_type: str, chunks: list[bytes]) -> None:
+async def _send(send: Any, media_type: str, chunks: list[Any]) -> None:
     length = sum(len(c) for c in chunks)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", media_type.encode("latin-1")),

@@ -24,3 +24,7 @@ class IntegrityError(ArchiveError):
 
 class Unauthorized(ArchiveError):
     """No valid token."""
+
+
+class NotAcceptable(ArchiveError):
+    """The object is not stored in a transfer syntax the reader asked for (no transcoding)."""

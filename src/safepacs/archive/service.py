@@ -22,7 +22,7 @@ import re
 import secrets
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,14 +30,25 @@ from typing import Literal
 
 import pydicom
 from pydicom import Dataset
-from sqlalchemy import ColumnElement, Engine, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safepacs.archive import door
 from safepacs.archive.attributes import index_values
-from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotFound
+from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotAcceptable, NotFound
 from safepacs.archive.identity import IdentityIndex, OriginalIdentity
 from safepacs.archive.recovery import RecoveryReport, recover
 from safepacs.config import SETTINGS_FILE, Settings
@@ -63,6 +74,20 @@ _DEID_KEY, _INDEX_KEY = "deid", "index"
 #: ISO 2022 escape sequences pydicom leaves in decoded text (ESC, intermediates, final)
 _ESCAPES = re.compile("\x1b[\x20-\x2f]*[\x30-\x7e]")
 _TABLE_OF = {"patient": "patients", "study": "studies", "series": "series", "instance": "instances"}
+_INSTANCES = (
+    select(
+        Study.study_uid, Series.series_uid, Instance.sop_uid, Instance.sop_class_uid,
+        Instance.transfer_syntax_uid, Instance.size, Instance.number_of_frames,
+    )
+    .join(Series, Instance.series_pk == Series.pk)
+    .join(Study, Series.study_pk == Study.pk)
+)
+_LOCATE = (
+    select(Instance.object_blob, Instance.transfer_syntax_uid, Series.series_uid, Study.study_uid)
+    .join(Series, Instance.series_pk == Series.pk)
+    .join(Study, Series.study_pk == Study.pk)
+    .where(Instance.sop_uid == bindparam("sop"))
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,23 @@ class _Prepared:
     values: dict
 
 
+@dataclass(eq=False)
+class _Job:
+    """One object waiting for its index rows to be committed (see ``_commit_grouped``)."""
+
+    prep: _Prepared
+    obj_name: str
+    delta_name: str
+    stored_size: int
+    data_key: bytes
+    result: Stored | None = None
+    error: BaseException | None = None
+
+
+class _StaleKey(Exception):
+    """The blobs were sealed with a study key that lost to another process's key."""
+
+
 class Archive:
     """A safepacs archive on a data dir.  Thread-safe; one per process."""
 
@@ -137,6 +179,10 @@ class Archive:
         self._identity_lock = threading.Lock()
         self._local = threading.local()
         self._data_keys: dict[str, bytes] = {}
+        self._pending_keys: dict[str, tuple[bytes, bytes]] = {}  # study -> (key, wrapped), not yet committed
+        self._commit_cv = threading.Condition()
+        self._commit_queue: list[_Job] = []
+        self._committing = False
         self._identities: dict[int, list[OriginalIdentity]] | None = None
         self._identity_seen = 0  # highest identity row decrypted into the cache
         #: what crash recovery removed at open; None when another process had the archive
@@ -239,6 +285,7 @@ class Archive:
         self._engine.dispose()
         self._writer.dispose()
         self._data_keys.clear()
+        self._pending_keys.clear()
         self._identities, self._identity_seen = None, 0
 
     def __enter__(self) -> Archive:
@@ -282,27 +329,33 @@ class Archive:
         found = self._existing(v["sop_uid"], prep)
         if found is not None:
             return found
-        dk = self._data_key(v["study_uid"], create=True)
-        obj_name, delta_name = new_names("obj", "dlt")
-        sop = v["sop_uid"].encode()
-        sealed_obj = crypto.seal_parts(dk, prep.body, b"object\x00" + sop, self._buffer(prep.size))
-        sealed_delta = crypto.seal(dk, prep.delta, b"delta\x00" + sop)
-        written: list[str] = []
-        try:
+        for _attempt in range(3):
+            dk = self._data_key(v["study_uid"], create=True)
+            obj_name, delta_name = new_names("obj", "dlt")
+            sop = v["sop_uid"].encode()
+            sealed_obj = crypto.seal_parts(dk, prep.body, b"object\x00" + sop, self._buffer(prep.size))
+            sealed_delta = crypto.seal(dk, prep.delta, b"delta\x00" + sop)
             written = [obj_name, delta_name]
-            self._store.put_many([(obj_name, sealed_obj), (delta_name, sealed_delta)])  # type: ignore[list-item]
-            stored = self._commit_retrying(prep, obj_name, delta_name, len(sealed_obj) + len(sealed_delta))
-        except BaseException:
-            for name in written:  # best effort; recovery removes what a crash leaves
-                try:
+            try:
+                self._store.put_many([(obj_name, sealed_obj), (delta_name, sealed_delta)])  # type: ignore[list-item]
+                stored = self._commit_grouped(
+                    _Job(prep, obj_name, delta_name, len(sealed_obj) + len(sealed_delta), dk)
+                )
+            except BaseException as exc:
+                for name in written:  # best effort; recovery removes what a crash leaves
+                    try:
+                        self._store.delete(name)
+                    except Exception:  # noqa: BLE001
+                        pass
+                if isinstance(exc, _StaleKey):  # another process created the study's key first
+                    self._forget_key(v["study_uid"])
+                    continue
+                raise
+            if stored.status == "duplicate":  # lost a race with an identical object
+                for name in written:
                     self._store.delete(name)
-                except Exception:  # noqa: BLE001
-                    pass
-            raise
-        if stored.status == "duplicate":  # lost a race with an identical object
-            for name in written:
-                self._store.delete(name)
-        return stored
+            return stored
+        raise ArchiveError("cannot agree on the study's data key (concurrent writers)")
 
     def _prepare(self, data: bytes) -> _Prepared:
         parsed = memio.parse(bytes(data) if not isinstance(data, bytes) else data)
@@ -318,7 +371,7 @@ class Archive:
             raise InvalidDicom(f"object: cannot decode identifying attributes ({exc.__class__.__name__})") from None
         if not original_sop:
             raise InvalidDicom("object: no SOPInstanceUID")
-        delta = door.deidentify(ds, self._options, self._keys)
+        delta = door.deidentify(parsed, self._options, self._keys)
         if parsed.trailer is not None:
             for elem in list(parsed.trailer.elements()):
                 delta.record((), parsed.trailer, elem.tag)
@@ -342,14 +395,14 @@ class Archive:
         v = prep.values
         return Stored(status, v["study_uid"], v["series_uid"], v["sop_uid"], v["sop_class_uid"], prep.original_uid_hash)
 
-    def _existing(self, sop_uid: str, prep: _Prepared, session: Session | None = None) -> Stored | None:
+    def _existing(self, sop_uid: str, prep: _Prepared, conn: Connection | None = None) -> Stored | None:
         """Duplicate (same content) or Conflict (other content) when the UID is stored."""
         stmt = select(Instance.content_hash).where(Instance.sop_uid == sop_uid)
-        if session is None:
-            with Session(self._engine) as s:
-                found = s.scalar(stmt)
+        if conn is None:
+            with self._engine.connect() as c:
+                found = c.scalar(stmt)
         else:
-            found = session.scalar(stmt)
+            found = conn.scalar(stmt)
         if found is None:
             return None
         if found == prep.content_hash:
@@ -358,97 +411,156 @@ class Archive:
             "an instance with this SOP Instance UID and different content is already stored"
         )
 
-    def _commit_retrying(self, prep: _Prepared, obj_name: str, delta_name: str, stored_size: int) -> Stored:
-        """Another process (an import beside the server) may insert the same patient, study
-        or series between our read and our insert; the unique constraints then refuse ours
-        and the transaction is simply run again (it will find their rows)."""
-        for attempt in range(4):
-            try:
-                return self._commit(prep, obj_name, delta_name, stored_size)
-            except DBIntegrityError:
-                if attempt == 3:
-                    raise ArchiveError("the index refused the object (concurrent writers)") from None
-        raise AssertionError("unreachable")
+    def _commit_grouped(self, job: _Job) -> Stored:
+        """Commit ``job``'s index rows, in one transaction with those of every other ingest
+        waiting at the same moment (group commit: one database sync for all of them).
 
-    def _commit(self, prep: _Prepared, obj_name: str, delta_name: str, stored_size: int) -> Stored:
+        The first thread to arrive commits the batch for everybody; each object has its own
+        savepoint, so one refused object (a conflict, a series of another study) does not
+        fail the others.  A sender is answered only after the batch's COMMIT returned.
+        """
+        for _attempt in range(4):
+            job.result = job.error = None
+            with self._commit_cv:
+                self._commit_queue.append(job)
+                while job.result is None and job.error is None:
+                    if self._committing:
+                        self._commit_cv.wait()
+                        continue
+                    self._committing = True
+                    batch, self._commit_queue = self._commit_queue, []
+                    self._commit_cv.release()
+                    try:
+                        self._commit_batch(batch)
+                    finally:
+                        self._commit_cv.acquire()
+                        self._committing = False
+                        self._commit_cv.notify_all()
+            if job.result is not None:
+                return job.result
+            if not isinstance(job.error, DBIntegrityError):
+                raise job.error  # type: ignore[misc]
+            # another process inserted the same patient, study or series between our read and
+            # our insert; run again, it will find their rows
+        raise ArchiveError("the index refused the object (concurrent writers)")
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        try:
+            with self._write_lock, self._writer.begin() as conn:
+                for job in batch:
+                    try:
+                        with conn.begin_nested():
+                            job.result = self._commit_one(conn, job)
+                    except (ArchiveError, InvalidDicom, _StaleKey, DBIntegrityError) as exc:
+                        job.result, job.error = None, exc
+        except BaseException as exc:  # the COMMIT failed: nothing of the batch is stored
+            for job in batch:
+                job.result, job.error = None, exc
+            if not isinstance(exc, Exception):
+                raise
+            return
+        with self._key_lock:  # keys created with their study are now durable
+            for job in batch:
+                if job.result is not None:
+                    uid = job.prep.values["study_uid"]
+                    if self._pending_keys.pop(uid, None) is not None:
+                        self._data_keys[uid] = job.data_key
+
+    def _commit_one(self, conn: Connection, job: _Job) -> Stored:
+        """The index rows of one object (SQLAlchemy Core: the ORM cost more than the SQL)."""
+        prep = job.prep
         v = prep.values
-        with self._write_lock, Session(self._writer) as session:
-            with session.begin():
-                found = self._existing(v["sop_uid"], prep, session)
-                if found is not None:
-                    return found
-                patient = session.scalar(select(Patient).where(Patient.patient_id == v["patient_id"]))
-                if patient is None:
-                    patient = Patient(
-                        patient_id=v["patient_id"], patient_name=v["patient_name"],
-                        birth_date=v["birth_date"], sex=v["sex"],
-                    )
-                    session.add(patient)
-                    session.flush()
-                self._add_identity(session, patient, prep.original)
-                # the study row is locked (PostgreSQL; SQLite writers are serial anyway) so that
-                # counters and ModalitiesInStudy are updated by one writer at a time
-                study = session.scalar(
-                    select(Study).where(Study.study_uid == v["study_uid"]).with_for_update()
+        found = self._existing(v["sop_uid"], prep, conn)
+        if found is not None:
+            return found
+        patient_pk = conn.scalar(select(Patient.pk).where(Patient.patient_id == v["patient_id"]))
+        if patient_pk is None:
+            patient_pk = conn.execute(
+                insert(Patient).values(
+                    patient_id=v["patient_id"], patient_name=v["patient_name"],
+                    birth_date=v["birth_date"], sex=v["sex"],
                 )
-                if study is None:
-                    study = Study(
-                        study_uid=v["study_uid"], patient_pk=patient.pk, study_date=v["study_date"],
-                        study_time=v["study_time"], accession_number=v["accession_number"],
-                        accession_hash=(
-                            self._identity.accession_hash(prep.original_accession)
-                            if prep.original_accession else None
-                        ),
-                        study_id=v["study_id"], study_description=v["study_description"],
-                        referring_physician_name=v["referring_physician_name"], modalities="|",
-                        num_series=0, num_instances=0,
-                    )
-                    session.add(study)
-                    session.flush()
-                series = session.scalar(select(Series).where(Series.series_uid == v["series_uid"]))
-                if series is None:
-                    series = Series(
-                        series_uid=v["series_uid"], study_pk=study.pk, modality=v["modality"],
-                        series_number=v["series_number"], series_description=v["series_description"],
-                        num_instances=0,
-                    )
-                    session.add(series)
-                    study.num_series += 1
-                    session.flush()
-                elif series.study_pk != study.pk:
-                    raise InvalidDicom("object: its series belongs to another study")
-                if v["modality"] and f"|{v['modality']}|" not in study.modalities:
-                    study.modalities = study.modalities + v["modality"] + "|"
-                study.num_instances += 1
-                series.num_instances += 1
-                session.add(
-                    Instance(
-                        sop_uid=v["sop_uid"], series_pk=series.pk, sop_class_uid=v["sop_class_uid"],
-                        transfer_syntax_uid=v["transfer_syntax_uid"],
-                        instance_number=v["instance_number"], rows=v["rows"], columns=v["columns"],
-                        bits_allocated=v["bits_allocated"], number_of_frames=v["number_of_frames"],
-                        size=prep.size, content_hash=prep.content_hash,
-                        original_uid_hash=prep.original_uid_hash, object_blob=obj_name,
-                        delta_blob=delta_name, stored_size=stored_size, created_at=_now(),
-                    )
+            ).inserted_primary_key[0]
+        self._add_identity(conn, patient_pk, v["patient_id"], prep.original)
+        # the study row is locked (PostgreSQL; SQLite writers are serial anyway) so that
+        # counters and ModalitiesInStudy are updated by one writer at a time
+        study = conn.execute(
+            select(Study.pk, Study.modalities).where(Study.study_uid == v["study_uid"]).with_for_update()
+        ).first()
+        if study is None:
+            study_pk = conn.execute(
+                insert(Study).values(
+                    study_uid=v["study_uid"], patient_pk=patient_pk, study_date=v["study_date"],
+                    study_time=v["study_time"], accession_number=v["accession_number"],
+                    accession_hash=(
+                        self._identity.accession_hash(prep.original_accession)
+                        if prep.original_accession else None
+                    ),
+                    study_id=v["study_id"], study_description=v["study_description"],
+                    referring_physician_name=v["referring_physician_name"], modalities="|",
+                    num_series=0, num_instances=0,
                 )
+            ).inserted_primary_key[0]
+            modalities = "|"
+        else:
+            study_pk, modalities = study
+        self._check_data_key(conn, v["study_uid"], job.data_key)
+        series = conn.execute(
+            select(Series.pk, Series.study_pk).where(Series.series_uid == v["series_uid"])
+        ).first()
+        new_series = series is None
+        if series is None:
+            series_pk = conn.execute(
+                insert(Series).values(
+                    series_uid=v["series_uid"], study_pk=study_pk, modality=v["modality"],
+                    series_number=v["series_number"], series_description=v["series_description"],
+                    num_instances=0,
+                )
+            ).inserted_primary_key[0]
+        elif series.study_pk != study_pk:
+            raise InvalidDicom("object: its series belongs to another study")
+        else:
+            series_pk = series.pk
+        if v["modality"] and f"|{v['modality']}|" not in modalities:
+            modalities = modalities + v["modality"] + "|"
+        conn.execute(
+            update(Study).where(Study.pk == study_pk).values(
+                num_instances=Study.num_instances + 1,
+                num_series=Study.num_series + (1 if new_series else 0),
+                modalities=modalities,
+            )
+        )
+        conn.execute(
+            update(Series).where(Series.pk == series_pk).values(num_instances=Series.num_instances + 1)
+        )
+        conn.execute(
+            insert(Instance).values(
+                sop_uid=v["sop_uid"], series_pk=series_pk, sop_class_uid=v["sop_class_uid"],
+                transfer_syntax_uid=v["transfer_syntax_uid"],
+                instance_number=v["instance_number"], rows=v["rows"], columns=v["columns"],
+                bits_allocated=v["bits_allocated"], number_of_frames=v["number_of_frames"],
+                size=prep.size, content_hash=prep.content_hash,
+                original_uid_hash=prep.original_uid_hash, object_blob=job.obj_name,
+                delta_blob=job.delta_name, stored_size=job.stored_size, created_at=_now(),
+            )
+        )
         return self._stored(prep, "stored")
 
-    def _add_identity(self, session: Session, patient: Patient, ident: OriginalIdentity) -> None:
+    def _add_identity(self, conn: Connection, patient_pk: int, pseudonym: str, ident: OriginalIdentity) -> None:
         if not ident.patient_id and not ident.patient_name:
             return
         entry = self._identity.entry_hash(ident)
-        exists = session.scalar(
-            select(Identity.pk).where(Identity.patient_pk == patient.pk, Identity.entry_hash == entry)
+        exists = conn.scalar(
+            select(Identity.pk).where(Identity.patient_pk == patient_pk, Identity.entry_hash == entry)
         )
         if exists is not None:
             return
-        session.add(
-            Identity(
-                patient_pk=patient.pk,
+        conn.execute(
+            insert(Identity).values(
+                patient_pk=patient_pk,
                 id_hash=self._identity.id_hash(ident.patient_id),
                 entry_hash=entry,
-                sealed=self._identity.seal(ident, patient.patient_id),
+                sealed=self._identity.seal(ident, pseudonym),
             )
         )
 
@@ -462,6 +574,10 @@ class Archive:
         return buf
 
     def _data_key(self, study_uid: str, *, create: bool = False) -> bytes:
+        """The study's data key: cached once known to be in the index.  A new study's key
+        (``create``) is only pending until the study's first object commits: its row goes
+        into that same transaction (one database sync less per new study), and a key whose
+        study never committed is simply never written."""
         key = self._data_keys.get(study_uid)
         if key is not None:
             return key
@@ -470,26 +586,40 @@ class Archive:
             key = self._data_keys.get(study_uid)
             if key is not None:
                 return key
-            for _attempt in range(3):
-                with Session(self._writer) as session:
-                    row = session.get(DataKey, study_uid)
-                    if row is not None:
-                        key = self._kek.unwrap(row.wrapped, context)
-                        break
-                    if not create:
-                        raise NotFound("no such study")
-                    key = crypto.generate_key()
-                    session.add(DataKey(study_uid=study_uid, wrapped=self._kek.wrap(key, context), kek_id=self._kek.key_id))
-                    try:
-                        session.commit()
-                        break
-                    except DBIntegrityError:  # another process created it first
-                        session.rollback()
-                        key = None
-            if key is None:
-                raise ArchiveError("cannot create the study's data key")
-            self._data_keys[study_uid] = key
-            return key
+            with self._engine.connect() as conn:
+                wrapped = conn.scalar(select(DataKey.wrapped).where(DataKey.study_uid == study_uid))
+            if wrapped is not None:
+                key = self._kek.unwrap(wrapped, context)
+                self._data_keys[study_uid] = key
+                self._pending_keys.pop(study_uid, None)
+                return key
+            if not create:
+                raise NotFound("no such study")
+            pending = self._pending_keys.get(study_uid)
+            if pending is None:
+                key = crypto.generate_key()
+                pending = (key, self._kek.wrap(key, context))
+                self._pending_keys[study_uid] = pending
+            return pending[0]
+
+    def _check_data_key(self, conn: Connection, study_uid: str, key: bytes) -> None:
+        """In the commit: write a pending key, or make sure the stored one is the one the
+        blobs were sealed with (another process may have created the study meanwhile)."""
+        if self._data_keys.get(study_uid) == key:
+            return
+        wrapped = conn.scalar(select(DataKey.wrapped).where(DataKey.study_uid == study_uid))
+        if wrapped is None:
+            pending = self._pending_keys.get(study_uid)
+            if pending is None or pending[0] != key:
+                raise _StaleKey()
+            conn.execute(insert(DataKey).values(study_uid=study_uid, wrapped=pending[1], kek_id=self._kek.key_id))
+        elif self._kek.unwrap(wrapped, b"study:" + study_uid.encode()) != key:
+            raise _StaleKey()
+
+    def _forget_key(self, study_uid: str) -> None:
+        with self._key_lock:
+            self._pending_keys.pop(study_uid, None)
+            self._data_keys.pop(study_uid, None)
 
     # --- retrieval ----------------------------------------------------------------
     def instances(
@@ -497,46 +627,65 @@ class Archive:
     ) -> list[InstanceRef]:
         """Instances of a study (or one series, or one instance), in stored order."""
         _uid_or_notfound(study_uid, series_uid, sop_uid)
-        stmt = (
-            select(Instance, Series.series_uid, Study.study_uid)
-            .join(Series, Instance.series_pk == Series.pk)
-            .join(Study, Series.study_pk == Study.pk)
-            .where(Study.study_uid == study_uid)
-        )
+        stmt = _INSTANCES.where(Study.study_uid == study_uid)
         if series_uid is not None:
             stmt = stmt.where(Series.series_uid == series_uid)
         if sop_uid is not None:
             stmt = stmt.where(Instance.sop_uid == sop_uid)
-        with Session(self._engine) as session:
-            rows = session.execute(stmt.order_by(Instance.pk)).all()
+        with self._engine.connect() as conn:  # Core, not the ORM: this is on every retrieve
+            rows = conn.execute(stmt.order_by(Instance.pk)).all()
         if not rows:
             raise NotFound("no such study, series or instance")
-        return [
-            InstanceRef(st, se, i.sop_uid, i.sop_class_uid, i.transfer_syntax_uid, i.size, i.number_of_frames)
-            for i, se, st in rows
-        ]
+        return [InstanceRef(*row) for row in rows]
 
-    def read_instance(self, sop_uid: str, *, principal: Principal) -> bytes:
-        """Part 10 bytes of the de-identified object, decrypted and authenticated."""
-        _uid_or_notfound(sop_uid)
-        with Session(self._engine) as session:
-            row = session.execute(
-                select(Instance.object_blob, Study.study_uid)
-                .join(Series, Instance.series_pk == Series.pk)
-                .join(Study, Series.study_pk == Study.pk)
-                .where(Instance.sop_uid == sop_uid)
-            ).first()
-        if row is None:
+    def read_instance(
+        self,
+        sop_uid: str,
+        *,
+        principal: Principal,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+        transfer_syntaxes: set[str] | None = None,
+        frame: Callable[[int], tuple[bytes, bytes]] | None = None,
+    ) -> bytes | bytearray:
+        """Part 10 bytes of the de-identified object, decrypted and authenticated.
+
+        One index query finds the object and checks it belongs to ``study_uid`` and
+        ``series_uid`` when given (NotFound otherwise), and that its transfer syntax is one of
+        ``transfer_syntaxes`` when given (NotAcceptable otherwise).  ``frame(size)`` may return
+        ``(prefix, suffix)``: the result is then prefix + object + suffix in one buffer,
+        decrypted in place, so a multipart response is sent without copying the object again.
+        """
+        _uid_or_notfound(sop_uid, study_uid, series_uid)
+        with self._engine.connect() as conn:
+            row = conn.execute(_LOCATE, {"sop": sop_uid}).first()
+        if row is None or (study_uid is not None and row.study_uid != study_uid) or (
+            series_uid is not None and row.series_uid != series_uid
+        ):
             raise NotFound("no such instance")
-        blob_name, study_uid = row
+        if transfer_syntaxes is not None and row.transfer_syntax_uid not in transfer_syntaxes:
+            raise NotAcceptable("the stored transfer syntax was not asked for")
         try:
-            blob = self._store.get(blob_name)
+            blob = self._store.get(row.object_blob)
         except BlobNotFound:
             raise IntegrityError("the stored object is missing from the blob store") from None
+        key = self._data_key(row.study_uid)
+        context = b"object\x00" + sop_uid.encode()
         try:
-            return crypto.unseal(self._data_key(study_uid), blob, b"object\x00" + sop_uid.encode())
+            if frame is None:
+                return crypto.unseal(key, blob, context)
+            size = crypto.plain_size(blob)
+            prefix, suffix = frame(size)
+            end = len(prefix) + size
+            out = bytearray(end + max(len(suffix), 15))
+            with memoryview(out) as view:
+                crypto.unseal_into(key, blob, context, view[len(prefix) :])
+                view[: len(prefix)] = prefix
+                view[end : end + len(suffix)] = suffix
         except crypto.TamperedError as exc:
             raise IntegrityError(str(exc)) from None
+        del out[end + len(suffix) :]  # the cipher's slack, when the suffix is shorter
+        return out
 
     def metadata(self, sop_uid: str, *, principal: Principal) -> Dataset:
         """The de-identified header, without pixel data."""

@@ -1,7 +1,7 @@
 """Which objects may carry identity burned into their pixels.
 
 Header de-identification cannot see pixels.  An object whose header says it has burned-in
-text, or whose kind usually has it while the header is silent, is cleaned by Clean Pixel
+text, or that is an image whose header does not say "NO", is cleaned by Clean Pixel
 Data (``clean_pixels="auto"``), or refused when pixel cleaning is off unless the user
 explicitly accepts the risk.
 """
@@ -37,4 +37,14 @@ def burned_in_risk(ds: Dataset) -> str | None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if any(sop_class.startswith(p) for p in RISKY_SOP_CLASS_PREFIXES):
         return "SOP class commonly carries burned-in text and BurnedInAnnotation is absent"
+    if _is_image(ds):
+        # Fail closed: radiographs and even CT slices are found in the wild with a name and a
+        # date burned in (the TCIA pseudo-PHI CR and CT among them) and no flag.  Only an
+        # explicit "NO" spares an image the (cheap, when there is no text) pixel check.
+        return "image without BurnedInAnnotation NO may carry burned-in text"
     return None
+
+
+def _is_image(ds: Dataset) -> bool:
+    """The header describes pixel data (it is read without the pixels themselves)."""
+    return "Rows" in ds and "Columns" in ds and ("BitsAllocated" in ds or "PixelData" in ds)

@@ -53,6 +53,20 @@ class DicomFile:
     pixel_end: int | None  # offset just past the pixel-group elements
     trailer: Dataset | None  # elements after the pixel data (padding, signatures, private)
 
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def pixel_group_bytes(self) -> bytes:
+        """The pixel-group elements exactly as they lie in the file."""
+        assert self.pixel_start is not None and self.pixel_end is not None
+        with open(self.path, "rb") as fh:
+            fh.seek(self.pixel_start)
+            data = fh.read(self.pixel_end - self.pixel_start)
+        if len(data) != self.pixel_end - self.pixel_start:
+            raise InvalidDicom(f"{self.path.name}: file shrank while reading")
+        return data
+
 
 def read_header(path: Path) -> DicomFile:
     """Parse ``path`` up to its pixel data and locate the pixel bytes.
@@ -217,8 +231,10 @@ def _skip_items(fh, pos: int, size: int, en: str, name: str) -> int:
 
 def load_pixel_group(src: DicomFile) -> bytes | None:
     """Read the pixel-group elements of ``src`` into its dataset (pixel cleaning needs them)
-    and return their bytes exactly as they lie in the file.
+    and return their bytes exactly as they lie in the input.
 
+    ``src`` is a :class:`DicomFile` or anything with the same ``dataset``, ``pixel_start``,
+    ``pixel_end``, ``name`` and ``pixel_group_bytes()`` (the archive's in-memory parse).
     A no-op returning None when the dataset already holds them (files read whole) or has none.
     """
     ds = src.dataset
@@ -227,11 +243,7 @@ def load_pixel_group(src: DicomFile) -> bytes | None:
     tsuid = ds.file_meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
     little = tsuid != ExplicitVRBigEndian
-    with open(src.path, "rb") as fh:
-        fh.seek(src.pixel_start)
-        data = fh.read(src.pixel_end - src.pixel_start)
-    if len(data) != src.pixel_end - src.pixel_start:
-        raise InvalidDicom(f"{src.path.name}: file shrank while reading")
+    data = src.pixel_group_bytes()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -242,7 +254,7 @@ def load_pixel_group(src: DicomFile) -> bytes | None:
                     elem.VR = "OW" if int(ds.get("BitsAllocated", 8) or 8) > 8 else "OB"
                 ds[tag] = elem
     except Exception as exc:  # noqa: BLE001 - never echo values
-        raise InvalidDicom(f"{src.path.name}: malformed pixel data ({_why(exc)})") from None
+        raise InvalidDicom(f"{src.name}: malformed pixel data ({_why(exc)})") from None
     return data
 
 

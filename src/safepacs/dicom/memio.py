@@ -52,6 +52,16 @@ class Parsed:
     pixel_end: int | None = None
     trailer: Dataset | None = None  # elements after the pixel data
     whole: bool = False  # the dataset holds everything (slow path); write it as it is
+    name: str = "object"
+
+    def pixel_group_bytes(self) -> bytes:
+        """The pixel-group elements exactly as they lie in ``data``."""
+        assert self.pixel_start is not None and self.pixel_end is not None
+        return self.data[self.pixel_start : self.pixel_end]
+
+    def pixels_replaced(self) -> None:
+        """The dataset now holds new pixel data: serialise it instead of the input's bytes."""
+        self.pixel_start = self.pixel_end = None
 
 
 def parse(data: bytes, name: str = "object") -> Parsed:

@@ -231,6 +231,36 @@ def unseal(data_key: bytes, blob: Buffer, context: bytes) -> bytes:
         raise TamperedError("stored blob failed its integrity check (AES-GCM tag)") from None
 
 
+def plain_size(blob: Buffer) -> int:
+    """Bytes :func:`unseal` would return for ``blob`` (0 for a blob too short to be one)."""
+    return max(0, len(blob) - BLOB_OVERHEAD)
+
+
+def unseal_into(data_key: bytes, blob: Buffer, context: bytes, out: memoryview) -> None:
+    """:func:`unseal` writing the plaintext into ``out[:plain_size(blob)]``, so a caller can
+    frame it (a multipart header before, a delimiter after) without copying it again.
+
+    ``out`` must hold ``plain_size(blob) + 15`` bytes (the cipher's block slack).  On
+    :class:`TamperedError` ``out`` holds unauthenticated bytes: the caller must drop it.
+    """
+    head = len(BLOB_MAGIC) + _SALT + _NONCE
+    if len(blob) < head + _TAG or bytes(blob[: len(BLOB_MAGIC)]) != BLOB_MAGIC:
+        raise TamperedError("stored blob is malformed or truncated")
+    if len(out) < plain_size(blob) + 15:
+        raise ValueError("output buffer too small")
+    blob = memoryview(blob)
+    salt = bytes(blob[len(BLOB_MAGIC) : len(BLOB_MAGIC) + _SALT])
+    nonce = bytes(blob[len(BLOB_MAGIC) + _SALT : head])
+    tag = bytes(blob[len(blob) - _TAG :])
+    dec = Cipher(algorithms.AES(_blob_key_bytes(data_key, salt)), modes.GCM(nonce, tag)).decryptor()
+    dec.authenticate_additional_data(bytes(blob[:head]) + context)
+    try:
+        dec.update_into(blob[head : len(blob) - _TAG], out)
+        dec.finalize()
+    except InvalidTag:
+        raise TamperedError("stored blob failed its integrity check (AES-GCM tag)") from None
+
+
 def keyed_hash(key: bytes, purpose: str, value: str) -> str:
     """HMAC-SHA-256 as lower-case hex: finds a value without storing it."""
     msg = purpose.encode() + b"\x00" + value.encode("utf-8", "surrogatepass")

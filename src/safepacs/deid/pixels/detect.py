@@ -181,25 +181,31 @@ def ink_masks(
     return out
 
 
-def line_runs(ink: np.ndarray) -> list[int]:
-    """Heights of the runs of inked rows (text lines), split by gaps.  A row counts as a
-    gap when it holds under a tenth of the busiest row's ink: descenders, brackets and
-    commas reach into the space between close lines."""
+def line_spans(ink: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last + 1) rows of each text line of an ink mask, split by gaps.  A row
+    counts as a gap when it holds under a tenth of the busiest row's ink: descenders,
+    brackets and commas reach into the space between close lines."""
     counts = np.count_nonzero(ink, axis=1)
-    inked = counts > 0.1 * counts.max() if counts.size and counts.max() else counts > 0
+    if not counts.size or not counts.max():
+        return []
+    inked = counts > 0.1 * counts.max()
     gap = max(2, ink.shape[0] // 12)
-    runs: list[int] = []
-    start, blank = None, gap
+    spans: list[list[int]] = []
+    blank = gap
     for i, row in enumerate(inked):
         if row:
-            if start is None or blank >= gap:
-                runs.append(0)
-                start = i
-            runs[-1] = i - start + 1
+            if not spans or blank >= gap:
+                spans.append([i, i + 1])
+            spans[-1][1] = i + 1
             blank = 0
         else:
             blank += 1
-    return runs
+    return [(a, b) for a, b in spans]
+
+
+def line_runs(ink: np.ndarray) -> list[int]:
+    """Heights of the text lines of an ink mask."""
+    return [b - a for a, b in line_spans(ink)]
 
 
 def _line_height(ink: np.ndarray) -> int:

@@ -80,8 +80,19 @@ def _in_border(p: detect.Proposal, rows: int, cols: int) -> bool:
     )
 
 
-def _glyph_sized(p: detect.Proposal) -> bool:
-    return p.w <= detect.GLYPH_ASPECT * p.h
+def _glyph_sized(frame: np.ndarray, p: detect.Proposal) -> bool:
+    """One glyph ("L", "左"): the box, and the ink inside it, about as wide as tall.
+
+    The ink decides, not the box alone: a label plate makes a small two-character name
+    (高强) look square.
+    """
+    if p.w > detect.GLYPH_ASPECT * p.h:
+        return False
+    masks = detect.ink_masks(frame, p.x, p.y, p.w, p.h)
+    if not masks:
+        return True
+    ys, xs = np.nonzero(masks[0][0])
+    return bool(np.ptp(xs) + 1 <= detect.GLYPH_ASPECT * (np.ptp(ys) + 1))
 
 
 def find_identity(
@@ -104,11 +115,11 @@ def find_identity(
     needles = _decide.header_needles(header)
     t1 = time.perf_counter()
 
-    def enough(text: str, conf: float) -> bool:  # one identifying reading decides a box
-        return _decide.identity_rule(text, needles, conf) is not None
+    def enough(text: str, conf: float) -> bool:  # one sure identifying reading decides
+        return conf >= ocr.DOUBTFUL and _decide.identity_rule(text, needles, conf) is not None
 
     for p in proposals:
-        glyph = _glyph_sized(p)
+        glyph = _glyph_sized(frame, p)
         if (glyph and not remove_all_text) or _inside(p, fixed):
             continue
         reading = ocr.read(frame, p.x, p.y, p.w, p.h, single_glyph=glyph, enough=enough)
@@ -135,7 +146,7 @@ def legible_identity(frame: np.ndarray, header: Dataset) -> list[str]:
     needles = _decide.header_needles(header)
     found: set[str] = set()
     for p in detect.propose(frame):
-        if _glyph_sized(p):
+        if _glyph_sized(frame, p):
             continue
         reading = ocr.read(frame, p.x, p.y, p.w, p.h)
         for text, conf in reading.readings:

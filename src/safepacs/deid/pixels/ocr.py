@@ -197,6 +197,16 @@ def _read_page(page: np.ndarray, mode: int, enough: Enough | None) -> list[tuple
     return out
 
 
+def _read_lines(ink: np.ndarray, enough: Enough | None) -> list[tuple[str, float]]:
+    """Each line of a block read on its own, for blocks that read poorly as a whole."""
+    out: list[tuple[str, float]] = []
+    for top, bottom in detect.line_spans(ink):
+        if bottom - top < 3:
+            continue
+        out += _read_page(page_for(ink[top:bottom], bottom - top), _local.psm.SINGLE_LINE, enough)
+    return out
+
+
 def _accepted(readings: list[tuple[str, float]]) -> bool:
     """A reading good enough to stop trying: confident and more than a stray mark."""
     return any(c >= DOUBTFUL and sum(ch.isalnum() for ch in t) >= 1 for t, c in readings)
@@ -233,6 +243,8 @@ def read(
         one_line = line_count(ink) <= 1
         mode = psm.SINGLE_CHAR if single_glyph else psm.SINGLE_LINE if one_line else psm.SINGLE_BLOCK
         got = _read_page(page_for(ink, height), mode, enough)
+        if not one_line and not single_glyph and not _accepted(got):
+            got += _read_lines(ink, enough)  # a stray mark may have made a second "line"
         readings += got
         if _accepted(got) or (enough is not None and any(enough(t, c) for t, c in got)):
             blobs = n
