@@ -400,6 +400,7 @@ def plan(
                     str(out),
                     "--key-file",
                     str(key),
+                    "--no-clean-pixels",  # header de-identification, like the peers
                     "--accept-burned-in-risk",
                     "--workers",
                     str(w),
