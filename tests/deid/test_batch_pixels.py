@@ -194,3 +194,16 @@ def test_multiframe_original_restores_exactly(tmp_path, keys):
     result = _deid(src, tmp_path, keys)["cine.dcm"]
     assert result.status == "ok" and result.pixels["frames_examined"] == 3
     assert _restored_bytes_equal(tmp_path, keys, originals) == {"cine.dcm": True}
+
+
+def test_image_header_without_pixel_data_is_not_refused(tmp_path, keys):
+    """Rows/Columns but no pixel data (a header-only export): nothing can be burned in."""
+    src = tmp_path / "in"
+    cr = chest_xray(206).dataset
+    del cr.BurnedInAnnotation
+    del cr.PixelData
+    _save(cr, src / "header.dcm")
+    result = _deid(src, tmp_path, keys)["header.dcm"]
+    assert result.status == "ok" and result.pixels is None
+    never = _deid(src, tmp_path / "never", keys, clean_pixels="never")["header.dcm"]
+    assert never.status == "ok"

@@ -8,7 +8,12 @@ options).  The pixel patches it removes go into the same identity delta as the h
 
 from __future__ import annotations
 
-from safepacs.deid.batch import clean_file_pixels, original_header, should_clean_pixels
+from safepacs.deid.batch import (
+    clean_file_pixels,
+    has_pixel_data,
+    original_header,
+    should_clean_pixels,
+)
 from safepacs.deid.delta import IdentityDelta
 from safepacs.deid.engine import deidentify_inplace
 from safepacs.deid.keys import Keys
@@ -26,7 +31,8 @@ def deidentify(parsed: Parsed, options: Options, keys: Keys) -> IdentityDelta:
     """
     ds = parsed.dataset
     if not should_clean_pixels(parsed, options):  # type: ignore[arg-type]
-        return deidentify_inplace(ds, options, keys)
+        # without pixel data nothing can be burned in
+        return deidentify_inplace(ds, options, keys, pixels_cleaned=not has_pixel_data(parsed))  # type: ignore[arg-type]
     original = original_header(ds)
     delta = deidentify_inplace(ds, options, keys, pixels_cleaned=True)
     try:

@@ -181,8 +181,9 @@ def process(task: Task) -> Result:
             known = job.patient_identifiers.get(_identity_group(ds))
         clean = should_clean_pixels(src, job.options)
         original = original_header(ds) if clean else None
-        delta = deidentify_inplace(
-            ds, job.options, keys, known_identifiers=known, pixels_cleaned=clean
+        delta = deidentify_inplace(  # no pixel data: nothing can be burned in
+            ds, job.options, keys, known_identifiers=known,
+            pixels_cleaned=clean or not has_pixel_data(src),
         )
         if src.trailer is not None:
             for elem in list(src.trailer.elements()):
@@ -205,13 +206,15 @@ def process(task: Task) -> Result:
     return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
 
 
+def has_pixel_data(src: DicomFile) -> bool:
+    """The object carries pixel data (read, or located in the input for a byte copy)."""
+    return src.pixel_start is not None or _PIXEL_DATA in src.dataset
+
+
 def should_clean_pixels(src: DicomFile, options: Options) -> bool:
     """Clean Pixel Data runs on files with pixel data: always, or ("auto") when the file
     may carry burned-in text.  Everything else keeps the header-only fast path."""
-    if options.clean_pixels == "never":
-        return False
-    has_pixels = src.pixel_start is not None or _PIXEL_DATA in src.dataset
-    if not has_pixels:
+    if options.clean_pixels == "never" or not has_pixel_data(src):
         return False
     return options.clean_pixels == "always" or burned_in_risk(src.dataset) is not None
 
