@@ -17,7 +17,7 @@ APT_FILES    := /usr/bin/dcmdump /usr/bin/dciodvfy /usr/bin/storescu \
 
 .PHONY: run test install system-deps s3rver lint bench clean
 
-run: install
+run: install system-deps
 	$(BIN)/safepacs serve --data-dir safepacs-data
 
 test: install system-deps s3rver

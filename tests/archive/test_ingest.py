@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 
 import pydicom
@@ -237,3 +238,120 @@ def test_two_archive_instances_writing_the_same_study_at_once(archive, archive_d
     assert (status["patients"], status["studies"], status["series"], status["instances"]) == (1, 1, 3, 12)
     (study,) = arch.search("study", {}, principal=READER)
     assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (3, 12)
+
+
+def test_read_instance_checks_study_series_and_transfer_syntax_in_one_call(archive):
+    from safepacs.archive import NotAcceptable
+
+    arch, _ = archive
+    a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
+    b = arch.ingest(ct_bytes("1.2.3.2", study="1.2.3.99", series="1.2.3.98"), source="t")
+    whole = arch.read_instance(a.sop_instance_uid, principal=READER)
+    assert arch.read_instance(a.sop_instance_uid, principal=READER, study_uid=a.study_uid,
+                              series_uid=a.series_uid) == whole
+    with pytest.raises(NotFound):  # the instance exists, but not in that study or series
+        arch.read_instance(a.sop_instance_uid, principal=READER, study_uid=b.study_uid)
+    with pytest.raises(NotFound):
+        arch.read_instance(a.sop_instance_uid, principal=READER, series_uid=b.series_uid)
+    with pytest.raises(NotAcceptable):
+        arch.read_instance(a.sop_instance_uid, principal=READER, transfer_syntaxes={"1.2.840.10008.1.2.4.50"})
+    assert arch.read_instance(a.sop_instance_uid, principal=READER,
+                              transfer_syntaxes={"1.2.840.10008.1.2.1"}) == whole
+
+
+@pytest.mark.parametrize("suffix", [b"--end--\r\n" * 3, b"", b"!"])
+def test_framed_read_puts_the_object_between_prefix_and_suffix(archive, suffix):
+    arch, _ = archive
+    a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
+    whole = arch.read_instance(a.sop_instance_uid, principal=READER)
+    sizes = []
+
+    def frame(size: int) -> tuple[bytes, bytes]:
+        sizes.append(size)
+        return b"head:" + str(size).encode(), suffix
+
+    framed = arch.read_instance(a.sop_instance_uid, principal=READER, frame=frame)
+    assert sizes == [len(whole)]
+    assert bytes(framed) == b"head:" + str(len(whole)).encode() + whole + suffix
+
+
+def test_framed_read_of_a_tampered_blob_returns_nothing(archive, archive_dir):
+    arch, _ = archive
+    a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
+    (obj,) = _blobs(archive_dir, "obj")
+    raw = bytearray(obj.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    obj.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError):
+        arch.read_instance(a.sop_instance_uid, principal=READER, frame=lambda n: (b"<", b">" * 20))
+
+
+def test_objects_waiting_together_commit_in_one_batch_and_a_conflict_fails_only_itself(archive, archive_dir):
+    arch, _ = archive
+    batches: list[int] = []
+    original = arch._commit_batch
+
+    def counting(batch):  # type: ignore[no-untyped-def]
+        batches.append(len(batch))
+        original(batch)
+
+    arch._commit_batch = counting  # type: ignore[method-assign]
+    objects = [ct_bytes(f"1.2.4.{i}", series=f"1.2.4.9.{i % 2}") for i in range(5)]
+    objects.append(ct_bytes("1.2.4.0", series="1.2.4.9.0", pixel=99))  # same UID, other content
+    results, errors = [], []
+
+    def send(data: bytes) -> None:
+        try:
+            results.append(arch.ingest(data, source="t"))
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    with arch._write_lock:  # hold the index so that every object queues behind the first
+        threads = [threading.Thread(target=send, args=(d,)) for d in objects]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(arch._commit_queue) < len(objects) - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert [type(e) for e in errors] == [Conflict]
+    assert sorted(r.status for r in results) == ["stored"] * 5
+    assert max(batches) >= len(objects) - 1 and sum(batches) == len(objects)
+    status = arch.status()
+    assert (status["series"], status["instances"]) == (2, 5)
+    assert len(_blobs(archive_dir, "obj")) == 5 and len(_blobs(archive_dir, "dlt")) == 5
+
+
+def test_new_study_key_created_meanwhile_by_another_process_is_adopted(archive, archive_dir, database_url):
+    """Two writers create the same new study at once: the one that commits second sealed its
+    blobs with a key that lost; it must seal them again under the winner's key."""
+    from safepacs.archive import Archive
+
+    arch, _ = archive
+    other = Archive.open(archive_dir, database_url=database_url)
+    original_put = arch._store.put_many
+    interleaved: list[bool] = []
+
+    def put_then_other_writer_commits(items):  # type: ignore[no-untyped-def]
+        original_put(items)
+        if not interleaved:
+            interleaved.append(True)
+            other.ingest(ct_bytes("1.2.5.2"), source="other")
+
+    arch._store.put_many = put_then_other_writer_commits  # type: ignore[method-assign]
+    try:
+        mine = arch.ingest(ct_bytes("1.2.5.1"), source="t")
+        assert interleaved == [True]
+        theirs_uid = other.instances(study_uid=mine.study_uid)
+    finally:
+        other.close()
+    assert len(theirs_uid) == 2
+    for ref in theirs_uid:
+        assert arch.read_instance(ref.sop_uid, principal=READER)
+    assert len(_blobs(archive_dir, "obj")) == 2  # the blobs sealed under the losing key are gone
+    again = Archive.open(archive_dir, database_url=database_url)
+    try:
+        assert again.read_instance(mine.sop_instance_uid, principal=READER)
+    finally:
+        again.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import socket
@@ -173,3 +174,57 @@ def test_bad_identifiers_get_failure_statuses_not_answers(stored, scp, tmp_path)
                    "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyDescription=*")
     assert re.search(r"0xa900|DataSetDoesNotMatchSOPClass", no_key.stdout + no_key.stderr, re.I)
     assert not list(tmp_path.iterdir())
+
+
+def test_received_object_is_handed_on_exactly_as_pynetdicom_encodes_it(corpus):
+    """``part10`` saves a copy of the dataset; the bytes must be those of encoded_dataset."""
+    from pynetdicom import evt
+
+    from safepacs.dimse.scp import make_ae, part10
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    def on_store(event):  # type: ignore[no-untyped-def]
+        seen.append((part10(event), event.encoded_dataset(include_meta=True)))
+        return 0x0000
+
+    port = free_port()
+    server = make_ae("CHECK").start_server(("127.0.0.1", port), block=False,
+                                           evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        r = dcmtk("storescu", "-aet", "TESTSCU", "-aec", "CHECK", "127.0.0.1", str(port), *map(str, corpus[:3]))
+    finally:
+        server.shutdown()
+    assert r.returncode == 0, r.stderr
+    assert len(seen) == 3
+    for fast, reference in seen:
+        assert fast == reference
+        assert pydicom.dcmread(io.BytesIO(fast)).SOPInstanceUID
+
+
+def test_p_data_decoder_gives_what_pynetdicoms_decoder_gives_without_copies():
+    import os
+
+    from pynetdicom.pdu import P_DATA_TF
+    from pynetdicom.pdu_primitives import P_DATA
+
+    from safepacs.dimse.scp import decode_p_data
+
+    primitive = P_DATA()
+    primitive.presentation_data_value_list = [[1, b"\x02" + os.urandom(5000)], [3, b"\x03cmd"], [5, b"\x00"]]
+    pdu = P_DATA_TF()
+    pdu.from_primitive(primitive)
+    encoded = bytearray(pdu.encode())
+    theirs, ours = P_DATA_TF(), P_DATA_TF()
+    theirs.decode(bytes(encoded))
+    decode_p_data(ours, encoded)
+
+    def items(p):  # type: ignore[no-untyped-def]
+        return [(i.presentation_context_id, bytes(i.presentation_data_value)) for i in p.presentation_data_value_items]
+
+    assert items(ours) == items(theirs)
+    assert isinstance(ours.presentation_data_value_items[0].presentation_data_value, memoryview)
+    truncated = encoded[:-10]
+    truncated[2:6] = (len(truncated) - 6).to_bytes(4, "big")
+    with pytest.raises(ValueError):
+        decode_p_data(P_DATA_TF(), truncated)

@@ -70,3 +70,14 @@ def test_s3_store_round_trip_against_s3rver(s3_url: str):
 def test_unknown_store_url_is_refused():
     with pytest.raises(StoreError):
         open_store("ftp://x/y")
+
+
+def test_local_store_failed_put_removes_what_it_wrote_and_spares_existing_blobs(tmp_path: Path):
+    store = LocalStore(tmp_path / "blobs")
+    a, b = new_names("obj", "dlt")
+    store.put(b, b"someone else's blob")
+    with pytest.raises(FileExistsError):
+        store.put_many([(a, b"A" * 5000), (b, b"B")])  # b exists: never overwritten
+    assert sorted(store.names()) == [b]  # a, already written, was removed again
+    assert bytes(store.get(b)) == b"someone else's blob"
+

@@ -94,3 +94,23 @@ def test_wrapped_key_is_bound_to_its_context():
     wrapped = kek.wrap(b"k" * 32, b"study:1")
     with pytest.raises(crypto.CryptoError):
         kek.unwrap(wrapped, b"study:2")
+
+
+def test_unseal_into_writes_the_plaintext_where_the_caller_frames_it(data_key):
+    plain = os.urandom(70_001)
+    blob = crypto.seal(data_key, plain, b"ctx")
+    assert crypto.plain_size(blob) == len(plain)
+    out = bytearray(5 + len(plain) + 20)
+    crypto.unseal_into(data_key, blob, b"ctx", memoryview(out)[5:])
+    assert bytes(out[5 : 5 + len(plain)]) == plain
+    assert out[:5] == b"\0" * 5
+
+
+@pytest.mark.parametrize("where", [0, 30, 500, -1])
+def test_unseal_into_refuses_a_flipped_byte(data_key, where):
+    blob = bytearray(crypto.seal(data_key, b"y" * 1000, b"ctx"))
+    blob[where] ^= 0x01
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal_into(data_key, bytes(blob), b"ctx", memoryview(bytearray(1100)))
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal_into(data_key, crypto.seal(data_key, b"z", b"ctx"), b"other", memoryview(bytearray(64)))

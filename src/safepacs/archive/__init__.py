@@ -1,6 +1,13 @@
 """The archive: de-identify at the door, encrypt at rest, index pseudonyms only."""
 
-from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotFound, Unauthorized
+from safepacs.archive.errors import (
+    ArchiveError,
+    Conflict,
+    IntegrityError,
+    NotAcceptable,
+    NotFound,
+    Unauthorized,
+)
 from safepacs.archive.service import Archive, InstanceRef, Principal, Stored
 
 __all__ = [
@@ -9,6 +16,7 @@ __all__ = [
     "Conflict",
     "InstanceRef",
     "IntegrityError",
+    "NotAcceptable",
     "NotFound",
     "Principal",
     "Stored",

@@ -1,10 +1,10 @@
 """Crash recovery, run when an archive is opened.
 
-Ingest writes blobs (temp file, fsync, rename, fsync folder) BEFORE it commits the index
-rows that name them, and answers the sender only after the commit.  So after a crash at
-any point the store can hold (a) temp files of a blob being written and (b) whole blobs no
-row names (the crash came between blob write and commit); neither was acknowledged, both
-are ciphertext, and both are removed here.  A row whose blob is missing cannot arise from
+Ingest writes blobs (under fresh random names, fsync, fsync folder) BEFORE it commits the
+index rows that name them, and answers the sender only after the commit.  So after a crash
+at any point the store can hold blobs no row names, whole or partly written (the crash came
+before the commit), and temp files of older versions; none was acknowledged, all are
+ciphertext, and all are removed here.  A row whose blob is missing cannot arise from
 a crash under this order; it is counted and reported as damage, never silently dropped.
 """
 

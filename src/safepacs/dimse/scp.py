@@ -22,6 +22,7 @@ import pydicom
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -133,7 +134,7 @@ class Provider:
 
     def on_store(self, event: Any) -> int:
         try:
-            data = event.encoded_dataset(include_meta=True)
+            data = part10(event)
             self.archive.ingest(data, source=f"dimse:{str(event.assoc.requestor.ae_title).strip()}")
         except (SafepacsError, OSError, MemoryError) as exc:
             return stow.failure_reason(exc)
@@ -234,6 +235,17 @@ class Provider:
             yield None
 
 
+def part10(event: Any) -> bytes:
+    """The received object as a Part 10 file, as ``event.encoded_dataset(include_meta=True)``
+    returns it but with one copy of the (often 8 MB) dataset instead of two: the dataset is
+    joined straight from pynetdicom's receive buffer."""
+    stream = getattr(getattr(event, "request", None), "DataSet", None)
+    if not isinstance(stream, io.BytesIO):
+        return event.encoded_dataset(include_meta=True)
+    with stream.getbuffer() as view:
+        return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(event.file_meta), view))
+
+
 def contexts_for(refs: list[Any]) -> list[Any]:
     """Presentation contexts for a C-MOVE sub-association: each SOP class with its stored
     transfer syntaxes (pynetdicom sends each object in the syntax it is encoded in)."""
@@ -261,11 +273,38 @@ def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
     return buf
 
 
+def decode_p_data(self: Any, bytestream: bytes | bytearray) -> None:
+    """``P_DATA_TF.decode`` with the same result, except that each presentation data value
+    is a view into the received PDU instead of a copy: pynetdicom's decoder slices every
+    128 KB fragment twice more before it is appended to the dataset, three copies of each
+    object where one (the append) suffices.  Malformed item lengths raise, as there."""
+    from pynetdicom.pdu_items import PresentationDataValueItem
+
+    view = memoryview(bytestream)
+    items = []
+    offset, end = 6, len(view)
+    while offset < end:
+        if offset + 5 > end:
+            raise ValueError("truncated presentation data value item")
+        length = int.from_bytes(view[offset : offset + 4], "big")
+        if length < 1 or offset + 4 + length > end:
+            raise ValueError("presentation data value item length out of range")
+        item = PresentationDataValueItem()
+        item.presentation_context_id = view[offset + 4]
+        item.presentation_data_value = view[offset + 5 : offset + 4 + length]
+        items.append(item)
+        offset += 4 + length
+    self.presentation_data_value_items = items
+
+
 def _speed_up_pynetdicom() -> None:
+    from pynetdicom.pdu import P_DATA_TF
     from pynetdicom.transport import AssociationSocket
 
     if AssociationSocket.recv is not _recv_exact:
         AssociationSocket.recv = _recv_exact  # type: ignore[method-assign]
+    if P_DATA_TF.decode is not decode_p_data:
+        P_DATA_TF.decode = decode_p_data  # type: ignore[method-assign]
 
 
 def make_ae(ae_title: str) -> AE:

@@ -5,7 +5,7 @@ Stages: :mod:`.regions` (boxes cleaned by device and ultrasound rules, no OCR ne
 (Tesseract on each binarised crop only) and :mod:`.decide` (header values, patterns,
 markers).  The caller blanks removed boxes, with its own margin, in every frame.
 
-Boxes about as wide as tall (one glyph: "L", "R", "左") are not read in the
+Boxes whose ink is about as wide as tall (one glyph: "L", "R", "左") are not read in the
 default mode: nothing that short identifies anyone, and they are mostly laterality
 markers or bits of anatomy.  With ``remove_all_text`` they are read, and removed unless
 they are markers.  Nothing here logs or returns text: rules name why, never what.
