@@ -14,12 +14,12 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
@@ -87,49 +87,62 @@ def read_header(path: Path) -> DicomFile:
         head = fh.read(132)
         if len(head) < 132 or head[128:132] != b"DICM":
             return _read_headerless(path, name, size)
-        fh.seek(0)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(fh, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError, struct.error) as exc:
-            raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
-        except Exception as exc:  # pydicom raises many types on garbage; never leak values
-            raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
-        pos = fh.tell()
-        meta = getattr(ds, "file_meta", None)
-        tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-        if tsuid is None:
-            raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID")
-        implicit = tsuid == ImplicitVRLittleEndian
-        little = tsuid != ExplicitVRBigEndian
-        if tsuid in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian) or tuple(
-            ds.original_encoding
-        ) != (implicit, little):
+        found = locate(fh, size, name)
+        if found is None:
             # Deflated, or a dataset encoded otherwise than its meta says (seen in the wild):
             # pydicom reads and rewrites it whole, so the pixel element is re-encoded too.
             return _read_whole(path, name)
-        fh.seek(0)
-        if _check_bytes(fh.read(pos), implicit, little, name):
-            return _read_whole(path, name)
-        _validate_header(ds, name)
-        if pos >= size:
-            return DicomFile(path, ds, None, None, None)
-        end = _pixel_extent(fh, pos, size, implicit, little, name)
-        trailer = None
-        if end < size:
-            fh.seek(end)
-            rest = fh.read(size - end)
-            try:
-                _Scanner(rest, implicit, little).dataset(0, len(rest), implicit, 0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    trailer = read_dataset(DicomBytesIO(rest), implicit, little)
-                    for _ in trailer.elements():
-                        pass
-            except Exception as exc:
-                raise InvalidDicom(f"{name}: malformed data after the pixel data ({_why(exc)})") from None
-        return DicomFile(path, ds, pos, end, trailer)
+        return DicomFile(path, *found)
+
+
+Located = tuple[Dataset, int | None, int | None, Dataset | None]
+
+
+def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
+    """Read the header of the Part 10 object in ``fh`` (``size`` bytes, preamble and ``DICM``
+    checked by the caller) and find its pixel bytes: (dataset, pixel start, pixel end,
+    trailer), or None when the object needs the whole-object slow path (deflated, big
+    endian, or encoded otherwise than its meta says).  Shared by files and in-memory objects.
+    """
+    fh.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many types on garbage; never leak values
+        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
+    pos = fh.tell()
+    meta = getattr(ds, "file_meta", None)
+    tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if tsuid is None:
+        raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID")
+    implicit = tsuid == ImplicitVRLittleEndian
+    little = tsuid != ExplicitVRBigEndian
+    if tsuid in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian) or tuple(
+        ds.original_encoding
+    ) != (implicit, little):
+        return None
+    fh.seek(0)
+    if _check_bytes(fh.read(pos), implicit, little, name):
+        return None
+    _validate_header(ds, name)
+    if pos >= size:
+        return ds, None, None, None
+    end = _pixel_extent(fh, pos, size, implicit, little, name)
+    trailer = None
+    if end < size:
+        fh.seek(end)
+        rest = fh.read(size - end)
+        try:
+            _Scanner(rest, implicit, little).dataset(0, len(rest), implicit, 0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trailer = read_dataset(DicomBytesIO(rest), implicit, little)
+                for _ in trailer.elements():
+                    pass
+        except Exception as exc:
+            raise InvalidDicom(f"{name}: malformed data after the pixel data ({_why(exc)})") from None
+    return ds, pos, end, trailer
 
 
 def _check_bytes(buf: bytes, implicit: bool, little: bool, name: str) -> bool:

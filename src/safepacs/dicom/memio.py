@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import pydicom
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset, write_file_meta_info
@@ -29,12 +28,12 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.io import (
-    _check_bytes,
     _pixel_extent,
     _split_at_pixels,
     _validate_header,
     _why,
     _write_fast,
+    locate,
 )
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure
 from safepacs.errors import InvalidDicom
@@ -75,45 +74,13 @@ def parse(data: bytes, name: str = "object") -> Parsed:
         raise InvalidDicom(f"{name}: empty object")
     if size < 132 or data[128:132] != b"DICM":
         return _parse_headerless(data, name)
-    fh = io.BytesIO(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError) as exc:
-        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage
-        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
-    pos = fh.tell()
-    meta = getattr(ds, "file_meta", None)
-    tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if tsuid is None:
-        raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID")
-    implicit = tsuid == ImplicitVRLittleEndian
-    little = tsuid != ExplicitVRBigEndian
-    if tsuid in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian) or tuple(
-        ds.original_encoding
-    ) != (implicit, little):
+    found = locate(io.BytesIO(data), size, name)
+    if found is None:
         return _parse_whole(data, name)
-    if _check_bytes(data[:pos], implicit, little, name):
-        return _parse_whole(data, name)
-    _validate_header(ds, name)
-    if pos >= size:
-        return Parsed(ds, data)
-    end = _pixel_extent(fh, pos, size, implicit, little, name)
-    trailer = None
-    if end < size:
-        rest = data[end:]
-        try:
-            _Scanner(rest, implicit, little).dataset(0, len(rest), implicit, 0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                trailer = read_dataset(DicomBytesIO(rest), implicit, little)
-                for _ in trailer.elements():
-                    pass
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidDicom(f"{name}: malformed data after the pixel data ({_why(exc)})") from None
-    return Parsed(ds, data, pos, end, trailer)
+    return Parsed(data=data, name=name, **dict(zip(_LOCATED, found, strict=True)))
+
+
+_LOCATED = ("dataset", "pixel_start", "pixel_end", "trailer")
 
 
 def _parse_whole(data: bytes, name: str) -> Parsed:
