@@ -85,7 +85,11 @@ class Settings:
         doc.pop("data_dir")
         path = self.data_dir / SETTINGS_FILE
         tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        # 0600: database_url / store_url may carry credentials
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
     @classmethod

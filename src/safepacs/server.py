@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from safepacs.api import create_app
+from safepacs.api.app import loggable_path
 from safepacs.dimse import start as start_dimse
 
 log = logging.getLogger("safepacs.server")
@@ -47,7 +48,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            log.info("%s %s %s %.1fms", scope["method"], scope["path"], status["code"],
+            log.info("%s %s %s %.1fms", scope["method"], loggable_path(scope["path"]), status["code"],
                      (time.perf_counter() - started) * 1000)
 
 

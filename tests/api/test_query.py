@@ -43,3 +43,12 @@ def test_malformed_parameters_raise_value_error_without_echoing_the_value(pairs)
     with pytest.raises(ValueError) as e:
         parse(pairs)
     assert "SECRET" not in str(e.value)
+
+
+def test_logged_paths_carry_no_uid():
+    """A STOW-RS URL names the sender's original StudyInstanceUID: logs show ``{uid}``."""
+    from safepacs.api.app import loggable_path
+
+    path = "/dicomweb/studies/1.2.840.113619.2.55.3.604688119/series/2.25.1234/instances"
+    assert loggable_path(path) == "/dicomweb/studies/{uid}/series/{uid}/instances"
+    assert loggable_path("/dicomweb/studies") == "/dicomweb/studies"

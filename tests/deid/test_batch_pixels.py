@@ -207,3 +207,28 @@ def test_image_header_without_pixel_data_is_not_refused(tmp_path, keys):
     assert result.status == "ok" and result.pixels is None
     never = _deid(src, tmp_path / "never", keys, clean_pixels="never")["header.dcm"]
     assert never.status == "ok"
+
+
+def test_ultrasound_that_says_no_is_still_cleaned(tmp_path, keys):
+    """Devices write BurnedInAnnotation NO over a burned-in banner: risky kinds are checked
+    whatever the flag says, and the banner's identity goes."""
+    src = tmp_path / "in"
+    us = ultrasound(207)
+    us.dataset.BurnedInAnnotation = "NO"
+    _save(us.dataset, src / "us.dcm")
+    result = _deid(src, tmp_path, keys)["us.dcm"]
+    assert result.status == "ok" and result.pixels["boxes_removed"] >= 1
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    shown = display_frame(stored_frames(out), 0, out)
+    assert legible_identity(shown, us.dataset) == []
+
+
+def test_pixel_data_without_its_geometry_is_refused_not_passed_through(tmp_path, keys):
+    src = tmp_path / "in"
+    cr = chest_xray(208).dataset
+    cr.BurnedInAnnotation = "NO"
+    del cr.Rows
+    _save(cr, src / "nogeometry.dcm")
+    result = _deid(src, tmp_path, keys)["nogeometry.dcm"]
+    assert result.status == "rejected" and result.output is None
+    assert not list((tmp_path / "out").rglob("*.dcm"))

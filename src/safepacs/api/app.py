@@ -34,6 +34,14 @@ from safepacs.archive import errors as aerr
 from safepacs.errors import SafepacsError
 
 log = logging.getLogger("safepacs.api")
+
+_UID_IN_PATH = re.compile(r"\d+(?:\.\d+)+")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` with every UID replaced by ``{uid}``: a STOW-RS URL names the sender's
+    ORIGINAL StudyInstanceUID, which is identifying (Annex E) and must not reach a log."""
+    return _UID_IN_PATH.sub("{uid}", path)
 UID = re.compile(r"^[0-9.]{1,64}$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]{1,253})(:[0-9]{1,5})?$")
 DICOM_JSON = "application/dicom+json"
@@ -95,7 +103,7 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     @app.exception_handler(aerr.IntegrityError)
     async def _integrity(request: Request, exc: Exception) -> JSONResponse:
-        log.error("integrity check failed serving %s", request.url.path)
+        log.error("integrity check failed serving %s", loggable_path(request.url.path))
         return error_response(500, "stored object failed its integrity check; nothing was served")
 
     @app.exception_handler(aerr.Unauthorized)
@@ -109,7 +117,7 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> JSONResponse:
         # The type only: messages of third-party exceptions may quote file contents.
-        log.error("%s failed serving %s", type(exc).__name__, request.url.path)
+        log.error("%s failed serving %s", type(exc).__name__, loggable_path(request.url.path))
         return error_response(500, "internal error")
 
     async def principal(request: Request) -> Any:

@@ -216,6 +216,8 @@ def should_clean_pixels(src: DicomFile, options: Options) -> bool:
     may carry burned-in text.  Everything else keeps the header-only fast path."""
     if options.clean_pixels == "never" or not has_pixel_data(src):
         return False
+    if "Rows" not in src.dataset or "Columns" not in src.dataset:
+        return True  # pixel data without its geometry: the cleaner refuses it (fail closed)
     return options.clean_pixels == "always" or burned_in_risk(src.dataset) is not None
 
 

@@ -29,14 +29,16 @@ def burned_in_risk(ds: Dataset) -> str | None:
     flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if flag == "YES":
         return "BurnedInAnnotation is YES"
-    if flag == "NO":
-        return None
+    # Kinds that usually carry text (ultrasound banners, screen captures...) are checked
+    # whatever the flag says: devices are known to write "NO" over a burned-in banner.
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality in RISKY_MODALITIES:
-        return f"modality {modality} commonly carries burned-in text and BurnedInAnnotation is absent"
+        return f"modality {modality} commonly carries burned-in text"
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if any(sop_class.startswith(p) for p in RISKY_SOP_CLASS_PREFIXES):
-        return "SOP class commonly carries burned-in text and BurnedInAnnotation is absent"
+        return "SOP class commonly carries burned-in text"
+    if flag == "NO":
+        return None
     if _is_image(ds):
         # Fail closed: radiographs and even CT slices are found in the wild with a name and a
         # date burned in (the TCIA pseudo-PHI CR and CT among them) and no flag.  Only an

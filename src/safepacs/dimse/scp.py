@@ -196,6 +196,11 @@ class Provider:
             yield 1  # pynetdicom wants a count before any status
             yield IDENTIFIER_MISMATCH, None
             return
+        except Exception as exc:  # noqa: BLE001 - the type only: messages may quote identifiers
+            log.error("C-GET failed with %s", type(exc).__name__)
+            yield 1
+            yield UNABLE_TO_PROCESS, None
+            return
         yield len(rows)
         yield from self._send(event, rows, who)
 
@@ -211,6 +216,12 @@ class Provider:
             yield str(dest[0]), int(dest[1])
             yield 1  # pynetdicom wants a count before any status
             yield IDENTIFIER_MISMATCH, None
+            return
+        except Exception as exc:  # noqa: BLE001 - the type only: messages may quote identifiers
+            log.error("C-MOVE failed with %s", type(exc).__name__)
+            yield str(dest[0]), int(dest[1])
+            yield 1
+            yield UNABLE_TO_PROCESS, None
             return
         contexts = contexts_for(rows)
         yield str(dest[0]), int(dest[1]), {"contexts": contexts}

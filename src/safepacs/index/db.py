@@ -35,7 +35,9 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
     of failing when another process wrote in between (SQLITE_BUSY on lock upgrade)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(  # parameters can be original identifiers: never in logs/errors
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -56,7 +58,9 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
 
         return engine
     if url.startswith("postgresql+psycopg"):
-        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=8, max_overflow=8, hide_parameters=True
+        )
     raise DatabaseError("database URL must be sqlite:///PATH or postgresql://...")
 
 

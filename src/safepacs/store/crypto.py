@@ -114,6 +114,11 @@ def write_kek_file(path: Path) -> LocalKek:
         fh.write(f"{_KEK_HEADER}:{base64.b64encode(secret).decode()}\n")
         fh.flush()
         os.fsync(fh.fileno())
+    dir_fd = os.open(path.parent, os.O_RDONLY)  # the new name itself must survive a crash
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     return LocalKek(secret)
 
 
