@@ -261,6 +261,10 @@ def test_stow_to_a_study_url_accepts_its_instances_and_refuses_others(served, sm
     body = r.json()
     assert body["00081198"]["Value"][0]["00081197"]["Value"] == [0xC409]
     assert len(body["00081199"]["Value"]) == 1
+    # the study's RetrieveURL names the de-identified study, never the sender's original UID
+    study_url = body["00081190"]["Value"][0]
+    assert d0.StudyInstanceUID not in study_url
+    assert study_url.split("/studies/")[1] in body["00081199"]["Value"][0]["00081190"]["Value"][0]
 
 
 def test_wado_refuses_a_transfer_syntax_it_cannot_give(served, loaded):

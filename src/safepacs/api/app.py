@@ -178,7 +178,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
             for i, p in enumerate(parts):
                 tg.start_soon(one, i, p)
         code = stow.status_code(outcomes)
-        study_url = f"{base(request)}/studies/{study}" if study else None
+        # the URL names the ORIGINAL study; the response points at its de-identified twin
+        stored_study = next((o.study_uid for o in outcomes if not isinstance(o, stow.Failure)), None)
+        study_url = f"{base(request)}/studies/{stored_study}" if study and stored_study else None
         body = stow.response(outcomes, base(request), study_url)
         return Response(dicomjson.dumps([body])[1:-1], status_code=code, media_type=DICOM_JSON)
 
