@@ -71,10 +71,18 @@ def _search_forms(value: str) -> list[bytes]:
 
 def _found(value: str, blob: bytes) -> bool:
     """Byte search in every plausible encoding; a number must stand alone (so that the
-    weight 50.68 is not "found" inside the time 161550.689013)."""
+    weight 50.68 is not "found" inside the time 161550.689013), and so must an ASCII word:
+    a three-letter surname such as "XIE" turns up by chance inside keyed base32 pseudonyms
+    and 2.25 UIDs (different with every key), while a real leak stands between delimiters."""
     if re.fullmatch(r"[0-9.]+", value):
         return re.search(rb"(?<![0-9.])" + re.escape(value.encode()) + rb"(?![0-9])", blob) is not None
-    return any(f in blob for f in _search_forms(value))
+    for form in _search_forms(value):
+        if not form.isascii():
+            if form in blob:
+                return True
+        elif re.search(rb"(?<![A-Za-z0-9])" + re.escape(form) + rb"(?![A-Za-z0-9])", blob):
+            return True
+    return False
 
 
 @pytest.mark.parametrize("name", list(OPTION_SETS))

@@ -300,14 +300,20 @@ def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
             continue
         if not sop_class or not sop:
             break
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-        ds.file_meta = meta
-        ds.set_original_encoding(implicit, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
+        give_bare_dataset_meta(ds, implicit)
         return DicomFile(path, ds, None, None, None)
     raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
+
+
+def give_bare_dataset_meta(ds: Dataset, implicit: bool) -> None:
+    """File meta for a bare little-endian dataset (no preamble, no meta): its SOP class and
+    instance and the transfer syntax it was found to be in; the output then has meta."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.set_original_encoding(implicit, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
 
 
 def _read_whole(path: Path, name: str) -> DicomFile:

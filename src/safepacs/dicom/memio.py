@@ -16,14 +16,12 @@ from dataclasses import dataclass
 
 import pydicom
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
@@ -33,6 +31,7 @@ from safepacs.dicom.io import (
     _validate_header,
     _why,
     _write_fast,
+    give_bare_dataset_meta,
     locate,
 )
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure
@@ -118,12 +117,7 @@ def _parse_headerless(data: bytes, name: str) -> Parsed:
             continue
         if not sop_class or not sop:
             break
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-        ds.file_meta = meta
-        ds.set_original_encoding(implicit, True, ds.get("SpecificCharacterSet", "ISO_IR 6"))
+        give_bare_dataset_meta(ds, implicit)
         trailer = None
         if end < len(data):
             trailer = read_dataset(DicomBytesIO(data[end:]), implicit, True)
