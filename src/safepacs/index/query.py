@@ -134,30 +134,29 @@ def like_pattern(value: str) -> str:
     return "".join(out)
 
 
-def date_range(value: str, what: str) -> tuple[str | None, str | None]:
-    """``A``, ``A-B``, ``-B`` or ``A-`` (YYYYMMDD; ISO ``YYYY-MM-DD`` is not DICOM)."""
+def _range(value: str, what: str, pattern: re.Pattern[str], form: str) -> tuple[str, str]:
+    """Split a DICOM range ``A``, ``A-B``, ``-B`` or ``A-`` and check both ends."""
     lo, sep, hi = value.partition("-")
     if not sep:
         hi = lo
     for part in (lo, hi):
-        if part and not _DATE.fullmatch(part):
-            raise ValueError(f"{what}: dates must be YYYYMMDD, or a range A-B, -B, A-")
+        if part and not pattern.fullmatch(part):
+            raise ValueError(f"{what}: {form}")
     if not lo and not hi:
         raise ValueError(f"{what}: an empty range")
+    return lo, hi
+
+
+def date_range(value: str, what: str) -> tuple[str | None, str | None]:
+    """``A``, ``A-B``, ``-B`` or ``A-`` (YYYYMMDD; ISO ``YYYY-MM-DD`` is not DICOM)."""
+    lo, hi = _range(value, what, _DATE, "dates must be YYYYMMDD, or a range A-B, -B, A-")
     if lo and hi and lo > hi:
         raise ValueError(f"{what}: range start is after its end")
     return lo or None, hi or None
 
 
 def time_range(value: str, what: str) -> tuple[str | None, str | None]:
-    lo, sep, hi = value.partition("-")
-    if not sep:
-        hi = lo
-    for part in (lo, hi):
-        if part and not _TIME.fullmatch(part):
-            raise ValueError(f"{what}: times must be HHMMSS (or a range of them)")
-    if not lo and not hi:
-        raise ValueError(f"{what}: an empty range")
+    lo, hi = _range(value, what, _TIME, "times must be HHMMSS (or a range of them)")
     return lo or None, (hi + "\x7f") if hi else None  # "1030" covers 103000..103059.999
 
 
