@@ -71,14 +71,17 @@ def _config() -> Config:
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revisions, joined by "+": each feature's tables hang off the initial
+    schema as their own branch, so features migrate independently of each other."""
+    heads = ScriptDirectory.from_config(_config()).get_heads()
+    assert heads
+    return "+".join(sorted(heads))
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return "+".join(sorted(heads)) if heads else None
 
 
 def upgrade(engine: Engine) -> None:
@@ -87,7 +90,7 @@ def upgrade(engine: Engine) -> None:
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot migrate the index database ({exc.__class__.__name__})") from None
 
@@ -102,7 +105,7 @@ def ensure_schema(engine: Engine) -> None:
         raise DatabaseError("the index database has no safepacs schema (wrong --database-url?)")
     script = ScriptDirectory.from_config(_config())
     known = {rev.revision for rev in script.walk_revisions()}
-    if current not in known:
+    if not set(current.split("+")) <= known:
         raise DatabaseError(
             f"the index database is at schema revision {current}, unknown to this safepacs "
             "version (newer?); upgrade safepacs"
