@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 from safepacs.archive.service import Archive  # noqa: E402
 from safepacs.synth import generate  # noqa: E402
 from tests.server_harness import Server, configure, free_port  # noqa: E402
+from tests.people import clinician  # noqa: E402
 
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -190,8 +191,8 @@ class Safepacs(System):
     def __init__(self, workdir: Path) -> None:
         root = workdir / f"safepacs-{secrets.token_hex(3)}"
         root.mkdir(parents=True)
-        archive, token = Archive.create(root / "data")
-        self.identity_token = archive.create_token("bench-clinician", can_see_identity=True)
+        archive, _admins = Archive.create(root / "data")
+        token = archive.create_token("bench-reader")
         archive.close()
         http_port, dicom_port = configure(root / "data", None)
         self.server = Server(root / "data", http_port, dicom_port)
@@ -328,8 +329,11 @@ def phase_b(kind: type[System], workdir: Path, files: list[Path], args: argparse
             pseudonyms = sorted({x["00100020"]["Value"][0] for x in listing if "00100020" in x and "Value" in x["00100020"]})
             rng.shuffle(pseudonyms)
             out["qido"] = qido(s, [pseudonyms[i % len(pseudonyms)] for i in range(args.queries)])
+            beside = Archive.open(s.root / "data")  # a physician caring for every patient now stored
+            identity_token = clinician(beside, "bench-clinician")[1]
+            beside.close()
             out["qido_identity"] = qido(s, [f"{run}{i:05d}" for i in picks],
-                                        {"Authorization": f"Bearer {s.identity_token}"})
+                                        {"Authorization": f"Bearer {identity_token}"})
         else:
             out["qido"] = qido(s, [f"{run}{i:05d}" for i in picks])
     finally:

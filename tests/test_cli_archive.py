@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safepacs.archive import Archive, Principal
+from safepacs.archive import Archive
 from safepacs.synth import generate
 
 SAFEPACS = [sys.executable, "-m", "safepacs"]
@@ -38,14 +38,18 @@ def folder(tmp_path_factory) -> Path:
     return root / "in"
 
 
-def test_init_prints_a_token_once_and_refuses_a_second_init(tmp_path):
+def test_init_prints_three_admin_accounts_once_and_refuses_a_second_init(tmp_path):
     data = tmp_path / "data"
     proc = cli("init", "--data-dir", data)
-    token = proc.stdout.strip()
-    assert token.startswith("sp_")
+    rows = [line.split() for line in proc.stdout.strip().splitlines()]
+    assert sorted(r[0] for r in rows) == ["security_admin", "security_auditor", "system_admin"]
+    assert len({r[1] for r in rows}) == 3 and all(len(r[2]) >= 12 for r in rows)
     assert (data / "keys" / "kek.key").stat().st_mode & 0o777 == 0o600
     with Archive.open(data) as arch:
-        assert arch.authenticate(token) == Principal("bootstrap", False)
+        for _role, username, password in rows:
+            first = arch.access.login(username, password, "", address="127.0.0.1")
+            assert first.status == "password_change_required" and not first.access_token
+        assert all(password.encode() not in (data / "index.sqlite").read_bytes() for _, _, password in rows)
     assert "already" in cli("init", "--data-dir", data, check=2).stderr
 
 
@@ -89,8 +93,9 @@ def test_usage_errors_exit_2(tmp_path, folder):
 def test_token_create_and_status_table(tmp_path):
     data = tmp_path / "data"
     cli("init", "--data-dir", data)
-    token = cli("token", "create", "--data-dir", data, "--name", "dr-li", "--identified").stdout.strip()
+    token = cli("token", "create", "--data-dir", data, "--name", "viewer-backend").stdout.strip()
     with Archive.open(data) as arch:
-        assert arch.authenticate(token) == Principal("dr-li", True)
+        who = arch.authenticate(token)
+        assert (who.username, who.role) == ("viewer-backend", "service")
     table = cli("status", "--data-dir", data).stdout
     assert "instances" in table and "ok" in table

@@ -30,6 +30,7 @@ from safepacs.index.models import Instance
 from safepacs.store.blobs import LocalStore
 from safepacs.synth import AnswerKey, generate
 from tests.archive_fixtures import dump_database
+from tests.people import clinician
 from tests.server_harness import Server, configure, free_port
 
 needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK is not installed")
@@ -45,7 +46,8 @@ def corpus(tmp_path_factory) -> tuple[list[Path], AnswerKey]:
 
 
 def new_server(root: Path, database_url: str | None, **settings) -> tuple[Server, str]:
-    archive, token = Archive.create(root / "data", database_url=database_url)
+    archive, _admins = Archive.create(root / "data", database_url=database_url)
+    token = archive.create_token("e2e-reader")
     archive.close()
     http_port, dicom_port = configure(root / "data", database_url, **settings)
     return Server(root / "data", http_port, dicom_port, database_url,
@@ -90,16 +92,20 @@ def rel(path: Path) -> str:
 def test_dicomweb_and_dimse_clients_against_a_served_archive(tmp_path, database_url, corpus):
     files, key = corpus
     dest_port = free_port()
-    server, token = new_server(tmp_path, database_url, move_destinations={"DEST": ["127.0.0.1", dest_port]})
-    archive = Archive.open(server.data_dir, database_url=database_url)
-    ident = archive.create_token("clinician", can_see_identity=True)
-    archive.close()
+    callers = [{"ae_title": ae, "host": "127.0.0.1", "account": "e2e-reader"}
+               for ae in ("FINDSCU", "GETSCU", "MOVESCU")] + [{"ae_title": "*", "host": "127.0.0.1"}]
+    server, token = new_server(tmp_path, database_url, allowed_callers=callers,
+                               move_destinations={"DEST": {"host": "127.0.0.1", "port": dest_port,
+                                                           "callers": ["MOVESCU"]}})
     web_files, dimse_files = files[:16], files[16:28]
     server.start()
     try:
         c = DICOMwebClient(f"{server.url}/dicomweb", headers={"Authorization": f"Bearer {token}"})
         response = c.store_instances([pydicom.dcmread(f) for f in web_files])
         assert len(response.ReferencedSOPSequence) == len(web_files)
+        archive = Archive.open(server.data_dir, database_url=database_url)  # beside the server
+        ident = clinician(archive, "clinician")[1]  # cares for the patients just stored
+        archive.close()
         # search: exact name with ^, percent-encoded wildcard, Chinese intact (identity reader)
         ci = DICOMwebClient(f"{server.url}/dicomweb", headers={"Authorization": f"Bearer {ident}"})
         originals = [pydicom.dcmread(f, stop_before_pixels=True) for f in web_files]

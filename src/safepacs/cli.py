@@ -292,6 +292,26 @@ from safepacs.cli_archive import register as _register_archive  # noqa: E402
 
 _register_archive(app)
 
+# retention and storage commands: retention, storage, backup, decommission
+from safepacs.cli_storage import register as _register_storage  # noqa: E402
+
+_register_storage(app)
+
+# audit trail commands: audit verify, audit export, audit proof
+from safepacs.cli_audit import register as _register_audit  # noqa: E402
+
+_register_audit(app)
+
+# rendering commands: trace
+from safepacs.cli_render import register as _register_render  # noqa: E402
+
+_register_render(app)
+
+# access commands: user, access policy
+from safepacs.cli_access import register as _register_access  # noqa: E402
+
+_register_access(app)
+
 
 def main() -> None:
     app()

@@ -52,19 +52,22 @@ def init(
     ae_title: Annotated[str, typer.Option(help="The archive's DICOM AE title.")] = "SAFEPACS",
     kek: Annotated[str | None, typer.Option(help="Key-encryption key: file:PATH (default file:keys/kek.key, created mode 0600) or env:VARIABLE.")] = None,
 ) -> None:
-    """Create a new archive: database, key hierarchy, settings; prints a bootstrap token once."""
+    """Create a new archive: database, key hierarchy, settings, and the three administrator
+    accounts (system administrator, security administrator, security auditor), whose one-time
+    passwords are printed once and must be changed at first sign-in."""
     from safepacs.archive import Archive
 
     try:
-        archive, token = Archive.create(
+        archive, admins = Archive.create(
             data_dir, database_url=database_url, store_url=store_url, ae_title=ae_title, kek=kek
         )
     except (SafepacsError, ValueError) as exc:
         raise _fail(str(exc)) from None
     archive.close()
     console.print(f"new archive in {data_dir}")
-    console.print("bootstrap token (shown once, only its hash is kept):")
-    out.print(token)
+    console.print("administrator accounts (one-time passwords, shown once; change at first sign-in):")
+    for role, (username, password) in admins.items():
+        out.print(f"{role}\t{username}\t{password}")
 
 
 def import_(
@@ -190,14 +193,16 @@ def _human(key: str, value: object) -> str:
 @token_app.command("create")
 def token_create(
     data_dir: DataDir,
-    name: Annotated[str, typer.Option(help="Who or what the token is for.")],
-    identified: Annotated[bool, typer.Option("--identified", help="May query by original identifiers and sees them in results.")] = False,
+    name: Annotated[str, typer.Option(help="The service account (created if new: lower-case letters, digits, . _ -).")],
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create an API token and print it once (only its hash is kept)."""
+    """Create an API token for a service account (an integration: a viewer back end, a
+    modality gateway) and print it once.  A service account stores objects and reads the
+    de-identified view of every study, never identity; people sign in with their own
+    accounts instead.  Audited as a security alert."""
     archive = _open(data_dir, database_url)
     try:
-        token = archive.create_token(name, can_see_identity=identified)
+        token = archive.create_token(name)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -198,16 +198,27 @@ def open_or_create(data_dir: Path, *, database_url: str | None = None, demo: boo
         _sign_in_hint(archive, data_dir / TOKEN_FILE)
         return archive
     data_dir.mkdir(parents=True, exist_ok=True)
-    archive, token = Archive.create(data_dir, database_url=database_url)
-    path = save_token(data_dir, token)
+    archive, admins = Archive.create(data_dir, database_url=database_url)
     print(f"New archive in {data_dir}.", flush=True)
-    print(f"Sign in with this bearer token (shown once; also saved to {path}, mode 0600):", flush=True)
+    print_admins(admins)
+    token = archive.create_token("demo-viewer")
+    path = save_token(data_dir, token)
+    print("A service account 'demo-viewer' (the de-identified view of every study) has this bearer "
+          f"token (shown once; also saved to {path}, mode 0600):", flush=True)
     print(f"  {token}", flush=True)
     if demo:
         n = load_demo(archive)
         print(f"Loaded {n} synthetic demo instances.", flush=True)
     _sign_in_hint(archive, path)
     return archive
+
+
+def print_admins(admins: dict[str, tuple[str, str]]) -> None:
+    """The three administrator accounts and their one-time passwords (printed once only)."""
+    print("Administrator accounts (one-time passwords, shown once; change them at first sign-in "
+          "with POST /api/auth/login, then enrol TOTP):", flush=True)
+    for role, (username, password) in admins.items():
+        print(f"  {role:<17} {username:<16} {password}", flush=True)
 
 
 def _sign_in_hint(archive: Any, token_file: Path) -> None:

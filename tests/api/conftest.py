@@ -49,7 +49,8 @@ def small_corpus(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
     data_dir = tmp_path_factory.mktemp("archive")
-    archive, token = Archive.create(data_dir)
+    archive, _admins = Archive.create(data_dir)
+    token = archive.create_token("reader")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(archive), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False))

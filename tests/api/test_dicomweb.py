@@ -16,6 +16,7 @@ from dicomweb_client import DICOMwebClient
 from PIL import Image
 
 from safepacs.api import multipart
+from tests.people import clinician
 
 DICOM_MP = 'multipart/related; type="application/dicom"; boundary=xyz'
 
@@ -100,7 +101,7 @@ def _names(served, principal_token, name_query):
 
 
 def test_identity_reader_finds_by_original_name_exact_wildcard_and_gets_chinese_intact(served, small_corpus, loaded):
-    ident = served.archive.create_token("clinician", can_see_identity=True)
+    ident = clinician(served.archive, "clinician")[1]
     originals = [pydicom.dcmread(f, stop_before_pixels=True) for f in small_corpus]
     cjk = next(d for d in originals if not str(d.PatientName).isascii() and "=" in str(d.PatientName))
     name = str(cjk.PatientName)

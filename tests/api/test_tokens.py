@@ -11,7 +11,7 @@ def test_success_is_remembered_for_the_ttl_then_asked_again():
     calls = []
     valid = {"good"}
 
-    def check(token):
+    def check(token, address=""):
         calls.append(token)
         return "alice" if token in valid else None
 
@@ -27,14 +27,14 @@ def test_success_is_remembered_for_the_ttl_then_asked_again():
 
 def test_failures_are_not_cached():
     valid: set[str] = set()
-    cache = TokenCache(lambda t: "bob" if t in valid else None, ttl=60)
+    cache = TokenCache(lambda t, address="": "bob" if t in valid else None, ttl=60)
     assert cache("new") is None
     valid.add("new")
     assert cache("new") == "bob"
 
 
 def test_size_is_bounded():
-    cache = TokenCache(lambda t: t, ttl=60, size=10)
+    cache = TokenCache(lambda t, address="": t, ttl=60, size=10)
     for i in range(50):
         cache(f"t{i}")
     assert len(cache._seen) <= 10

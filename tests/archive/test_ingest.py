@@ -10,11 +10,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from safepacs.archive import Conflict, IntegrityError, NotFound, Principal
+from safepacs.archive import Conflict, IntegrityError, NotFound
 from safepacs.errors import InvalidDicom, RejectedFile
 from tests.archive.objects import ct_bytes
-
-READER = Principal("reader", can_see_identity=False)
+from tests.people import reader
 
 
 def _blobs(archive_dir: Path, suffix: str) -> list[Path]:
@@ -28,7 +27,7 @@ def test_ingest_stores_the_deidentified_object_and_read_returns_it(archive, arch
     assert stored.status == "stored"
     assert stored.sop_instance_uid.startswith("2.25.") and stored.study_uid.startswith("2.25.")
     assert "99.1.3" not in stored.original_sop_instance_uid_hash
-    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=READER)))
+    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=reader(arch))))
     assert out.SOPInstanceUID == stored.sop_instance_uid
     assert out.PatientIdentityRemoved == "YES"
     assert str(out.PatientName) == "" and out.PatientID != "PID7734120"
@@ -49,10 +48,10 @@ def test_same_object_twice_is_a_duplicate_stored_once(archive, archive_dir):
 def test_same_uid_with_other_content_is_a_conflict_and_harms_nothing(archive, archive_dir):
     arch, _ = archive
     stored = arch.ingest(ct_bytes(pixel=1), source="a")
-    before = arch.read_instance(stored.sop_instance_uid, principal=READER)
+    before = arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
     with pytest.raises(Conflict):
         arch.ingest(ct_bytes(pixel=2), source="b")
-    assert arch.read_instance(stored.sop_instance_uid, principal=READER) == before
+    assert arch.read_instance(stored.sop_instance_uid, principal=reader(arch)) == before
     assert len(_blobs(archive_dir, "obj")) == 1
 
 
@@ -66,13 +65,13 @@ def test_flipped_byte_in_a_blob_is_an_integrity_error_never_wrong_data(archive, 
         damaged[where] ^= 0x20
         blob.write_bytes(bytes(damaged))
         with pytest.raises(IntegrityError):
-            arch.read_instance(stored.sop_instance_uid, principal=READER)
+            arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
     blob.write_bytes(bytes(raw[:100]))
     with pytest.raises(IntegrityError):
-        arch.read_instance(stored.sop_instance_uid, principal=READER)
+        arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
     blob.unlink()
     with pytest.raises(IntegrityError):
-        arch.read_instance(stored.sop_instance_uid, principal=READER)
+        arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
 
 
 @pytest.mark.parametrize("data", [b"", b"GARBAGE" * 40, ct_bytes()[:-20], ct_bytes()[:300]])
@@ -98,7 +97,7 @@ def _us_bytes() -> bytes:
 def test_object_at_risk_of_burned_in_text_is_pixel_cleaned_at_the_door(archive):
     arch, _ = archive
     stored = arch.ingest(_us_bytes(), source="x")
-    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=READER)))
+    out = pydicom.dcmread(io.BytesIO(arch.read_instance(stored.sop_instance_uid, principal=reader(arch))))
     assert out.BurnedInAnnotation == "NO"
     codes = {item.CodeValue for item in out.DeidentificationMethodCodeSequence}
     assert {"113100", "113101"} <= codes
@@ -144,11 +143,11 @@ def test_instances_and_metadata(archive):
     arch, _ = archive
     a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
     arch.ingest(ct_bytes("1.2.3.2", series="1.2.3.77"), source="t")
-    refs = arch.instances(study_uid=a.study_uid)
+    refs = arch.instances(study_uid=a.study_uid, principal=reader(arch))
     assert [r.sop_uid for r in refs][0] == a.sop_instance_uid and len(refs) == 2
-    assert len(arch.instances(study_uid=a.study_uid, series_uid=a.series_uid)) == 1
+    assert len(arch.instances(study_uid=a.study_uid, series_uid=a.series_uid, principal=reader(arch))) == 1
     assert refs[0].size > 0 and refs[0].transfer_syntax_uid == "1.2.840.10008.1.2.1"
-    meta = arch.metadata(a.sop_instance_uid, principal=READER)
+    meta = arch.metadata(a.sop_instance_uid, principal=reader(arch))
     assert "PixelData" not in meta and meta.SOPInstanceUID == a.sop_instance_uid
 
 
@@ -157,19 +156,20 @@ def test_unknown_or_malformed_uids_are_not_found(archive, uid):
     arch, _ = archive
     arch.ingest(ct_bytes(), source="t")
     with pytest.raises(NotFound):
-        arch.instances(study_uid=uid)
+        arch.instances(study_uid=uid, principal=reader(arch))
     with pytest.raises(NotFound):
-        arch.read_instance(uid, principal=READER)
+        arch.read_instance(uid, principal=reader(arch))
 
 
 def test_tokens_authenticate_and_only_their_hash_is_kept(archive, archive_dir):
     arch, token = archive
-    assert arch.authenticate(token) == Principal("bootstrap", False)
-    ident = arch.create_token("dr-li", can_see_identity=True)
-    assert arch.authenticate(ident) == Principal("dr-li", True)
+    who = arch.authenticate(token)
+    assert (who.username, who.role, who.via) == ("reader", "service", "api-token")
+    other = arch.create_token("gateway")
+    assert arch.authenticate(other).username == "gateway"
     assert arch.authenticate("sp_wrong") is None and arch.authenticate("") is None
     if (archive_dir / "index.sqlite").exists():
-        assert ident.encode() not in (archive_dir / "index.sqlite").read_bytes()
+        assert other.encode() not in (archive_dir / "index.sqlite").read_bytes()
 
 
 def test_status_counts_and_health(archive):
@@ -189,7 +189,7 @@ def test_archive_on_an_s3_store(tmp_path, s3_url):
 
     arch, _ = Archive.create(tmp_path / "a", store_url=s3_url)
     stored = arch.ingest(ct_bytes(), source="t")
-    data = arch.read_instance(stored.sop_instance_uid, principal=READER)
+    data = arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
     assert pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID == stored.sop_instance_uid
     arch.close()
     store = open_store(s3_url)
@@ -203,9 +203,9 @@ def test_archive_on_an_s3_store(tmp_path, s3_url):
     try:
         assert again.recovery is not None and again.recovery.orphans_removed == 1
         with pytest.raises(IntegrityError):
-            again.read_instance(stored.sop_instance_uid, principal=READER)
+            again.read_instance(stored.sop_instance_uid, principal=reader(again))
         store.put(obj, good)
-        assert again.read_instance(stored.sop_instance_uid, principal=READER) == data
+        assert again.read_instance(stored.sop_instance_uid, principal=reader(again)) == data
     finally:
         again.close()
 
@@ -236,7 +236,7 @@ def test_two_archive_instances_writing_the_same_study_at_once(archive, archive_d
     assert errors == []
     status = arch.status()
     assert (status["patients"], status["studies"], status["series"], status["instances"]) == (1, 1, 3, 12)
-    (study,) = arch.search("study", {}, principal=READER)
+    (study,) = arch.search("study", {}, principal=reader(arch))
     assert (study.NumberOfStudyRelatedSeries, study.NumberOfStudyRelatedInstances) == (3, 12)
 
 
@@ -246,16 +246,16 @@ def test_read_instance_checks_study_series_and_transfer_syntax_in_one_call(archi
     arch, _ = archive
     a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
     b = arch.ingest(ct_bytes("1.2.3.2", study="1.2.3.99", series="1.2.3.98"), source="t")
-    whole = arch.read_instance(a.sop_instance_uid, principal=READER)
-    assert arch.read_instance(a.sop_instance_uid, principal=READER, study_uid=a.study_uid,
+    whole = arch.read_instance(a.sop_instance_uid, principal=reader(arch))
+    assert arch.read_instance(a.sop_instance_uid, principal=reader(arch), study_uid=a.study_uid,
                               series_uid=a.series_uid) == whole
     with pytest.raises(NotFound):  # the instance exists, but not in that study or series
-        arch.read_instance(a.sop_instance_uid, principal=READER, study_uid=b.study_uid)
+        arch.read_instance(a.sop_instance_uid, principal=reader(arch), study_uid=b.study_uid)
     with pytest.raises(NotFound):
-        arch.read_instance(a.sop_instance_uid, principal=READER, series_uid=b.series_uid)
+        arch.read_instance(a.sop_instance_uid, principal=reader(arch), series_uid=b.series_uid)
     with pytest.raises(NotAcceptable):
-        arch.read_instance(a.sop_instance_uid, principal=READER, transfer_syntaxes={"1.2.840.10008.1.2.4.50"})
-    assert arch.read_instance(a.sop_instance_uid, principal=READER,
+        arch.read_instance(a.sop_instance_uid, principal=reader(arch), transfer_syntaxes={"1.2.840.10008.1.2.4.50"})
+    assert arch.read_instance(a.sop_instance_uid, principal=reader(arch),
                               transfer_syntaxes={"1.2.840.10008.1.2.1"}) == whole
 
 
@@ -263,14 +263,14 @@ def test_read_instance_checks_study_series_and_transfer_syntax_in_one_call(archi
 def test_framed_read_puts_the_object_between_prefix_and_suffix(archive, suffix):
     arch, _ = archive
     a = arch.ingest(ct_bytes("1.2.3.1"), source="t")
-    whole = arch.read_instance(a.sop_instance_uid, principal=READER)
+    whole = arch.read_instance(a.sop_instance_uid, principal=reader(arch))
     sizes = []
 
     def frame(size: int) -> tuple[bytes, bytes]:
         sizes.append(size)
         return b"head:" + str(size).encode(), suffix
 
-    framed = arch.read_instance(a.sop_instance_uid, principal=READER, frame=frame)
+    framed = arch.read_instance(a.sop_instance_uid, principal=reader(arch), frame=frame)
     assert sizes == [len(whole)]
     assert bytes(framed) == b"head:" + str(len(whole)).encode() + whole + suffix
 
@@ -283,7 +283,7 @@ def test_framed_read_of_a_tampered_blob_returns_nothing(archive, archive_dir):
     raw[len(raw) // 2] ^= 0x40
     obj.write_bytes(bytes(raw))
     with pytest.raises(IntegrityError):
-        arch.read_instance(a.sop_instance_uid, principal=READER, frame=lambda n: (b"<", b">" * 20))
+        arch.read_instance(a.sop_instance_uid, principal=reader(arch), frame=lambda n: (b"<", b">" * 20))
 
 
 def test_objects_waiting_together_commit_in_one_batch_and_a_conflict_fails_only_itself(archive, archive_dir):
@@ -343,15 +343,15 @@ def test_new_study_key_created_meanwhile_by_another_process_is_adopted(archive, 
     try:
         mine = arch.ingest(ct_bytes("1.2.5.1"), source="t")
         assert interleaved == [True]
-        theirs_uid = other.instances(study_uid=mine.study_uid)
+        theirs_uid = other.instances(study_uid=mine.study_uid, principal=reader(other))
     finally:
         other.close()
     assert len(theirs_uid) == 2
     for ref in theirs_uid:
-        assert arch.read_instance(ref.sop_uid, principal=READER)
+        assert arch.read_instance(ref.sop_uid, principal=reader(arch))
     assert len(_blobs(archive_dir, "obj")) == 2  # the blobs sealed under the losing key are gone
     again = Archive.open(archive_dir, database_url=database_url)
     try:
-        assert again.read_instance(mine.sop_instance_uid, principal=READER)
+        assert again.read_instance(mine.sop_instance_uid, principal=reader(again))
     finally:
         again.close()

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from safepacs.archive import Archive, Principal
+from safepacs.archive import Archive
 from safepacs.store import crypto
 from tests.archive.objects import ct_bytes
 from tests.archive_fixtures import dump_database
-
-READER = Principal("reader", False)
+from tests.people import reader
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -26,7 +25,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_wrong_kek_is_refused_clearly_and_nothing_is_harmed(archive, archive_dir, database_url):
     arch, _ = archive
     stored = arch.ingest(ct_bytes(), source="t")
-    before_bytes = arch.read_instance(stored.sop_instance_uid, principal=READER)
+    before_bytes = arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
     arch.close()
     kek_file = archive_dir / "keys" / "kek.key"
     good = kek_file.read_bytes()
@@ -40,7 +39,7 @@ def test_wrong_kek_is_refused_clearly_and_nothing_is_harmed(archive, archive_dir
     kek_file.write_bytes(good)
     again = Archive.open(archive_dir, database_url=database_url)
     try:
-        assert again.read_instance(stored.sop_instance_uid, principal=READER) == before_bytes
+        assert again.read_instance(stored.sop_instance_uid, principal=reader(again)) == before_bytes
     finally:
         again.close()
 
@@ -50,9 +49,9 @@ def test_kek_from_environment_variable(tmp_path, monkeypatch):
     arch, _ = Archive.create(tmp_path / "a", kek="env:SAFEPACS_TEST_KEK")
     stored = arch.ingest(ct_bytes(), source="t")
     arch.close()
-    assert not (tmp_path / "a" / "keys").exists()
+    assert not (tmp_path / "a" / "keys" / "kek.key").exists()
     again = Archive.open(tmp_path / "a")
-    assert again.read_instance(stored.sop_instance_uid, principal=READER)
+    assert again.read_instance(stored.sop_instance_uid, principal=reader(again))
     again.close()
     monkeypatch.delenv("SAFEPACS_TEST_KEK")
     with pytest.raises(crypto.CryptoError, match="not set"):

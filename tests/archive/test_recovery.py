@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from safepacs.archive import Archive, Principal
+from safepacs.archive import Archive
 from tests.archive.objects import ct_bytes
+from tests.people import reader
 
-READER = Principal("reader", False)
 ROOT = Path(__file__).resolve().parents[2]
 
 _CRASH = """
@@ -49,7 +49,7 @@ def _blobs(archive_dir: Path) -> list[Path]:
 def test_crash_around_the_commit(archive, archive_dir, database_url, tmp_path, when):
     arch, _ = archive
     kept = arch.ingest(ct_bytes("1.2.5.1"), source="t")
-    kept_bytes = arch.read_instance(kept.sop_instance_uid, principal=READER)
+    kept_bytes = arch.read_instance(kept.sop_instance_uid, principal=reader(arch))
     arch.close()
     _crash_during_ingest(archive_dir, database_url, when, ct_bytes("1.2.5.2"), tmp_path)
     # as a crash in the middle of a blob write leaves it
@@ -66,10 +66,10 @@ def test_crash_around_the_commit(archive, archive_dir, database_url, tmp_path, w
         else:  # committed: whole, and retrievable
             assert report.orphans_removed == 0
             assert again.status()["instances"] == 2 and len(_blobs(archive_dir)) == 4
-            (study,) = again.search("study", {}, principal=READER)
-            refs = again.instances(study_uid=study.StudyInstanceUID)
-            assert all(again.read_instance(r.sop_uid, principal=READER) for r in refs)
-        assert again.read_instance(kept.sop_instance_uid, principal=READER) == kept_bytes
+            (study,) = again.search("study", {}, principal=reader(again))
+            refs = again.instances(study_uid=study.StudyInstanceUID, principal=reader(again))
+            assert all(again.read_instance(r.sop_uid, principal=reader(again)) for r in refs)
+        assert again.read_instance(kept.sop_instance_uid, principal=reader(again)) == kept_bytes
         # the object that was lost before its commit can simply be sent again
         assert again.ingest(ct_bytes("1.2.5.2"), source="retry").status == (
             "stored" if when == "before" else "duplicate")

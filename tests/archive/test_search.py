@@ -6,12 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from safepacs.archive import Archive, Principal
+from safepacs.archive import Archive
 from safepacs.deid.options import Options
 from tests.archive.objects import ct_bytes
-
-READER = Principal("reader", can_see_identity=False)
-CLINICIAN = Principal("clinician", can_see_identity=True)
+from tests.people import clinician_principal as clinician
+from tests.people import reader
 
 #: (patient ID, name, study date, accession, modality) -> one study each, two series for the first
 PEOPLE = [
@@ -50,7 +49,7 @@ def _uids(results, keyword="StudyInstanceUID") -> set[str]:
 
 def test_study_search_returns_the_required_attributes(filled):
     arch, stored = filled
-    results = arch.search("study", {}, principal=READER)
+    results = arch.search("study", {}, principal=reader(arch))
     assert len(results) == 4
     ds = next(d for d in results if d.StudyInstanceUID == stored[0].study_uid)
     for kw in ("StudyDate", "PatientID", "PatientName", "ModalitiesInStudy", "AccessionNumber",
@@ -68,43 +67,43 @@ def test_study_search_returns_the_required_attributes(filled):
 )
 def test_study_date_matching(filled, value, dates):
     arch, _ = filled
-    found = {str(d.StudyDate) for d in arch.search("study", {"StudyDate": value}, principal=READER)}
+    found = {str(d.StudyDate) for d in arch.search("study", {"StudyDate": value}, principal=reader(arch))}
     assert found == (dates or {"20240105", "20240610", "20231231", "20240301"})
 
 
 def test_modalities_uid_lists_limit_offset(filled):
     arch, stored = filled
-    assert len(arch.search("study", {"ModalitiesInStudy": "MR"}, principal=READER)) == 2
-    assert len(arch.search("study", {"ModalitiesInStudy": "CT\\MR"}, principal=READER)) == 4
+    assert len(arch.search("study", {"ModalitiesInStudy": "MR"}, principal=reader(arch))) == 2
+    assert len(arch.search("study", {"ModalitiesInStudy": "CT\\MR"}, principal=reader(arch))) == 4
     two = f"{stored[0].study_uid}\\{stored[3].study_uid}"
-    assert _uids(arch.search("study", {"StudyInstanceUID": two}, principal=READER)) == {
+    assert _uids(arch.search("study", {"StudyInstanceUID": two}, principal=reader(arch))) == {
         stored[0].study_uid, stored[3].study_uid}
-    all_ = [d.StudyInstanceUID for d in arch.search("study", {}, principal=READER)]
-    page = [d.StudyInstanceUID for d in arch.search("study", {}, principal=READER, limit=2, offset=1)]
+    all_ = [d.StudyInstanceUID for d in arch.search("study", {}, principal=reader(arch))]
+    page = [d.StudyInstanceUID for d in arch.search("study", {}, principal=reader(arch), limit=2, offset=1)]
     assert page == all_[1:3]
-    assert arch.search("study", {}, principal=READER, offset=10) == []
+    assert arch.search("study", {}, principal=reader(arch), offset=10) == []
 
 
 def test_pseudonymous_patient_id_with_wildcards(filled):
     arch, stored = filled
-    pid = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=READER)[0].PatientID
-    assert len(arch.search("study", {"PatientID": pid}, principal=READER)) == 2
-    assert len(arch.search("study", {"PatientID": pid[:6] + "*"}, principal=READER)) >= 2
-    assert len(arch.search("study", {"PatientID": "SP*"}, principal=READER)) == 4
-    assert arch.search("study", {"PatientID": "SP%"}, principal=READER) == []  # % is literal
+    pid = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=reader(arch))[0].PatientID
+    assert len(arch.search("study", {"PatientID": pid}, principal=reader(arch))) == 2
+    assert len(arch.search("study", {"PatientID": pid[:6] + "*"}, principal=reader(arch))) >= 2
+    assert len(arch.search("study", {"PatientID": "SP*"}, principal=reader(arch))) == 4
+    assert arch.search("study", {"PatientID": "SP%"}, principal=reader(arch)) == []  # % is literal
 
 
 def test_series_and_instance_levels_and_includefield(filled):
     arch, stored = filled
-    series = arch.search("series", {}, principal=READER, study_uid=stored[0].study_uid)
+    series = arch.search("series", {}, principal=reader(arch), study_uid=stored[0].study_uid)
     assert {d.SeriesInstanceUID for d in series} == {stored[0].series_uid, stored[1].series_uid}
     assert all(d.Modality == "CT" and "NumberOfSeriesRelatedInstances" in d for d in series)
-    mr = arch.search("series", {"Modality": "MR"}, principal=READER)
+    mr = arch.search("series", {"Modality": "MR"}, principal=reader(arch))
     assert len(mr) == 2 and all("PatientID" in d for d in mr)  # all-series search: study attrs too
-    inst = arch.search("instance", {"SOPInstanceUID": stored[2].sop_instance_uid}, principal=READER)
+    inst = arch.search("instance", {"SOPInstanceUID": stored[2].sop_instance_uid}, principal=reader(arch))
     assert [d.SOPInstanceUID for d in inst] == [stored[2].sop_instance_uid]
     assert inst[0].Rows == 4 and inst[0].SOPClassUID == stored[2].sop_class_uid
-    with_extra = arch.search("series", {}, principal=READER, include=["PatientSex", "StudyDescription"],
+    with_extra = arch.search("series", {}, principal=reader(arch), include=["PatientSex", "StudyDescription"],
                              study_uid=stored[0].study_uid)
     assert all("StudyDescription" in d and "PatientSex" in d for d in with_extra)
 
@@ -118,7 +117,7 @@ def test_series_and_instance_levels_and_includefield(filled):
 def test_malformed_filters_raise_value_error(filled, filters):
     arch, _ = filled
     with pytest.raises(ValueError):
-        arch.search("study", filters, principal=READER)
+        arch.search("study", filters, principal=reader(arch))
 
 
 # --- identity ------------------------------------------------------------------------
@@ -131,15 +130,15 @@ def test_malformed_filters_raise_value_error(filled, filters):
 )
 def test_identified_reader_finds_patients_by_original_identity(filled, filters, studies):
     arch, _ = filled
-    assert len(arch.search("study", filters, principal=CLINICIAN)) == studies
-    assert arch.search("study", filters, principal=READER) == []
+    assert len(arch.search("study", filters, principal=clinician(arch))) == studies
+    assert arch.search("study", filters, principal=reader(arch)) == []
 
 
 def test_identified_reader_sees_original_names_intact_others_only_pseudonyms(filled):
     arch, stored = filled
-    seen = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=CLINICIAN)[0]
+    seen = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=clinician(arch))[0]
     assert str(seen.PatientName) == "ZHANG^WEI=张^伟" and seen.PatientID == "PID-A-001"
-    hidden = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=READER)[0]
+    hidden = arch.search("study", {"StudyInstanceUID": stored[0].study_uid}, principal=reader(arch))[0]
     assert str(hidden.PatientName) == "" and hidden.PatientID.startswith("SP")
 
 
@@ -148,18 +147,18 @@ def test_identity_index_survives_reopen(filled, archive_dir, database_url):
     arch.close()
     again = Archive.open(archive_dir, database_url=database_url)
     try:
-        assert len(again.search("study", {"PatientName": "张^伟"}, principal=CLINICIAN)) == 2
+        assert len(again.search("study", {"PatientName": "张^伟"}, principal=clinician(arch))) == 2
     finally:
         again.close()
 
 
 def test_identities_stored_by_another_process_are_found(filled, archive_dir, database_url):
     arch, _ = filled
-    assert arch.search("study", {"PatientName": "LI^NA"}, principal=CLINICIAN) == []
+    assert arch.search("study", {"PatientName": "LI^NA"}, principal=clinician(arch)) == []
     other = Archive.open(archive_dir, database_url=database_url)  # e.g. `safepacs import`
     try:
         other.ingest(ct_bytes("1.2.9.9.1", study="1.2.9.9", series="1.2.9.9.2", patient_id="PID-D-4",
                               name="LI^NA"), source="import")
     finally:
         other.close()
-    assert len(arch.search("study", {"PatientName": "LI^NA"}, principal=CLINICIAN)) == 1
+    assert len(arch.search("study", {"PatientName": "LI^NA"}, principal=clinician(arch))) == 1

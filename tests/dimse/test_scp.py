@@ -13,12 +13,12 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from safepacs.archive.service import Archive, Principal
+from safepacs.archive.service import Archive
 from safepacs.dimse import start
 from safepacs.synth import generate
+from tests.people import reader
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK is not installed")
-READER = Principal("test", can_see_identity=False)
 
 
 def free_port() -> int:
@@ -41,10 +41,15 @@ def corpus(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="module")
 def scp(tmp_path_factory):
     archive, _ = Archive.create(tmp_path_factory.mktemp("dimsearchive"))
+    archive.create_token("dimse-reader")  # the service account DCMTK's query tools act for
     dest_port = free_port()
     port = free_port()
-    server = start(archive, host="127.0.0.1", port=port, ae_title="SAFEPACS", allowed_callers=[],
-                   move_destinations={"DEST": ["127.0.0.1", dest_port]})
+    callers = [{"ae_title": ae, "host": "127.0.0.1", "account": "dimse-reader"}
+               for ae in ("FINDSCU", "GETSCU", "MOVESCU")]
+    callers += [{"ae_title": "SPOOFED", "host": "10.9.9.9", "account": "dimse-reader"},
+                {"ae_title": "*", "host": "127.0.0.1"}]
+    server = start(archive, host="127.0.0.1", port=port, ae_title="SAFEPACS", allowed_callers=callers,
+                   move_destinations={"DEST": {"host": "127.0.0.1", "port": dest_port, "callers": ["MOVESCU"]}})
     yield archive, port, dest_port
     server.shutdown()
     archive.close()
@@ -64,7 +69,7 @@ def test_echo(scp):
 
 
 def test_storescu_stores_every_file_de_identified(stored, corpus):
-    rows = stored.search("instance", {}, principal=READER)
+    rows = stored.search("instance", {}, principal=reader(stored))
     assert len(rows) == len(corpus)
     originals = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in corpus}
     assert not originals & {str(r.SOPInstanceUID) for r in rows}
@@ -73,7 +78,7 @@ def test_storescu_stores_every_file_de_identified(stored, corpus):
 def test_storing_again_is_a_duplicate_not_a_second_copy(stored, scp, corpus):
     r = dcmtk("storescu", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]), str(corpus[0]))
     assert r.returncode == 0
-    assert len(stored.search("instance", {}, principal=READER)) == len(corpus)
+    assert len(stored.search("instance", {}, principal=reader(stored))) == len(corpus)
 
 
 def test_conflicting_object_gets_0111_and_changes_nothing(stored, scp, corpus, tmp_path):
@@ -83,12 +88,12 @@ def test_conflicting_object_gets_0111_and_changes_nothing(stored, scp, corpus, t
     bad.write_bytes(bytes(raw))
     r = dcmtk("storescu", "-v", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]), str(bad))
     assert re.search(r"status: 0x0*111\b", r.stdout + r.stderr, re.I)
-    assert len(stored.search("instance", {}, principal=READER)) == len(corpus)
+    assert len(stored.search("instance", {}, principal=reader(stored))) == len(corpus)
 
 
-def _find(port: int, out: Path, *keys: str, root: str = "-S") -> list[pydicom.Dataset]:
+def _find(port: int, out: Path, *keys: str, root: str = "-S", aet: str = "FINDSCU") -> list[pydicom.Dataset]:
     out.mkdir(exist_ok=True)
-    args = ["findscu", root, "-aec", "SAFEPACS", "-X", "-od", str(out), "127.0.0.1", str(port)]
+    args = ["findscu", root, "-aet", aet, "-aec", "SAFEPACS", "-X", "-od", str(out), "127.0.0.1", str(port)]
     for k in keys:
         args += ["-k", k]
     r = dcmtk(*args)
@@ -97,7 +102,7 @@ def _find(port: int, out: Path, *keys: str, root: str = "-S") -> list[pydicom.Da
 
 
 def test_find_study_root_and_patient_root(stored, scp, tmp_path):
-    studies = stored.search("study", {}, principal=READER)
+    studies = stored.search("study", {}, principal=reader(stored))
     got = _find(scp[1], tmp_path / "s", "QueryRetrieveLevel=STUDY", "StudyInstanceUID", "PatientID")
     assert {str(d.StudyInstanceUID) for d in got} == {str(s.StudyInstanceUID) for s in studies}
     assert all("PatientName" not in d for d in got)  # only the keys asked for
@@ -110,8 +115,8 @@ def test_find_study_root_and_patient_root(stored, scp, tmp_path):
 
 
 def test_get_study_retrieves_every_instance(stored, scp, tmp_path):
-    study = stored.search("study", {}, principal=READER)[0]
-    expected = {r.sop_uid for r in stored.instances(study_uid=str(study.StudyInstanceUID))}
+    study = stored.search("study", {}, principal=reader(stored))[0]
+    expected = {r.sop_uid for r in stored.instances(study_uid=str(study.StudyInstanceUID), principal=reader(stored))}
     r = dcmtk("getscu", "-S", "-aec", "SAFEPACS", "-od", str(tmp_path), "127.0.0.1", str(scp[1]),
               "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
     assert r.returncode == 0, r.stderr
@@ -124,8 +129,8 @@ def test_get_study_retrieves_every_instance(stored, scp, tmp_path):
 
 def test_move_to_configured_destination(stored, scp, tmp_path):
     archive, port, dest_port = scp
-    study = archive.search("study", {}, principal=READER)[-1]
-    expected = {r.sop_uid for r in archive.instances(study_uid=str(study.StudyInstanceUID))}
+    study = archive.search("study", {}, principal=reader(archive))[-1]
+    expected = {r.sop_uid for r in archive.instances(study_uid=str(study.StudyInstanceUID), principal=reader(archive))}
     dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(tmp_path), str(dest_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -140,8 +145,30 @@ def test_move_to_configured_destination(stored, scp, tmp_path):
         dest.wait(10)
 
 
+def test_callers_without_an_account_or_from_the_wrong_address_get_nothing(stored, scp, tmp_path):
+    """An AE title bound to an account at another address (spoofed), or bound to none, may
+    associate (it may store) but reads nothing: 0x0124, not authorised, and no data."""
+    port = str(scp[1])
+    study = stored.search("study", {}, principal=reader(stored))[0]
+    for aet in ("SPOOFED", "NOBODY"):
+        find = dcmtk("findscu", "-v", "-S", "-aet", aet, "-aec", "SAFEPACS", "-X", "-od", str(tmp_path),
+                     "127.0.0.1", port, "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID")
+        assert re.search(r"0x0?124\b|Refused: *Not *Authori", find.stdout + find.stderr, re.I), find.stdout
+        get = dcmtk("getscu", "-v", "-S", "-aet", aet, "-aec", "SAFEPACS", "-od", str(tmp_path), "127.0.0.1",
+                    port, "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
+        assert re.search(r"0x0?124\b|Not *Authori", get.stdout + get.stderr, re.I), get.stdout
+    assert not [f for f in tmp_path.iterdir() if f.suffix == ".dcm" or f.name.startswith(("rsp", "CR", "DX", "CT"))]
+
+
+def test_move_destination_bound_to_other_callers_is_refused(stored, scp, tmp_path):
+    study = stored.search("study", {}, principal=reader(stored))[0]
+    r = dcmtk("movescu", "-v", "-S", "-aet", "GETSCU", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1",
+              str(scp[1]), "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
+    assert r.returncode != 0 or re.search(r"0xa801", r.stdout + r.stderr, re.I)
+
+
 def test_move_to_unknown_destination_is_refused(stored, scp, tmp_path):
-    study = stored.search("study", {}, principal=READER)[0]
+    study = stored.search("study", {}, principal=reader(stored))[0]
     r = dcmtk("movescu", "-v", "-S", "-aec", "SAFEPACS", "-aem", "ELSEWHERE", "127.0.0.1", str(scp[1]),
               "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
     assert r.returncode != 0 or re.search(r"0xa801", r.stdout + r.stderr, re.I)

@@ -29,7 +29,7 @@ def test_unknown_schema_revision_is_refused(tmp_path):
     engine = db.make_engine(f"sqlite:///{tmp_path / 'i.sqlite'}")
     db.upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'future9'"))
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('future9')"))
     with pytest.raises(db.DatabaseError, match="unknown to this safepacs"):
         db.ensure_schema(engine)
 

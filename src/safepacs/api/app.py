@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safepacs.api import dicomjson, multipart, pixels, query, stow
+from safepacs.api.auditing import AuditRequests
 from safepacs.api.fastpath import FastRetrieve
 from safepacs.api.tokens import TokenCache
 from safepacs.archive import errors as aerr
@@ -74,7 +75,7 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     nothing), so its parts are held in memory: ``max_request_bytes`` bounds that (413 above);
     send big studies in several requests.
     """
-    app = FastAPI(title="safepacs DICOMweb", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="safepacs", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     authenticate = TokenCache(archive.authenticate)
     # Ingest waits on fsync and the database as much as on the CPU: two per core keeps both busy.
     limiter = anyio.CapacityLimiter(ingest_threads or 2 * (os.cpu_count() or 2))
@@ -122,14 +123,20 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     async def principal(request: Request) -> Any:
         # Runs on the event loop: a token lookup is shorter than a hop to a worker thread.
+        if token_in_url(request.url.query):
+            request.state.refusal = "token in the URL"
+            raise ApiError(400, "tokens are accepted only in the Authorization header, never in the URL")
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            request.state.refusal = "no credentials"
             raise ApiError(401, "authentication required (Authorization: Bearer <token>)",
                            {"WWW-Authenticate": "Bearer"})
-        who = authenticate(token.strip())
+        who = authenticate(token.strip(), address=client_address(request))
         if who is None:
+            request.state.refusal = "invalid token"
             raise ApiError(401, "invalid or expired token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        request.state.principal = who
         return who
 
     Who = Annotated[Any, Depends(principal)]
@@ -150,6 +157,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     # ---------------------------------------------------------------- STOW-RS
 
     async def store(request: Request, study: str | None, who: Any) -> Response:
+        if not archive.access.is_store_allowed(who):
+            request.state.refusal = "role may not store"
+            raise ApiError(403, "this account may not store objects")
         boundary, params = multipart.boundary_of(request.headers.get("content-type"))
         root_type = params.get("type", "application/dicom").lower()
         if root_type != "application/dicom":
@@ -252,13 +262,13 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     # ---------------------------------------------------------------- WADO-RS
 
-    def refs(study: str, series: str | None = None, sop: str | None = None) -> list[Any]:
+    def refs(who: Any, study: str, series: str | None = None, sop: str | None = None) -> list[Any]:
         check_uid(study)
         if series is not None:
             check_uid(series)
         if sop is not None:
             check_uid(sop)
-        found = archive.instances(study_uid=study, series_uid=series, sop_uid=sop)
+        found = archive.instances(study_uid=study, series_uid=series, sop_uid=sop, principal=who)
         if not found:
             raise aerr.NotFound("no such instance")
         return found
@@ -290,23 +300,26 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     @app.get("/dicomweb/studies/{study}")
     async def wado_study(study: str, request: Request, who: Who) -> Response:
-        return retrieve(request, who, refs(study))
+        return retrieve(request, who, refs(who, study))
 
     @app.get("/dicomweb/studies/{study}/series/{series}")
     async def wado_series(study: str, series: str, request: Request, who: Who) -> Response:
-        return retrieve(request, who, refs(study, series))
+        return retrieve(request, who, refs(who, study, series))
 
     @app.get("/dicomweb/studies/{study}/series/{series}/instances/{sop}")
     async def wado_instance(study: str, series: str, sop: str, request: Request,
                       who: Who) -> Response:
-        return retrieve(request, who, refs(study, series, sop))
+        return retrieve(request, who, refs(who, study, series, sop))
 
     def metadata(request: Request, who: Any, found: list[Any]) -> Response:
         b = base(request)
         out = []
         for r in found:
             ds = archive.metadata(r.sop_uid, principal=who)
-            link = f"{b}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
+            # the UIDs as this reader knows them (a research project has its own)
+            uids = (ds.get("StudyInstanceUID", r.study_uid), ds.get("SeriesInstanceUID", r.series_uid),
+                    ds.get("SOPInstanceUID", r.sop_uid))
+            link = "{}/studies/{}/series/{}/instances/{}".format(b, *uids)
             obj = dicomjson.to_json(ds, bulk_base=link)
             dicomjson.add_bulk_pixel_link(obj, ds, link)
             out.append(obj)
@@ -314,19 +327,19 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     @app.get("/dicomweb/studies/{study}/metadata")
     async def meta_study(study: str, request: Request, who: Who) -> Response:
-        return metadata(request, who, refs(study))
+        return metadata(request, who, refs(who, study))
 
     @app.get("/dicomweb/studies/{study}/series/{series}/metadata")
     async def meta_series(study: str, series: str, request: Request, who: Who) -> Response:
-        return metadata(request, who, refs(study, series))
+        return metadata(request, who, refs(who, study, series))
 
     @app.get("/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata")
     async def meta_instance(study: str, series: str, sop: str, request: Request,
                       who: Who) -> Response:
-        return metadata(request, who, refs(study, series, sop))
+        return metadata(request, who, refs(who, study, series, sop))
 
     def dataset(who: Any, study: str, series: str, sop: str) -> pydicom.Dataset:
-        ref = refs(study, series, sop)[0]
+        ref = refs(who, study, series, sop)[0]
         data = archive.read_instance(ref.sop_uid, principal=who)
         return pydicom.dcmread(io.BytesIO(data))
 
@@ -394,8 +407,12 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    admin = getattr(archive, "admin_router", None)
+    if admin is not None:
+        app.include_router(admin())
     app.add_middleware(FastRetrieve, archive=archive, authenticate=authenticate,
                        accepted=_accepted_transfer_syntaxes, check_uid=check_uid)
+    app.add_middleware(AuditRequests, sink=archive.audit)  # outermost: sees every request
     app.state.started = time.time()
     return app
 
@@ -431,6 +448,22 @@ def _original_study(data: bytes) -> str | None:
         return str(ds.get("StudyInstanceUID", "")) or None
     except Exception:  # noqa: BLE001 - ingest reports the real reason
         return None
+
+
+_TOKEN_PARAMS = ("access_token", "token", "bearer", "jwt", "refresh_token", "id_token", "api_key")
+
+
+def token_in_url(query: str) -> bool:
+    """True when a query string carries something named like a credential: tokens in URLs
+    end up in proxy logs and browser history, so such requests are refused outright."""
+    if not query:
+        return False
+    names = {part.split("=", 1)[0].strip().lower() for part in query.split("&")}
+    return any(name in _TOKEN_PARAMS for name in names)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
 
 
 def _frame_numbers(text: str) -> list[int]:

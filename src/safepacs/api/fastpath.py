@@ -46,9 +46,11 @@ class FastRetrieve:
             wanted = self.accepted(accept.decode("latin-1")) if accept is not None else None
             for uid in uids:
                 self.check_uid(uid)
-            who = self.authenticate(token.strip())
+            client = scope.get("client") or ("", 0)
+            who = self.authenticate(token.strip(), address=str(client[0] or ""))
             if who is None:
                 return None
+            scope.setdefault("state", {})["principal"] = who  # for the request's audit event
             study, series, sop = uids
             boundary = secrets.token_hex(16).encode("ascii")
             data = self.archive.read_instance(

@@ -8,6 +8,7 @@ within that time.  Failures are never cached, so a new token works at once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -16,21 +17,24 @@ from typing import Any
 
 
 class TokenCache:
-    def __init__(self, authenticate: Callable[[str], Any], *, ttl: float = 5.0, size: int = 1024) -> None:
+    def __init__(self, authenticate: Callable[..., Any], *, ttl: float = 5.0, size: int = 1024) -> None:
         self._authenticate = authenticate
         self._ttl = ttl
         self._size = size
         self._seen: dict[bytes, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, token: str) -> Any:
+    def __call__(self, token: str, *, address: str = "") -> Any:
         key = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         now = time.monotonic()
         with self._lock:
             hit = self._seen.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]
-        who = self._authenticate(token)
+            who = hit[1]
+            if getattr(who, "address", address) != address and dataclasses.is_dataclass(who):
+                who = dataclasses.replace(who, address=address)  # the caller of THIS request
+            return who
+        who = self._authenticate(token, address=address)
         if who is not None:
             with self._lock:
                 if len(self._seen) >= self._size:

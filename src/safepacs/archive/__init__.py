@@ -1,5 +1,6 @@
 """The archive: de-identify at the door, encrypt at rest, index pseudonyms only."""
 
+from safepacs.access.principal import Principal
 from safepacs.archive.errors import (
     ArchiveError,
     Conflict,
@@ -8,7 +9,7 @@ from safepacs.archive.errors import (
     NotFound,
     Unauthorized,
 )
-from safepacs.archive.service import Archive, InstanceRef, Principal, Stored
+from safepacs.archive.service import Archive, InstanceRef, Stored
 
 __all__ = [
     "Archive",

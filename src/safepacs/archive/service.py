@@ -17,9 +17,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import logging
 import os
 import re
-import secrets
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -48,11 +48,15 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from safepacs.access.principal import Decision, Principal
+from safepacs.access.service import AccessControl
 from safepacs.archive import door
 from safepacs.archive.attributes import index_values
 from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotAcceptable, NotFound
 from safepacs.archive.identity import IdentityIndex, OriginalIdentity
+from safepacs.archive.masking import Masking
 from safepacs.archive.recovery import RecoveryReport, recover
+from safepacs.audit.events import AuditSink
 from safepacs.config import SETTINGS_FILE, Settings
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
@@ -67,11 +71,11 @@ from safepacs.index.models import (
     Series,
     SiteKey,
     Study,
-    Token,
 )
 from safepacs.store import crypto
 from safepacs.store.blobs import BlobNotFound, BlobStore, S3Store, new_names, open_store
 
+log = logging.getLogger("safepacs.archive")
 _DEID_KEY, _INDEX_KEY = "deid", "index"
 #: ISO 2022 escape sequences pydicom leaves in decoded text (ESC, intermediates, final)
 _ESCAPES = re.compile("\x1b[\x20-\x2f]*[\x30-\x7e]")
@@ -106,19 +110,12 @@ _SQL_SERIES_COUNT = (
     update(Series).where(Series.pk == bindparam("b_pk")).values(num_instances=Series.num_instances + 1)
 )
 _LOCATE = (
-    select(Instance.object_blob, Instance.transfer_syntax_uid, Series.series_uid, Study.study_uid)
+    select(Instance.object_blob, Instance.transfer_syntax_uid, Series.series_uid, Study.study_uid,
+           Instance.delta_blob)
     .join(Series, Instance.series_pk == Series.pk)
     .join(Study, Series.study_pk == Study.pk)
     .where(Instance.sop_uid == bindparam("sop"))
 )
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking (until the access-control issue lands)."""
-
-    name: str
-    can_see_identity: bool
 
 
 @dataclass(frozen=True)
@@ -217,6 +214,13 @@ class Archive:
         #: open (its blobs in flight are not orphans), recovery then waits for a lone open
         self.recovery: RecoveryReport | None = None
         self._lock_fd: int | None = None
+        keys_dir = settings.data_dir / "keys"
+        #: where every event goes: the tamper-evident log of the data dir
+        self.audit: AuditSink = open_audit(engine, keys_dir)
+        #: who may see what (issue "access control"); every decision is audited
+        self.access = AccessControl(engine, keys_dir, audit=self.audit)
+        #: what each reader gets (levels, re-keyed identifiers, watermarks)
+        self.masking = Masking(self.access, engine, keys_dir, audit=self.audit)
 
     # --- lifecycle ----------------------------------------------------------------
     @classmethod
@@ -229,9 +233,10 @@ class Archive:
         ae_title: str = "SAFEPACS",
         kek: str | None = None,
         deid_options: Options | None = None,
-    ) -> tuple[Archive, str]:
-        """A new archive in ``data_dir`` and a bootstrap token (shown once, only its hash is
-        kept).  ``kek``: ``file:PATH`` (default ``file:keys/kek.key``, created mode 0600)
+    ) -> tuple[Archive, dict[str, tuple[str, str]]]:
+        """A new archive in ``data_dir`` and its three administrator accounts, as
+        ``{role: (username, one-time password)}`` (shown once; each must be changed at first
+        sign-in).  ``kek``: ``file:PATH`` (default ``file:keys/kek.key``, created mode 0600)
         or ``env:VARIABLE``."""
         data_dir = Path(data_dir)
         if (data_dir / SETTINGS_FILE).exists():
@@ -267,8 +272,10 @@ class Archive:
         )
         archive._lock_fd, _ = _take_lock(data_dir)
         fcntl.flock(archive._lock_fd, fcntl.LOCK_SH)
-        token = archive.create_token("bootstrap")
-        return archive, token
+        from safepacs.access import bootstrap
+
+        admins = bootstrap(engine, data_dir / "keys", audit=archive.audit)
+        return archive, admins
 
     @classmethod
     def open(cls, data_dir: Path, *, database_url: str | None = None) -> Archive:
@@ -307,6 +314,12 @@ class Archive:
         return archive
 
     def close(self) -> None:
+        close_audit = getattr(self.audit, "close", None)
+        if close_audit is not None:
+            try:
+                close_audit()  # writes what is queued; before the engine goes
+            except Exception:  # noqa: BLE001 - closing must finish; the log says why it failed
+                log.error("the audit log could not be flushed at close")
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the shared lock
             self._lock_fd = None
@@ -323,28 +336,18 @@ class Archive:
         self.close()
 
     # --- tokens -------------------------------------------------------------------
-    def create_token(self, name: str, *, can_see_identity: bool = False) -> str:
-        """A new API token; only its SHA-256 is stored, so show the return value once."""
-        if not name or len(name) > 128:
-            raise ValueError("token name must be 1..128 characters")
-        token = "sp_" + secrets.token_urlsafe(32)
-        with Session(self._engine) as session, session.begin():
-            session.add(
-                Token(
-                    name=name,
-                    token_hash=_token_hash(token),
-                    can_see_identity=can_see_identity,
-                    created_at=_now(),
-                )
-            )
-        return token
+    def create_token(self, name: str) -> str:
+        """An API token for the service account ``name`` (the de-identified view of every
+        study), provisioned by whoever holds the data dir; see :mod:`safepacs.archive.provision`."""
+        from safepacs.archive.provision import service_token
 
-    def authenticate(self, token: str) -> Principal | None:
-        if not token or len(token) > 256:
+        return service_token(self.access, name)
+
+    def authenticate(self, token: str, *, address: str = "") -> Principal | None:
+        """The caller of a JWT access token or an API token, or None."""
+        if not token or len(token) > 4096:
             return None
-        with Session(self._engine) as session:
-            row = session.scalar(select(Token).where(Token.token_hash == _token_hash(token)))
-        return None if row is None else Principal(row.name, bool(row.can_see_identity))
+        return self.access.authenticate(token, address=address)
 
     # --- ingest -------------------------------------------------------------------
     def ingest(self, data: bytes, *, source: str) -> Stored:
@@ -613,6 +616,10 @@ class Archive:
                 self._data_keys[study_uid] = key
                 self._pending_keys.pop(study_uid, None)
                 return key
+            # no wrapped key: a sealed study? (a study with a pending key is not; never cached)
+            sealed = None if study_uid in self._pending_keys else self._sealed_data_key(study_uid)
+            if sealed is not None:
+                return sealed
             if not create:
                 raise NotFound("no such study")
             pending = self._pending_keys.get(study_uid)
@@ -642,11 +649,36 @@ class Archive:
             self._data_keys.pop(study_uid, None)
 
     # --- retrieval ----------------------------------------------------------------
+    # --- authorisation ------------------------------------------------------------
+    def authorize(self, principal: Principal, study_uid: str, *, action: str = "read") -> Decision:
+        """The caller's decision for one stored study, made on the server's own records.
+
+        A refusal raises NotFound, exactly as for a study that does not exist: whether a study
+        you may not see exists is itself something you may not learn.  The access layer
+        records the decision either way.
+        """
+        decision = self.access.decide(principal, study_uid, action=action)
+        if not decision.allowed:
+            raise NotFound("no such study, series or instance")
+        return decision
+
+    def resolve(
+        self, principal: Principal, study_uid: str | None, series_uid: str | None = None,
+        sop_uid: str | None = None,
+    ) -> tuple[str | None, str | None, str | None]:
+        """UIDs as the caller sees them -> stored UIDs (a research project sees its own)."""
+        return self.masking.resolve(principal, study_uid, series_uid, sop_uid)
+
     def instances(
-        self, *, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, *, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+        principal: Principal,
     ) -> list[InstanceRef]:
-        """Instances of a study (or one series, or one instance), in stored order."""
+        """Instances of a study (or one series, or one instance) the caller may read, in
+        stored order, under their stored UIDs."""
         _uid_or_notfound(study_uid, series_uid, sop_uid)
+        study_uid, series_uid, sop_uid = self.resolve(principal, study_uid, series_uid, sop_uid)
+        assert study_uid is not None
+        self.authorize(principal, study_uid)
         stmt = _INSTANCES.where(Study.study_uid == study_uid)
         if series_uid is not None:
             stmt = stmt.where(Series.series_uid == series_uid)
@@ -668,21 +700,27 @@ class Archive:
         transfer_syntaxes: set[str] | None = None,
         frame: Callable[[int], tuple[bytes, bytes]] | None = None,
     ) -> bytes | bytearray:
-        """Part 10 bytes of the de-identified object, decrypted and authenticated.
+        """Part 10 bytes of the object at the caller's access level, decrypted and
+        authenticated (UIDs may be the stored ones or, for a research project, its own).
 
         One index query finds the object and checks it belongs to ``study_uid`` and
-        ``series_uid`` when given (NotFound otherwise), and that its transfer syntax is one of
+        ``series_uid`` when given (NotFound otherwise), then the caller's grant for that study
+        is checked (NotFound when refused), and the transfer syntax is checked against
         ``transfer_syntaxes`` when given (NotAcceptable otherwise).  ``frame(size)`` may return
         ``(prefix, suffix)``: the result is then prefix + object + suffix in one buffer,
         decrypted in place, so a multipart response is sent without copying the object again.
         """
         _uid_or_notfound(sop_uid, study_uid, series_uid)
+        study_uid, series_uid, resolved = self.resolve(principal, study_uid, series_uid, sop_uid)
+        assert resolved is not None
+        sop_uid = resolved
         with self._engine.connect() as conn:
             row = conn.execute(_LOCATE, {"sop": sop_uid}).first()
         if row is None or (study_uid is not None and row.study_uid != study_uid) or (
             series_uid is not None and row.series_uid != series_uid
         ):
             raise NotFound("no such instance")
+        decision = self.authorize(principal, row.study_uid)
         if transfer_syntaxes is not None and row.transfer_syntax_uid not in transfer_syntaxes:
             raise NotAcceptable("the stored transfer syntax was not asked for")
         try:
@@ -691,6 +729,8 @@ class Archive:
             raise IntegrityError("the stored object is missing from the blob store") from None
         key = self._data_key(row.study_uid)
         context = b"object\x00" + sop_uid.encode()
+        if decision.level != "deidentified":
+            return self._read_masked(principal, decision, row, sop_uid, key, blob, frame)
         try:
             if frame is None:
                 return crypto.unseal(key, blob, context)
@@ -707,8 +747,30 @@ class Archive:
         del out[end + len(suffix) :]  # the cipher's slack, when the suffix is shorter
         return out
 
+    def _read_masked(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
+                     key: bytes, blob: bytes, frame: Callable[[int], tuple[bytes, bytes]] | None) -> bytes:
+        """The object rendered for the caller's level (identity re-applied, re-keyed, or cut
+        to the keep list; watermarked as the level says)."""
+        try:
+            stored = crypto.unseal(key, blob, b"object\x00" + sop_uid.encode())
+            delta = None
+            if self.masking.needs_delta(decision):
+                try:
+                    sealed_delta = self._store.get(row.delta_blob)  # type: ignore[attr-defined]
+                except BlobNotFound:
+                    raise IntegrityError("the identity delta is missing from the blob store") from None
+                delta = crypto.unseal(key, sealed_delta, b"delta\x00" + sop_uid.encode())
+        except crypto.TamperedError as exc:
+            raise IntegrityError(str(exc)) from None
+        data = self.masking.render_object(principal, decision, stored, delta,
+                                          study_uid=row.study_uid, sop_uid=sop_uid)  # type: ignore[attr-defined]
+        if frame is None:
+            return data
+        prefix, suffix = frame(len(data))
+        return b"".join((prefix, data, suffix))
+
     def metadata(self, sop_uid: str, *, principal: Principal) -> Dataset:
-        """The de-identified header, without pixel data."""
+        """The header at the caller's access level, without pixel data."""
         data = self.read_instance(sop_uid, principal=principal)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -730,26 +792,32 @@ class Archive:
     ) -> list[Dataset]:
         """QIDO search (see :mod:`safepacs.index.query` for the matching rules).
 
-        Readers who may see identity also match PatientID, PatientName and AccessionNumber
-        against the ORIGINAL values (through the identity index) and get the original
-        PatientName/PatientID back; everybody else sees pseudonyms only.
+        Only studies the caller may read now are matched, inside the database query (no count
+        or existence leaks).  Readers whose level is ``identified`` (care relationship, own
+        record, break-glass) also match PatientID, PatientName and AccessionNumber against
+        the ORIGINAL values (through the identity index) and get the original
+        PatientName/PatientID back; research projects match and see their own identifiers;
+        everybody else sees the values of their level.
         """
         if level not in query.LEVELS:
             raise ValueError(f"query level must be one of {', '.join(query.LEVELS)}")
         plain: dict[str, str | list[str]] = {}
-        extra: list[ColumnElement[bool]] = []
+        extra: list[ColumnElement[bool]] = [self.access.visible_studies(principal)]
+        identity_ok = self.masking.may_match_identity(principal)
         for key, value in filters.items():
             kw = query.keyword(key)
+            value = self.masking.filter_value(principal, kw, value)
             if kw in ("PatientID", "PatientName", "AccessionNumber"):
                 a = query.attr(kw)
                 cond = query.condition(a, value)
                 if cond is None:
                     continue
-                if principal.can_see_identity:
+                if identity_ok:
                     cond = or_(cond, self._identity_condition(kw, value, fuzzy))
                 extra.append(cond)
             else:
                 plain[kw] = value
+        study_uid, series_uid, _ = self.resolve(principal, study_uid, series_uid)
         if study_uid is not None:
             extra.append(Study.study_uid == query.check_uid(study_uid, "StudyInstanceUID"))
         if series_uid is not None:
@@ -768,8 +836,10 @@ class Archive:
         ds = Dataset()
         ds.SpecificCharacterSet = "ISO_IR 192"
         patient = tables["patients"]
+        study_uid = tables["studies"].study_uid
+        decision = self.masking.decision_quietly(principal, study_uid)
         original = None
-        if principal.can_see_identity:
+        if decision.level == "identified":
             ids = self._identity_cache().get(patient.pk)
             original = ids[0] if ids else None
         for kw in wanted:
@@ -786,7 +856,7 @@ class Archive:
             if a.vr in ("IS",) and value != "":
                 value = str(value)
             setattr(ds, kw, value)
-        return ds
+        return self.masking.render_result(principal, decision, ds)
 
     def _identity_cache(self) -> dict[int, list[OriginalIdentity]]:
         """Decrypted identity entries by patient, in memory only.  Entries added by other
@@ -846,6 +916,23 @@ class Archive:
             result["recovery"] = self.recovery.__dict__
         return result
 
+    # --- sealed split storage (issue 8; see safepacs.store.sealing) ---------------------
+    def _sealed_data_key(self, study_uid: str) -> bytes | None:
+        """None for a study that is not sealed; the key of an open unseal window; else
+        raises ``Sealed`` (k custodian approvals are needed first)."""
+        from safepacs.store import sealing
+
+        return sealing.data_key_hook(self._engine, getattr(self, "_vault", None), study_uid)
+
+    def attach_vault(self, vault: object) -> None:
+        """Serve sealed studies: their blobs come from the vault's split store (read after
+        the primary store) and their keys from its unseal windows."""
+        from safepacs.store.sealing import TieredStore
+
+        self._vault = vault
+        if not isinstance(self._store, TieredStore):
+            self._store = TieredStore(self._store, vault.store)  # type: ignore[attr-defined]
+
 
 # --- helpers ----------------------------------------------------------------------------
 LOCK_FILE = "archive.lock"
@@ -901,3 +988,14 @@ def _id_matches(query_value: str, value: str) -> bool:
 
         return fnmatch.fnmatchcase(value, query_value.replace("[", "[[]"))
     return query_value == value.strip()
+
+
+def open_audit(engine: Engine, keys_dir: Path) -> AuditSink:
+    """The data dir's tamper-evident audit log (a structured log until it is available)."""
+    try:
+        from safepacs.audit.log import AuditLog
+    except ImportError:
+        from safepacs.audit.events import LogSink
+
+        return LogSink()
+    return AuditLog(engine, keys_dir)

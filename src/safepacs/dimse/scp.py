@@ -3,9 +3,17 @@ C-MOVE.
 
 Associations are accepted only from the configured callers (AE title and address); with no
 callers configured, any AE title is accepted from loopback only.  Accepted sockets get
-TCP_NODELAY (small PDUs otherwise wait on Nagle/delayed-ACK, ~40 ms per object).  DIMSE
-readers act as a de-identified principal named after their AE title until access control
-lands.  Status codes for ingest errors are those of STOW-RS (``safepacs.api.stow``).
+TCP_NODELAY (small PDUs otherwise wait on Nagle/delayed-ACK, ~40 ms per object).
+
+Who is reading: the account named by User Identity Negotiation (username + passcode, or a
+JWT access token), else the account bound to the caller's allow-list entry
+(``{"ae_title": ..., "host": ..., "account": ...}``), else nobody: C-FIND, C-GET and C-MOVE
+of a caller without an account are refused (0x0124, not authorised), and every query and
+retrieval is filtered by that account's grants like a DICOMweb request.  Storing needs
+only the allow-list (modalities do not log in).  A C-MOVE destination is used only by the
+callers it names (``{"DEST": {"host": ..., "port": ..., "callers": ["AE1"]}}``; the short
+form ``[host, port]`` serves only a caller whose AE title is the destination's own).
+Status codes for ingest errors are those of STOW-RS (``safepacs.api.stow``).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ CANCEL = 0xFE00
 IDENTIFIER_MISMATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC001
 MOVE_DESTINATION_UNKNOWN = 0xA801
+NOT_AUTHORIZED = 0x0124
 
 _FIND_MODELS = {
     PatientRootQueryRetrieveInformationModelFind: "patient",
@@ -80,11 +89,30 @@ def caller_allowed(ae_title: str, host: str, allowed: list[dict]) -> bool:
     return False
 
 
-def dimse_principal(ae_title: str) -> Any:
-    """A de-identified reader named after the calling AE (until access control lands)."""
-    from safepacs.archive.service import Principal
+def bound_account(ae_title: str, host: str, allowed: list[dict]) -> str | None:
+    """The account an allow-list entry binds to this caller, if any (exact AE title only)."""
+    ae_title = ae_title.strip()
+    for entry in allowed:
+        want_host = str(entry.get("host", entry.get("address", ""))).strip()
+        if (str(entry.get("ae_title", "")).strip() == ae_title and entry.get("account")
+                and (want_host == host or (want_host == "localhost" and _loopback(host)))):
+            return str(entry["account"])
+    return None
 
-    return Principal(name=f"dimse:{ae_title.strip()}", can_see_identity=False)
+
+def move_target(name: str, calling_ae: str, destinations: dict[str, Any]) -> tuple[str, int] | None:
+    """(host, port) of a C-MOVE destination this caller may send to, else None."""
+    dest = destinations.get(name.strip())
+    if not dest:
+        return None
+    if isinstance(dest, dict):
+        callers = [str(c).strip() for c in dest.get("callers", [])]
+        host, port = dest.get("host"), dest.get("port")
+    else:
+        callers, (host, port) = [], (dest[0], dest[1])
+    if calling_ae.strip() not in callers and calling_ae.strip() != name.strip():
+        return None
+    return str(host), int(port)  # type: ignore[arg-type]
 
 
 class Provider:
@@ -100,6 +128,7 @@ class Provider:
     def handlers(self) -> list[tuple]:
         return [
             (evt.EVT_CONN_OPEN, self.on_open),
+            (evt.EVT_USER_ID, self.on_user_id),
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -125,33 +154,98 @@ class Provider:
             log.warning("association refused: caller not on the allow-list")
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
 
+    def on_user_id(self, event: Any) -> tuple[bool, bytes | None]:
+        """User Identity Negotiation: username + passcode (type 2) or a JWT (type 5)."""
+        host = str(event.assoc.requestor.address)
+        who = None
+        try:
+            if event.user_id_type == 2:
+                who = self.archive.access.authenticate_dimse(
+                    username=_text(event.primary_field), password=_text(event.secondary_field), address=host)
+            elif event.user_id_type == 5:
+                who = self.archive.access.authenticate_dimse(token=_text(event.primary_field), address=host)
+        except Exception as exc:  # noqa: BLE001 - a failed login, never a crash
+            log.warning("user identity check failed with %s", type(exc).__name__)
+            who = None
+        if who is None:
+            self._audit(event, "C-ASSOCIATE user identity", outcome=4, reason="authentication failed")
+            return False, None
+        event.assoc.safepacs_principal = who
+        return True, None
+
     def _principal(self, event: Any) -> Any:
-        return dimse_principal(str(event.assoc.requestor.ae_title))
+        """The account this association acts for, or None (see the module docstring)."""
+        assoc = event.assoc
+        who = getattr(assoc, "safepacs_principal", None)
+        if who is None:
+            rq = assoc.requestor
+            name = bound_account(str(rq.ae_title), str(rq.address), self.allowed)
+            if name is not None:
+                who = self.archive.access.principal_for(name, address=str(rq.address), via="dimse")
+                assoc.safepacs_principal = who
+        return who
+
+    def _audit(self, event: Any, route: str, *, outcome: int = 0, reason: str = "", who: Any = None,
+               event_id: str = "", count: int | None = None) -> None:
+        from safepacs.audit import events as ev
+
+        rq = event.assoc.requestor
+        detail: dict[str, str | int | bool] = {"calling_ae": str(rq.ae_title).strip()}
+        if count is not None:
+            detail["count"] = count
+        self.archive.audit.record(ev.AuditEvent(
+            event_id=event_id or ev.APPLICATION_ACTIVITY, action=ev.EXECUTE, outcome=outcome,
+            user=getattr(who, "username", "") or f"ae:{str(rq.ae_title).strip()}",
+            role=getattr(who, "role", ""), address=str(rq.address), route=route, reason=reason,
+            detail=detail))
 
     # -- services ------------------------------------------------------------------
     def on_echo(self, event: Any) -> int:
+        from safepacs.audit import events as ev
+
+        self._audit(event, "C-ECHO", event_id=ev.APPLICATION_ACTIVITY, who=self._principal(event))
         return SUCCESS
 
     def on_store(self, event: Any) -> int:
+        from safepacs.audit import events as ev
+
+        who = getattr(event.assoc, "safepacs_principal", None)
+        if who is not None and not self.archive.access.is_store_allowed(who):
+            self._audit(event, "C-STORE", outcome=4, reason="role may not store", who=who, event_id=ev.IMPORT)
+            return NOT_AUTHORIZED
         try:
             data = part10(event)
-            self.archive.ingest(data, source=f"dimse:{str(event.assoc.requestor.ae_title).strip()}")
+            stored = self.archive.ingest(data, source=f"dimse:{str(event.assoc.requestor.ae_title).strip()}")
         except (SafepacsError, OSError, MemoryError) as exc:
+            self._audit(event, "C-STORE", outcome=4, reason="object refused", who=who, event_id=ev.IMPORT)
             return stow.failure_reason(exc)
         except Exception as exc:  # noqa: BLE001 - a failure status, never success
             log.error("C-STORE failed with %s", type(exc).__name__)
+            self._audit(event, "C-STORE", outcome=8, reason="processing failure", who=who, event_id=ev.IMPORT)
             return stow.PROCESSING_FAILURE
+        self.archive.audit.record(ev.AuditEvent(
+            event_id=ev.IMPORT, action=ev.CREATE, user=getattr(who, "username", "")
+            or f"ae:{str(event.assoc.requestor.ae_title).strip()}", role=getattr(who, "role", ""),
+            address=str(event.assoc.requestor.address), route="C-STORE", study_uid=stored.study_uid))
         return SUCCESS
 
     def _search(self, request: query.Request, who: Any, include: tuple[str, ...]) -> list[Dataset]:
         return self.archive.search(request.level, request.filters, principal=who, include=include)
 
     def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        from safepacs.audit import events as ev
+
         model = _FIND_MODELS.get(event.request.AffectedSOPClassUID, "study")
+        who = self._principal(event)
+        if who is None:
+            self._audit(event, "C-FIND", outcome=4, reason="no account", event_id=ev.QUERY)
+            yield NOT_AUTHORIZED, None
+            return
         try:
             request = query.parse(event.identifier, model=model)
-            results = self._search(request, self._principal(event), request.return_keys)
+            results = self._search(request, who, request.return_keys)
         except (ValueError, SafepacsError):
+            self._audit(event, "C-FIND", outcome=4, reason="bad identifier", who=who, event_id=ev.QUERY)
             yield IDENTIFIER_MISMATCH, None
             return
         except Exception as exc:  # noqa: BLE001
@@ -160,6 +254,7 @@ class Provider:
             return
         if request.dicom_level == "PATIENT":
             results = query.patients(results)
+        self._audit(event, "C-FIND", who=who, event_id=ev.QUERY, count=len(results))
         for ds in results:
             if event.is_cancelled:
                 yield CANCEL, None
@@ -175,13 +270,18 @@ class Provider:
         if not filters:
             raise query.IdentifierError("retrieval needs a unique key")
         who = self._principal(event)
+        if who is None:
+            raise NotAuthorized("no account")
         rows = self.archive.search("instance", filters, principal=who,
                                    include=("StudyInstanceUID", "SeriesInstanceUID"))
         wanted: dict[str, set[str]] = {}
         for row in rows:
             wanted.setdefault(str(row.StudyInstanceUID), set()).add(str(row.SOPInstanceUID))
-        refs = [ref for study, sops in wanted.items()
-                for ref in self.archive.instances(study_uid=study) if ref.sop_uid in sops]
+        refs = []
+        for study, sops in wanted.items():
+            for ref in self.archive.instances(study_uid=study, principal=who):
+                if ref.sop_uid in sops or self.archive.masking.outward(who, ref.sop_uid) in sops:
+                    refs.append(ref)
         return refs, who
 
     def _instances(self, refs: list[Any], who: Any) -> Iterator[Dataset]:
@@ -190,9 +290,17 @@ class Provider:
             yield pydicom.dcmread(io.BytesIO(data))
 
     def on_get(self, event: Any) -> Iterator[Any]:
+        from safepacs.audit import events as ev
+
         try:
             rows, who = self._matches(event, _GET_MODELS)
+        except NotAuthorized:
+            self._audit(event, "C-GET", outcome=4, reason="no account", event_id=ev.INSTANCES_TRANSFERRED)
+            yield 1
+            yield NOT_AUTHORIZED, None
+            return
         except (ValueError, SafepacsError):
+            self._audit(event, "C-GET", outcome=4, reason="bad identifier", event_id=ev.INSTANCES_TRANSFERRED)
             yield 1  # pynetdicom wants a count before any status
             yield IDENTIFIER_MISMATCH, None
             return
@@ -201,18 +309,31 @@ class Provider:
             yield 1
             yield UNABLE_TO_PROCESS, None
             return
+        self._audit(event, "C-GET", who=who, event_id=ev.INSTANCES_TRANSFERRED, count=len(rows))
         yield len(rows)
         yield from self._send(event, rows, who)
 
     def on_move(self, event: Any) -> Iterator[Any]:
-        dest = self.destinations.get(str(event.move_destination).strip())
-        if not dest:
-            log.warning("C-MOVE refused: destination is not configured")
+        from safepacs.audit import events as ev
+
+        calling = str(event.assoc.requestor.ae_title)
+        dest = move_target(_text(event.move_destination), calling, self.destinations)
+        if dest is None:
+            log.warning("C-MOVE refused: destination is not configured for this caller")
+            self._audit(event, "C-MOVE", outcome=4, reason="destination not bound to caller",
+                        event_id=ev.INSTANCES_TRANSFERRED)
             yield None, None
             return
         try:
             rows, who = self._matches(event, _MOVE_MODELS)
+        except NotAuthorized:
+            self._audit(event, "C-MOVE", outcome=4, reason="no account", event_id=ev.INSTANCES_TRANSFERRED)
+            yield str(dest[0]), int(dest[1])
+            yield 1
+            yield NOT_AUTHORIZED, None
+            return
         except (ValueError, SafepacsError):
+            self._audit(event, "C-MOVE", outcome=4, reason="bad identifier", event_id=ev.INSTANCES_TRANSFERRED)
             yield str(dest[0]), int(dest[1])
             yield 1  # pynetdicom wants a count before any status
             yield IDENTIFIER_MISMATCH, None
@@ -224,6 +345,7 @@ class Provider:
             yield UNABLE_TO_PROCESS, None
             return
         contexts = contexts_for(rows)
+        self._audit(event, "C-MOVE", who=who, event_id=ev.INSTANCES_TRANSFERRED, count=len(rows))
         yield str(dest[0]), int(dest[1]), {"contexts": contexts}
         yield len(rows)
         yield from self._send(event, rows, who)
@@ -244,6 +366,16 @@ class Provider:
         except Exception as exc:  # noqa: BLE001 - never send anything after a failed check
             log.error("retrieval failed with %s", type(exc).__name__)
             yield None
+
+
+class NotAuthorized(Exception):
+    """The association has no account to read with."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace").strip()
+    return str(value or "").strip()
 
 
 def part10(event: Any) -> bytes:

@@ -291,12 +291,17 @@ class S3Store:
                 raise StoreError(f"cannot create S3 bucket ({exc.__class__.__name__})") from None
 
 
-def open_store(url: str) -> LocalStore | S3Store:
-    """``file:///path`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``.
+def open_store(url: str) -> BlobStore:
+    """``file:///path`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``,
+    or ``split:///?k=K&node=URL&node=URL...`` (erasure-coded over nodes, see ``store.split``).
 
     Without KEY:SECRET in the URL, boto3's usual sources apply (environment, profile).
     """
     parsed = urlparse(url)
+    if parsed.scheme == "split":
+        from safepacs.store.split import open_split
+
+        return open_split(url)
     if parsed.scheme == "file":
         return LocalStore(Path(unquote(parsed.path)))
     if parsed.scheme == "s3" and parsed.hostname:

@@ -1,0 +1,107 @@
+"""Each basis of access as SQL: one condition per basis for a whole study listing
+(``visible_studies``), one lookup per basis for a single study (``decide``).  Both read the
+same time-bounded rows with the same ``starts_at <= now < ends_at`` test, so a study is in the
+listing exactly when ``decide`` allows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, false, null, or_, select
+
+from safepacs.access.models import (
+    Account,
+    BreakGlass,
+    CareRelationship,
+    CohortEntry,
+    Grant,
+    GrantStudy,
+    Project,
+    ProjectMember,
+)
+from safepacs.index.models import Patient, Study
+
+
+def _patients(pseudonyms: Select) -> ColumnElement[bool]:
+    return Study.patient_pk.in_(select(Patient.pk).where(Patient.patient_id.in_(pseudonyms)))
+
+
+def _care_rows(account: int, now: datetime) -> ColumnElement[bool]:
+    return and_(CareRelationship.account_pk == account, CareRelationship.starts_at <= now,
+                CareRelationship.ends_at > now)
+
+
+def _glass_rows(account: int, now: datetime) -> ColumnElement[bool]:
+    return and_(BreakGlass.account_pk == account, BreakGlass.starts_at <= now, BreakGlass.ends_at > now)
+
+
+def _project_rows(account: int, now: datetime) -> ColumnElement[bool]:
+    member = select(ProjectMember.project_pk).where(ProjectMember.account_pk == account)
+    return and_(CohortEntry.project_pk == Project.pk, Project.pk.in_(member),
+                Project.starts_at <= now, Project.expires_at > now)
+
+
+def _grant_rows(account: int, now: datetime, *, all_studies: bool) -> ColumnElement[bool]:
+    return and_(Grant.account_pk == account, Grant.starts_at <= now, Grant.ends_at > now,
+                Grant.all_studies.is_(all_studies))
+
+
+def condition(basis: str, account: int, now: datetime) -> ColumnElement[bool]:
+    """SQL over ``Study`` true for the studies ``basis`` opens to ``account`` at ``now``."""
+    if basis == "care":
+        return _patients(select(CareRelationship.patient_id).where(_care_rows(account, now)))
+    if basis == "break_glass":
+        return _patients(select(BreakGlass.patient_id).where(_glass_rows(account, now)))
+    if basis == "project":
+        rows = _project_rows(account, now)
+        studies = select(CohortEntry.study_uid).where(rows, CohortEntry.study_uid.is_not(None))
+        patients = select(CohortEntry.patient_id).where(rows, CohortEntry.patient_id.is_not(None))
+        return or_(Study.study_uid.in_(studies), _patients(patients))
+    if basis == "grant":
+        named = select(GrantStudy.study_uid).join(Grant, Grant.pk == GrantStudy.grant_pk).where(
+            _grant_rows(account, now, all_studies=False))
+        return Study.study_uid.in_(named)
+    if basis == "service":
+        return select(Grant.pk).where(_grant_rows(account, now, all_studies=True)).exists()
+    if basis == "patient":
+        own = select(Account.patient_pseudonym).where(
+            Account.pk == account, Account.patient_pseudonym.is_not(None))
+        return _patients(own)
+    return false()
+
+
+def any_of(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if not conditions:
+        return false()
+    return conditions[0] if len(conditions) == 1 else or_(*conditions)
+
+
+def lookup(basis: str, account: int, now: datetime, study_uid: str, patient_id: str) -> Select | None:
+    """A query whose first row (if any) opens this one study by ``basis``.  Rows: (id, level,
+    project code) with None where the basis has none."""
+    if basis == "care":
+        return select(CareRelationship.pk, null(), null()).where(
+            _care_rows(account, now), CareRelationship.patient_id == patient_id).limit(1)
+    if basis == "break_glass":
+        return select(BreakGlass.pk, null(), null()).where(
+            _glass_rows(account, now), BreakGlass.patient_id == patient_id).limit(1)
+    if basis == "project":
+        return (
+            select(Project.pk, Project.level, Project.code)
+            .where(_project_rows(account, now),
+                   or_(CohortEntry.study_uid == study_uid, CohortEntry.patient_id == patient_id))
+            .order_by(Project.pk).limit(1)
+        )
+    if basis == "grant":
+        return (
+            select(Grant.pk, Grant.level, null()).join(GrantStudy, GrantStudy.grant_pk == Grant.pk)
+            .where(_grant_rows(account, now, all_studies=False), GrantStudy.study_uid == study_uid)
+            .order_by(Grant.pk).limit(1)
+        )
+    if basis == "service":
+        return select(Grant.pk, Grant.level, null()).where(
+            _grant_rows(account, now, all_studies=True)).order_by(Grant.pk).limit(1)
+    if basis == "patient":
+        return select(Account.pk, null(), null()).where(
+            Account.pk == account, Account.patient_pseudonym == patient_id).limit(1)
+    return None

@@ -1,0 +1,189 @@
+"""``AccessControl``: the access core's one entry point (see /contract: authenticate, decide,
+visible_studies, is_store_allowed), with the administrative desks hung off it:
+``accounts`` (system administrator), ``grants``, ``break_glass`` review and ``approvals``
+(security administrator), and ``auth`` (login, refresh, logout, password, TOTP).
+
+Decisions are made on the server's own records: the study and its patient are looked up
+from the stored (de-identified) StudyInstanceUID; nothing the client says about a study is
+trusted.  Administrators are refused every image, always."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import ColumnElement, Engine, false, select
+from sqlalchemy.orm import Session
+
+from safepacs.access import passwords, rules
+from safepacs.access.accounts import Accounts
+from safepacs.access.approvals import Approvals
+from safepacs.access.auth import Auth, LoginResult
+from safepacs.access.breakglass import BreakGlassDesk
+from safepacs.access.context import Clock, Context, utc_now
+from safepacs.access.grants import Grants
+from safepacs.access.keyfile import load_keys
+from safepacs.access.models import Account
+from safepacs.access.oidc import OidcConfig, OidcLogin
+from safepacs.access.policy import Policy, load
+from safepacs.access.principal import ACTIONS, Decision, Principal, refused
+from safepacs.audit.events import (
+    CREATE,
+    EXECUTE,
+    EXPORT,
+    IMPORT,
+    INSTANCES_ACCESSED,
+    MINOR_FAILURE,
+    QUERY,
+    READ,
+    USER_AUTHENTICATION,
+    AuditSink,
+    LogSink,
+)
+from safepacs.index.models import Patient, Study
+
+_EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
+           "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
+
+
+class AccessControl:
+    def __init__(self, engine: Engine, keys_dir: Path, *, audit: AuditSink | None = None,
+                 clock: Clock | None = None, policy: Policy | None = None,
+                 oidc: OidcConfig | None = None) -> None:
+        self.ctx = Context(engine, policy or load(), load_keys(keys_dir), audit or LogSink(),
+                           clock or utc_now)
+        self.policy = self.ctx.policy
+        self.auth = Auth(self.ctx)
+        self.accounts = Accounts(self.ctx, self.auth)
+        self.grants = Grants(self.ctx)
+        self.break_glass = BreakGlassDesk(self.ctx, self.auth)
+        self.approvals = Approvals(self.ctx)
+        self.oidc = OidcLogin(oidc, self.ctx, self.auth) if oidc is not None else None
+
+    # --- authentication -----------------------------------------------------------------
+    def authenticate(self, token: str, *, address: str = "") -> Principal | None:
+        """The caller of a JWT access token or an ``sp_`` API token; None if invalid."""
+        return self.auth.authenticate(token, address=address)
+
+    def login(self, username: str, password: str, code: str = "", *, address: str = "") -> LoginResult:
+        return self.auth.login(username, password, code, address=address)
+
+    def refresh(self, refresh_token: str, *, address: str = "") -> LoginResult:
+        return self.auth.refresh(refresh_token, address=address)
+
+    def logout(self, who: Principal) -> None:
+        self.auth.logout(who)
+
+    def authenticate_dimse(self, *, username: str = "", password: str = "", token: str = "",
+                           address: str = "") -> Principal | None:
+        """DICOM User Identity Negotiation: a token (JWT or API token) or, for roles without a
+        mandatory second factor, username and password."""
+        if token:
+            who = self.auth.authenticate(token, address=address)
+            return None if who is None else replace(who, via="dimse")
+        with Session(self.ctx.engine) as s:
+            acct = s.scalar(select(Account).where(Account.username == username)) if username else None
+        ok = passwords.verify_password(acct.password_hash if acct else None, password)
+        now = self.ctx.now()
+        if (acct is None or not ok or acct.disabled or acct.must_change_password
+                or self.policy.needs_totp(acct.role)
+                or (acct.locked_until is not None and acct.locked_until > now)):
+            self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
+                          address=address, route="dimse:user-identity",
+                          reason="DIMSE user identity refused")
+            return None
+        return Principal(acct.pk, acct.username, acct.role, "", address, "dimse")
+
+    def principal_for(self, username: str, *, address: str = "", via: str = "dimse") -> Principal | None:
+        """The principal of an account bound to a DICOM caller (AE title + address in the
+        site's settings): only ``service`` accounts, and only active ones, may be bound."""
+        with Session(self.ctx.engine) as s:
+            acct = s.scalar(select(Account).where(Account.username == username))
+        if acct is None or acct.disabled or acct.role != "service":
+            self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
+                          address=address, route="dimse:bound-account",
+                          reason="AE title bound to a missing, disabled or non-service account")
+            return None
+        return Principal(acct.pk, acct.username, acct.role, "", address, via)
+
+    # --- authorisation ------------------------------------------------------------------
+    def _active(self, s: Session, who: Principal) -> bool:
+        acct = s.get(Account, who.account_id)
+        return acct is not None and not acct.disabled and acct.role == who.role
+
+    def decide(self, principal: Principal, study_uid: str, *, action: str = "read",
+               audit: bool = True) -> Decision:
+        """May ``principal`` do ``action`` on the stored study ``study_uid`` now, at which level
+        and on which basis?  Every answer is audited, except with ``audit=False``: the archive
+        uses that to shape rows of a query the caller was already audited for."""
+        decision = self._decide(principal, study_uid, action)
+        if not audit:
+            return decision
+        event_id, code = _EVENTS.get(action, (INSTANCES_ACCESSED, READ))
+        self.ctx.emit(event_id, code, outcome=0 if decision.allowed else MINOR_FAILURE,
+                      who=principal, route=f"decide:{action}", study_uid=_safe_uid(study_uid),
+                      level=decision.level or "", reason=decision.reason or decision.basis,
+                      purpose=(f"research:{decision.project}" if decision.project else decision.purpose),
+                      detail={"basis": decision.basis, **({"grant": decision.grant_id}
+                                                          if decision.grant_id else {})})
+        return decision
+
+    def _decide(self, who: Principal, study_uid: str, action: str) -> Decision:
+        if action not in ACTIONS:
+            return refused("unknown action")
+        if who.is_admin:
+            return refused("administrators have no access to images")
+        if not self.policy.may_act(who.role, action):
+            return refused(f"role may not {action}")
+        now = self.ctx.now()
+        with Session(self.ctx.engine) as s:
+            if not self._active(s, who):
+                return refused("account disabled or changed")
+            if action == "store":
+                return Decision(True, "deidentified", "service" if who.role == "service" else "care",
+                                "integration" if who.role == "service" else "treatment", None, None, "")
+            found = s.execute(select(Study.pk, Patient.patient_id)
+                              .join(Patient, Patient.pk == Study.patient_pk)
+                              .where(Study.study_uid == study_uid)).first() if _safe_uid(study_uid) else None
+            if found is None:
+                return refused("no such study")
+            decision = None
+            for rule in self.policy.rules(who.role):
+                query = rules.lookup(rule.basis, who.account_id, now, study_uid, found.patient_id)
+                row = s.execute(query).first() if query is not None else None
+                if row is None:
+                    continue
+                ident, level, project = row
+                level = level if rule.level in ("project", "grant") else rule.level
+                decision = Decision(
+                    True, level, rule.basis, self.policy.purposes[rule.basis], project,
+                    ident if rule.basis in ("grant", "service") else None, "")
+                break
+        if decision is None:
+            return refused("no care relationship, project, grant or emergency access covers this study")
+        if action == "export" and decision.level == "identified" and not self.approvals.is_approved(
+                "export_identified", study_uid, who.account_id):
+            return refused("exporting identified data needs an approved request")
+        return decision
+
+    def visible_studies(self, principal: Principal) -> ColumnElement[bool]:
+        """SQL over ``Study`` true only for the studies ``principal`` may read now."""
+        if principal.is_admin or not self.policy.may_act(principal.role, "read"):
+            return false()
+        with Session(self.ctx.engine) as s:
+            if not self._active(s, principal):
+                return false()
+        now = self.ctx.now()
+        return rules.any_of([rules.condition(r.basis, principal.account_id, now)
+                             for r in self.policy.rules(principal.role)])
+
+    def is_store_allowed(self, principal: Principal) -> bool:
+        if principal.is_admin or not self.policy.may_act(principal.role, "store"):
+            return False
+        with Session(self.ctx.engine) as s:
+            return self._active(s, principal)
+
+
+def _safe_uid(uid: str) -> str:
+    """The UID if it looks like one (de-identified UIDs are what callers pass), else ""."""
+    return uid if uid and len(uid) <= 64 and all(c.isdigit() or c == "." for c in uid) else ""

@@ -1,0 +1,83 @@
+"""The retention / storage / backup / decommission commands, end to end on a real archive."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from safepacs.archive import Archive
+from safepacs.cli import app
+from tests.archive.objects import ct_bytes
+
+runner = CliRunner()
+
+
+def make_archive(data_dir, studies: int = 2) -> list[str]:
+    arch, _ = Archive.create(data_dir)
+    try:
+        return [arch.ingest(ct_bytes(f"1.2.826.0.1.3680043.99.{n}.1.1", study=f"1.2.826.0.1.3680043.99.{n}",
+                                     series=f"1.2.826.0.1.3680043.99.{n}.1", pixel=n), source="test").study_uid
+                for n in range(1, studies + 1)]
+    finally:
+        arch.close()
+
+
+def test_plan_hold_run_certificates_verify(tmp_path):
+    data = tmp_path / "a"
+    uids = make_archive(data)
+    (data / "retention.json").write_text(json.dumps(
+        {"policies": [{"name": "short", "match": {}, "keep_days": 0, "from": "last_access"}]}))
+    res = runner.invoke(app, ["retention", "plan", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "2 of 2 studies due" in res.output
+    res = runner.invoke(app, ["retention", "hold", "--data-dir", str(data), "--study", uids[0], "--reason", "case 7", "--by", "sec"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["backup", "--data-dir", str(data), str(tmp_path / "bk")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["retention", "run", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "destroyed 1, held 1" in res.output and "KEK rotated: True" in res.output
+    res = runner.invoke(app, ["retention", "certificates", "--data-dir", str(data)])
+    assert res.exit_code == 0
+    line = res.stdout.strip().splitlines()[0]
+    assert json.loads(line)["certificate"]["study_uid"] == uids[1]
+    cert = tmp_path / "cert.json"
+    cert.write_text(line)
+    assert runner.invoke(app, ["retention", "verify", str(cert)]).exit_code == 0
+    assert line.count('"retention"') == 1 and line.count('\\"retention\\"') == 1
+    cert.write_text(line.replace('"retention"', '"erasure"'))  # the readable copy changed
+    assert runner.invoke(app, ['retention', 'verify', str(cert)]).exit_code == 1
+    cert.write_text(line.replace('\\"retention\\"', '\\"erasure\\"'))  # the signed bytes changed
+    assert runner.invoke(app, ["retention", "verify", str(cert)]).exit_code == 1
+
+
+def test_scrub_and_repair_sealed_storage(tmp_path):
+    data = tmp_path / "a"
+    make_archive(data, 1)
+    nodes = [f"file://{tmp_path / f'n{i}'}" for i in range(5)]
+    (data / "sealing.json").write_text(json.dumps({"k": 3, "nodes": nodes}))
+    from safepacs.store.blobs import LocalStore
+    from safepacs.store.split import open_split, split_url
+
+    store = open_split(split_url(3, nodes))
+    store.put("ab/" + "1" * 32 + ".obj", b"x" * 5000)
+    assert runner.invoke(app, ["storage", "scrub", "--data-dir", str(data)]).exit_code == 0
+    store.nodes[1].delete("ab/" + "1" * 32 + ".obj")
+    res = runner.invoke(app, ["storage", "scrub", "--data-dir", str(data)])
+    assert res.exit_code == 1 and "1 damaged" in res.output
+    res = runner.invoke(app, ["storage", "repair", "--data-dir", str(data), "--node", "1",
+                              "--replacement", f"file://{tmp_path / 'n1-new'}"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((data / "sealing.json").read_text())["nodes"][1].endswith("n1-new")
+    assert list(LocalStore(tmp_path / "n1-new").names()) == ["ab/" + "1" * 32 + ".obj"]
+    assert runner.invoke(app, ["storage", "scrub", "--data-dir", str(data)]).exit_code == 0
+
+
+def test_decommission_needs_yes_and_proves(tmp_path):
+    data = tmp_path / "a"
+    make_archive(data, 1)
+    assert runner.invoke(app, ["decommission", "--data-dir", str(data)]).exit_code == 2
+    res = runner.invoke(app, ["decommission", "--data-dir", str(data), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert "blobs opened: 0; proven: True" in res.output
