@@ -134,3 +134,34 @@ def test_fails_closed_while_the_database_cannot_be_written_and_loses_nothing(eng
     assert log.size == 3
     assert [json.loads(log.entry(i))["request_id"] for i in range(3)] == ["r0", "r1", "r3"]
     log.close()
+
+
+def _append_from_process(url: str, keys: str, start: int) -> None:
+    from safepacs.index import db as db_
+
+    engine = db_.make_engine(url)
+    with AuditLog(engine, keys, background=False, batch_size=5) as log:
+        for i in range(start, start + 60):
+            log.record(make_event(i))
+    engine.dispose()
+
+
+def test_several_processes_append_to_one_log(engine, tmp_path):
+    import multiprocessing
+
+    from safepacs.audit.verify import verify_database
+
+    AuditLog(engine, tmp_path / "k", background=False).close()  # creates the key once
+    url = str(engine.url)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_from_process, args=(url, str(tmp_path / "k"), 1000 * p)) for p in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with engine.connect() as conn:
+        ids = sorted(json.loads(r[0])["request_id"] for r in conn.execute(text("SELECT entry FROM audit_entries")))
+    assert len(ids) == 180 and len(set(ids)) == 180
+    report = verify_database(engine, load_public_key(tmp_path / "k" / "audit-signing.pub"))
+    assert report.ok, report.problems

@@ -407,14 +407,49 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    admin = getattr(archive, "admin_router", None)
-    if admin is not None:
-        app.include_router(admin())
+    mount_api_routes(app, archive, principal)
     app.add_middleware(FastRetrieve, archive=archive, authenticate=authenticate,
                        accepted=_accepted_transfer_syntaxes, check_uid=check_uid)
     app.add_middleware(AuditRequests, sink=archive.audit)  # outermost: sees every request
     app.state.started = time.time()
     return app
+
+
+def mount_api_routes(app: FastAPI, archive: Any, principal: Any) -> None:
+    """The ``/api`` routes: sign-in and administration (access control), the patient's access
+    log and the auditor's trail.  Each role check refuses with 403 and leaves the reason for
+    the request's audit event."""
+    from sqlalchemy import select
+
+    from safepacs.access.models import Account
+    from safepacs.api.admin import admin_router
+    from safepacs.api.audit_routes import PatientCaller, audit_router
+    from safepacs.audit.service import AuditService
+
+    def role_in(*roles: str) -> Any:
+        async def check(request: Request, who: Annotated[Any, Depends(principal)]) -> Any:
+            if who.role not in roles:
+                request.state.refusal = "role may not use this route"
+                raise ApiError(403, "your role may not use this route")
+            return who
+        return check
+
+    async def patient(request: Request, who: Annotated[Any, Depends(principal)]) -> PatientCaller:
+        pseudonym = None
+        if who.role == "patient":
+            with archive.access.ctx.engine.connect() as conn:
+                pseudonym = conn.scalar(select(Account.patient_pseudonym).where(Account.pk == who.account_id))
+        if not pseudonym:
+            request.state.refusal = "not a patient account linked to a patient"
+            raise ApiError(403, "only a patient account linked to its patient record may use this route")
+        return PatientCaller(pseudonym=pseudonym, username=who.username, address=who.address)
+
+    app.include_router(admin_router(archive.access))
+    service = AuditService(archive.access.ctx.engine, audit=archive.audit)
+    app.include_router(audit_router(
+        service, auditor_principal=role_in("security_auditor"), patient_principal=patient,
+        alerts_principal=role_in("security_auditor", "security_admin"),
+        public_key=getattr(archive.audit, "public_key", None)))
 
 
 class BadRequest(Exception):

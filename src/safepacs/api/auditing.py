@@ -7,7 +7,8 @@ makes them; this event says who called which route from where and how it ended.
 
 The route is recorded with every UID replaced by ``{uid}``: a STOW-RS URL names the sender's
 original StudyInstanceUID.  For reads the study UID in the path is the stored, de-identified
-one (or a project's re-keyed one), which is recorded as the event's study.
+one (or a project's re-keyed one), kept in the event's detail; the access decision's own
+event names the stored study, so a patient's access log shows each access once.
 """
 
 from __future__ import annotations
@@ -106,11 +107,13 @@ def request_event(scope: dict, status: int, request_id: str, seconds: float) -> 
         role=getattr(who, "role", ""),
         address=str(client[0] or ""),
         route=f"{method} {_UID.sub('{uid}', path)}",
-        study_uid=m.group(1) if m else "",
         patient=str(state.get("patient", "")),
         level=getattr(decision, "level", "") or "",
         purpose=getattr(decision, "purpose", "") or "",
         reason=reason,
         request_id=request_id,
-        detail={"status": status, "ms": round(seconds * 1000, 3)},
+        # the study as the URL names it (stored, or a project's own UID); the object-level
+        # event of the access decision carries the stored study and the patient pseudonym
+        detail={"status": status, "ms": round(seconds * 1000, 3),
+                **({"url_study": m.group(1)} if m else {})},
     )

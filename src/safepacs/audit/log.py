@@ -13,6 +13,7 @@ so the caller refuses the request instead of serving it unaudited.  There is no 
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -129,7 +130,7 @@ class AuditLog:
             if not batch:
                 return
             head, failure = None, "write conflict"
-            for attempt in range(8):
+            for attempt in range(30):
                 try:
                     head = self._append(batch)
                     break
@@ -137,7 +138,7 @@ class AuditLog:
                     # another writer appended first (another process), or the database is
                     # busy or gone: catch up and retry
                     failure = exc.__class__.__name__
-                    time.sleep(0.01 * attempt)
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # jitter: writers take turns
                     try:
                         self._load()
                     except (SQLAlchemyError, SafepacsError):

@@ -149,7 +149,7 @@ def render_query_result(ds: Dataset, level: Level, ctx: RenderContext) -> Datase
     out = copy.deepcopy(ds)
     if level.header == "original" or _is_pass_through(level):
         return out
-    _check_context(level, ctx, b"")
+    _check_context(level, ctx, b"", marking=False)  # a result row carries no watermark
     return _transform_header(out, None, level, ctx, query=True)
 
 
@@ -158,12 +158,12 @@ def _is_pass_through(level: Level) -> bool:
             and level.keep is None and not level.watermark and not level.private_mark)
 
 
-def _check_context(level: Level, ctx: RenderContext, delta: bytes | None) -> None:
+def _check_context(level: Level, ctx: RenderContext, delta: bytes | None, *, marking: bool = True) -> None:
     if level.needs_project and (ctx.project_key is None or len(ctx.project_key) != 32):
         raise RenderError(f"level {level.name} needs a 32-byte project key")
     if level.header == "original" and delta is None:
         raise RenderError(f"level {level.name} needs the identity delta")
-    if level.watermark and (ctx.serial is None or not ctx.watermark_key):
+    if marking and level.watermark and (ctx.serial is None or not ctx.watermark_key):
         raise RenderError(f"level {level.name} is watermarked: an issuance serial and key are needed")
 
 
@@ -456,3 +456,7 @@ __all__ = [
     "render_instance",
     "render_query_result",
 ]
+
+# The archive resolves a reader's identifiers back to stored ones with the same mappings.
+uid_mapper = _uid_mapper
+pseudonym_mapper = _pseudonym_mapper
