@@ -147,7 +147,7 @@ def test_identity_index_survives_reopen(filled, archive_dir, database_url):
     arch.close()
     again = Archive.open(archive_dir, database_url=database_url)
     try:
-        assert len(again.search("study", {"PatientName": "张^伟"}, principal=clinician(arch))) == 2
+        assert len(again.search("study", {"PatientName": "张^伟"}, principal=clinician(again))) == 2
     finally:
         again.close()
 
