@@ -64,8 +64,8 @@ sys.path.insert(0, str(ROOT))
 
 from safepacs.archive.service import Archive  # noqa: E402
 from safepacs.synth import generate  # noqa: E402
-from tests.server_harness import Server, configure, free_port  # noqa: E402
 from tests.people import clinician  # noqa: E402
+from tests.server_harness import Server, configure, free_port  # noqa: E402
 
 ORTHANC = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"

@@ -17,12 +17,22 @@ the same for every level):
   window/level to 8 bits), the share traced back to the right serial, wrong serials named
   (must be 0), and the PSNR on the 16-bit data (against the image's range and 2^bits-1).
 
-The HTTP half (WADO-RS through the server) is added where the read paths are wired.
+The HTTP half (``--part http``) goes through one ``safepacs serve`` process on loopback:
+
+* **WADO-RS instance retrieve** p50/p99 ms per reader, sequential keep-alive GETs of the
+  chest X-rays stored in a fresh archive: a service account (the stored de-identified object
+  served as is: the baseline), a clinician with care (identified: delta re-applied,
+  watermark, private mark), a researcher in project P (pseudonymised, watermarked) and a third
+  party with a grant (anonymised), with the server's sealed render cache on (what repeated
+  reads cost) and off (``SAFEPACS_RENDER_CACHE_MB=0``: every read renders);
+* **WADO-RS rendered** PNG and JPEG p50 for the clinician (marked) and the service account
+  (unmarked) against Pillow alone encoding the same 8-bit image in this process.
 
 Usage::
 
     .venv/bin/python benchmarks/render.py                   # 30 renders per level, 100 trials
     .venv/bin/python benchmarks/render.py --renders 5 --trials 5   # smoke test
+    .venv/bin/python benchmarks/render.py --part http --retrieves 30
 """
 
 from __future__ import annotations
@@ -137,16 +147,139 @@ def bench_watermark(trials: int) -> None:
               f"min {min(psnr_bits):.1f} dB against 2^bits-1")
 
 
+def _site(root: Path, objects: list[tuple[bytes, bytes, bytes]]) -> dict:
+    """A fresh archive holding the chest X-rays, and one signed-in reader per level."""
+    from datetime import UTC, datetime, timedelta
+
+    from safepacs.archive.service import Archive
+    from tests.people import admin, clinician, person
+
+    archive, _ = Archive.create(root / "data")
+    try:
+        stored = [archive.ingest(original, source="bench") for original, _, _ in objects]
+        studies = sorted({s.study_uid for s in stored})
+        sec = admin(archive)
+        _, doc = clinician(archive, "bench-doc")
+        res, res_token = person(archive, "bench-res", "researcher")
+        project = archive.access.grants.create_project(
+            sec, "P", "benchmark", datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1))
+        archive.access.grants.add_member(sec, project.id, res.account_id)
+        archive.access.grants.add_cohort(sec, project.id, study_uids=studies)
+        tp, tp_token = person(archive, "bench-tp", "third_party")
+        archive.access.grants.create_grant(sec, tp.account_id, studies)
+        readers = {"stored as is": (None, archive.create_token("bench-svc")), "identified": (None, doc),
+                   "pseudonymised": (res, res_token), "anonymised": (tp, tp_token)}
+        urls = {}
+        for name, (who, token) in readers.items():
+            paths = []
+            for s in stored:
+                ids = (s.study_uid, s.series_uid, s.sop_instance_uid)
+                if who is not None:
+                    ids = tuple(archive.masking.outward(who, u) for u in ids)
+                paths.append("/dicomweb/studies/{}/series/{}/instances/{}".format(*ids))
+            urls[name] = (token, paths)
+    finally:
+        archive.close()
+    return urls
+
+
+def bench_http(objects: list[tuple[bytes, bytes, bytes]], retrieves: int) -> None:
+    import os
+    import tempfile
+
+    import httpx
+
+    from tests.server_harness import Server, configure
+
+    root = Path(tempfile.mkdtemp(prefix="safepacs-render-bench-"))
+    urls = _site(root, objects)
+    http_port, dicom_port = configure(root / "data", None)
+    print(f"\nWADO-RS instance retrieve through `safepacs serve` ({len(objects)} chest X-rays, "
+          f"{retrieves} sequential GETs per reader)")
+    for cache in ("on", "off"):
+        server = Server(root / "data", http_port, dicom_port)
+        old = os.environ.get("SAFEPACS_RENDER_CACHE_MB")
+        os.environ["SAFEPACS_RENDER_CACHE_MB"] = "512" if cache == "on" else "0"
+        try:
+            server.start()
+        finally:
+            if old is None:
+                os.environ.pop("SAFEPACS_RENDER_CACHE_MB")
+            else:
+                os.environ["SAFEPACS_RENDER_CACHE_MB"] = old
+        try:
+            print(f"\nrender cache {cache}")
+            print(f"{'reader':<16}{'p50 ms':>10}{'p99 ms':>10}{'added p50':>12}{'MB':>6}")
+            base = None
+            for name, (token, paths) in urls.items():
+                with httpx.Client(base_url=server.url, timeout=120,
+                                  headers={"Authorization": f"Bearer {token}"}) as c:
+                    times, size = [], 0
+                    for i in range(retrieves + len(paths)):
+                        t = time.perf_counter()
+                        r = c.get(paths[i % len(paths)])
+                        elapsed = time.perf_counter() - t
+                        assert r.status_code == 200, (name, r.status_code)
+                        size = len(r.content)
+                        if i >= len(paths) or cache == "off":  # cache on: after one warm-up round
+                            times.append(elapsed)
+                p50 = pct(times, 50)
+                base = p50 if base is None else base
+                added = "" if name == "stored as is" else f"{p50 - base:11.1f}"
+                print(f"{name:<16}{p50:>10.1f}{pct(times, 99):>10.1f}{added:>12}{size / 1e6:>6.1f}")
+            if cache == "on":
+                _bench_http_rendered(server.url, urls, objects, retrieves)
+        finally:
+            server.stop()
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _bench_http_rendered(url: str, urls: dict, objects: list[tuple[bytes, bytes, bytes]], retrieves: int) -> None:
+    import httpx
+
+    from safepacs.render.render import _read
+
+    images = [to_display(_read(o[1])) for o in objects]
+    print(f"\n{'rendered':<10}{'reader':<16}{'p50 ms':>10}{'p99 ms':>10}{'pillow p50':>12}{'ratio':>8}")
+    for fmt in ("png", "jpeg"):
+        alone = []
+        for i in range(retrieves):
+            t = time.perf_counter()
+            encode(images[i % len(images)], fmt)
+            alone.append(time.perf_counter() - t)
+        for name in ("stored as is", "identified"):
+            token, paths = urls[name]
+            with httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {token}",
+                                                                  "Accept": f"image/{fmt}"}) as c:
+                times = []
+                for i in range(retrieves + len(paths)):
+                    t = time.perf_counter()
+                    r = c.get(paths[i % len(paths)] + "/rendered")
+                    elapsed = time.perf_counter() - t
+                    assert r.status_code == 200, (name, fmt, r.status_code)
+                    if i >= len(paths):
+                        times.append(elapsed)
+            a, p = pct(alone, 50), pct(times, 50)
+            print(f"{fmt:<10}{name:<16}{p:>10.1f}{pct(times, 99):>10.1f}{a:>12.1f}{p / a:>7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--renders", type=int, default=30)
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--retrieves", type=int, default=30)
+    parser.add_argument("--part", choices=("all", "inprocess", "http"), default="all")
     args = parser.parse_args()
     objects = [chest(seed) for seed in range(3)]
-    print(f"render_instance on {SIZE}x{SIZE} 16-bit chest X-rays ({len(objects[0][1]) >> 20} MB each), one core")
-    bench_levels(objects, args.renders)
-    bench_rendered(objects, args.renders)
-    bench_watermark(args.trials)
+    if args.part in ("all", "inprocess"):
+        print(f"render_instance on {SIZE}x{SIZE} 16-bit chest X-rays ({len(objects[0][1]) >> 20} MB each), one core")
+        bench_levels(objects, args.renders)
+        bench_rendered(objects, args.renders)
+        bench_watermark(args.trials)
+    if args.part in ("all", "http"):
+        bench_http(objects, args.retrieves)
 
 
 if __name__ == "__main__":

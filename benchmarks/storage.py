@@ -12,7 +12,7 @@ What is compared, on the same Part 10 chest radiographs (2048x2048, synthetic, f
 Targets (issue 8): plain >= 50% of the ceiling, sealed >= 25%.  Run::
 
     .venv/bin/python benchmarks/storage.py            # 500 MB
-    .venv/bin/python benchmarks/storage.py --mb 40    # quick
+    .venv/bin/python benchmarks/storage.py --quick    # 40 MB
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=500, help="megabytes of radiographs (default 500)")
     ap.add_argument("--distinct", type=int, default=4, help="distinct images generated (default 4)")
     ap.add_argument("--dir", type=Path, default=None, help="where the stores live (default: a temp dir)")
+    ap.add_argument("--quick", action="store_true", help="40 MB instead of --mb")
     args = ap.parse_args()
+    if args.quick:
+        args.mb = 40
     base = radiographs(args.distinct)
     per = sum(len(b) for b in base) / len(base)
     count = max(1, int(args.mb * 1e6 // per))

@@ -312,6 +312,11 @@ from safepacs.cli_access import register as _register_access  # noqa: E402
 
 _register_access(app)
 
+# research exports: export --project P
+from safepacs.cli_export import register as _register_export  # noqa: E402
+
+_register_export(app)
+
 
 def main() -> None:
     app()

@@ -221,6 +221,8 @@ def serve(
     tls_ca: Annotated[Path | None, typer.Option(help="CA bundle: ask clients for certificates signed by it.")] = None,
     database_url: DatabaseUrl = None,
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="On first run, load a synthetic demo set.")] = True,
+    retention: Annotated[bool, typer.Option("--retention/--no-retention",
+                                            help="Destroy expired studies on a timer (retention_interval_s).")] = True,
 ) -> None:
     """Run the archive: DICOMweb and DIMSE.  On first run, initialise DATA_DIR (printing how
     to sign in) and load a synthetic demo set; later runs reuse it."""
@@ -233,7 +235,7 @@ def serve(
     try:
         server.run(
             archive, host=host, http_port=http_port, dicom_port=dicom_port, ae_title=ae_title,
-            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+            tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, retention=retention,
         )
     except (ValueError, OSError) as exc:
         raise _fail(str(exc)) from None

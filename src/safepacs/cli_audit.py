@@ -96,8 +96,9 @@ def verify(
     out.print(report.summary())
     for p in report.problems[:20]:
         out.print(f"  - {p}")
-    if len(report.problems) > 20:
-        out.print(f"  ... and {len(report.problems) - 20} more")
+    shown = min(len(report.problems), 20)
+    if report.problem_count > shown:
+        out.print(f"  ... and {report.problem_count - shown} more")
     raise typer.Exit(1)
 
 

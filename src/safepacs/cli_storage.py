@@ -24,7 +24,7 @@ storage_app = typer.Typer(help="Split storage: scrub, repair, custodians, sealin
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Override the index database URL.")]
-SEALING_FILE = "sealing.json"
+SEALING_FILE = "sealing.json"  # safepacs.store.sealing.SEALING_FILE
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -59,20 +59,12 @@ def _signer(data_dir: Path):  # type: ignore[no-untyped-def]
 
 def _vault(archive, data_dir: Path):  # type: ignore[no-untyped-def]
     """The vault of DATA_DIR/sealing.json ({"k": 3, "nodes": [URL, ...]}), or None."""
-    from safepacs.store.sealing import Vault
-    from safepacs.store.split import open_split, split_url
+    from safepacs.store.sealing import attach_from_data_dir
 
-    path = Path(data_dir) / SEALING_FILE
-    if not path.exists():
-        return None
     try:
-        conf = json.loads(path.read_text("utf-8"))
-        store = open_split(split_url(int(conf["k"]), [str(n) for n in conf["nodes"]]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _fail(f"{path}: malformed sealing settings ({exc.__class__.__name__})") from None
-    vault = Vault(archive._engine, store)
-    archive.attach_vault(vault)
-    return vault
+        return attach_from_data_dir(archive, data_dir, audit=archive.audit)
+    except SafepacsError as exc:
+        raise _fail(str(exc)) from None
 
 
 # --- retention -----------------------------------------------------------------------
@@ -109,7 +101,7 @@ def retention_run(data_dir: DataDir, database_url: DatabaseUrl = None) -> None:
     archive = _open(data_dir, database_url)
     try:
         _vault(archive, data_dir)
-        report = shred.run(archive, signer=_signer(data_dir))
+        report = shred.run(archive, signer=_signer(data_dir), audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -133,11 +125,12 @@ def retention_erase(data_dir: DataDir, study: Annotated[str, typer.Option(help="
     archive = _open(data_dir, database_url)
     try:
         _vault(archive, data_dir)
-        approvers = shred.approvers_from_access(archive._engine, study)
+        valid = float(archive.access.ctx.policy.defaults.get("approval_valid_hours", 72))
+        approvers = shred.approvers_from_access(archive._engine, study, valid_hours=valid)
         if not approvers:
             raise _fail("no approved erase_study request for this study", 1)
         done = shred.destroy_study(archive, study, policy="erasure-request", signer=_signer(data_dir),
-                                   approvers=approvers, erasure=True)
+                                   approvers=approvers, erasure=True, audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc), 1) from None
     finally:
@@ -157,7 +150,8 @@ def retention_hold(data_dir: DataDir, reason: Annotated[str, typer.Option(help="
 
     archive = _open(data_dir, database_url)
     try:
-        pk = shred.place_hold(archive._engine, by=by, reason=reason, study_uid=study, patient=patient)
+        pk = shred.place_hold(archive._engine, by=by, reason=reason, study_uid=study, patient=patient,
+                              audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -173,7 +167,7 @@ def retention_release(data_dir: DataDir, hold: Annotated[int, typer.Argument(hel
 
     archive = _open(data_dir, database_url)
     try:
-        shred.release_hold(archive._engine, hold, by=by)
+        shred.release_hold(archive._engine, hold, by=by, audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
     finally:

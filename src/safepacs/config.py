@@ -45,8 +45,18 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    #: where signed audit tree heads are published (a file, ideally on another machine's
+    #: mount; default DATA_DIR/audit-witness.jsonl)
+    audit_witness: str = ""
+    #: audit export to a syslog collector over TLS: {"host", "port", "ca", "server_name", "spool"}
+    audit_syslog: dict = field(default_factory=dict)
+    #: patient pseudonyms whose every access raises an alert
+    vip_patients: list[str] = field(default_factory=list)
     #: de-identification options of this site that differ from the defaults (Options fields)
     deid_options: dict[str, object] = field(default_factory=dict)
+    #: seconds between retention runs while serving (``safepacs retention run`` on a timer);
+    #: 0 turns the timer off (run it from cron instead)
+    retention_interval_s: float = 86400.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -56,6 +66,8 @@ class Settings:
             self.store_url = f"file://{(self.data_dir / 'blobs').resolve()}"
         if self.ae_title and (len(self.ae_title) > 16 or not self.ae_title.isascii()):
             raise SettingsError("ae_title must be at most 16 ASCII characters")
+        if not isinstance(self.retention_interval_s, (int, float)) or self.retention_interval_s < 0:
+            raise SettingsError("retention_interval_s must be a number of seconds >= 0")
         self.options()  # validate early
 
     @staticmethod

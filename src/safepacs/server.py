@@ -1,7 +1,10 @@
-"""One process serving the archive: DICOMweb over uvicorn (HTTP or HTTPS) and the DIMSE SCP.
+"""One process serving the archive: DICOMweb over uvicorn (HTTP or HTTPS) and the DIMSE SCP,
+with the retention job on a timer (``retention_interval_s`` in the settings, daily by
+default; 0 or ``--no-retention`` turns it off) and, when ``DATA_DIR/sealing.json`` exists,
+the vault of sealed studies.
 
-SIGTERM and SIGINT stop both cleanly (uvicorn drains requests, the SCP shuts down, the archive
-is closed).  Logs carry methods, paths (de-identified UIDs only, never query strings, which
+SIGTERM and SIGINT stop all of it cleanly (uvicorn drains requests, the SCP shuts down, a
+retention run in progress finishes, the archive is closed).  Logs carry methods, paths (de-identified UIDs only, never query strings, which
 may hold names) and statuses.
 """
 
@@ -93,10 +96,12 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
         dicom_port: int | None = None, ae_title: str | None = None, tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None, tls_ca: str | Path | None = None,
         allowed_callers: list[dict] | None = None, move_destinations: dict | None = None,
-        log_level: str = "info", **_: Any) -> None:
-    """Serve until SIGTERM/SIGINT, then stop both fronts and close ``archive``.
+        log_level: str = "info", retention: bool = True, **_: Any) -> None:
+    """Serve until SIGTERM/SIGINT, then stop both fronts and the retention timer and close
+    ``archive``.
 
-    Unset arguments come from ``archive.settings``.  ``dicom_port=0`` disables DIMSE.
+    Unset arguments come from ``archive.settings``.  ``dicom_port=0`` disables DIMSE;
+    ``retention=False`` (or ``retention_interval_s`` 0) leaves expiry to ``safepacs retention run``.
     """
     s = archive.settings
     host = host or s.http_host
@@ -131,8 +136,9 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    scp = None
+    scp = job = None
     try:
+        job = start_retention(archive, enabled=retention)
         if dicom_port:
             ctx = server_ssl_context(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
             scp = start_dimse(
@@ -147,8 +153,60 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     finally:
         if scp is not None:
             scp.shutdown()
+        if job is not None:
+            job.stop()
         archive.close()
         print("safepacs stopped", flush=True)
+
+
+def start_retention(archive: Any, *, enabled: bool = True) -> Any:
+    """The retention timer (``safepacs.retention.scheduler``), or None when turned off."""
+    interval = float(getattr(archive.settings, "retention_interval_s", 0) or 0)
+    if not enabled or interval <= 0:
+        print("Retention: not on a timer (run 'safepacs retention run' yourself).", flush=True)
+        return None
+    from safepacs.retention import scheduler
+
+    job = scheduler.start(archive, interval, audit=archive.audit)
+    print(f"Retention: expired studies are destroyed every {interval / 3600:g} h "
+          "('safepacs retention plan' shows what is due).", flush=True)
+    return job
+
+
+def open_archive(data_dir: Path, *, database_url: str | None = None) -> Any:
+    """Open an existing data dir: settle a KEK rotation a crash interrupted (before anything
+    unwraps a key), open the archive, attach the vault of sealed studies when configured."""
+    from safepacs.archive.service import Archive
+    from safepacs.config import Settings
+    from safepacs.index import db
+    from safepacs.retention.kek import finish_rotation
+
+    settings = Settings.load(Path(data_dir), database_url=database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        outcome = finish_rotation(settings.data_dir, settings.kek, engine)
+    finally:
+        engine.dispose()
+    if outcome != "none":
+        log.warning("an interrupted key-encryption-key rotation was settled at start (%s)", outcome)
+    archive = Archive.open(data_dir, database_url=database_url)
+    try:
+        attach_vault(archive, Path(data_dir))
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def attach_vault(archive: Any, data_dir: Path) -> Any:
+    """The vault of ``DATA_DIR/sealing.json``, attached to ``archive`` (None without one)."""
+    from safepacs.store.sealing import attach_from_data_dir
+
+    vault = attach_from_data_dir(archive, data_dir, audit=archive.audit)
+    if vault is not None:
+        print(f"Sealed studies: split storage over {vault.store.n} nodes, "  # type: ignore[attr-defined]
+              f"any {vault.store.k} rebuild a blob.", flush=True)  # type: ignore[attr-defined]
+    return vault
 
 
 def save_token(data_dir: Path, token: str) -> Path:
@@ -194,7 +252,7 @@ def open_or_create(data_dir: Path, *, database_url: str | None = None, demo: boo
 
     data_dir = Path(data_dir)
     if (data_dir / SETTINGS_FILE).exists():
-        archive = Archive.open(data_dir, database_url=database_url)
+        archive = open_archive(data_dir, database_url=database_url)
         _sign_in_hint(archive, data_dir / TOKEN_FILE)
         return archive
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -243,3 +243,14 @@ def test_verifying_a_live_log_while_it_grows_is_clean(engine, tmp_path):
         log.close()
     assert all(r.ok for r in reports), [r.problems for r in reports]
     assert reports[-1].size > 0
+
+
+def test_witness_heads_can_come_from_a_syslog_collectors_file(trail, tmp_path):
+    engine, pub, witness = trail
+    lines = witness.read_text().splitlines()
+    dump = tmp_path / "collector.log"
+    dump.write_text("".join(f"<85>1 2026-03-02T10:00:00Z pacs1 safepacs 7 safepacs-audit-head - {x}\n" for x in lines))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_entries WHERE idx >= 24"))
+        conn.execute(text("DELETE FROM audit_heads WHERE size > 24"))
+    assert check(engine, pub, dump).first_bad_index == 24

@@ -3,9 +3,12 @@ what these tests are about): blob from the archive's store, study key, AES-GCM o
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from sqlalchemy import select
 
-from safepacs.index.models import Instance, Series, Study
+from safepacs.index.models import DataKey, Instance, Series, SiteKey, Study
 from safepacs.store import crypto
 
 
@@ -27,3 +30,28 @@ def read_plain(arch, study_uid: str, sop_uid: str) -> bytes:
     blob = arch._store.get(obj)
     key = arch._data_key(study_uid)
     return crypto.unseal(key, blob, b"object\x00" + sop_uid.encode())
+
+
+def remaining_keys(arch, data_dir: Path) -> list[bytes]:
+    """Every key the live system still has: the KEK, the site keys, every study key."""
+    kek = crypto.load_kek(arch.settings.kek, data_dir)
+    text = (data_dir / "keys" / "kek.key").read_text().strip()
+    keys = [base64.b64decode(text.split(":", 1)[1])]
+    with arch._engine.connect() as conn:
+        for uid, wrapped in conn.execute(select(DataKey.study_uid, DataKey.wrapped)):
+            keys.append(kek.unwrap(wrapped, b"study:" + uid.encode()))
+        for name, wrapped in conn.execute(select(SiteKey.name, SiteKey.wrapped)):
+            keys.append(kek.unwrap(wrapped, b"site:" + name.encode()))
+    assert all(len(k) == 32 for k in keys)
+    return keys
+
+
+def opens(keys: list[bytes], blob: bytes, contexts: list[bytes]) -> bool:
+    for key in keys:
+        for ctx in contexts:
+            try:
+                crypto.unseal(key, blob, ctx)
+                return True
+            except crypto.TamperedError:
+                continue
+    return False

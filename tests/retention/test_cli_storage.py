@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from typer.testing import CliRunner
 
 from safepacs.archive import Archive
@@ -81,3 +83,79 @@ def test_decommission_needs_yes_and_proves(tmp_path):
     res = runner.invoke(app, ["decommission", "--data-dir", str(data), "--yes"])
     assert res.exit_code == 0, res.output
     assert "blobs opened: 0; proven: True" in res.output
+
+
+def test_erase_runs_only_with_the_security_admin_and_a_second_approver(tmp_path):
+    from safepacs.access.errors import Forbidden
+    from safepacs.archive.errors import NotFound
+    from tests.people import admin, person
+
+    data = tmp_path / "a"
+    doomed, other = make_archive(data)
+    arch = Archive.open(data)
+    try:
+        doc, _ = person(arch, "doc", "physician")
+        rad, _ = person(arch, "rad", "radiologist")
+        approvals = arch.access.approvals
+        req = approvals.request(doc, "erase_study", doomed)
+        with pytest.raises(Forbidden):
+            approvals.vote(doc, req.id, True)  # never one's own request
+    finally:
+        arch.close()
+    erase = ["retention", "erase", "--data-dir", str(data), "--study", doomed]
+    res = runner.invoke(app, erase)
+    assert res.exit_code == 1 and "no approved erase_study request" in res.output
+    arch = Archive.open(data)
+    try:
+        assert arch.access.approvals.vote(admin(arch), req.id, True).status == "pending"  # one is not enough
+    finally:
+        arch.close()
+    assert runner.invoke(app, erase).exit_code == 1
+    arch = Archive.open(data)
+    try:
+        assert arch.access.approvals.vote(rad, req.id, True).status == "approved"
+    finally:
+        arch.close()
+    res = runner.invoke(app, erase)
+    assert res.exit_code == 0, res.output
+    assert "KEK rotated: True" in res.output
+    arch = Archive.open(data)
+    try:
+        with pytest.raises(NotFound):
+            arch._data_key(doomed)
+        assert arch.status()["studies"] == 1
+        assert arch._data_key(other)  # the other study is untouched
+    finally:
+        arch.close()
+    res = runner.invoke(app, ["retention", "certificates", "--data-dir", str(data), "--study", doomed])
+    doc_ = json.loads(res.stdout.strip().splitlines()[0])["certificate"]
+    assert doc_["basis"] == "erasure" and doc_["policy"] == "erasure-request"
+    assert [a["role"] for a in doc_["approvers"]] == ["security_admin", "radiologist"]
+    assert "doc" not in [a["account"] for a in doc_["approvers"]]  # the requester does not count
+    # the same approval cannot erase again, and an approval for another study does not carry over
+    assert runner.invoke(app, ["retention", "erase", "--data-dir", str(data), "--study", other]).exit_code == 1
+
+
+def test_erase_refuses_an_approval_older_than_the_policy_allows(tmp_path):
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from safepacs.access.models import Approval
+    from tests.people import admin, person
+
+    data = tmp_path / "a"
+    doomed, _ = make_archive(data)
+    arch = Archive.open(data)
+    try:
+        doc, _ = person(arch, "doc", "physician")
+        rad, _ = person(arch, "rad", "radiologist")
+        req = arch.access.approvals.request(doc, "erase_study", doomed)
+        arch.access.approvals.vote(admin(arch), req.id, True)
+        assert arch.access.approvals.vote(rad, req.id, True).status == "approved"
+        with Session(arch._engine) as s, s.begin():
+            s.execute(update(Approval).where(Approval.pk == req.id).values(
+                decided_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=73)))
+    finally:
+        arch.close()
+    res = runner.invoke(app, ["retention", "erase", "--data-dir", str(data), "--study", doomed])
+    assert res.exit_code == 1 and "no approved erase_study request" in res.output

@@ -4,12 +4,10 @@ verifies; a study under legal hold survives."""
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import sqlite3
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,13 +16,13 @@ from safepacs.access.principal import Principal
 from safepacs.archive.errors import NotFound
 from safepacs.audit import events as ev
 from safepacs.audit.events import MemorySink
-from safepacs.index.models import DataKey, SiteKey
+from safepacs.index.models import DataKey
 from safepacs.retention import backup as backups
 from safepacs.retention import shred
 from safepacs.retention.certificate import Signer, verify_certificate
 from safepacs.store import crypto
 from tests.archive.objects import ct_bytes
-from tests.retention.stored import blobs_of, read_plain
+from tests.retention.stored import blobs_of, opens, read_plain, remaining_keys
 
 ROOT = "1.2.826.0.1.3680043.99"
 
@@ -36,31 +34,6 @@ def ingest_study(arch, n: int, patient: str, count: int = 2, modality: str = "CT
         for i in range(count)
     ]
     return stored[0].study_uid, [s.sop_instance_uid for s in stored]
-
-
-def remaining_keys(arch, data_dir: Path) -> list[bytes]:
-    """Every key the live system still has: the KEK, the site keys, every study key."""
-    kek = crypto.load_kek(arch.settings.kek, data_dir)
-    text = (data_dir / "keys" / "kek.key").read_text().strip()
-    keys = [base64.b64decode(text.split(":", 1)[1])]
-    with arch._engine.connect() as conn:
-        for uid, wrapped in conn.execute(select(DataKey.study_uid, DataKey.wrapped)):
-            keys.append(kek.unwrap(wrapped, b"study:" + uid.encode()))
-        for name, wrapped in conn.execute(select(SiteKey.name, SiteKey.wrapped)):
-            keys.append(kek.unwrap(wrapped, b"site:" + name.encode()))
-    assert all(len(k) == 32 for k in keys)
-    return keys
-
-
-def opens(keys: list[bytes], blob: bytes, contexts: list[bytes]) -> bool:
-    for key in keys:
-        for ctx in contexts:
-            try:
-                crypto.unseal(key, blob, ctx)
-                return True
-            except crypto.TamperedError:
-                continue
-    return False
 
 
 @pytest.fixture
@@ -251,9 +224,27 @@ def test_erasure_approved_through_access_control_approvals(archive, signer):
     assert shred.approvers_from_access(arch._engine, study) == []  # not approved yet
     with Session(arch._engine) as s, s.begin():
         s.add(ApprovalVote(approval_pk=req_pk, account_pk=ops_pk, role="system_admin", approve=True, at=now))
-        s.get(Approval, req_pk).status = "approved"
+        row = s.get(Approval, req_pk)
+        row.status, row.decided_at = "approved", now
     approvers = shred.approvers_from_access(arch._engine, study)
     assert [p.role for p in approvers] == ["security_admin", "system_admin"]
     done = shred.destroy_study(arch, study, policy="erasure-request", signer=signer, approvers=approvers, erasure=True)
     assert json.loads(done.certificate)["approvers"] == [{"account": "sec", "role": "security_admin"},
                                                          {"account": "ops", "role": "system_admin"}]
+
+
+def test_rendered_copies_of_a_destroyed_study_leave_every_render_cache(archive, archive_dir, signer):
+    from tests.people import clinician_principal
+
+    arch, _ = archive
+    doomed, sops = ingest_study(arch, 70, "PAT-CACHED")
+    doc = clinician_principal(arch)
+    arch.read_instance(sops[0], principal=doc)  # rendered at the identified level, cached sealed
+    cache = archive_dir / "cache"
+    assert list(cache.rglob("*.rc"))  # the check below can fail: a sealed copy is on disk
+    other = cache / "render-1"  # another live process's cache (pid 1 is alive)
+    other.mkdir()
+    (other / "x.rc").write_bytes(b"sealed render of some instance")
+    shred.destroy_study(arch, doomed, policy="test", signer=signer)
+    assert list(cache.rglob("*.rc")) == []
+    assert all(arch.masking.cache.get(s, lvl) is None for s in sops for lvl in ("identified", "pseudonymised"))

@@ -1,4 +1,5 @@
-"""Multi-party approval for bulk re-identification and exporting identified data.
+"""Multi-party approval for bulk re-identification, exporting identified data and erasing a
+study outside the retention policy (``erase_study``, target: its stored StudyInstanceUID).
 
 A request is approved when the policy's number of different accounts (default two) approved
 it, one of them a security administrator, none of them the requester; one refusal denies it.

@@ -39,6 +39,7 @@ class Decision:
     project: str | None = None
     grant_id: int | None = None
     reason: str = ""
+    patient: str = ""  # the study's patient pseudonym, when allowed (for the audit trail)
 
 
 def refused(reason: str) -> Decision:

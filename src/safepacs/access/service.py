@@ -122,6 +122,7 @@ class AccessControl:
         event_id, code = _EVENTS.get(action, (INSTANCES_ACCESSED, READ))
         self.ctx.emit(event_id, code, outcome=0 if decision.allowed else MINOR_FAILURE,
                       who=principal, route=f"decide:{action}", study_uid=_safe_uid(study_uid),
+                      patient=decision.patient,
                       level=decision.level or "", reason=decision.reason or decision.basis,
                       purpose=(f"research:{decision.project}" if decision.project else decision.purpose),
                       detail={"basis": decision.basis, **({"grant": decision.grant_id}
@@ -157,7 +158,7 @@ class AccessControl:
                 level = level if rule.level in ("project", "grant") else rule.level
                 decision = Decision(
                     True, level, rule.basis, self.policy.purposes[rule.basis], project,
-                    ident if rule.basis in ("grant", "service") else None, "")
+                    ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
                 break
         if decision is None:
             return refused("no care relationship, project, grant or emergency access covers this study")

@@ -127,7 +127,7 @@ class ReviewBody(BaseModel):
 
 
 class ApprovalBody(BaseModel):
-    operation: Literal["bulk_reidentify", "export_identified"]
+    operation: Literal["bulk_reidentify", "export_identified", "erase_study"]
     target: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
 

@@ -32,7 +32,10 @@ from safepacs.api.auditing import AuditRequests
 from safepacs.api.fastpath import FastRetrieve
 from safepacs.api.tokens import TokenCache
 from safepacs.archive import errors as aerr
+from safepacs.archive.masking import DisplayRequest
 from safepacs.errors import SafepacsError
+from safepacs.store.blobs import StoreError
+from safepacs.store.sealing import SEALED_MESSAGE, Sealed
 
 log = logging.getLogger("safepacs.api")
 
@@ -106,6 +109,18 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     async def _integrity(request: Request, exc: Exception) -> JSONResponse:
         log.error("integrity check failed serving %s", loggable_path(request.url.path))
         return error_response(500, "stored object failed its integrity check; nothing was served")
+
+    @app.exception_handler(Sealed)
+    async def _sealed(request: Request, exc: Exception) -> JSONResponse:
+        # authorize() ran first: the caller may know the study exists, not more
+        log.warning("sealed study refused serving %s", loggable_path(request.url.path))
+        return error_response(403, SEALED_MESSAGE)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+        # too few intact shards, an unreachable node: the type only (messages name blobs)
+        log.error("%s serving %s", type(exc).__name__, loggable_path(request.url.path))
+        return error_response(500, "stored object unavailable (storage nodes lost or unreachable); nothing was served")
 
     @app.exception_handler(aerr.Unauthorized)
     async def _unauth(_: Request, exc: Exception) -> JSONResponse:
@@ -219,6 +234,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     def search(request: Request, level: str, who: Any, study: str | None = None,
                series: str | None = None) -> Response:
+        if getattr(who, "is_admin", False):  # administrators are refused every image route
+            request.state.refusal = "administrators have no access to images"
+            raise ApiError(403, "administrators have no access to images")
         with bad_request():
             q = query.parse(request.query_params.multi_items())
         include: tuple[str, ...] = ("all",) if q.include_all else q.include
@@ -316,9 +334,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         out = []
         for r in found:
             ds = archive.metadata(r.sop_uid, principal=who)
-            # the UIDs as this reader knows them (a research project has its own)
-            uids = (ds.get("StudyInstanceUID", r.study_uid), ds.get("SeriesInstanceUID", r.series_uid),
-                    ds.get("SOPInstanceUID", r.sop_uid))
+            # the UIDs this reader's URLs use: a research project's or a grant's own, the
+            # archive's for everybody else (an identified copy's original UIDs name nothing here)
+            uids = tuple(archive.masking.outward(who, u) for u in (r.study_uid, r.series_uid, r.sop_uid))
             link = "{}/studies/{}/series/{}/instances/{}".format(b, *uids)
             obj = dicomjson.to_json(ds, bulk_base=link)
             dicomjson.add_bulk_pixel_link(obj, ds, link)
@@ -382,13 +400,15 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         quality = request.query_params.get("quality", "90")
         if not quality.isdigit() or not 1 <= int(quality) <= 100:
             raise ApiError(400, "quality must be 1..100")
-        ds = dataset(who, study, series, sop)
-        if not 1 <= frame <= pixels.number_of_frames(ds):
-            raise ApiError(400, "frame number out of range")
-        if "PixelData" not in ds:
-            raise ApiError(404, "the instance has no pixel data")
-        image = pixels.render(ds, frame=frame, window=window, fmt=fmt, quality=int(quality))
-        return Response(image, media_type=f"image/{fmt}")
+        ref = refs(who, study, series, sop)[0]
+        # the pixels of the reader's level, marked in display values under one serial
+        want = DisplayRequest(frame=frame, window=window, fmt=fmt, quality=int(quality))
+        try:
+            with bad_request():
+                image = archive.read_instance(ref.sop_uid, principal=who, display=want)
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from None
+        return Response(bytes(image), media_type=f"image/{fmt}")
 
     @app.get("/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered")
     def wado_rendered(study: str, series: str, sop: str, request: Request,

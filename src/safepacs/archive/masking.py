@@ -11,25 +11,42 @@ key; a third party sees UIDs keyed per grant (stable for that grant, linking to 
 else).  Their URLs and query filters use those identifiers, so :meth:`Masking.resolve` maps
 them back, through a map built from the studies the reader may see (and only those: an
 identifier of any other study resolves to nothing).
+
+Caching: the rendered version of an instance is kept only sealed (``RenderCache``: AES-GCM
+under the render cache key, on disk under keyed-hash names) and only BEFORE marking, keyed
+by (instance, level, partition): the project for re-keyed levels, the grant (or account)
+whose UID space a ``fresh`` level uses, nothing for the others.  The cache is consulted
+only after the caller's grant was checked for this request, so a revoked grant, an ended
+project or an ended care relationship never gets a cached copy; entries left behind are
+unreadable without the key and go with eviction or a restart (``invalidate`` drops them at
+once when a caller knows).  Every copy that leaves is marked as it leaves, under its own
+issuance serial.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import io
+import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydicom
 from pydicom import Dataset
 from sqlalchemy import Engine, select
 
 from safepacs.access.principal import Decision, Principal
 from safepacs.index.models import Instance, Patient, Series, Study
+from safepacs.render import display
 from safepacs.render import render as rnd
+from safepacs.render.cache import RenderCache
 from safepacs.render.issuance import Issuances
 from safepacs.render.keys import RenderKeys
 from safepacs.render.levels import Level, load_levels
@@ -42,6 +59,18 @@ _IDENTITY_ROLES = ("physician", "radiologist", "patient")
 _IDENTITY_FILTERS = ("PatientID", "PatientName", "AccessionNumber", "IssuerOfPatientID")
 _UID_FILTERS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _MAP_TTL = 30.0
+#: sealed rendered objects kept at most (the cache evicts the least recently used)
+CACHE_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class DisplayRequest:
+    """A rendered (PNG/JPEG) view of one frame instead of the DICOM object."""
+
+    frame: int = 1
+    window: tuple[float, float] | None = None
+    fmt: str = "png"
+    quality: int = 90
 
 
 @dataclass
@@ -53,10 +82,18 @@ class _Space:
 
 class Masking:
     def __init__(self, access: Any, engine: Engine, keys_dir: Path, *, audit: Any,
-                 levels_file: Path | None = None) -> None:
+                 levels_file: Path | None = None, cache_dir: Path | None = None,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.access = access
         self._engine = engine
         self.keys = RenderKeys.load(keys_dir)
+        #: rendered objects before marking, sealed; in the data dir beside the keys folder,
+        #: one folder per process (a CLI export beside the server must not empty its cache)
+        cache_mb = os.environ.get("SAFEPACS_RENDER_CACHE_MB", "")  # 0 turns caching off
+        if cache_mb.isdigit():
+            cache_bytes = int(cache_mb) << 20
+        self.cache = RenderCache(self.keys.cache, max_bytes=cache_bytes,
+                                 directory=cache_dir or _process_cache_dir(Path(keys_dir).parent / "cache"))
         self.levels: dict[str, Level] = load_levels(levels_file)
         self.issuances = Issuances(engine, audit=audit)
         self._spaces: dict[int, _Space] = {}
@@ -83,7 +120,7 @@ class Masking:
     # --- contexts -------------------------------------------------------------------------
     def context(self, principal: Principal, decision: Decision, *, serial: int | None = None) -> rnd.RenderContext:
         project = self.keys.project(decision.project) if decision.project else None
-        scope = f"grant:{decision.grant_id}" if decision.grant_id else f"account:{principal.account_id}"
+        scope = self._scope(principal, decision)
         salt = hmac.new(self.keys.cache, b"uid space\x00" + scope.encode(), hashlib.sha256).digest()
         return rnd.RenderContext(project_key=project, serial=serial, watermark_key=self.keys.watermark,
                                  request_salt=salt)
@@ -94,16 +131,122 @@ class Masking:
         return mapper or (lambda uid: uid)
 
     # --- rendering ------------------------------------------------------------------------
+    def cached(self, principal: Principal, decision: Decision, sop_uid: str) -> bytes | None:
+        """The unmarked rendered object from the cache, or None.  Call only after the
+        caller's grant was checked for this request."""
+        level = self.level(decision)
+        if not self._cacheable(level):
+            return None
+        return self.cache.get(sop_uid, level.name, self._partition(principal, decision, level),
+                              account=principal.account_id)
+
+    def render_plain(self, principal: Principal, decision: Decision, stored: bytes, delta: bytes | None,
+                     *, sop_uid: str) -> bytes:
+        """The object at the caller's level WITHOUT the per-copy marks (cached sealed)."""
+        level = self.level(decision)
+        plain = dataclasses.replace(level, watermark=False, private_mark=False)
+        data = rnd.render_instance(stored, delta, plain, self.context(principal, decision))
+        if self._cacheable(level):
+            self.cache.put(sop_uid, level.name, self._partition(principal, decision, level), data,
+                           account=principal.account_id)
+        return data
+
+    def finish(self, principal: Principal, decision: Decision, plain: bytes, *, sop_uid: str,
+               request_id: str = "", header_only: bool = False) -> bytes:
+        """What leaves: the object, marked as the level says under one issuance serial, or
+        its header only (nothing to mark, nothing issued)."""
+        level = self.level(decision)
+        if header_only:
+            return plain
+        if not (level.watermark or level.private_mark):
+            return plain
+        serial = self._issue(principal, decision, level, sop_uid, request_id)
+        ctx = self.context(principal, decision, serial=serial)
+        ds = _parse(plain)
+        try:
+            if level.watermark:
+                rnd.mark_pixels(ds, serial, ctx.watermark_key)  # type: ignore[arg-type]
+            if level.private_mark:
+                rnd.add_private_mark(ds, serial, ctx.watermark_key, ctx.now)  # type: ignore[arg-type]
+            fp = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds.save_as(fp, enforce_file_format=True)
+        except rnd.RenderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - malformed values surface late; never echo them
+            raise rnd.RenderError(f"object cannot be marked ({exc.__class__.__name__})") from None
+        return fp.getvalue()
+
+    def rendered_image(self, principal: Principal, decision: Decision, want: DisplayRequest, *, sop_uid: str,
+                       plain: Callable[[], bytes], request_id: str = "") -> bytes:
+        """A PNG/JPEG of one frame at the caller's level, marked in display values under
+        its own serial.  The 8-bit image before the mark is cached sealed (per frame and
+        window) like the objects, so a repeated view costs a mark and an encode;
+        ``plain()`` gives the unmarked rendered object when it is not cached."""
+        level = self.level(decision)
+        part = self._partition(principal, decision, level)
+        slot = f"{level.name}|display|{want.frame}|{want.window}"
+        cached = self.cache.get(sop_uid, slot, part, account=principal.account_id)
+        if cached is not None:
+            image = _unpack_image(cached)
+        else:
+            ds = _parse(plain())
+            if "PixelData" not in ds:
+                raise LookupError("the instance has no pixel data")
+            if not 1 <= want.frame <= max(1, int(ds.get("NumberOfFrames", 1) or 1)):
+                raise ValueError("frame number out of range")
+            image = display.to_display(ds, frame=want.frame, window=want.window)
+            self.cache.put(sop_uid, slot, part, _pack_image(image), account=principal.account_id)
+        if level.watermark:
+            image = display.mark_display(image, self._issue(principal, decision, level, sop_uid, request_id),
+                                         self.keys.watermark)
+        return display.encode(image, want.fmt, want.quality)
+
     def render_object(self, principal: Principal, decision: Decision, stored: bytes, delta: bytes | None,
                       *, study_uid: str, sop_uid: str, request_id: str = "") -> bytes:
-        level = self.level(decision)
-        serial = None
-        if level.watermark or level.private_mark:
-            serial = self.issuances.issue(
-                account_id=principal.account_id, username=principal.username, role=principal.role,
-                instance_uid=sop_uid, level=level.name, request_id=request_id,
-                project=decision.project, purpose=decision.purpose)
-        return rnd.render_instance(stored, delta, level, self.context(principal, decision, serial=serial))
+        """Render and mark in one call (no cache lookup: the caller has the blobs already)."""
+        plain = self.render_plain(principal, decision, stored, delta, sop_uid=sop_uid)
+        return self.finish(principal, decision, plain, sop_uid=sop_uid, request_id=request_id)
+
+    def invalidate(self, *, project: str | None = None, account: int | None = None,
+                   grant: int | None = None, instance: str | None = None) -> int:
+        """Drop cached renders of a project, read by an account, of a grant's UID space, or
+        of one instance (for the access layer's revoke and end paths)."""
+        dropped = 0
+        if project is not None:
+            dropped += self.cache.invalidate(project=f"project:{project}")
+        if grant is not None:
+            dropped += self.cache.invalidate(project=f"grant:{grant}")
+        if account is not None:
+            dropped += self.cache.invalidate(account=account)
+            dropped += self.cache.invalidate(project=f"account:{account}")
+        if instance is not None:
+            dropped += self.cache.invalidate(instance=instance)
+        return dropped
+
+    def _issue(self, principal: Principal, decision: Decision, level: Level, sop_uid: str, request_id: str) -> int:
+        return self.issuances.issue(
+            account_id=principal.account_id, username=principal.username, role=principal.role,
+            instance_uid=sop_uid, level=level.name, request_id=request_id,
+            project=decision.project, purpose=decision.purpose)
+
+    @staticmethod
+    def _cacheable(level: Level) -> bool:
+        return not rnd._is_pass_through(level)  # the stored object itself: nothing to save
+
+    @staticmethod
+    def _scope(principal: Principal, decision: Decision) -> str:
+        return f"grant:{decision.grant_id}" if decision.grant_id else f"account:{principal.account_id}"
+
+    def _partition(self, principal: Principal, decision: Decision, level: Level) -> str:
+        """Which readers may share one cached render: those of one project (re-keyed
+        levels), of one UID space (``fresh`` UIDs), or all (the rest)."""
+        if level.needs_project:
+            return f"project:{decision.project}"
+        if level.uids == "fresh":
+            return self._scope(principal, decision)
+        return ""
 
     def render_result(self, principal: Principal, decision: Decision, ds: Dataset) -> Dataset:
         if not decision.allowed:  # cannot happen for rows of visible studies; fail closed
@@ -190,3 +333,46 @@ class Masking:
         if level.uids in ("stored", "original"):
             return None
         return rnd.pseudonym_mapper(level, self.context(principal, decision))
+
+
+def _parse(data: bytes) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data))
+
+
+def _process_cache_dir(root: Path) -> Path:
+    """``root/render-<pid>``, after removing the folders of processes that are gone (their
+    sealed entries are useless once their process, which knew their names, has ended)."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for old in root.glob("render-*"):
+        pid = old.name.removeprefix("render-")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+    return root / f"render-{os.getpid()}"
+
+
+def _pack_image(image) -> bytes:  # noqa: ANN001 - an 8-bit numpy image
+    """An 8-bit image as bytes: rows, columns, channels (4 bytes each), then the pixels."""
+    import numpy as np
+
+    rows, cols = image.shape[:2]
+    channels = image.shape[2] if image.ndim == 3 else 0
+    head = np.array([rows, cols, channels], dtype="<u4").tobytes()
+    return head + np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+
+
+def _unpack_image(data: bytes):  # noqa: ANN202
+    import numpy as np
+
+    rows, cols, channels = (int(v) for v in np.frombuffer(data[:12], dtype="<u4"))
+    shape = (rows, cols, channels) if channels else (rows, cols)
+    return np.frombuffer(data[12:], dtype=np.uint8).reshape(shape)

@@ -54,7 +54,7 @@ from safepacs.archive import door
 from safepacs.archive.attributes import index_values
 from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotAcceptable, NotFound
 from safepacs.archive.identity import IdentityIndex, OriginalIdentity
-from safepacs.archive.masking import Masking
+from safepacs.archive.masking import DisplayRequest, Masking
 from safepacs.archive.recovery import RecoveryReport, recover
 from safepacs.audit.events import AuditSink
 from safepacs.config import SETTINGS_FILE, Settings
@@ -72,6 +72,7 @@ from safepacs.index.models import (
     SiteKey,
     Study,
 )
+from safepacs.retention import lastaccess
 from safepacs.store import crypto
 from safepacs.store.blobs import BlobNotFound, BlobStore, S3Store, new_names, open_store
 
@@ -216,7 +217,7 @@ class Archive:
         self._lock_fd: int | None = None
         keys_dir = settings.data_dir / "keys"
         #: where every event goes: the tamper-evident log of the data dir
-        self.audit: AuditSink = open_audit(engine, keys_dir)
+        self.audit: AuditSink = open_audit(engine, settings)
         #: who may see what (issue "access control"); every decision is audited
         self.access = AccessControl(engine, keys_dir, audit=self.audit)
         #: what each reader gets (levels, re-keyed identifiers, watermarks)
@@ -314,6 +315,13 @@ class Archive:
         return archive
 
     def close(self) -> None:
+        try:
+            lastaccess.close(self)  # pending last-access times, before the engines go
+        except Exception:  # noqa: BLE001 - closing must finish
+            log.error("last-access times could not be written at close")
+        vault = getattr(self, "_vault", None)
+        if vault is not None:
+            vault.close_all()  # overwrite the keys of open unseal windows
         close_audit = getattr(self.audit, "close", None)
         if close_audit is not None:
             try:
@@ -699,9 +707,15 @@ class Archive:
         series_uid: str | None = None,
         transfer_syntaxes: set[str] | None = None,
         frame: Callable[[int], tuple[bytes, bytes]] | None = None,
+        display: DisplayRequest | None = None,
+        header_only: bool = False,
+        request_id: str = "",
     ) -> bytes | bytearray:
         """Part 10 bytes of the object at the caller's access level, decrypted and
         authenticated (UIDs may be the stored ones or, for a research project, its own).
+        ``display``: a PNG/JPEG of one frame instead, marked in display values;
+        ``header_only``: the rendered object unmarked and unissued, for callers that keep
+        only its header (metadata).
 
         One index query finds the object and checks it belongs to ``study_uid`` and
         ``series_uid`` when given (NotFound otherwise), then the caller's grant for that study
@@ -721,6 +735,7 @@ class Archive:
         ):
             raise NotFound("no such instance")
         decision = self.authorize(principal, row.study_uid)
+        lastaccess.touch(self, row.study_uid)  # retention "from last access": a dict update
         if transfer_syntaxes is not None and row.transfer_syntax_uid not in transfer_syntaxes:
             raise NotAcceptable("the stored transfer syntax was not asked for")
         try:
@@ -729,8 +744,9 @@ class Archive:
             raise IntegrityError("the stored object is missing from the blob store") from None
         key = self._data_key(row.study_uid)
         context = b"object\x00" + sop_uid.encode()
-        if decision.level != "deidentified":
-            return self._read_masked(principal, decision, row, sop_uid, key, blob, frame)
+        if decision.level != "deidentified" or display is not None:
+            return self._read_masked(principal, decision, row, sop_uid, key, blob, frame,
+                                     display=display, header_only=header_only, request_id=request_id)
         try:
             if frame is None:
                 return crypto.unseal(key, blob, context)
@@ -748,9 +764,28 @@ class Archive:
         return out
 
     def _read_masked(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
-                     key: bytes, blob: bytes, frame: Callable[[int], tuple[bytes, bytes]] | None) -> bytes:
+                     key: bytes, blob: bytes, frame: Callable[[int], tuple[bytes, bytes]] | None, *,
+                     display: DisplayRequest | None = None, header_only: bool = False,
+                     request_id: str = "") -> bytes:
         """The object rendered for the caller's level (identity re-applied, re-keyed, or cut
-        to the keep list; watermarked as the level says)."""
+        to the keep list; watermarked as the level says).  The unmarked render comes from
+        the sealed cache when there (the grant was checked above, for this request)."""
+        def plain() -> bytes:
+            cached = self.masking.cached(principal, decision, sop_uid)
+            return cached if cached is not None else self._render_plain(principal, decision, row, sop_uid, key, blob)
+
+        if display is not None:
+            return self.masking.rendered_image(principal, decision, display, sop_uid=sop_uid, plain=plain,
+                                               request_id=request_id)
+        data = self.masking.finish(principal, decision, plain(), sop_uid=sop_uid, request_id=request_id,
+                                   header_only=header_only)
+        if frame is None:
+            return data
+        prefix, suffix = frame(len(data))
+        return b"".join((prefix, data, suffix))
+
+    def _render_plain(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
+                      key: bytes, blob: bytes) -> bytes:
         try:
             stored = crypto.unseal(key, blob, b"object\x00" + sop_uid.encode())
             delta = None
@@ -762,16 +797,12 @@ class Archive:
                 delta = crypto.unseal(key, sealed_delta, b"delta\x00" + sop_uid.encode())
         except crypto.TamperedError as exc:
             raise IntegrityError(str(exc)) from None
-        data = self.masking.render_object(principal, decision, stored, delta,
-                                          study_uid=row.study_uid, sop_uid=sop_uid)  # type: ignore[attr-defined]
-        if frame is None:
-            return data
-        prefix, suffix = frame(len(data))
-        return b"".join((prefix, data, suffix))
+        return self.masking.render_plain(principal, decision, stored, delta, sop_uid=sop_uid)
 
     def metadata(self, sop_uid: str, *, principal: Principal) -> Dataset:
-        """The header at the caller's access level, without pixel data."""
-        data = self.read_instance(sop_uid, principal=principal)
+        """The header at the caller's access level, without pixel data (read unmarked: no
+        pixels leave, so no copy is issued)."""
+        data = self.read_instance(sop_uid, principal=principal, header_only=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -990,12 +1021,10 @@ def _id_matches(query_value: str, value: str) -> bool:
     return query_value == value.strip()
 
 
-def open_audit(engine: Engine, keys_dir: Path) -> AuditSink:
-    """The data dir's tamper-evident audit log (a structured log until it is available)."""
-    try:
-        from safepacs.audit.log import AuditLog
-    except ImportError:
-        from safepacs.audit.events import LogSink
+def open_audit(engine: Engine, settings: Settings) -> AuditSink:
+    """The data dir's audit pipeline: anomaly rules, the tamper-evident log and its
+    witnesses, the syslog export (see :mod:`safepacs.audit.trail`)."""
+    from safepacs.audit.trail import Trail
 
-        return LogSink()
-    return AuditLog(engine, keys_dir)
+    return Trail(engine, settings.data_dir, witness=settings.audit_witness,
+                 syslog=settings.audit_syslog or None, vip=settings.vip_patients)

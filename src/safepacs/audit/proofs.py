@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, tuple_
 
 from safepacs.audit import merkle
 from safepacs.audit.heads import SignedHead
@@ -103,6 +103,20 @@ class TrailReader:
             self._blocks[block] = leaves
         return leaves
 
+    def prefetch(self, conn, ranges: list[tuple[int, int]]) -> None:  # type: ignore[no-untyped-def]
+        """Load the cached node hashes a proof over ``ranges`` needs, in one query."""
+        want = set()
+        for start, end in ranges:
+            for s, e in merkle.perfect_ranges(start, end):
+                level = (e - s).bit_length() - 1
+                if level >= NODE_LEVEL and (level, s >> level) not in self.nodes:
+                    want.add((level, s >> level))
+        if want:
+            rows = conn.execute(select(AuditNode.level, AuditNode.idx, AuditNode.hash)
+                                .where(tuple_(AuditNode.level, AuditNode.idx).in_(sorted(want))))
+            for level, idx, h in rows:
+                self.nodes[(level, idx)] = bytes(h)
+
     def subtree(self, conn):  # type: ignore[no-untyped-def]
         def hash_of(start: int, end: int) -> bytes:
             parts = []
@@ -138,6 +152,9 @@ class TrailReader:
             leaf = conn.execute(select(AuditEntry.leaf_hash).where(AuditEntry.idx == index)).scalar()
             if leaf is None:
                 raise ValueError("no such entry")
+            ranges: list[tuple[int, int]] = []
+            merkle.inclusion_proof(index, head.size, lambda a, b: ranges.append((a, b)) or b"")
+            self.prefetch(conn, ranges)
             proof = merkle.inclusion_proof(index, head.size, self.subtree(conn))
         return InclusionProof(index, bytes(leaf), proof, head)
 
@@ -149,6 +166,9 @@ class TrailReader:
         if not 0 <= first <= second <= limit:
             raise ValueError("need 0 <= first <= second <= the newest signed size")
         with self._engine.connect() as conn:
+            ranges: list[tuple[int, int]] = []
+            merkle.consistency_proof(first, second, lambda a, b: ranges.append((a, b)) or b"")
+            self.prefetch(conn, ranges)
             return merkle.consistency_proof(first, second, self.subtree(conn))
 
 

@@ -40,14 +40,20 @@ class FileWitness:
 
 
 def read_witness(path: Path) -> tuple[list[SignedHead], list[int]]:
-    """The heads in a witness file, and the line numbers (1-based) that could not be parsed."""
+    """The heads in a witness file, and the line numbers (1-based) that could not be parsed.
+
+    Reads the file witness's JSON lines, and also a syslog collector's log of the heads
+    :class:`SyslogWitness` sent (one message per line, the head's JSON after the header)."""
     heads, bad = [], []
     with open(path, encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            start = line.find("{")  # a syslog collector's file: the head follows the header
             try:
-                heads.append(SignedHead.from_dict(json.loads(line)))
+                if start < 0:
+                    raise ValueError("no JSON object")
+                heads.append(SignedHead.from_dict(json.loads(line[start:])))
             except (ValueError, KeyError, TypeError):
                 bad.append(n)
     return heads, bad

@@ -44,6 +44,7 @@ from pynetdicom.sop_class import (
 from safepacs.api import stow
 from safepacs.dimse import query
 from safepacs.errors import SafepacsError
+from safepacs.store.sealing import Sealed
 
 log = logging.getLogger("safepacs.dimse")
 
@@ -54,6 +55,10 @@ IDENTIFIER_MISMATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC001
 MOVE_DESTINATION_UNKNOWN = 0xA801
 NOT_AUTHORIZED = 0x0124
+#: a failure of the 0xC000 "unable to process" range: the study is sealed (the caller's
+#: grant was checked first, so it may know the study exists; nothing else is said)
+SEALED = 0xC5EA
+SEALED_COMMENT = "study sealed: opens only with the custodians' approval"  # LO: 64 at most
 
 _FIND_MODELS = {
     PatientRootQueryRetrieveInformationModelFind: "patient",
@@ -358,11 +363,17 @@ class Provider:
             if ds is None:
                 yield UNABLE_TO_PROCESS, None
                 return
+            if isinstance(ds, _Refusal):
+                yield ds.status, None
+                return
             yield PENDING, ds
 
-    def _instances_safely(self, rows: list[Any], who: Any) -> Iterator[Dataset | None]:
+    def _instances_safely(self, rows: list[Any], who: Any) -> Iterator[Dataset | _Refusal | None]:
         try:
             yield from self._instances(rows, who)
+        except Sealed:
+            log.warning("retrieval refused: the study is sealed")
+            yield _Refusal(sealed_status())
         except Exception as exc:  # noqa: BLE001 - never send anything after a failed check
             log.error("retrieval failed with %s", type(exc).__name__)
             yield None
@@ -370,6 +381,21 @@ class Provider:
 
 class NotAuthorized(Exception):
     """The association has no account to read with."""
+
+
+class _Refusal:
+    """A failure status to send instead of the next object."""
+
+    def __init__(self, status: Dataset) -> None:
+        self.status = status
+
+
+def sealed_status() -> Dataset:
+    """The C-GET/C-MOVE failure status for a sealed study, with a fixed Error Comment."""
+    status = Dataset()
+    status.Status = SEALED
+    status.ErrorComment = SEALED_COMMENT
+    return status
 
 
 def _text(value: Any) -> str:

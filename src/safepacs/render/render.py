@@ -428,7 +428,10 @@ def read_private_mark(ds: Dataset, key: bytes) -> int | None:
     """The serial of a valid private mark in ``ds``, or None (absent, or MAC wrong)."""
     try:
         block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
-        serial = int(block[0x00].value)
+        raw = block[0x00].value
+        # implicit VR files read private elements back as raw bytes (VR unknown)
+        serial = (int.from_bytes(raw[:4], "little" if ds.is_little_endian is not False else "big")
+                  if isinstance(raw, bytes) else int(raw))
         mac = bytes(block[0x02].value)
     except (KeyError, ValueError, TypeError):
         return None

@@ -12,15 +12,19 @@ from safepacs.retention import shred
 from safepacs.retention.certificate import Signer
 
 _log = logging.getLogger("safepacs.retention")
+FIRST_RUN_S = 300.0
 
 
 class Scheduler:
     """A daemon thread running :func:`safepacs.retention.shred.run` every ``interval`` s."""
 
-    def __init__(self, archive: object, interval: float, *, keys_dir: Path | None = None, audit: AuditSink | None = None) -> None:
+    def __init__(self, archive: object, interval: float, *, keys_dir: Path | None = None, audit: AuditSink | None = None,
+                 first_after: float | None = None) -> None:
         if interval <= 0:
             raise ValueError("retention interval must be positive")
         self._archive, self._interval, self._audit = archive, interval, audit
+        #: the first run comes soon after start (a server restarted daily would otherwise never run it)
+        self._first = min(interval, FIRST_RUN_S) if first_after is None else first_after
         self._keys_dir = keys_dir or Path(archive.settings.data_dir) / "keys"  # type: ignore[attr-defined]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="safepacs-retention", daemon=True)
@@ -28,8 +32,10 @@ class Scheduler:
         self.last: shred.RunReport | None = None
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        delay = self._first
+        while not self._stop.wait(delay):
             self.run_once()
+            delay = self._interval
 
     def run_once(self) -> shred.RunReport | None:
         try:
@@ -48,7 +54,9 @@ class Scheduler:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 120) -> None:
+        """Stop the timer; a run in progress finishes first (each of its steps is idempotent,
+        but the archive must not close under it)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -22,7 +22,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -156,16 +157,19 @@ def check_erasure_approvers(approvers: Sequence[Principal]) -> None:
 ERASURE_OPERATION = "erase_study"
 
 
-def approvers_from_access(engine, study_uid: str) -> list[Principal]:  # type: ignore[no-untyped-def]
+def approvers_from_access(engine, study_uid: str, *, valid_hours: float = 72) -> list[Principal]:  # type: ignore[no-untyped-def]
     """The accounts that approved an ``erase_study`` request for this study through the
     access-control approvals (``safepacs.access.approvals``; the requester does not count):
-    empty when no such request is approved.  Pass them to :func:`destroy_study`."""
+    empty when no such request was approved within the last ``valid_hours`` (the access
+    policy's ``approval_valid_hours``).  Pass them to :func:`destroy_study`."""
     from safepacs.access.models import Account, Approval, ApprovalVote
 
+    since = _now() - timedelta(hours=valid_hours)
     with Session(engine) as session:
         approval = session.scalar(
             select(Approval).where(Approval.operation == ERASURE_OPERATION, Approval.target == study_uid,
-                                   Approval.status == "approved").order_by(Approval.pk.desc()).limit(1))
+                                   Approval.status == "approved", Approval.decided_at > since)
+            .order_by(Approval.pk.desc()).limit(1))
         if approval is None:
             return []
         rows = session.execute(
@@ -217,9 +221,11 @@ def _shred(
             sink.record(AuditEvent(ev.STUDY_DELETED, ev.DELETE, outcome=ev.MINOR_FAILURE, route="retention:destroy",
                                    study_uid=study_uid, patient=pseudonym, reason="under legal hold"))
             raise RetentionError("the study is under a legal hold")
-        blobs = [n for pair in session.execute(
-            select(Instance.object_blob, Instance.delta_blob).join(Series, Instance.series_pk == Series.pk)
-            .where(Series.study_pk == study_pk)) for n in pair]
+        rows = session.execute(
+            select(Instance.sop_uid, Instance.object_blob, Instance.delta_blob).join(Series, Instance.series_pk == Series.pk)
+            .where(Series.study_pk == study_pk)).all()
+        sops = [sop for sop, _, _ in rows]
+        blobs = [n for _, obj, dlt in rows for n in (obj, dlt)]
         wrapped = session.scalar(select(DataKey.wrapped).where(DataKey.study_uid == study_uid))
         sealed = session.get(SealedStudy, study_uid)
     fingerprints = []
@@ -241,12 +247,17 @@ def _shred(
         conn.execute(delete(SealedShare).where(SealedShare.study_uid == study_uid))
         conn.execute(delete(SealedStudy).where(SealedStudy.study_uid == study_uid))
     a._forget_key(study_uid)  # type: ignore[attr-defined]
+    recorder = a.__dict__.get("_last_access")
+    if recorder is not None:
+        recorder.forget(study_uid)
     vault = getattr(a, "_vault", None)
     if vault is not None:
         vault.close(study_uid)
-    # 3. ciphertext (step 2, the KEK rotation, is the caller's: once for a whole run)
+    # 3. ciphertext (step 2, the KEK rotation, is the caller's: once for a whole run), and
+    # rendered copies sealed under the render-cache key, which stays alive
     for name in blobs:
         store.delete(name)
+    _purge_render_caches(a, sops)
     # 4. index rows
     with a._writer.begin() as conn:  # type: ignore[attr-defined]
         _secure_delete(conn)
@@ -274,6 +285,24 @@ def _shred(
         session.add(row)
         session.flush()
         return row.pk
+
+
+def _purge_render_caches(a: object, sops: list[str]) -> None:
+    """Rendered copies of the study: dropped from this process's cache, and every cache
+    file of other processes (a server beside this CLI) is removed -- their names are keyed,
+    so which are this study's cannot be told; those processes just miss their cache once."""
+    import os
+
+    masking = getattr(a, "masking", None)
+    if masking is not None:
+        for sop in sops:
+            masking.invalidate(instance=sop)
+    root = Path(a.settings.data_dir) / "cache"  # type: ignore[attr-defined]
+    mine = f"render-{os.getpid()}"
+    for folder in root.glob("render-*") if root.is_dir() else ():
+        if folder.name != mine:
+            for entry in folder.glob("*.rc"):
+                entry.unlink(missing_ok=True)
 
 
 def _certify(engine, pk: int, rotation: kek_rotation.Rotation, signer: Signer, sink: AuditSink) -> Destroyed:  # type: ignore[no-untyped-def]

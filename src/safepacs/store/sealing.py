@@ -13,11 +13,13 @@ does not erase RAM forensically).
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, delete, select
 from sqlalchemy.orm import Session
@@ -29,6 +31,8 @@ from safepacs.store import custodians as cust
 from safepacs.store import shamir
 from safepacs.store.blobs import BlobNotFound, BlobStore
 
+#: the vault's settings in the data dir: {"k": 3, "nodes": [store URL, ...]}
+SEALING_FILE = "sealing.json"
 DEFAULT_WINDOW_S = 15 * 60
 #: approvals older than this no longer count toward an opening
 APPROVAL_TTL_S = 30 * 60
@@ -36,6 +40,10 @@ APPROVAL_TTL_S = 30 * 60
 
 class Sealed(SafepacsError):
     """The study is sealed and no unseal window is open for it."""
+
+
+#: what a caller entitled to know the study exists is told when it stays shut
+SEALED_MESSAGE = "this study is sealed: it opens only with the custodians' approval"
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -293,3 +301,23 @@ def data_key_hook(engine: Engine, vault: Vault | None, study_uid: str) -> bytes 
     if vault is None:
         raise Sealed("the study is sealed: it opens only with the approval of enough custodians")
     return vault.key(study_uid)
+
+
+def attach_from_data_dir(archive: object, data_dir: Path, *, audit: AuditSink | None = None) -> Vault | None:
+    """Attach the vault configured in ``DATA_DIR/sealing.json`` to ``archive`` (an open
+    :class:`safepacs.archive.Archive`) and return it; None when the file does not exist.
+    A malformed file raises :class:`SafepacsError` (fail closed: serving without the vault
+    would answer "not found" for sealed studies that exist)."""
+    from safepacs.store.split import open_split, split_url
+
+    path = Path(data_dir) / SEALING_FILE
+    if not path.exists():
+        return None
+    try:
+        conf = json.loads(path.read_text("utf-8"))
+        store = open_split(split_url(int(conf["k"]), [str(n) for n in conf["nodes"]]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SafepacsError(f"{SEALING_FILE}: malformed sealing settings ({exc.__class__.__name__})") from None
+    vault = Vault(archive._engine, store, audit=audit)  # type: ignore[attr-defined]
+    archive.attach_vault(vault)  # type: ignore[attr-defined]
+    return vault
