@@ -185,11 +185,68 @@ def wado_audit_cost(retrieve_off: Callable[[], object], retrieve_on: Callable[[]
     return result
 
 
+class _Switch:
+    """A sink that forwards to the real trail only while ``on``: the same server and data
+    measured with the audit trail and without it."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self.inner, self.on = inner, True
+
+    def record(self, event, **kw) -> None:  # type: ignore[no-untyped-def]
+        if self.on:
+            self.inner.record(event, **kw)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+def wado_half(work: Path, n: int) -> dict[str, float]:
+    """WADO-RS retrieve of one stored CT slice over real HTTP, audit on vs off."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from safepacs.api import create_app
+    from safepacs.archive import Archive
+    from tests.archive.objects import ct_bytes
+    from tests.server_harness import free_port
+
+    archive, _ = Archive.create(work / "wado")
+    token = archive.create_token("bench")
+    stored = archive.ingest(ct_bytes("1.2.3.99"), source="bench")
+    switch = _Switch(archive.audit)
+    archive.audit = switch
+    archive.access.ctx.audit = switch
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(archive), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    url = (f"http://127.0.0.1:{port}/dicomweb/studies/{stored.study_uid}/series/{stored.series_uid}"
+           f"/instances/{stored.sop_instance_uid}")
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
+        def get(on: bool) -> None:
+            switch.on = on
+            assert c.get(url).status_code == 200
+        for _ in range(30):
+            get(True)
+        result = wado_audit_cost(lambda: get(False), lambda: get(True), n=n)
+    server.should_exit = True
+    time.sleep(0.3)
+    archive.audit = switch.inner
+    archive.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--large", type=int, default=200_000)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--wado", type=int, default=300, help="WADO-RS retrieves per arm (audit on / off)")
     ap.add_argument("--all-cores", action="store_true", help="do not pin to one core")
     ap.add_argument("--repeat", type=int, default=3, help="rate runs per setting; the best is kept (shared machines are noisy)")
     args = ap.parse_args(argv)
@@ -219,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
               f"audit verify {t['verify_rate']:.0f} entries/s")
         v = verify_rate_every_head(work, args.events)
         print(f"  audit verify with a signed head per entry: {v:.0f} entries/s (each head's signature checked)")
+        wado_half(work, args.wado)
     return 0
 
 

@@ -228,3 +228,23 @@ def _events(archive: Archive, event_id: str) -> list[dict]:
         rows = conn.scalars(select(AuditEntry.entry)).all()
     found = [json.loads(bytes(r)) for r in rows]
     return [e for e in found if e.get("event_id") == event_id]
+
+
+def test_rendered_views_are_cached_before_the_mark(site):
+    from PIL import Image
+
+    from safepacs.archive.masking import DisplayRequest
+
+    a, sop = site["archive"], _sops(site)[0]
+    a.masking.cache.invalidate()
+    want = DisplayRequest(fmt="png")
+    first = a.read_instance(sop, principal=site["doc"], display=want)
+    cached = len(a.masking.cache)
+    second = a.read_instance(sop, principal=site["doc"], display=want)
+    assert len(a.masking.cache) == cached  # the second view came from the cache
+    one, two = (np.asarray(Image.open(io.BytesIO(x)), dtype=np.int16) for x in (first, second))
+    assert first != second and 0 < np.abs(one - two).max() <= 4  # two copies, two marks
+    plain = [a.read_instance(sop, principal=reader(a), display=want) for _ in range(2)]
+    assert plain[0] == plain[1]  # the de-identified view carries no mark
+    with pytest.raises(ValueError):
+        a.read_instance(sop, principal=site["doc"], display=DisplayRequest(frame=999))

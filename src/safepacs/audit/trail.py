@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from safepacs.audit import events as ev
 from safepacs.audit.anomaly import AlertStore, AnomalyEngine
 from safepacs.audit.events import AuditEvent
 from safepacs.audit.log import AuditLog
@@ -24,6 +25,7 @@ log = logging.getLogger("safepacs.audit")
 #: the default witness file: beside the data, so ``audit verify`` finds it; point
 #: ``audit_witness`` at another machine's mount so a deleted data dir cannot take it along
 WITNESS_FILE = "audit-witness.jsonl"
+_DURABLE = frozenset({ev.SECURITY_ALERT, ev.EXPORT, ev.STUDY_DELETED})
 
 
 class Trail:
@@ -47,8 +49,12 @@ class Trail:
         self.rules = AnomalyEngine(vip=vip or ())
         self.alerts = AlertStore(engine)
 
-    def record(self, event: AuditEvent) -> None:
-        self.log.record(event)
+    def record(self, event: AuditEvent, *, wait: bool | None = None) -> None:
+        """Queue ``event`` (group commit); security alerts, exports and deletions are
+        durable before this returns, whatever ``wait`` says, so a crash cannot lose them."""
+        if wait is None:
+            wait = event.event_id in _DURABLE
+        self.log.record(event, wait=wait)
         if self.syslog is not None:
             self.syslog.record(event)
         try:
@@ -58,7 +64,7 @@ class Trail:
             return
         for alert in found:
             self.alerts.save(alert)
-            self.log.record(alert.to_event())
+            self.log.record(alert.to_event(), wait=True)
             if self.syslog is not None:
                 self.syslog.record(alert.to_event())
 
