@@ -50,6 +50,8 @@ class Settings:
     audit_witness: str = ""
     #: audit export to a syslog collector over TLS: {"host", "port", "ca", "server_name", "spool"}
     audit_syslog: dict = field(default_factory=dict)
+    #: the organisation running the archive, as patients see it in their access log
+    organisation: str = ""
     #: patient pseudonyms whose every access raises an alert
     vip_patients: list[str] = field(default_factory=list)
     #: de-identification options of this site that differ from the defaults (Options fields)

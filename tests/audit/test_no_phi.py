@@ -29,7 +29,7 @@ def accessed(tmp_path_factory):
     key = generate(root / "in", 16, 23, small=True)
     (root / "in" / "answer_key.json").unlink()
     arch, _ = Archive.create(root / "archive")
-    log = arch.audit  # the archive's own trail: its access layer writes into it too
+    log = arch.audit.log  # the archive's own trail: its access layer writes into it too
     assert isinstance(log, AuditLog)
     log.witnesses.append(FileWitness(root / "witness.jsonl"))
     for path in sorted((root / "in").rglob("*.dcm")):

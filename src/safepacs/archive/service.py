@@ -1027,4 +1027,5 @@ def open_audit(engine: Engine, settings: Settings) -> AuditSink:
     from safepacs.audit.trail import Trail
 
     return Trail(engine, settings.data_dir, witness=settings.audit_witness,
-                 syslog=settings.audit_syslog or None, vip=settings.vip_patients)
+                 syslog=settings.audit_syslog or None, vip=settings.vip_patients,
+                 organisation=settings.organisation)

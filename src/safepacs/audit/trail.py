@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -32,7 +33,7 @@ class Trail:
     """An AuditSink with the log's ``flush``/``close``/``public_key``."""
 
     def __init__(self, engine: Engine, data_dir: Path, *, witness: str = "",
-                 syslog: dict | None = None, vip: list[str] | None = None) -> None:
+                 syslog: dict | None = None, vip: list[str] | None = None, organisation: str = "") -> None:
         keys_dir = Path(data_dir) / "keys"
         witnesses: list[Witness] = [FileWitness(Path(witness) if witness else Path(data_dir) / WITNESS_FILE)]
         self.syslog = None
@@ -47,6 +48,7 @@ class Trail:
         self.log = AuditLog(engine, keys_dir, witnesses=witnesses)
         self.public_key = self.log.public_key
         self.rules = AnomalyEngine(vip=vip or ())
+        self.organisation = organisation  # shown to patients on each line of their access log
         self.alerts = AlertStore(engine)
 
     def record(self, event: AuditEvent, *, wait: bool | None = None) -> None:
@@ -54,6 +56,8 @@ class Trail:
         durable before this returns, whatever ``wait`` says, so a crash cannot lose them."""
         if wait is None:
             wait = event.event_id in _DURABLE
+        if self.organisation and event.patient and "organisation" not in event.detail:
+            event = replace(event, detail={**event.detail, "organisation": self.organisation})
         self.log.record(event, wait=wait)
         if self.syslog is not None:
             self.syslog.record(event)
