@@ -40,3 +40,22 @@ def test_bad_settings_are_refused(tmp_path, doc, message):
 def test_missing_settings_say_run_init(tmp_path):
     with pytest.raises(SettingsError, match="run init"):
         Settings.load(tmp_path)
+
+
+def test_oidc_settings_take_the_client_secret_from_the_environment_only(tmp_path, monkeypatch):
+    from safepacs.config import Settings, SettingsError
+
+    s = Settings(data_dir=tmp_path, oidc={"issuer": "https://idp.example", "client_id": "safepacs",
+                                          "redirect_uri": "https://pacs.example/api/auth/oidc/callback"})
+    monkeypatch.delenv("SAFEPACS_OIDC_CLIENT_SECRET", raising=False)
+    with pytest.raises(SettingsError, match="SAFEPACS_OIDC_CLIENT_SECRET"):
+        s.oidc_config()
+    monkeypatch.setenv("SAFEPACS_OIDC_CLIENT_SECRET", "s3cret-from-env")
+    cfg = s.oidc_config()
+    assert cfg.client_secret == "s3cret-from-env" and cfg.issuer == "https://idp.example"
+    s.save()
+    assert "s3cret" not in (tmp_path / "safepacs.json").read_text()
+    s.oidc["client_secret"] = "in the file"
+    with pytest.raises(SettingsError):
+        s.oidc_config()
+    assert Settings(data_dir=tmp_path).oidc_config() is None

@@ -50,6 +50,9 @@ class Settings:
     audit_witness: str = ""
     #: audit export to a syslog collector over TLS: {"host", "port", "ca", "server_name", "spool"}
     audit_syslog: dict = field(default_factory=dict)
+    #: OpenID Connect sign-in: {"issuer", "client_id", "redirect_uri", "claim", "scope",
+    #: "trust_idp_mfa"}; the client secret comes from SAFEPACS_OIDC_CLIENT_SECRET, never this file
+    oidc: dict = field(default_factory=dict)
     #: the organisation running the archive, as patients see it in their access log
     organisation: str = ""
     #: patient pseudonyms whose every access raises an alert
@@ -81,6 +84,21 @@ class Settings:
             for k in Options.field_names()
             if getattr(options, k) != getattr(default, k)
         }
+
+    def oidc_config(self):  # type: ignore[no-untyped-def]
+        """The OpenID Connect settings with the secret from the environment, or None."""
+        if not self.oidc:
+            return None
+        from safepacs.access.oidc import OidcConfig
+
+        secret = os.environ.get("SAFEPACS_OIDC_CLIENT_SECRET", "")
+        allowed = set(OidcConfig.__dataclass_fields__) - {"client_secret"}
+        unknown = set(self.oidc) - allowed
+        if unknown or not secret or not {"issuer", "client_id", "redirect_uri"} <= set(self.oidc):
+            raise SettingsError(
+                "oidc settings need issuer, client_id and redirect_uri (and only known keys), and "
+                "the client secret in SAFEPACS_OIDC_CLIENT_SECRET")
+        return OidcConfig(client_secret=secret, **self.oidc)
 
     def options(self) -> Options:
         """The site's de-identification options."""

@@ -219,7 +219,7 @@ class Archive:
         #: where every event goes: the tamper-evident log of the data dir
         self.audit: AuditSink = open_audit(engine, settings)
         #: who may see what (issue "access control"); every decision is audited
-        self.access = AccessControl(engine, keys_dir, audit=self.audit)
+        self.access = AccessControl(engine, keys_dir, audit=self.audit, oidc=settings.oidc_config())
         #: what each reader gets (levels, re-keyed identifiers, watermarks)
         self.masking = Masking(self.access, engine, keys_dir, audit=self.audit)
 

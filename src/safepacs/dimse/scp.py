@@ -7,7 +7,9 @@ TCP_NODELAY (small PDUs otherwise wait on Nagle/delayed-ACK, ~40 ms per object).
 
 Who is reading: the account named by User Identity Negotiation (username + passcode, or a
 JWT access token), else the account bound to the caller's allow-list entry
-(``{"ae_title": ..., "host": ..., "account": ...}``), else nobody: C-FIND, C-GET and C-MOVE
+(``{"ae_title": ..., "host": ..., "account": ..., "tls_cn": ...}``; with ``tls_cn`` only
+over TLS with a client certificate of that common name, verified against ``tls_ca``), else
+nobody: C-FIND, C-GET and C-MOVE
 of a caller without an account are refused (0x0124, not authorised), and every query and
 retrieval is filtered by that account's grants like a DICOMweb request.  Storing needs
 only the allow-list (modalities do not log in).  A C-MOVE destination is used only by the
@@ -94,14 +96,34 @@ def caller_allowed(ae_title: str, host: str, allowed: list[dict]) -> bool:
     return False
 
 
-def bound_account(ae_title: str, host: str, allowed: list[dict]) -> str | None:
-    """The account an allow-list entry binds to this caller, if any (exact AE title only)."""
+def bound_account(ae_title: str, host: str, allowed: list[dict], cert_cn: str | None = None) -> str | None:
+    """The account an allow-list entry binds to this caller, if any (exact AE title and
+    address; and, when the entry names ``tls_cn``, a verified TLS client certificate with
+    that common name)."""
     ae_title = ae_title.strip()
     for entry in allowed:
         want_host = str(entry.get("host", entry.get("address", ""))).strip()
+        want_cn = entry.get("tls_cn")
         if (str(entry.get("ae_title", "")).strip() == ae_title and entry.get("account")
-                and (want_host == host or (want_host == "localhost" and _loopback(host)))):
+                and (want_host == host or (want_host == "localhost" and _loopback(host)))
+                and (not want_cn or want_cn == cert_cn)):
             return str(entry["account"])
+    return None
+
+
+def peer_common_name(assoc: Any) -> str | None:
+    """The common name of the caller's TLS client certificate, verified against the
+    configured CA (None without TLS or without a certificate)."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    getpeercert = getattr(sock, "getpeercert", None)
+    try:
+        cert = getpeercert() if getpeercert is not None else None
+    except (ValueError, OSError):
+        return None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
     return None
 
 
@@ -184,7 +206,7 @@ class Provider:
         who = getattr(assoc, "safepacs_principal", None)
         if who is None:
             rq = assoc.requestor
-            name = bound_account(str(rq.ae_title), str(rq.address), self.allowed)
+            name = bound_account(str(rq.ae_title), str(rq.address), self.allowed, peer_common_name(assoc))
             if name is not None:
                 who = self.archive.access.principal_for(name, address=str(rq.address), via="dimse")
                 assoc.safepacs_principal = who
