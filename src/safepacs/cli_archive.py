@@ -203,7 +203,7 @@ def token_create(
     archive = _open(data_dir, database_url)
     try:
         token = archive.create_token(name)
-    except ValueError as exc:
+    except (ValueError, SafepacsError) as exc:
         raise _fail(str(exc)) from None
     finally:
         archive.close()
