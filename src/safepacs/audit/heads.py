@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from safepacs.errors import SafepacsError
+from safepacs.store import signing_keys
 
 ORIGIN = b"safepacs-audit/v1"
 KEY_FILE = "audit-signing.key"
@@ -88,49 +87,17 @@ class Signer:
 
     def __init__(self, keys_dir: Path) -> None:
         keys_dir = Path(keys_dir)
-        path = keys_dir / KEY_FILE
-        if not path.exists():
-            keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _create_key(path)
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise AuditKeyError(f"{path}: unreadable signing key ({exc.__class__.__name__})") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise AuditKeyError(f"{path}: not an Ed25519 key")
+            key = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUBLIC_FILE)
+        except signing_keys.SigningKeyError as exc:
+            raise AuditKeyError(str(exc)) from None
         self._key = key
         self.public_key = key.public_key()
         self.key_id = key_id(self.public_key)
-        pub = keys_dir / PUBLIC_FILE
-        if not pub.exists() or pub.read_bytes() != public_pem(self.public_key):
-            tmp = pub.with_name(f"{pub.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-            tmp.write_bytes(public_pem(self.public_key))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, pub)
 
     def sign(self, size: int, root: bytes, timestamp: int) -> SignedHead:
         sig = self._key.sign(message(size, root, timestamp))
         return SignedHead(size, root, timestamp, sig, self.key_id)
-
-
-def _create_key(path: Path) -> None:
-    """Write a new key (0600) whole or not at all: written aside, then linked into place, so
-    two processes starting at once agree on one key and none reads half a file."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won: use its key
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def head_is_signed(head: SignedHead, public: Ed25519PublicKey) -> bool:

