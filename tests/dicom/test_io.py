@@ -123,3 +123,88 @@ def test_bare_dataset_without_meta_is_accepted_and_given_meta(tmp_path):
     for cut in (len(fp.getvalue()) // 3, len(fp.getvalue()) - 100):
         with pytest.raises(InvalidDicom, match="not a DICOM file"):
             read_header(_write(tmp_path, f"cut{cut}.dcm", fp.getvalue()[:cut]))
+
+
+def _nested_dataset_bytes(implicit: bool) -> bytes:
+    """A header with nested sequences, an undefined-length sequence and item, and an item
+    in its own character set, written by pydicom then read back (so elements are raw)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pydicom.sequence import Sequence
+
+    inner = Dataset()
+    inner.SpecificCharacterSet = "GB18030"
+    inner.PatientName = "王^小明"
+    inner.CodeMeaning = "胸部"
+    deep = Dataset()
+    deep.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    deep.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    mid = Dataset()
+    mid.ReferencedImageSequence = Sequence([deep, deep])
+    mid.StudyDescription = "CHEST PA"
+    mid.ConceptNameCodeSequence = Sequence([inner])
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Hans"
+    ds.SOPInstanceUID = "1.2.3.9"
+    ds.RequestAttributesSequence = Sequence([mid])
+    ds.ProcedureCodeSequence = Sequence([Dataset(), mid])
+    ds["ProcedureCodeSequence"].is_undefined_length = True
+    ds.ProcedureCodeSequence[1].is_undefined_length_sequence_item = True
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_fast_writer_writes_nested_sequences_like_pydicom(implicit):
+    from pydicom.dataelem import DataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_dataset
+
+    from safepacs.dicom.io import _write_fast
+
+    ds = read_dataset(DicomBytesIO(_nested_dataset_bytes(implicit)), implicit, True)
+    # changed values at every depth, as the engine leaves them
+    ds.RequestAttributesSequence[0]["StudyDescription"] = DataElement(0x00081030, "LO", "X")
+    deep = ds.RequestAttributesSequence[0].ReferencedImageSequence[1]
+    deep["ReferencedSOPInstanceUID"] = DataElement(0x00081155, "UI", "2.25.1234")
+    inner = ds.ProcedureCodeSequence[1].ConceptNameCodeSequence[0]
+    inner["PatientName"] = DataElement(0x00100010, "PN", "李^四")
+    a, b = DicomBytesIO(), DicomBytesIO()
+    for fp in (a, b):
+        fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(a, ds)
+    _write_fast(b, ds, implicit, True)
+    assert a.getvalue() == b.getvalue()
+    again = read_dataset(DicomBytesIO(b.getvalue()), implicit, True)
+    assert str(again.ProcedureCodeSequence[1].ConceptNameCodeSequence[0].PatientName) == "李^四"
+
+
+@pytest.mark.parametrize("drop", [None, "ImplementationClassUID", "FileMetaInformationGroupLength"])
+def test_meta_writer_matches_pydicom(drop):
+    import copy
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    from safepacs.dicom.io import write_meta
+
+    meta = pydicom.dcmread(CT, stop_before_pixels=True).file_meta
+    meta.MediaStorageSOPInstanceUID = "2.25.42"  # a changed value beside raw ones
+    if drop:
+        del meta[drop]
+    a, b = DicomBytesIO(), DicomBytesIO()
+    write_file_meta_info(a, copy.deepcopy(meta))
+    write_meta(b, meta)
+    assert a.getvalue() == b.getvalue()
+    assert meta.FileMetaInformationGroupLength == len(b.getvalue()) - 12
+    del meta["TransferSyntaxUID"]
+    with pytest.raises(AttributeError) as theirs:
+        write_file_meta_info(DicomBytesIO(), copy.deepcopy(meta))
+    with pytest.raises(theirs.type):
+        write_meta(DicomBytesIO(), meta)  # the same refusal as pydicom's

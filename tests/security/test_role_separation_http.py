@@ -19,7 +19,7 @@ SYS = {
     ("GET", "/api/accounts"), ("POST", "/api/accounts"), ("POST", "/api/accounts/{account_id}/disable"),
     ("POST", "/api/accounts/{account_id}/enable"), ("POST", "/api/accounts/{account_id}/reset"),
     ("POST", "/api/accounts/{account_id}/role"), ("POST", "/api/accounts/{account_id}/tokens"),
-    ("POST", "/api/accounts/{account_id}/oidc"),
+    ("POST", "/api/accounts/{account_id}/oidc"), ("POST", "/api/accounts/{account_id}/profile"),
 }
 SEC = {
     ("GET", "/api/accounts/{account_id}/access"), ("POST", "/api/patients/link"), ("POST", "/api/care"),
@@ -99,6 +99,7 @@ def request_for(live: Live, t: dict, method: str, path: str, role: str) -> tuple
         "/api/accounts/{account_id}/role": {"role": "radiologist"},
         "/api/accounts/{account_id}/tokens": {"name": f"rs-{role}"},
         "/api/accounts/{account_id}/oidc": {"subject": f"rs-subject-{role}"},
+        "/api/accounts/{account_id}/profile": {"family_name": "Synthetic"},
         "/api/patients/link": {"account_id": t["pat"].account_id, "patient": live.patients[2].pseudonym},
         "/api/care": {"account_id": t["doc"].account_id, "patient": live.patients[1].pseudonym},
         "/api/projects": {"code": f"rs-{role.replace('_', '-')}", "purpose": "t", "expires_at": soon},

@@ -135,15 +135,17 @@ class Accounts:
             raise AccessError("unknown role")
         with Session(self.ctx.engine) as s, s.begin():
             acct = self._target(s, account_id)
-            if acct.role in ADMIN_ROLES or role in ADMIN_ROLES:
-                self.ctx.emit(SECURITY_ALERT, UPDATE, outcome=4, who=who, route=route,
-                              reason="administrator roles cannot be given or changed",
-                              detail={"account": account_id})
-                raise Forbidden("administrator roles cannot be given to or taken from an existing account")
-            acct.role = role
-            acct.patient_pseudonym = None  # a link to a patient belongs to the patient role
-            self.auth.revoke_all(s, acct.pk)
-            result = view(acct, self.ctx.now())
+            refused = acct.role in ADMIN_ROLES or role in ADMIN_ROLES
+            if not refused:
+                acct.role = role
+                acct.patient_pseudonym = None  # a link to a patient belongs to the patient role
+                self.auth.revoke_all(s, acct.pk)
+                result = view(acct, self.ctx.now())
+        if refused:  # the alert after the transaction: its durable write needs the database
+            self.ctx.emit(SECURITY_ALERT, UPDATE, outcome=4, who=who, route=route,
+                          reason="administrator roles cannot be given or changed",
+                          detail={"account": account_id})
+            raise Forbidden("administrator roles cannot be given to or taken from an existing account")
         self.ctx.emit(SECURITY_ALERT, UPDATE, who=who, route=route, reason="role changed",
                       detail={"account": account_id, "account_role": role})
         return result

@@ -79,15 +79,20 @@ class Approvals:
         route = f"POST /api/approvals/{{id}}/{'approve' if approve else 'deny'}"
         require(self.ctx, who, "approval.vote", route=route)
         p = self.ctx.policy
+        with Session(self.ctx.engine) as s:  # checked before the write transaction: the
+            # alert's durable audit write needs the database, which that transaction holds
+            requester = s.scalar(select(Approval.requested_by).where(Approval.pk == approval_id))
+        if requester == who.account_id:
+            self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=4, who=who, route=route,
+                          reason="requester tried to approve their own request",
+                          detail={"approval": approval_id})
+            raise Forbidden("the requester cannot approve their own request")
         try:
             with Session(self.ctx.engine) as s, s.begin():
                 row = s.get(Approval, approval_id)
                 if row is None:
                     raise NotFound("no such approval request")
                 if row.requested_by == who.account_id:
-                    self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=4, who=who, route=route,
-                                  reason="requester tried to approve their own request",
-                                  detail={"approval": approval_id})
                     raise Forbidden("the requester cannot approve their own request")
                 if row.status != "pending":
                     raise Conflict("this request is already decided")

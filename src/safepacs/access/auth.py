@@ -58,8 +58,15 @@ class Auth:
     def login(self, username: str, password: str, code: str = "", *, address: str = "") -> LoginResult:
         now = self.ctx.now()
         route = "POST /api/auth/login"
+        locked = False
+        try:  # its own transaction, so that the refusal is audited after it
+            with Session(self.ctx.engine) as s, s.begin():
+                self._rate_limit(s, address, now)
+        except TooManyAttempts:
+            self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
+                          address=address, route=route, reason="too many failed logins from this address")
+            raise
         with Session(self.ctx.engine) as s, s.begin():
-            self._rate_limit(s, address, now)
             acct = s.scalar(select(Account).where(Account.username == username)) if username else None
             ok = passwords.verify_password(acct.password_hash if acct else None, password)
             why = None
@@ -76,17 +83,23 @@ class Auth:
             if why is not None:
                 s.add(LoginAttempt(address=address[:64], at=now))
                 if acct is not None and why in ("wrong password", "wrong or missing second factor"):
-                    self._count_failure(acct, now, address)
+                    locked = self._count_failure(acct, now, address)
                 user = acct.username if acct is not None else "unknown"
                 role = acct.role if acct is not None else ""
-                self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user=user,
-                              role=role, address=address, route=route, reason=why)
                 failed = True
             else:
                 failed = False
                 acct.failed_count, acct.locked_until = 0, None
                 result = self._after_password(s, acct, address, via="password", now=now)
         if failed:
+            # after the commit: a durable audit write (an alert) waits for the database,
+            # which an open SQLite write transaction of this thread would hold forever
+            self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user=user,
+                          role=role, address=address, route=route, reason=why)
+            if locked:
+                self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, user=user, role=role,
+                              address=address, route=route,
+                              reason="account locked after repeated failed logins")
             raise Unauthenticated(BAD_LOGIN)
         return result
 
@@ -131,19 +144,17 @@ class Auth:
         count = s.scalar(select(func.count()).select_from(LoginAttempt).where(
             LoginAttempt.address == address[:64], LoginAttempt.at >= window))
         if count >= int(self.policy.default("address_failures_per_window")):
-            self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
-                          address=address, route="POST /api/auth/login",
-                          reason="too many failed logins from this address")
             raise TooManyAttempts("too many failed logins from this address; try again later")
 
-    def _count_failure(self, acct: Account, now: datetime, address: str) -> None:
+    def _count_failure(self, acct: Account, now: datetime, address: str) -> bool:
+        """Count a failed login; True when it locks the account (the caller emits the alert
+        after its transaction)."""
         acct.failed_count += 1
         if acct.failed_count >= int(self.policy.default("lockout_failures")):
             acct.locked_until = now + timedelta(minutes=int(self.policy.default("lockout_minutes")))
             acct.failed_count = 0
-            self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, user=acct.username,
-                          role=acct.role, address=address, route="POST /api/auth/login",
-                          reason="account locked after repeated failed logins")
+            return True
+        return False
 
     def _take_code(self, acct: Account, code: str, now: datetime) -> bool:
         if acct.totp_sealed is None:
@@ -205,6 +216,7 @@ class Auth:
         route = "POST /api/auth/refresh"
         outcome: LoginResult | None = None
         why = ""
+        events: list[dict] = []  # emitted after the commit (see login)
         with Session(self.ctx.engine) as s, s.begin():
             row = s.scalar(select(RefreshToken).where(RefreshToken.token_hash == tk.digest(refresh_token or "")))
             acct = s.get(Account, row.account_pk) if row is not None else None
@@ -213,10 +225,9 @@ class Auth:
             elif row.used or row.revoked:
                 if row.used and not row.revoked:
                     self._revoke_family(s, row.family, now)
-                    self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, user=acct.username,
-                                  role=acct.role, address=address, route=route,
-                                  reason="refresh token replayed: session revoked",
-                                  detail={"session": row.family})
+                    events.append(dict(event_id=SECURITY_ALERT, outcome=MINOR_FAILURE, user=acct.username,
+                                       role=acct.role, reason="refresh token replayed: session revoked",
+                                       detail={"session": row.family}))
                 why = "refresh token already used or revoked"
             elif row.expires_at <= now:
                 why = "refresh token expired"
@@ -227,9 +238,10 @@ class Auth:
             else:
                 row.used = True
                 outcome = self._issue(s, acct, row.family, "password", now)
-                self.ctx.emit(USER_AUTHENTICATION, EXECUTE, user=acct.username, role=acct.role,
-                              address=address, route=route, reason="token refreshed",
-                              detail={"session": row.family})
+                events.append(dict(event_id=USER_AUTHENTICATION, user=acct.username, role=acct.role,
+                                   reason="token refreshed", detail={"session": row.family}))
+        for e in events:
+            self.ctx.emit(e.pop("event_id"), EXECUTE, address=address, route=route, **e)
         if outcome is None:
             self.ctx.emit(USER_AUTHENTICATION, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
                           address=address, route=route, reason=why)

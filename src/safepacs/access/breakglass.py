@@ -55,13 +55,15 @@ class BreakGlassDesk:
             raise Forbidden("re-authentication failed")
         now = self.ctx.now()
         hours = int(self.ctx.policy.default("break_glass_hours"))
-        with Session(self.ctx.engine) as s, s.begin():
+        with Session(self.ctx.engine) as s:  # read first: the alert below must not wait on
+            # the write transaction (its durable audit write needs the database)
             patient = s.scalar(select(Patient.patient_id).join(Study, Study.patient_pk == Patient.pk)
                                .where(Study.study_uid == study_uid))
-            if patient is None:
-                self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, who=who, route=route,
-                              reason="break-glass for an unknown study")
-                raise NotFound("not found")
+        if patient is None:
+            self.ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, who=who, route=route,
+                          reason="break-glass for an unknown study")
+            raise NotFound("not found")
+        with Session(self.ctx.engine) as s, s.begin():
             row = BreakGlass(account_pk=who.account_id, patient_id=patient, reason_code=reason_code,
                              justification=justification, starts_at=now,
                              ends_at=now + timedelta(hours=hours), reviewed=False)

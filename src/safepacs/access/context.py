@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -14,6 +15,11 @@ from safepacs.access.principal import Principal
 from safepacs.audit.events import AuditEvent, AuditSink
 
 Clock = Callable[[], datetime]
+#: called after access was narrowed (grant revoked, project or care ended) with the scope as
+#: keywords: ``grant=id``, ``project=code``, ``account=id`` (e.g. to drop cached renders)
+Listener = Callable[..., object]
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -28,6 +34,16 @@ class Context:
     keys: AccessKeys
     audit: AuditSink
     clock: Clock = utc_now
+    listeners: list[Listener] = field(default_factory=list)
+
+    def notify(self, **scope: int | str) -> None:
+        """Tell every listener that access in ``scope`` ended.  The change is committed
+        already and decisions read the database, so a failing listener is logged, not raised."""
+        for listener in list(self.listeners):
+            try:
+                listener(**scope)
+            except Exception as exc:  # noqa: BLE001 - one listener must not stop the others
+                log.error("access listener failed with %s", type(exc).__name__)
 
     def now(self) -> datetime:
         now = self.clock()

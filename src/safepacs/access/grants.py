@@ -116,7 +116,9 @@ class Grants:
             if row is None:
                 raise NotFound("no such care relationship")
             row.ends_at = min(row.ends_at, self.ctx.now())
+            account = row.account_pk
         self._emit(who, DELETE, route, "care relationship ended", care=care_id)
+        self.ctx.notify(account=account)
 
     # --- projects -------------------------------------------------------------------------
     def create_project(self, who: Principal, code: str, purpose: str, expires_at: datetime, *,
@@ -181,7 +183,9 @@ class Grants:
         with Session(self.ctx.engine) as s, s.begin():
             row = self._project(s, project_id)
             row.expires_at = min(row.expires_at, self.ctx.now())
+            code = row.code
         self._emit(who, DELETE, route, "project ended", project=project_id)
+        self.ctx.notify(project=code)
 
     # --- grants ---------------------------------------------------------------------------
     def create_grant(self, who: Principal, account_id: int, study_uids: list[str], *,
@@ -234,6 +238,7 @@ class Grants:
                 raise NotFound("no such grant")
             row.ends_at = min(row.ends_at, self.ctx.now())
         self._emit(who, DELETE, route, "grant revoked", grant=grant_id)
+        self.ctx.notify(grant=grant_id)
 
     def list_for(self, who: Principal, account_id: int) -> dict[str, list[dict]]:
         """The access an account holds (security administrator's review)."""

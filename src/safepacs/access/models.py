@@ -222,3 +222,17 @@ class LoginAttempt(Base):
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Profile(Base):
+    """What the anomaly rules know of a reader (migration 0006): their family name and
+    address only as keyed hashes, and their own patient pseudonym if they are also one."""
+
+    __tablename__ = "access_profiles"
+
+    account_pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # an Account.pk
+    family_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    address_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    own_patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

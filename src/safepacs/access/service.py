@@ -9,7 +9,10 @@ trusted.  Administrators are refused every image, always."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, Engine, false, select
@@ -23,10 +26,11 @@ from safepacs.access.breakglass import BreakGlassDesk
 from safepacs.access.context import Clock, Context, utc_now
 from safepacs.access.grants import Grants
 from safepacs.access.keyfile import load_keys
-from safepacs.access.models import Account
+from safepacs.access.models import Account, BreakGlass, CareRelationship, Grant, Project
 from safepacs.access.oidc import OidcConfig, OidcLogin
 from safepacs.access.policy import Policy, load
 from safepacs.access.principal import ACTIONS, Decision, Principal, refused
+from safepacs.access.profile import PatientTokens, Profiles, pick
 from safepacs.audit.events import (
     CREATE,
     EXECUTE,
@@ -42,6 +46,15 @@ from safepacs.audit.events import (
 )
 from safepacs.index.models import Patient, Study
 
+log = logging.getLogger(__name__)
+
+#: the table and column holding the end of each basis, and the detail key the anomaly rules
+#: read it under ("after_end"): care (and break-glass) end like a discharge, the rest like a grant
+_ENDS = {"care": (CareRelationship, "ends_at", "care_ends"),
+         "break_glass": (BreakGlass, "ends_at", "care_ends"),
+         "grant": (Grant, "ends_at", "grant_ends"), "service": (Grant, "ends_at", "grant_ends"),
+         "project": (Project, "expires_at", "grant_ends")}
+
 _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
            "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
 
@@ -49,9 +62,16 @@ _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
 class AccessControl:
     def __init__(self, engine: Engine, keys_dir: Path, *, audit: AuditSink | None = None,
                  clock: Clock | None = None, policy: Policy | None = None,
-                 oidc: OidcConfig | None = None) -> None:
+                 oidc: OidcConfig | None = None, vip: Iterable[str] = (),
+                 enrich: Callable[[str], PatientTokens] | None = None) -> None:
         self.ctx = Context(engine, policy or load(), load_keys(keys_dir), audit or LogSink(),
                            clock or utc_now)
+        #: VIP-flagged patient pseudonyms (settings ``vip_patients``): their reads say so
+        self.vip: frozenset[str] = frozenset(vip)
+        #: patient pseudonym -> tokens of the patient's family name / address (the archive
+        #: supplies it from its identity cache; see ``profile.PatientFamilies``)
+        self.enrich = enrich
+        self.profiles = Profiles(self.ctx)
         self.policy = self.ctx.policy
         self.auth = Auth(self.ctx)
         self.accounts = Accounts(self.ctx, self.auth)
@@ -116,38 +136,68 @@ class AccessControl:
         """May ``principal`` do ``action`` on the stored study ``study_uid`` now, at which level
         and on which basis?  Every answer is audited, except with ``audit=False``: the archive
         uses that to shape rows of a query the caller was already audited for."""
-        decision = self._decide(principal, study_uid, action)
+        decision, ends = self._decide(principal, study_uid, action)
         if not audit:
             return decision
         event_id, code = _EVENTS.get(action, (INSTANCES_ACCESSED, READ))
+        detail: dict = {"basis": decision.basis, **({"grant": decision.grant_id} if decision.grant_id else {})}
+        if decision.allowed and decision.patient:
+            detail.update(self._anomaly_inputs(principal, decision.patient, decision.basis, ends))
         self.ctx.emit(event_id, code, outcome=0 if decision.allowed else MINOR_FAILURE,
                       who=principal, route=f"decide:{action}", study_uid=_safe_uid(study_uid),
                       patient=decision.patient,
                       level=decision.level or "", reason=decision.reason or decision.basis,
                       purpose=(f"research:{decision.project}" if decision.project else decision.purpose),
-                      detail={"basis": decision.basis, **({"grant": decision.grant_id}
-                                                          if decision.grant_id else {})})
+                      detail=detail)
         return decision
 
-    def _decide(self, who: Principal, study_uid: str, action: str) -> Decision:
+    def _anomaly_inputs(self, who: Principal, patient: str, basis: str, ends: datetime | None) -> dict:
+        """What the anomaly rules compare (audit ``anomaly_rules.json``): the reader's
+        profile tokens, the patient's (same keyed hash), the VIP flag and the end of the basis.
+        Tokens only; no name or address is ever in an event."""
+        out: dict = {}
+        profile = self.profiles.get(who.account_id)
+        if profile.own_patient:
+            out["reader_patient"] = profile.own_patient
+        if patient in self.vip:
+            out["vip"] = True
+        if ends is not None:
+            out[_ENDS[basis][2]] = ends.replace(tzinfo=UTC).isoformat(timespec="seconds")
+        tokens: PatientTokens = {}
+        if self.enrich is not None:
+            try:
+                tokens = self.enrich(patient)
+            except Exception as exc:  # noqa: BLE001 - the decision stands; the event says so
+                log.error("patient profile lookup failed with %s", type(exc).__name__)
+                out["enrich"] = "failed"
+        for side, reader in (("family", profile.family), ("address", profile.address)):
+            if reader is not None:
+                out[f"reader_{side}"] = reader
+            if (token := pick(reader, tokens.get(f"patient_{side}", ()))) is not None:
+                out[f"patient_{side}"] = token
+        return out
+
+    def _decide(self, who: Principal, study_uid: str, action: str) -> tuple[Decision, datetime | None]:
+        """The decision, and when the basis that allowed it ends (None if it has no end)."""
         if action not in ACTIONS:
-            return refused("unknown action")
+            return refused("unknown action"), None
         if who.is_admin:
-            return refused("administrators have no access to images")
+            return refused("administrators have no access to images"), None
         if not self.policy.may_act(who.role, action):
-            return refused(f"role may not {action}")
+            return refused(f"role may not {action}"), None
         now = self.ctx.now()
+        ends = None
         with Session(self.ctx.engine) as s:
             if not self._active(s, who):
-                return refused("account disabled or changed")
+                return refused("account disabled or changed"), None
             if action == "store":
                 return Decision(True, "deidentified", "service" if who.role == "service" else "care",
-                                "integration" if who.role == "service" else "treatment", None, None, "")
+                                "integration" if who.role == "service" else "treatment", None, None, ""), None
             found = s.execute(select(Study.pk, Patient.patient_id)
                               .join(Patient, Patient.pk == Study.patient_pk)
                               .where(Study.study_uid == study_uid)).first() if _safe_uid(study_uid) else None
             if found is None:
-                return refused("no such study")
+                return refused("no such study"), None
             decision = None
             for rule in self.policy.rules(who.role):
                 query = rules.lookup(rule.basis, who.account_id, now, study_uid, found.patient_id)
@@ -159,13 +209,16 @@ class AccessControl:
                 decision = Decision(
                     True, level, rule.basis, self.policy.purposes[rule.basis], project,
                     ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
+                if rule.basis in _ENDS:
+                    table, column, _ = _ENDS[rule.basis]
+                    ends = s.scalar(select(getattr(table, column)).where(table.pk == ident))
                 break
         if decision is None:
-            return refused("no care relationship, project, grant or emergency access covers this study")
+            return refused("no care relationship, project, grant or emergency access covers this study"), None
         if action == "export" and decision.level == "identified" and not self.approvals.is_approved(
                 "export_identified", study_uid, who.account_id):
-            return refused("exporting identified data needs an approved request")
-        return decision
+            return refused("exporting identified data needs an approved request"), None
+        return decision, ends
 
     def visible_studies(self, principal: Principal) -> ColumnElement[bool]:
         """SQL over ``Study`` true only for the studies ``principal`` may read now."""

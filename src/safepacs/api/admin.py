@@ -70,6 +70,15 @@ class SubjectBody(BaseModel):
     subject: Annotated[str, Field(min_length=1, max_length=255)]
 
 
+class ProfileBody(BaseModel):
+    """A reader's profile for the anomaly rules; name and address are stored only as keyed
+    hashes.  Omitted fields are cleared."""
+
+    family_name: Annotated[str, Field(max_length=512)] | None = None
+    address: Annotated[str, Field(max_length=512)] | None = None
+    own_patient: Pseudonym | None = None
+
+
 class LinkBody(BaseModel):
     account_id: int
     patient: Pseudonym
@@ -290,6 +299,13 @@ def admin_router(access: AccessControl) -> APIRouter:
     def link_oidc(account_id: int, body: SubjectBody, who: Who) -> dict:
         _run(access.accounts.link_oidc, who, account_id, body.subject)
         return {"status": "linked"}
+
+    @router.post("/accounts/{account_id}/profile", tags=["accounts"])
+    def set_profile(account_id: int, body: ProfileBody, who: Who) -> dict:
+        p = _run(access.profiles.set, who, account_id, family_name=body.family_name,
+                 address=body.address, own_patient=body.own_patient)
+        return {"family_name": p.family is not None, "address": p.address is not None,
+                "own_patient": p.own_patient is not None}
 
     # --- data access (security administrator) ----------------------------------------------
     @router.get("/accounts/{account_id}/access", tags=["access"])

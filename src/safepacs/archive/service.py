@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from safepacs.access.principal import Decision, Principal
+from safepacs.access.profile import PatientFamilies
 from safepacs.access.service import AccessControl
 from safepacs.archive import door
 from safepacs.archive.attributes import index_values
@@ -219,9 +220,13 @@ class Archive:
         #: where every event goes: the tamper-evident log of the data dir
         self.audit: AuditSink = open_audit(engine, settings)
         #: who may see what (issue "access control"); every decision is audited
-        self.access = AccessControl(engine, keys_dir, audit=self.audit, oidc=settings.oidc_config())
+        self.access = AccessControl(engine, keys_dir, audit=self.audit, oidc=settings.oidc_config(),
+                                    vip=settings.vip_patients)
+        # the anomaly rules' patient side (family-name tokens from the identity cache)
+        self.access.enrich = PatientFamilies(self.access.profiles.hasher, engine, self._identity_cache)
         #: what each reader gets (levels, re-keyed identifiers, watermarks)
         self.masking = Masking(self.access, engine, keys_dir, audit=self.audit)
+        self.access.ctx.listeners.append(self.masking.invalidate)  # revoked access: drop its renders
 
     # --- lifecycle ----------------------------------------------------------------
     @classmethod

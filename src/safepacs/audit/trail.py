@@ -9,7 +9,9 @@ and, when configured, exported to a TLS syslog collector.
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +29,7 @@ log = logging.getLogger("safepacs.audit")
 #: ``audit_witness`` at another machine's mount so a deleted data dir cannot take it along
 WITNESS_FILE = "audit-witness.jsonl"
 _DURABLE = frozenset({ev.SECURITY_ALERT, ev.EXPORT, ev.STUDY_DELETED})
+DURABLE_WAIT_S = 5.0
 
 
 class Trail:
@@ -49,35 +52,75 @@ class Trail:
         self.public_key = self.log.public_key
         self.rules = AnomalyEngine(vip=vip or ())
         self.organisation = organisation  # shown to patients on each line of their access log
+        self._checks: queue.SimpleQueue = queue.SimpleQueue()
+        self._checker = threading.Thread(target=self._check_loop, name="audit-anomaly", daemon=True)
+        self._checker.start()
         self.alerts = AlertStore(engine)
 
     def record(self, event: AuditEvent, *, wait: bool | None = None) -> None:
-        """Queue ``event`` (group commit); security alerts, exports and deletions are
-        durable before this returns, whatever ``wait`` says, so a crash cannot lose them."""
+        """Queue ``event`` (group commit).  Security alerts, exports and deletions are waited
+        for until durable, for at most ``DURABLE_WAIT_S``: a caller still inside its own
+        write transaction (SQLite has one writer) would otherwise wait on itself; the event
+        stays queued and is written as soon as that transaction ends.  Anomaly rules run on
+        a worker thread, so an alert never blocks the request that raised it."""
         if wait is None:
             wait = event.event_id in _DURABLE
         if self.organisation and event.patient and "organisation" not in event.detail:
             event = replace(event, detail={**event.detail, "organisation": self.organisation})
-        self.log.record(event, wait=wait)
+        self.log.record(event)
         if self.syslog is not None:
             self.syslog.record(event)
+        self._checks.put(event)
+        if wait:
+            flusher = threading.Thread(target=self._flush_quietly, name="audit-durable", daemon=True)
+            flusher.start()
+            flusher.join(DURABLE_WAIT_S)
+            if flusher.is_alive():
+                log.warning("a security event is queued, not yet durable (the caller holds the database)")
+
+    def _flush_quietly(self) -> None:
         try:
-            found = self.rules.check(event)
-        except Exception as exc:  # noqa: BLE001 - a rule bug must not lose the event (recorded above)
-            log.error("anomaly rules failed with %s", type(exc).__name__)
-            return
-        for alert in found:
-            self.alerts.save(alert)
-            self.log.record(alert.to_event(), wait=True)
-            if self.syslog is not None:
-                self.syslog.record(alert.to_event())
+            self.log.flush()
+        except Exception as exc:  # noqa: BLE001 - the log fails closed on its own; say why here
+            log.error("audit flush failed with %s", type(exc).__name__)
+
+    def _check_loop(self) -> None:
+        while True:
+            event = self._checks.get()
+            if event is None:
+                return
+            if isinstance(event, _Marker):
+                event.done.set()
+                continue
+            try:
+                found = self.rules.check(event)
+                for alert in found:
+                    self.alerts.save(alert)
+                    self.log.record(alert.to_event())
+                    if self.syslog is not None:
+                        self.syslog.record(alert.to_event())
+            except Exception as exc:  # noqa: BLE001 - a rule bug must not stop the trail
+                log.error("anomaly rules failed with %s", type(exc).__name__)
 
     def flush(self) -> None:
+        """Everything recorded so far checked by the rules and written durably."""
+        done = threading.Event()
+        self._checks.put(_Marker(done))
+        done.wait(30)
         self.log.flush()
 
     def close(self) -> None:
+        self._checks.put(None)
+        self._checker.join(30)
         try:
             self.log.close()
         finally:
             if self.syslog is not None:
                 self.syslog.close()
+
+
+class _Marker:
+    """Put on the rules' queue by ``flush``: set when everything before it was checked."""
+
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done

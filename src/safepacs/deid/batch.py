@@ -25,6 +25,7 @@ from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom.io import (
     DicomFile,
+    create_file,
     load_pixel_group,
     read_header,
     write_atomic,
@@ -265,9 +266,8 @@ def _strip_name(message: str, name: str) -> str:
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
+    with create_file(tmp) as fh:
         fh.write(data)
     os.replace(tmp, path)
 

@@ -18,7 +18,7 @@ import pydicom
 from pydicom import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -33,6 +33,7 @@ from safepacs.dicom.io import (
     _write_fast,
     give_bare_dataset_meta,
     locate,
+    write_meta,
 )
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure
 from safepacs.errors import InvalidDicom
@@ -148,7 +149,7 @@ def serialise_parts(parsed: Parsed, ds: Dataset | None = None) -> list[bytes | m
     little = tsuid != ExplicitVRBigEndian
     fp = DicomBytesIO()
     fp.write(_PREAMBLE)
-    write_file_meta_info(fp, meta, enforce_standard=True)
+    write_meta(fp, meta, enforce_standard=True)
     fp.is_implicit_VR = implicit
     fp.is_little_endian = little
     if tsuid == DeflatedExplicitVRLittleEndian:
