@@ -248,10 +248,31 @@ class Masking:
             return self._scope(principal, decision)
         return ""
 
+    def listing_decision(self, principal: Principal, study_uid: str, memo: dict[str, Decision]) -> Decision:
+        """The decision that shapes a query row of a study the SQL filter already admitted.
+
+        Where the policy gives the caller's role one fixed level whatever the basis (service,
+        patient, physician, radiologist by default), that level is the answer without asking
+        the database again; otherwise (projects, grants: levels per project or grant) the
+        study's own decision, once per study per query."""
+        found = memo.get(study_uid)
+        if found is not None:
+            return found
+        levels = {r.level for r in self.access.policy.rules(principal.role)}
+        if len(levels) == 1 and not levels & {"project", "grant"}:
+            found = Decision(True, levels.pop(), "listing", "query", None, None, "")
+        else:
+            found = self.decision_quietly(principal, study_uid)
+        memo[study_uid] = found
+        return found
+
     def render_result(self, principal: Principal, decision: Decision, ds: Dataset) -> Dataset:
         if not decision.allowed:  # cannot happen for rows of visible studies; fail closed
             raise LookupError("a query row outside the caller's grants")
-        return rnd.render_query_result(ds, self.level(decision), self.context(principal, decision))
+        level = self.level(decision)
+        if level.header == "original" or rnd.is_pass_through(level):
+            return ds  # a row built for this query alone: nothing to copy or re-key
+        return rnd.render_query_result(ds, level, self.context(principal, decision))
 
     # --- identifier spaces ----------------------------------------------------------------
     def resolve(self, principal: Principal, study: str | None, series: str | None = None,

@@ -863,20 +863,25 @@ class Archive:
         with Session(self._engine) as session:
             rows = session.execute(stmt).all()
             out = []
+            memo: dict[str, Decision] = {}
+            identities: list[dict[int, list[OriginalIdentity]]] = []  # read once per query
             for row in rows:
                 tables = {type(obj).__tablename__: obj for obj in row}
-                out.append(self._result(tables, wanted, principal))
+                out.append(self._result(tables, wanted, principal, memo, identities))
         return out
 
-    def _result(self, tables: dict, wanted: list[str], principal: Principal) -> Dataset:
+    def _result(self, tables: dict, wanted: list[str], principal: Principal,
+                memo: dict[str, Decision], identities: list[dict[int, list[OriginalIdentity]]]) -> Dataset:
         ds = Dataset()
         ds.SpecificCharacterSet = "ISO_IR 192"
         patient = tables["patients"]
         study_uid = tables["studies"].study_uid
-        decision = self.masking.decision_quietly(principal, study_uid)
+        decision = self.masking.listing_decision(principal, study_uid, memo)
         original = None
         if decision.level == "identified":
-            ids = self._identity_cache().get(patient.pk)
+            if not identities:
+                identities.append(self._identity_cache())
+            ids = identities[0].get(patient.pk)
             original = ids[0] if ids else None
         for kw in wanted:
             a = query.ATTRS[kw]

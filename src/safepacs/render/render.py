@@ -463,3 +463,4 @@ __all__ = [
 # The archive resolves a reader's identifiers back to stored ones with the same mappings.
 uid_mapper = _uid_mapper
 pseudonym_mapper = _pseudonym_mapper
+is_pass_through = _is_pass_through
