@@ -20,6 +20,7 @@ def ct_bytes(
     accession: str = "ACC99812",
     modality: str = "CT",
     pixel: int = 7,
+    address: str | None = None,
 ) -> bytes:
     """A 4x4 16-bit image with identity in the usual places; ``pixel`` varies the content."""
     ds = make_ct(name=name)
@@ -27,6 +28,8 @@ def ct_bytes(
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
     ds.PatientID, ds.StudyDate, ds.AccessionNumber = patient_id, study_date, accession
     ds.Modality = modality
+    if address is not None:
+        ds.PatientAddress = address
     if modality == "MR":
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"

@@ -36,7 +36,8 @@ def site(tmp_path_factory):
     studies, sops = {}, {}
     for n, (key, name) in enumerate(NAMES.items(), start=1):
         got = archive.ingest(ct_bytes(f"{ROOT}.{n}.1.1", study=f"{ROOT}.{n}", series=f"{ROOT}.{n}.1",
-                                      patient_id=f"PID-RULES-{n}", name=name, accession=f"ACC-R{n}"),
+                                      patient_id=f"PID-RULES-{n}", name=name, accession=f"ACC-R{n}",
+                                      address=ADDRESS if key == "li" else None),
                              source="test")
         studies[key], sops[key] = got.study_uid, got.sop_instance_uid
     pseudonyms = {k: _pseudonym(archive, uid) for k, uid in studies.items()}
@@ -46,6 +47,9 @@ def site(tmp_path_factory):
     archive = Archive.open(data)
     yield {"archive": archive, "studies": studies, "sops": sops, "patients": pseudonyms, "data": data}
     archive.close()
+
+
+ADDRESS = "12 Elm Road, Springfield"
 
 
 def _alerts(archive: Archive, rule: str, user: str) -> list[dict]:
@@ -75,6 +79,19 @@ def test_reader_sharing_the_patients_family_name_raises_an_alert(site):
     assert _alerts(a, "same_family_or_address", "doc-other") == []
     detail = alert["events"][-1]["detail"]
     assert detail["reader_family"] == detail["patient_family"] == a.access.profiles.hasher.family("ZHANG")
+
+
+def test_reader_at_the_patients_address_raises_an_alert_without_the_address_in_clear(site):
+    a, p = site["archive"], site["patients"]
+    who, _ = person(a, "doc-neighbour", "physician")
+    a.access.grants.add_care(admin(a), who.account_id, p["li"])
+    a.access.profiles.set(admin(a, "system_admin"), who.account_id, address="  12 ELM road,   Springfield ")
+    a.authorize(who, site["studies"]["li"])
+    [alert] = _alerts(a, "same_family_or_address", "doc-neighbour")
+    detail = alert["events"][-1]["detail"]
+    assert detail["reader_address"] == detail["patient_address"] == a.access.profiles.hasher.address(ADDRESS)
+    a.audit.flush()
+    assert not [f for f in site["data"].rglob("*") if f.is_file() and b"Elm Road" in f.read_bytes()]
 
 
 def test_own_record_through_a_clinical_role_raises_self_access(site):

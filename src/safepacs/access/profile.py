@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -141,16 +141,16 @@ class Profiles:
 
 class PatientFamilies:
     """The archive's ``enrich`` callback: a patient pseudonym -> the tokens of the patient's
-    original family names (every identity stored under that pseudonym).  Addresses are not
-    in the identity index, so ``patient_address`` is never supplied.  Cached per patient in
-    memory; a patient with no identity yet is asked again after a minute."""
+    original family names and addresses (every identity stored under that pseudonym).
+    Cached per patient in memory; a patient with no identity yet is asked again after a
+    minute."""
 
     def __init__(self, hasher: ProfileHasher, engine: Engine,
                  identities: Callable[[], Mapping[int, Sequence[object]]]) -> None:
         self._hasher = hasher
         self._engine = engine
         self._identities = identities
-        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._cache: dict[str, tuple[float, PatientTokens]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, pseudonym: str) -> PatientTokens:
@@ -158,18 +158,26 @@ class PatientFamilies:
         with self._lock:
             hit = self._cache.get(pseudonym)
         if hit is not None and (hit[1] or now - hit[0] < _TTL):
-            return {"patient_family": hit[1]} if hit[1] else {}
+            return hit[1]
         with Session(self._engine) as s:
             pk = s.scalar(select(Patient.pk).where(Patient.patient_id == pseudonym))
         idents = self._identities().get(pk, ()) if pk is not None else ()
-        tokens = tuple(dict.fromkeys(
-            t for t in (self._hasher.family(family_of(getattr(i, "patient_name", "") or "")) for i in idents)
-            if t is not None))
+        families = _distinct(self._hasher.family(family_of(getattr(i, "patient_name", "") or "")) for i in idents)
+        addresses = _distinct(self._hasher.address(getattr(i, "patient_address", "") or "") for i in idents)
+        tokens: PatientTokens = {}
+        if families:
+            tokens["patient_family"] = families
+        if addresses:
+            tokens["patient_address"] = addresses
         with self._lock:
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[pseudonym] = (now, tokens)
-        return {"patient_family": tokens} if tokens else {}
+        return tokens
+
+
+def _distinct(tokens: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(t for t in tokens if t is not None))
 
 
 def pick(reader: str | None, candidates: Sequence[str]) -> str | None:

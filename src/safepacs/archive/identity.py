@@ -2,8 +2,9 @@
 
 Nothing original is stored in the clear.  Per patient and distinct original identity the
 index keeps a keyed hash of the original PatientID (exact lookups without decryption) and
-the original (PatientID, PatientName) sealed with AES-256-GCM, bound to the patient's
-pseudonym.  Wildcard and name queries decrypt the sealed entries in memory; plaintext
+the original (PatientID, PatientName, PatientAddress) sealed with AES-256-GCM, bound to the
+patient's pseudonym (the address only feeds the audit trail's same-address rule, as a keyed
+token).  Wildcard and name queries decrypt the sealed entries in memory; plaintext
 never goes to disk.  Both keys are derived from the site's index key, which the KEK wraps.
 """
 
@@ -23,6 +24,7 @@ from safepacs.store.crypto import TamperedError, derive, keyed_hash
 class OriginalIdentity:
     patient_id: str
     patient_name: str
+    patient_address: str = ""  # the first seen for this (ID, name); never matched in queries
 
 
 class IdentityIndex:
@@ -47,7 +49,8 @@ class IdentityIndex:
 
     def seal(self, ident: OriginalIdentity, pseudonym: str) -> bytes:
         nonce = os.urandom(12)
-        plain = json.dumps([ident.patient_id, ident.patient_name], ensure_ascii=False).encode()
+        plain = json.dumps([ident.patient_id, ident.patient_name, ident.patient_address],
+                           ensure_ascii=False).encode()
         return nonce + self._aead.encrypt(nonce, plain, b"identity\x00" + pseudonym.encode())
 
     def open(self, sealed: bytes, pseudonym: str) -> OriginalIdentity:
@@ -55,5 +58,5 @@ class IdentityIndex:
             plain = self._aead.decrypt(sealed[:12], sealed[12:], b"identity\x00" + pseudonym.encode())
         except InvalidTag:
             raise TamperedError("an identity index entry failed its integrity check") from None
-        pid, name = json.loads(plain)
-        return OriginalIdentity(pid, name)
+        values = json.loads(plain)  # entries sealed before addresses were kept have two
+        return OriginalIdentity(*values[:3])

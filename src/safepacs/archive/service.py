@@ -422,6 +422,7 @@ class Archive:
             original = OriginalIdentity(
                 str(ds.get("PatientID", "") or "").strip(),
                 _ESCAPES.sub("", str(ds.get("PatientName", "") or "")),
+                _ESCAPES.sub("", str(ds.get("PatientAddress", "") or "")).strip(),
             )
             accession = str(ds.get("AccessionNumber", "") or "").strip()
         except Exception as exc:  # noqa: BLE001 - undecodable values; never echo them
