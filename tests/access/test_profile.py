@@ -176,7 +176,8 @@ def test_profile_route_over_http(ac, make_user, clock):  # noqa: F811
         token = login(api, sysadm, clock)
         r = api.post(f"/api/accounts/{doc.id}/profile", headers=bearer(token),
                      json={"family_name": FAMILY, "address": "1 Long Road"})
-        assert r.status_code == 200 and r.json() == {"family_name": True, "address": True, "own_patient": False}
+        assert r.status_code == 200 and r.json() == {"family_name": True, "address": True, "own_patient": False,
+                                              "department": None}
         assert FAMILY not in r.text
         r = api.post(f"/api/accounts/{doc.id}/profile", headers=bearer(token), json={"family_name": "x" * 600})
         assert r.status_code == 422  # refused by the schema (the full app answers 400, no values)

@@ -234,5 +234,6 @@ class Profile(Base):
     family_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     address_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     own_patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    department: Mapped[str | None] = mapped_column(String(128), nullable=True)  # shown to patients
     updated_by: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime)

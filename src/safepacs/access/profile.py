@@ -80,6 +80,7 @@ class ReaderProfile:
     family: str | None = None
     address: str | None = None
     own_patient: str | None = None
+    department: str | None = None  # the reader's department, in clear: patients see it
 
 
 class Profiles:
@@ -93,7 +94,8 @@ class Profiles:
         self._lock = threading.Lock()
 
     def set(self, who: Principal, account_id: int, *, family_name: str | None = None,
-            address: str | None = None, own_patient: str | None = None) -> ReaderProfile:
+            address: str | None = None, own_patient: str | None = None,
+            department: str | None = None) -> ReaderProfile:
         """Replace an account's profile.  Family name and address arrive in clear and are
         kept only as tokens; the event says which fields are set, never their values."""
         route = "POST /api/accounts/{id}/profile"
@@ -103,14 +105,16 @@ class Profiles:
                 raise AccessError(f"family name and address are at most {MAX_TEXT} characters")
         if own_patient is not None and not PSEUDONYM.match(own_patient):
             raise AccessError("malformed patient pseudonym")
+        if department is not None and len(department) > 128:
+            raise AccessError("a department is at most 128 characters")
         profile = ReaderProfile(self.hasher.family(family_name), self.hasher.address(address),
-                                own_patient or None)
+                                own_patient or None, (department or "").strip() or None)
         with Session(self.ctx.engine) as s, s.begin():
             if s.get(Account, account_id) is None:
                 raise NotFound("no such account")
             row = s.get(Profile, account_id) or Profile(account_pk=account_id)
             row.family_hash, row.address_hash = profile.family, profile.address
-            row.own_patient = profile.own_patient
+            row.own_patient, row.department = profile.own_patient, profile.department
             row.updated_by, row.updated_at = who.username, self.ctx.now()
             s.add(row)
         with self._lock:
@@ -130,7 +134,7 @@ class Profiles:
             return hit[1]
         with Session(self.ctx.engine) as s:
             row = s.get(Profile, account_id)
-            profile = (ReaderProfile(row.family_hash, row.address_hash, row.own_patient)
+            profile = (ReaderProfile(row.family_hash, row.address_hash, row.own_patient, row.department)
                        if row is not None else ReaderProfile())
         with self._lock:
             if len(self._cache) >= _MAX_CACHED:

@@ -159,6 +159,8 @@ class AccessControl:
         profile = self.profiles.get(who.account_id)
         if profile.own_patient:
             out["reader_patient"] = profile.own_patient
+        if profile.department:
+            out["department"] = profile.department  # the patient's access log shows it
         if patient in self.vip:
             out["vip"] = True
         if ends is not None:

@@ -77,6 +77,7 @@ class ProfileBody(BaseModel):
     family_name: Annotated[str, Field(max_length=512)] | None = None
     address: Annotated[str, Field(max_length=512)] | None = None
     own_patient: Pseudonym | None = None
+    department: Annotated[str, Field(max_length=128)] | None = None  # shown to patients
 
 
 class LinkBody(BaseModel):
@@ -303,9 +304,9 @@ def admin_router(access: AccessControl) -> APIRouter:
     @router.post("/accounts/{account_id}/profile", tags=["accounts"])
     def set_profile(account_id: int, body: ProfileBody, who: Who) -> dict:
         p = _run(access.profiles.set, who, account_id, family_name=body.family_name,
-                 address=body.address, own_patient=body.own_patient)
+                 address=body.address, own_patient=body.own_patient, department=body.department)
         return {"family_name": p.family is not None, "address": p.address is not None,
-                "own_patient": p.own_patient is not None}
+                "own_patient": p.own_patient is not None, "department": p.department}
 
     # --- data access (security administrator) ----------------------------------------------
     @router.get("/accounts/{account_id}/access", tags=["access"])

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("family_hash", sa.String(64), nullable=True),
         sa.Column("address_hash", sa.String(64), nullable=True),
         sa.Column("own_patient", sa.String(64), nullable=True),
+        sa.Column("department", sa.String(128), nullable=True),
         sa.Column("updated_by", sa.String(64), nullable=False, server_default=""),
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
