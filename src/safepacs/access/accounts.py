@@ -105,6 +105,7 @@ class Accounts:
                 for tok in s.scalars(select(ApiToken).where(ApiToken.account_pk == acct.pk)):
                     tok.revoked = True
             result = view(acct, self.ctx.now())
+        self.ctx.notify(account=account_id)  # caches of this account's access end now
         self.ctx.emit(SECURITY_ALERT, DELETE if disabled else UPDATE, who=who, route=route,
                       reason="account disabled" if disabled else "account enabled",
                       detail={"account": account_id})
@@ -122,6 +123,7 @@ class Accounts:
             acct.totp_sealed, acct.totp_confirmed, acct.totp_last_step = None, False, 0
             acct.failed_count, acct.locked_until = 0, None
             self.auth.revoke_all(s, acct.pk)
+        self.ctx.notify(account=account_id)
         self.ctx.emit(SECURITY_ALERT, UPDATE, who=who, route=route,
                       reason="credentials reset", detail={"account": account_id})
         return password
@@ -146,6 +148,7 @@ class Accounts:
                           reason="administrator roles cannot be given or changed",
                           detail={"account": account_id})
             raise Forbidden("administrator roles cannot be given to or taken from an existing account")
+        self.ctx.notify(account=account_id)
         self.ctx.emit(SECURITY_ALERT, UPDATE, who=who, route=route, reason="role changed",
                       detail={"account": account_id, "account_role": role})
         return result

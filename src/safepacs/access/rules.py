@@ -78,30 +78,30 @@ def any_of(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 def lookup(basis: str, account: int, now: datetime, study_uid: str, patient_id: str) -> Select | None:
     """A query whose first row (if any) opens this one study by ``basis``.  Rows: (id, level,
-    project code) with None where the basis has none."""
+    project code, when the basis ends) with None where the basis has none."""
     if basis == "care":
-        return select(CareRelationship.pk, null(), null()).where(
+        return select(CareRelationship.pk, null(), null(), CareRelationship.ends_at).where(
             _care_rows(account, now), CareRelationship.patient_id == patient_id).limit(1)
     if basis == "break_glass":
-        return select(BreakGlass.pk, null(), null()).where(
+        return select(BreakGlass.pk, null(), null(), BreakGlass.ends_at).where(
             _glass_rows(account, now), BreakGlass.patient_id == patient_id).limit(1)
     if basis == "project":
         return (
-            select(Project.pk, Project.level, Project.code)
+            select(Project.pk, Project.level, Project.code, Project.expires_at)
             .where(_project_rows(account, now),
                    or_(CohortEntry.study_uid == study_uid, CohortEntry.patient_id == patient_id))
             .order_by(Project.pk).limit(1)
         )
     if basis == "grant":
         return (
-            select(Grant.pk, Grant.level, null()).join(GrantStudy, GrantStudy.grant_pk == Grant.pk)
+            select(Grant.pk, Grant.level, null(), Grant.ends_at).join(GrantStudy, GrantStudy.grant_pk == Grant.pk)
             .where(_grant_rows(account, now, all_studies=False), GrantStudy.study_uid == study_uid)
             .order_by(Grant.pk).limit(1)
         )
     if basis == "service":
-        return select(Grant.pk, Grant.level, null()).where(
+        return select(Grant.pk, Grant.level, null(), Grant.ends_at).where(
             _grant_rows(account, now, all_studies=True)).order_by(Grant.pk).limit(1)
     if basis == "patient":
-        return select(Account.pk, null(), null()).where(
+        return select(Account.pk, null(), null(), null()).where(
             Account.pk == account, Account.patient_pseudonym == patient_id).limit(1)
     return None

@@ -10,6 +10,7 @@ trusted.  Administrators are refused every image, always."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ _ENDS = {"care": (CareRelationship, "ends_at", "care_ends"),
          "grant": (Grant, "ends_at", "grant_ends"), "service": (Grant, "ends_at", "grant_ends"),
          "project": (Project, "expires_at", "grant_ends")}
 
+_ACTIVE_TTL = 2.0
 _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
            "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
 
@@ -68,6 +70,8 @@ class AccessControl:
                            clock or utc_now)
         #: VIP-flagged patient pseudonyms (settings ``vip_patients``): their reads say so
         self.vip: frozenset[str] = frozenset(vip)
+        self._active_until: dict[tuple[int, str], float] = {}
+        self.ctx.listeners.append(self._forget_active)
         #: patient pseudonym -> tokens of the patient's family name / address (the archive
         #: supplies it from its identity cache; see ``profile.PatientFamilies``)
         self.enrich = enrich
@@ -127,9 +131,27 @@ class AccessControl:
         return Principal(acct.pk, acct.username, acct.role, "", address, via)
 
     # --- authorisation ------------------------------------------------------------------
+    def _forget_active(self, *, account: int | None = None, **_: object) -> None:
+        if account is None:
+            return
+        for key in [k for k in self._active_until if k[0] == account]:
+            self._active_until.pop(key, None)
+
     def _active(self, s: Session, who: Principal) -> bool:
+        """The account exists, is enabled and still has the token's role.  A yes is
+        remembered for ``_ACTIVE_TTL`` seconds (it is asked on every request); disabling an
+        account takes effect within that time, as within the API's token cache."""
+        key = (who.account_id, who.role)
+        now = time.monotonic()
+        if self._active_until.get(key, 0.0) > now:
+            return True
         acct = s.get(Account, who.account_id)
-        return acct is not None and not acct.disabled and acct.role == who.role
+        ok = acct is not None and not acct.disabled and acct.role == who.role
+        if ok:
+            if len(self._active_until) > 4096:
+                self._active_until.clear()
+            self._active_until[key] = now + _ACTIVE_TTL
+        return ok
 
     def decide(self, principal: Principal, study_uid: str, *, action: str = "read",
                audit: bool = True) -> Decision:
@@ -206,14 +228,11 @@ class AccessControl:
                 row = s.execute(query).first() if query is not None else None
                 if row is None:
                     continue
-                ident, level, project = row
+                ident, level, project, ends = row
                 level = level if rule.level in ("project", "grant") else rule.level
                 decision = Decision(
                     True, level, rule.basis, self.policy.purposes[rule.basis], project,
                     ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
-                if rule.basis in _ENDS:
-                    table, column, _ = _ENDS[rule.basis]
-                    ends = s.scalar(select(getattr(table, column)).where(table.pk == ident))
                 break
         if decision is None:
             return refused("no care relationship, project, grant or emergency access covers this study"), None
