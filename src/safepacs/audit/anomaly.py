@@ -12,7 +12,7 @@ equality.
 from __future__ import annotations
 
 import json
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,6 +119,7 @@ class AnomalyEngine:
         self._offset = timedelta(minutes=int(raw.get("site_utc_offset_minutes", 0)))
         self._dedupe = timedelta(seconds=int(raw.get("dedupe_seconds", 3600)))
         self._recent: dict[str, deque[tuple[datetime, str, int | None, AuditEvent]]] = defaultdict(deque)
+        self._recent_counts: dict[str, Counter[str]] = defaultdict(Counter)
         self._refusals: dict[str, deque[tuple[datetime, int | None, AuditEvent]]] = defaultdict(deque)
         self._last_alert: dict[tuple[str, str, str], datetime] = {}
         self._hours: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -197,13 +198,18 @@ class AnomalyEngine:
             seen[1] += off
         if (r := self.rules.rule("bulk_access")) and e.user:
             q = self._recent[e.user]
-            q.append((when, e.study_uid or e.patient, index, e))
+            seen = self._recent_counts[e.user]  # studies in the window, counted as they come and go
+            key = e.study_uid or e.patient
+            q.append((when, key, index, e))
+            seen[key] += 1
             while q and when - q[0][0] > timedelta(seconds=r["window_seconds"]):
-                q.popleft()
-            distinct = {x[1] for x in q}
-            if len(distinct) > r["max_studies"]:
+                gone = q.popleft()[1]
+                seen[gone] -= 1
+                if not seen[gone]:
+                    del seen[gone]
+            if len(seen) > r["max_studies"]:
                 self._alert(out, "bulk_access", "", when, e,
-                            f"{len(distinct)} studies within {r['window_seconds']} s",
+                            f"{len(seen)} studies within {r['window_seconds']} s",
                             [x[3] for x in q], [x[2] for x in q])
         return out
 
