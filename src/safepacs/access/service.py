@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Engine, false, select
+from sqlalchemy import ColumnElement, Engine, bindparam, false, select
 from sqlalchemy.orm import Session
 
 from safepacs.access import passwords, rules
@@ -57,6 +57,9 @@ _ENDS = {"care": (CareRelationship, "ends_at", "care_ends"),
          "project": (Project, "expires_at", "grant_ends")}
 
 _ACTIVE_TTL = 2.0
+_STUDY_PATIENT = (select(Study.pk, Patient.patient_id).join(Patient, Patient.pk == Study.patient_pk)
+                  .where(Study.study_uid == bindparam("b_uid")))
+_ACCOUNT_STATE = select(Account.disabled, Account.role).where(Account.pk == bindparam("b_pk"))
 _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
            "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
 
@@ -145,7 +148,7 @@ class AccessControl:
         now = time.monotonic()
         if self._active_until.get(key, 0.0) > now:
             return True
-        acct = s.get(Account, who.account_id)
+        acct = s.execute(_ACCOUNT_STATE, {"b_pk": who.account_id}).first()
         ok = acct is not None and not acct.disabled and acct.role == who.role
         if ok:
             if len(self._active_until) > 4096:
@@ -211,21 +214,19 @@ class AccessControl:
             return refused(f"role may not {action}"), None
         now = self.ctx.now()
         ends = None
-        with Session(self.ctx.engine) as s:
+        with self.ctx.engine.connect() as s:  # Core: reads only, on every request
             if not self._active(s, who):
                 return refused("account disabled or changed"), None
             if action == "store":
                 return Decision(True, "deidentified", "service" if who.role == "service" else "care",
                                 "integration" if who.role == "service" else "treatment", None, None, ""), None
-            found = s.execute(select(Study.pk, Patient.patient_id)
-                              .join(Patient, Patient.pk == Study.patient_pk)
-                              .where(Study.study_uid == study_uid)).first() if _safe_uid(study_uid) else None
+            found = s.execute(_STUDY_PATIENT, {"b_uid": study_uid}).first() if _safe_uid(study_uid) else None
             if found is None:
                 return refused("no such study"), None
             decision = None
             for rule in self.policy.rules(who.role):
-                query = rules.lookup(rule.basis, who.account_id, now, study_uid, found.patient_id)
-                row = s.execute(query).first() if query is not None else None
+                query = rules.lookup_prepared(rule.basis, who.account_id, now, study_uid, found.patient_id)
+                row = s.execute(*query).first() if query is not None else None
                 if row is None:
                     continue
                 ident, level, project, ends = row
