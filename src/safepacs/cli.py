@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from safepacs import __version__
+from safepacs.cli_output import console, out
+from safepacs.cli_output import fail as _fail
 from safepacs.deid.batch import (
     Job,
     Result,
@@ -42,15 +43,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-console = Console(stderr=True)
-out = Console()
 
 DEFAULT_KEY = Path("safepacs.key")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _progress() -> Progress:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from safepacs.cli_output import fail as _fail
+from safepacs.cli_output import out
 from safepacs.errors import SafepacsError
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
-out = Console()
 user_app = typer.Typer(help="Accounts (system administrator).", no_args_is_help=True)
 access_app = typer.Typer(help="Access control.", no_args_is_help=True)
 policy_app = typer.Typer(help="The access policy.", no_args_is_help=True)
@@ -37,11 +36,6 @@ access_app.add_typer(policy_app, name="policy")
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
 AdminName = Annotated[str, typer.Option("--username", help="Your (system administrator) account.")]
 Totp = Annotated[str, typer.Option("--totp", help="The current code of your authenticator.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _access(data_dir: Path) -> AccessControl:

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from safepacs.cli_output import console, out
+from safepacs.cli_output import fail as _fail
 from safepacs.errors import SafepacsError
 
-console = Console(stderr=True)
-out = Console()
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
@@ -29,11 +28,6 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="sqlite:///PATH (default: DATA_DIR/index.sqlite) or postgresql://...; also SAFEPACS_DATABASE_URL."),
 ]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _open(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from safepacs.cli_output import console, out
+from safepacs.cli_output import fail as _fail
 from safepacs.errors import SafepacsError
 
-console = Console(stderr=True)
-out = Console()
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, export, proofs.", no_args_is_help=True)
 
 KEYS_DIR = "keys"
@@ -25,11 +24,6 @@ WITNESS_FILE = "audit-witness.jsonl"
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The archive's data dir.")]
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Overrides the data dir's database (also SAFEPACS_DATABASE_URL).")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _engine(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]

@@ -28,16 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from safepacs.cli_output import console, out
 from safepacs.errors import SafepacsError
 
 if TYPE_CHECKING:
     from safepacs.access.principal import Principal
     from safepacs.archive.service import Archive
 
-console = Console(stderr=True)
-out = Console()
 
 #: kept whatever a project's keep list says: without them the pixels cannot be read or
 #: placed, the object cannot be named, or a leak cannot be traced

@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from safepacs.cli_output import console, out
 from safepacs.errors import SafepacsError
-
-console = Console(stderr=True)
-out = Console()
 
 
 def trace(

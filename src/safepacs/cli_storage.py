@@ -12,24 +12,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from safepacs.cli_output import console, out
+from safepacs.cli_output import fail as _fail
 from safepacs.errors import SafepacsError
 
-console = Console(stderr=True)
-out = Console()
 retention_app = typer.Typer(help="Retention policies, legal holds, destruction certificates.", no_args_is_help=True)
 storage_app = typer.Typer(help="Split storage: scrub, repair, custodians, sealing.", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
 DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="Override the index database URL.")]
 SEALING_FILE = "sealing.json"  # safepacs.store.sealing.SEALING_FILE
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _open(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-def]

@@ -21,11 +21,10 @@ from pydantic import BaseModel, Field
 from safepacs.access.errors import AccessError
 from safepacs.access.principal import ROLES, Principal
 from safepacs.access.service import AccessControl
+from safepacs.api.tokens import token_in_query
 from safepacs.audit.events import EXECUTE, MINOR_FAILURE, SECURITY_ALERT
 
 T = TypeVar("T")
-TOKEN_PARAMS = {"access_token", "token", "refresh_token", "id_token", "jwt", "bearer",
-                "authorization", "api_key", "apikey", "setup_token"}
 Role = Literal[ROLES]  # type: ignore[valid-type]
 Level = Literal["identified", "pseudonymised", "anonymised", "deidentified"]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
@@ -179,7 +178,7 @@ def admin_router(access: AccessControl) -> APIRouter:
         return request.client.host if request.client else ""
 
     def no_token_in_url(request: Request) -> None:
-        if TOKEN_PARAMS & {k.lower() for k in request.query_params}:
+        if token_in_query(request.query_params):
             ctx.emit(SECURITY_ALERT, EXECUTE, outcome=MINOR_FAILURE, user="unknown",
                      address=address(request), route=f"{request.method} {request.url.path}",
                      reason="token in the query string refused")

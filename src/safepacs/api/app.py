@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from safepacs.api import dicomjson, multipart, pixels, query, stow
 from safepacs.api.auditing import AuditRequests
 from safepacs.api.fastpath import FastRetrieve
-from safepacs.api.tokens import TokenCache
+from safepacs.api.tokens import TokenCache, token_in_query
 from safepacs.archive import errors as aerr
 from safepacs.archive.masking import DisplayRequest
 from safepacs.errors import SafepacsError
@@ -138,7 +138,7 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     async def principal(request: Request) -> Any:
         # Runs on the event loop: a token lookup is shorter than a hop to a worker thread.
-        if token_in_url(request.url.query):
+        if token_in_query(request.query_params.keys()):
             request.state.refusal = "token in the URL"
             raise ApiError(400, "tokens are accepted only in the Authorization header, never in the URL")
         header = request.headers.get("authorization", "")
@@ -503,18 +503,6 @@ def _original_study(data: bytes) -> str | None:
         return str(ds.get("StudyInstanceUID", "")) or None
     except Exception:  # noqa: BLE001 - ingest reports the real reason
         return None
-
-
-_TOKEN_PARAMS = ("access_token", "token", "bearer", "jwt", "refresh_token", "id_token", "api_key")
-
-
-def token_in_url(query: str) -> bool:
-    """True when a query string carries something named like a credential: tokens in URLs
-    end up in proxy logs and browser history, so such requests are refused outright."""
-    if not query:
-        return False
-    names = {part.split("=", 1)[0].strip().lower() for part in query.split("&")}
-    return any(name in _TOKEN_PARAMS for name in names)
 
 
 def client_address(request: Request) -> str:

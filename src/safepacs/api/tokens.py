@@ -12,8 +12,18 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+#: query parameters named like a credential: a request carrying one is refused outright,
+#: since URLs end up in proxy logs and browser history
+TOKEN_PARAMS = frozenset({"access_token", "token", "refresh_token", "id_token", "jwt", "bearer",
+                          "authorization", "api_key", "apikey", "setup_token"})
+
+
+def token_in_query(names: Iterable[str]) -> bool:
+    """True when any query parameter name is a credential's."""
+    return any(name.lower() in TOKEN_PARAMS for name in names)
 
 
 class TokenCache:

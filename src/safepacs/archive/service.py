@@ -1010,10 +1010,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(b"safepacs-token\x00" + token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def _uid_or_notfound(*uids: str | None) -> None:
     """Malformed UIDs (``../``, empty, too long) cannot name anything stored."""
     for uid in uids:
