@@ -56,10 +56,72 @@ def _issue(issued: Issuances, username: str = "dr.chen", level: str = "pseudonym
 def test_issue_and_lookup_round_trip(site):
     _, _, issued = site
     first, second = _issue(issued), _issue(issued, "dr.wang")
-    assert second == first + 1
+    assert first != second and all(1 <= s < 1 << 31 for s in (first, second))
     copy = issued.lookup(second)
     assert (copy.username, copy.role, copy.level, copy.project) == ("dr.wang", "researcher", "pseudonymised", "P")
-    assert issued.lookup(second + 100) is None
+    assert issued.lookup(first).username == "dr.chen"
+    assert issued.lookup(next(s for s in range(1, 5) if s not in (first, second))) is None
+
+
+def _row_visible_elsewhere(data_dir, serial: int) -> bool:
+    other = db.make_engine(f"sqlite:///{(data_dir / 'index.sqlite').resolve()}")
+    try:
+        return Issuances(other).lookup(serial) is not None
+    finally:
+        other.dispose()
+
+
+def test_a_copy_is_made_while_its_row_commits_and_leaves_only_once_the_row_is_durable(site):
+    data_dir, _, issued = site
+    seen = []
+
+    def make(serial: int) -> str:
+        seen.append(serial)
+        return f"copy marked {serial}"
+
+    made, serial = issued.issued(make, account_id=3, username="dr.li", role="physician",
+                                 instance_uid="2.25.9", level="identified")
+    assert seen == [serial] and made == f"copy marked {serial}"
+    assert _row_visible_elsewhere(data_dir, serial)  # committed, seen by another connection
+
+
+def test_a_serial_drawn_twice_is_drawn_again_and_the_copy_made_again(site, monkeypatch):
+    data_dir, _, issued = site
+    taken = _issue(issued)
+    draws = iter([taken - 1, taken - 1, 4242 - 1])  # randbelow(n) + 1: the taken serial twice
+    monkeypatch.setattr("safepacs.render.issuance.secrets.randbelow", lambda n: next(draws))
+    seen = []
+    made, serial = issued.issued(lambda s: seen.append(s) or s, account_id=5, username="dr.wu",
+                                 role="physician", instance_uid="2.25.7", level="identified")
+    assert seen == [taken, taken, 4242] and serial == made == 4242
+    assert issued.lookup(taken).username == "dr.chen"  # the first holder keeps its row
+    assert issued.lookup(4242).username == "dr.wu"
+
+
+def test_concurrent_copies_share_commits_and_every_one_is_registered(site):
+    import threading
+
+    _, _, issued = site
+    serials: list[int] = []
+    lock = threading.Lock()
+
+    def reader(i: int) -> None:
+        for _ in range(5):
+            s = issued.issue(account_id=i, username=f"reader{i}", role="researcher", instance_uid="2.25.3",
+                             level="pseudonymised", project="P")
+            with lock:
+                serials.append(s)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(serials) == len(set(serials)) == 40
+    assert all(issued.lookup(s) is not None for s in serials)
+    issued.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        _issue(issued)
 
 
 def test_trace_cli_names_the_reader_of_png_jpeg_and_dicom_copies(site, tmp_path):

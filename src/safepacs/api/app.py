@@ -356,10 +356,15 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
                       who: Who) -> Response:
         return metadata(request, who, refs(who, study, series, sop))
 
+    def one_instance(who: Any, study: str, series: str, sop: str, **kwargs: Any) -> bytes | bytearray:
+        """One instance at the caller's level: ``read_instance`` finds it, checks it belongs to
+        the study and series, and decides access once (no separate listing first)."""
+        for uid in (study, series, sop):
+            check_uid(uid)
+        return archive.read_instance(sop, principal=who, study_uid=study, series_uid=series, **kwargs)
+
     def dataset(who: Any, study: str, series: str, sop: str) -> pydicom.Dataset:
-        ref = refs(who, study, series, sop)[0]
-        data = archive.read_instance(ref.sop_uid, principal=who)
-        return pydicom.dcmread(io.BytesIO(data))
+        return pydicom.dcmread(io.BytesIO(one_instance(who, study, series, sop)))
 
     def octets(items: list[tuple[str, bytes]]) -> Response:
         boundary = secrets.token_hex(16)
@@ -400,12 +405,11 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         quality = request.query_params.get("quality", "90")
         if not quality.isdigit() or not 1 <= int(quality) <= 100:
             raise ApiError(400, "quality must be 1..100")
-        ref = refs(who, study, series, sop)[0]
         # the pixels of the reader's level, marked in display values under one serial
         want = DisplayRequest(frame=frame, window=window, fmt=fmt, quality=int(quality))
         try:
             with bad_request():
-                image = archive.read_instance(ref.sop_uid, principal=who, display=want)
+                image = one_instance(who, study, series, sop, display=want)
         except LookupError as exc:
             raise ApiError(404, str(exc)) from None
         return Response(bytes(image), media_type=f"image/{fmt}")

@@ -1,7 +1,13 @@
 """Issued copies and tracing a leaked one back to its reader.
 
 Before a copy leaves, :meth:`Issuances.issue` writes a row (who, role, when, request,
-instance, level) and returns its serial; the watermark carries the serial.  ``trace`` reads
+instance, level) and returns its serial; the watermark carries the serial.  Serials are
+drawn at random (31 bits, so they fit every database's INTEGER), which lets a copy be
+marked and encoded *while* its row is being committed: :meth:`Issuances.issued` hands the
+serial out at once and returns only once the row is durable, so no copy leaves untraceable
+and the commit (an fsync) costs no latency.  Rows of concurrent requests share one commit.
+A drawn serial already taken fails that row's commit, and the copy is made again under a
+fresh one.  ``trace`` reads
 the mark from a PNG, JPEG or DICOM file (or an array), checks it under the site's key and
 looks the serial up.  It answers None rather than guess: a mark that does not verify, a
 serial with no row, or a DICOM private mark that disagrees with the pixel mark.
@@ -10,18 +16,28 @@ serial with no row, or a DICOM private mark that disagrees with the pixel mark.
 from __future__ import annotations
 
 import io
+import secrets
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from safepacs.audit.events import EXPORT, READ, AuditEvent, AuditSink, LogSink
 from safepacs.render.models import Issuance
-from safepacs.render.watermark import SERIAL_BITS, Detection, detect
+from safepacs.render.watermark import Detection, detect
+
+#: serials are drawn from 1 .. 2**31 - 1 (the watermark carries 32 bits; INTEGER is signed)
+SERIAL_LIMIT = (1 << 31) - 1
+T = TypeVar("T")
+_ATTEMPTS = 8  # a collision is ~1 in 2**31/rows; eight in a row means something else is wrong
 
 
 @dataclass(frozen=True)
@@ -45,27 +61,98 @@ class TraceResult:
     detection: Detection | None
 
 
+class SerialTaken(Exception):
+    """The drawn serial is already registered (draw again)."""
+
+
 class Issuances:
-    """The ``render_issuances`` table."""
+    """The ``render_issuances`` table, written by one committer thread in groups."""
 
     def __init__(self, engine: Engine, *, audit: AuditSink | None = None) -> None:
         self._engine = engine
         self._audit = audit or LogSink()
+        self._pending: list[tuple[dict, Future]] = []
+        self._wake = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closed = False
 
     def issue(self, *, account_id: int, username: str, role: str, instance_uid: str, level: str,
               request_id: str = "", project: str | None = None, purpose: str = "",
               now: datetime | None = None) -> int:
-        """Register one copy about to leave; returns its serial (fits the watermark)."""
+        """Register one copy about to leave; returns its serial once the row is durable."""
+        return self.issued(lambda serial: serial, account_id=account_id, username=username, role=role,
+                           instance_uid=instance_uid, level=level, request_id=request_id, project=project,
+                           purpose=purpose, now=now)[1]
+
+    def issued(self, make: Callable[[int], T], *, account_id: int, username: str, role: str,
+                  instance_uid: str, level: str, request_id: str = "", project: str | None = None,
+                  purpose: str = "", now: datetime | None = None) -> tuple[T, int]:
+        """``(make(serial), serial)``: the copy is made while its row is committed, and
+        returned only after the commit (made again under a new serial if it collided)."""
         when = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-        with self._engine.begin() as conn:
-            serial = conn.execute(insert(Issuance).values(
-                account_id=account_id, username=username, role=role, issued_at=when,
-                request_id=request_id[:64], instance_uid=instance_uid, level=level,
-                project=project, purpose=purpose,
-            ).returning(Issuance.serial)).scalar_one()
-        if serial >= 1 << SERIAL_BITS:
-            raise OverflowError("issuance serials exhausted")
-        return int(serial)
+        row = dict(account_id=account_id, username=username, role=role, issued_at=when,
+                   request_id=request_id[:64], instance_uid=instance_uid, level=level,
+                   project=project, purpose=purpose)
+        for _ in range(_ATTEMPTS):
+            serial = 1 + secrets.randbelow(SERIAL_LIMIT)
+            committed = self._submit({**row, "serial": serial})
+            try:
+                made = make(serial)
+            finally:
+                try:
+                    committed.result()
+                except SerialTaken:
+                    continue
+            return made, serial
+        raise RuntimeError("no free issuance serial could be registered")
+
+    def close(self) -> None:
+        """Commit what is queued and stop the committer."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        if self._writer is not None:
+            self._writer.join()
+
+    def _submit(self, row: dict) -> Future:
+        done: Future = Future()
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the issuance register is closed")
+            self._pending.append((row, done))
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="safepacs-issuances", daemon=True)
+                self._writer.start()
+            self._wake.notify()
+        return done
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[dict, Future]]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(Issuance), [row for row, _ in batch])
+        except IntegrityError:
+            if len(batch) > 1:  # find the row whose serial is taken; the others still go in
+                for one in batch:
+                    self._commit([one])
+                return
+            batch[0][1].set_exception(SerialTaken())
+            return
+        except BaseException as exc:  # noqa: BLE001 - the requests waiting on it report it
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        for _, done in batch:
+            done.set_result(None)
 
     def lookup(self, serial: int) -> IssuedCopy | None:
         with self._engine.connect() as conn:
