@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,7 @@ from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.errors import SafepacsError
 
-app = typer.Typer(
+_app = typer.Typer(
     name="safepacs",
     help=(
         "safepacs: a privacy-first medical imaging archive.\n\n"
@@ -67,7 +68,7 @@ def _load_keys(key_file: Path, create: bool) -> Keys:
     return keys
 
 
-@app.command()
+@_app.command()
 def deid(
     input: Annotated[Path, typer.Argument(help="A DICOM file or a folder tree of them.")],
     output: Annotated[Path, typer.Argument(help="Output folder (or file, for a single input file). Never the input.")],
@@ -180,7 +181,7 @@ def _summary(results: list[Result], report: Path | None) -> None:
         console.print(f"report: {report}")
 
 
-@app.command()
+@_app.command()
 def restore(
     deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="De-identified file or folder.")],
     deltas: Annotated[Path, typer.Argument(help="Folder of sealed identity deltas (--delta-dir of deid).")],
@@ -205,7 +206,7 @@ def restore(
         raise typer.Exit(1)
 
 
-@app.command("verify-deid")
+@_app.command("verify-deid")
 def verify_deid(
     original: Annotated[Path, typer.Argument(help="The original file or folder.")],
     deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="The de-identified file or folder.")],
@@ -223,7 +224,7 @@ def verify_deid(
     raise typer.Exit(code)
 
 
-@app.command()
+@_app.command()
 def synth(
     output: Annotated[Path, typer.Argument(help="Folder to write the synthetic corpus into.")],
     count: Annotated[int, typer.Option(min=1, help="Number of files.")] = 50,
@@ -239,7 +240,7 @@ def synth(
     console.print(f"wrote {count} files and answer_key.json to {output}")
 
 
-@app.command()
+@_app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Working folder for the demo.")] = Path("demo"),
     count: Annotated[int, typer.Option(min=1)] = 60,
@@ -275,42 +276,41 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command()
+@_app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
 
 
-# archive commands: init, import, status, token, serve
-from safepacs.cli_archive import register as _register_archive  # noqa: E402
+def _with_every_command() -> typer.Typer:
+    """The whole command tree: the archive's commands join the de-identifier's here, on
+    first use, so that ``safepacs deid`` (run once per batch, often in scripts) neither
+    imports them nor has Typer build them (about 0.1 s a run)."""
+    if not _registered:
+        # archive (init, import, status, token, serve); retention and storage; audit trail;
+        # rendering (trace); access (users, policy, levels); research exports
+        from safepacs import cli_access, cli_archive, cli_audit, cli_export, cli_render, cli_storage
 
-_register_archive(app)
+        for module in (cli_archive, cli_storage, cli_audit, cli_render, cli_access, cli_export):
+            module.register(_app)
+        _registered.append(True)
+    return _app
 
-# retention and storage commands: retention, storage, backup, decommission
-from safepacs.cli_storage import register as _register_storage  # noqa: E402
 
-_register_storage(app)
+_registered: list[bool] = []
 
-# audit trail commands: audit verify, audit export, audit proof
-from safepacs.cli_audit import register as _register_audit  # noqa: E402
 
-_register_audit(app)
-
-# rendering commands: trace
-from safepacs.cli_render import register as _register_render  # noqa: E402
-
-_register_render(app)
-
-# access commands: user, access policy
-from safepacs.cli_access import register as _register_access  # noqa: E402
-
-_register_access(app)
-
-# research exports: export --project P
-from safepacs.cli_export import register as _register_export  # noqa: E402
-
-_register_export(app)
+def __getattr__(name: str) -> object:
+    if name == "app":  # ``from safepacs.cli import app``: the full tree
+        return _with_every_command()
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    args = sys.argv[1:]
+    if args[:1] == ["deid"]:
+        solo = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
+        solo.command()(deid)
+        solo(args=args[1:], prog_name="safepacs deid")
+        return
+    _with_every_command()()
