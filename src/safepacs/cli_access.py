@@ -1,6 +1,7 @@
-"""Account and policy commands: ``safepacs user create|list|disable|reset`` (a system
+"""Account, policy and level commands: ``safepacs user create|list|disable|reset`` (a system
 administrator logs in with --username, the password from SAFEPACS_PASSWORD or a prompt, and
---totp) and ``safepacs access policy show``.
+--totp), ``safepacs access policy show``, and ``safepacs levels list|history|set|delete`` (the
+security administrator's site access levels; the administrators may list them).
 
 They work on the data dir directly but go through the same ``AccessControl`` checks as the
 HTTP API: the CLI is not a way around role separation.  Exit codes: 0 done, 2 refused or
@@ -32,13 +33,16 @@ user_app = typer.Typer(help="Accounts (system administrator).", no_args_is_help=
 access_app = typer.Typer(help="Access control.", no_args_is_help=True)
 policy_app = typer.Typer(help="The access policy.", no_args_is_help=True)
 access_app.add_typer(policy_app, name="policy")
+levels_app = typer.Typer(help="Site access levels (security administrator).", no_args_is_help=True)
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The archive's data dir.")]
 AdminName = Annotated[str, typer.Option("--username", help="Your (system administrator) account.")]
 Totp = Annotated[str, typer.Option("--totp", help="The current code of your authenticator.")]
 
 
-def _access(data_dir: Path) -> AccessControl:
+def _access(data_dir: Path, *, audited: bool = False) -> AccessControl:
+    """The access core on ``data_dir``; ``audited``: its events go to the archive's audit
+    trail (close it with :func:`_close`)."""
     from safepacs.access.service import AccessControl
     from safepacs.config import Settings
     from safepacs.index import db
@@ -47,9 +51,22 @@ def _access(data_dir: Path) -> AccessControl:
         settings = Settings.load(data_dir, database_url=os.environ.get("SAFEPACS_DATABASE_URL"))
         engine = db.make_engine(settings.database_url)
         db.ensure_schema(engine)
-        return AccessControl(engine, Path(data_dir) / "keys")
+        audit = None
+        if audited:
+            from safepacs.archive.service import open_audit
+
+            audit = open_audit(engine, settings)
+        return AccessControl(engine, Path(data_dir) / "keys", audit=audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
+
+
+def _close(access: AccessControl) -> None:
+    """Write what the audit trail holds, then let the database go."""
+    close = getattr(access.ctx.audit, "close", None)
+    if close is not None:
+        close()
+    access.ctx.engine.dispose()
 
 
 def _login(access: AccessControl, username: str, totp: str) -> Principal:
@@ -154,7 +171,74 @@ def policy_show(
               f"{policy.approval_must_include} for {', '.join(policy.approval_operations)}")
 
 
+Admin = Annotated[str, typer.Option("--username", help="Your administrator account.")]
+
+
+@levels_app.command("list")
+def levels_list(data_dir: DataDir, username: Admin, totp: Totp = "",
+                as_json: Annotated[bool, typer.Option("--json", help="Definitions as JSON.")] = False) -> None:
+    """The built-in and site access levels (any administrator)."""
+    access = _access(data_dir, audited=True)
+    try:
+        rows = _run(access.levels.list, _login(access, username, totp))
+    finally:
+        _close(access)
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("level", "kind", "version", "header", "uids", "dates", "pixels", "watermark", "keep")
+    for r in rows:
+        d = r["definition"]
+        keep = d.get("keep")
+        table.add_row(r["name"], "built-in" if r["builtin"] else "site", str(r["version"] or "-"),
+                      d["header"], d["uids"], d["dates"], d["pixels"], str(d["watermark"]),
+                      "all" if keep is None else str(len(keep)))
+    out.print(table)
+
+
+@levels_app.command("history")
+def levels_history(name: str, data_dir: DataDir, username: Admin, totp: Totp = "") -> None:
+    """Every change of one site level (who, when, before and after) as JSON."""
+    access = _access(data_dir, audited=True)
+    try:
+        rows = _run(access.levels.history, _login(access, username, totp), name)
+    finally:
+        _close(access)
+    out.print_json(json.dumps(rows))
+
+
+@levels_app.command("set")
+def levels_set(
+    name: Annotated[str, typer.Argument(help="The site level's name (not a built-in one).")],
+    file: Annotated[Path, typer.Option("--file", help="JSON: one level's rules, as in levels.json.")],
+    data_dir: DataDir, username: Admin, totp: Totp = "",
+) -> None:
+    """Define or replace a site level (security administrator); new requests use it."""
+    try:
+        doc = json.loads(Path(file).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _fail(f"{Path(file).name}: cannot read a JSON definition ({exc.__class__.__name__})") from None
+    access = _access(data_dir, audited=True)
+    try:
+        result = _run(access.levels.put, _login(access, username, totp), name, doc)
+    finally:
+        _close(access)
+    out.print(f"level {name}: version {result['version']}" + ("" if result["changed"] else " (unchanged)"))
+
+
+@levels_app.command("delete")
+def levels_delete(name: str, data_dir: DataDir, username: Admin, totp: Totp = "") -> None:
+    """Delete a site level no active project or grant uses (security administrator)."""
+    access = _access(data_dir, audited=True)
+    try:
+        result = _run(access.levels.delete, _login(access, username, totp), name)
+    finally:
+        _close(access)
+    out.print(f"level {name}: deleted (history kept, version {result['version']})")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``user`` and ``access`` to the main CLI."""
+    """Add ``user``, ``access`` and ``levels`` to the main CLI."""
     app.add_typer(user_app, name="user")
     app.add_typer(access_app, name="access")
+    app.add_typer(levels_app, name="levels")

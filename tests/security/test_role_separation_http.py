@@ -29,6 +29,7 @@ SEC = {
     ("GET", "/api/break-glass/queue"), ("POST", "/api/break-glass/{emergency_id}/review"),
     ("GET", "/api/approvals"), ("POST", "/api/approvals"), ("GET", "/api/approvals/{approval_id}"),
     ("POST", "/api/approvals/{approval_id}/approve"), ("POST", "/api/approvals/{approval_id}/deny"),
+    ("PUT", "/api/levels/{name}"), ("DELETE", "/api/levels/{name}"),
 }
 AUD = {
     ("GET", "/api/audit/appeals"), ("POST", "/api/audit/appeals/{appeal_id}"), ("GET", "/api/audit/entries"),
@@ -37,7 +38,10 @@ AUD = {
 }
 SHARED = {("GET", "/api/policy"): ADMINS, ("GET", "/api/audit/alerts"): ("security_admin", "security_auditor"),
           ("POST", "/api/audit/alerts/{alert_id}"): ("security_admin", "security_auditor"),
-          ("GET", "/api/auth/me"): ADMINS}
+          ("GET", "/api/auth/me"): ADMINS, ("GET", "/api/levels"): ADMINS,
+          ("GET", "/api/levels/{name}/history"): ADMINS}
+LEVEL = {"header": "deidentified", "uids": "fresh", "dates": "remove", "pixels": "cleaned", "watermark": True,
+         "keep": ["Modality", "Rows", "Columns", "PixelData"]}
 OWN = {"system_admin": SYS, "security_admin": SEC, "security_auditor": AUD}
 # sign-in and self-service routes every account uses on itself; exercised by the fixture's
 # real first sign-in and by test_attacks (a logout or password change here would end the
@@ -71,6 +75,7 @@ def targets(live: Live) -> dict:
     }
     svc = as_admin(live, "POST", "/api/accounts", {"username": "rs_svc", "role": "service"}, who="system_admin")
     t["svc_id"] = svc["account"]["id"]
+    as_admin(live, "PUT", "/api/levels/rs-level", LEVEL)  # for DELETE (then PUT) to act on
     t["care"] = as_admin(live, "POST", "/api/care", {"account_id": t["doc"].account_id, "patient": p1.pseudonym})["id"]
     t["project"] = as_admin(live, "POST", "/api/projects", {
         "code": "rs-project", "purpose": "t", "expires_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()})["id"]
@@ -90,7 +95,7 @@ def request_for(live: Live, t: dict, method: str, path: str, role: str) -> tuple
     ids = {"account_id": t["doc"].account_id, "care_id": t["care"], "project_id": t["project"],
            "grant_id": t["grant"], "approval_id": t["approval"], "emergency_id": 1, "alert_id": 1,
            "appeal_id": 1, "index": 0, "study": st, "series": se, "sop": sop, "frame_list": "1",
-           "frame": "1", "tag": "7FE00010"}
+           "frame": "1", "tag": "7FE00010", "name": "rs-level"}
     if path.startswith("/api/accounts/{account_id}/") and path.endswith(("tokens", "oidc")):
         ids["account_id"] = t["svc_id"]
     url = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
@@ -114,9 +119,10 @@ def request_for(live: Live, t: dict, method: str, path: str, role: str) -> tuple
         "/api/me/access-log/{index}/appeal": {"statement": "t"},
         "/api/audit/appeals/{appeal_id}": {"status": "closed"},
         "/api/audit/alerts/{alert_id}": {"status": "acknowledged"},
+        "/api/levels/{name}": LEVEL,
     }
     params = {"/api/audit/proofs/inclusion": {"index": 0}, "/api/audit/proofs/consistency": {"first": 1, "second": 2}}
-    return url, bodies.get(path) if method == "POST" else None, params.get(path, {})
+    return url, bodies.get(path) if method in ("POST", "PUT") else None, params.get(path, {})
 
 
 def schema_routes(live: Live) -> list[tuple[str, str]]:

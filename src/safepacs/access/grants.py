@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from safepacs.access.context import Context
 from safepacs.access.errors import AccessError, Conflict, Forbidden, NotFound
 from safepacs.access.guard import require
+from safepacs.access.levels import grantable
 from safepacs.access.models import (
     Account,
     CareRelationship,
@@ -28,7 +29,7 @@ from safepacs.access.models import (
     Project,
     ProjectMember,
 )
-from safepacs.access.principal import CLINICAL_ROLES, LEVELS, Principal
+from safepacs.access.principal import CLINICAL_ROLES, Principal
 from safepacs.audit.events import CREATE, DELETE, SECURITY_ALERT, UPDATE
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
@@ -75,6 +76,12 @@ class Grants:
         if acct.role not in roles:
             raise Forbidden(f"this grant is only for accounts of role {' or '.join(roles)}")
         return acct
+
+    def _level(self, name: str, *, project: bool) -> str:
+        """A built-in or site level by name, checked against the registry as it is now:
+        unknown names, and levels not for this kind of access, are refused."""
+        with self.ctx.engine.connect() as conn:
+            return grantable(conn, name, project=project).name
 
     def _emit(self, who: Principal, action: str, route: str, reason: str, **detail: str | int) -> None:
         self.ctx.emit(SECURITY_ALERT, action, who=who, route=route, reason=reason, detail=detail)
@@ -125,9 +132,7 @@ class Grants:
                        level: str | None = None, starts_at: datetime | None = None) -> Created:
         route = "POST /api/projects"
         require(self.ctx, who, "project.manage", route=route)
-        level = level or self.ctx.policy.default("project_level")
-        if level not in LEVELS or level == "identified":
-            raise AccessError("a project's level must be pseudonymised, anonymised or deidentified")
+        level = self._level(level or self.ctx.policy.default("project_level"), project=True)
         if not CODE.match(code or ""):
             raise AccessError("project code must be 1-64 letters, digits, . _ -")
         if not purpose or len(purpose) > 256:
@@ -194,9 +199,7 @@ class Grants:
         """A third party's time-boxed access to named studies (default level anonymised)."""
         route = "POST /api/grants"
         require(self.ctx, who, "grant.manage", target_account=account_id, route=route)
-        level = level or self.ctx.policy.default("grant_level")
-        if level not in LEVELS:
-            raise AccessError("unknown level")
+        level = self._level(level or self.ctx.policy.default("grant_level"), project=False)
         if not study_uids:
             raise AccessError("a grant names at least one study")
         uids = sorted({_uid(u) for u in study_uids})

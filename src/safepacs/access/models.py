@@ -19,11 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from safepacs.access.principal import LEVELS, ROLES
+from safepacs.access.principal import ROLES
 from safepacs.index.models import Base
 
 _ROLE_CHECK = "role IN (" + ", ".join(f"'{r}'" for r in ROLES) + ")"
-_LEVEL_CHECK = "level IN (" + ", ".join(f"'{lv}'" for lv in LEVELS) + ")"
 
 
 class Account(Base):
@@ -106,12 +105,11 @@ class Project(Base):
     """An approved research project: purpose, masking level and an expiry."""
 
     __tablename__ = "access_projects"
-    __table_args__ = (CheckConstraint(_LEVEL_CHECK, name="ck_access_projects_level"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     purpose: Mapped[str] = mapped_column(String(256))
-    level: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(32))  # built-in or site level (access.levels checks)
     starts_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     created_by: Mapped[str] = mapped_column(String(64))
@@ -148,11 +146,10 @@ class Grant(Base):
     for a service account."""
 
     __tablename__ = "access_grants"
-    __table_args__ = (CheckConstraint(_LEVEL_CHECK, name="ck_access_grants_level"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_pk: Mapped[int] = mapped_column(ForeignKey("access_accounts.pk"), index=True)
-    level: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(32))  # built-in or site level (access.levels checks)
     all_studies: Mapped[bool] = mapped_column(Boolean, default=False)
     starts_at: Mapped[datetime] = mapped_column(DateTime)
     ends_at: Mapped[datetime] = mapped_column(DateTime)

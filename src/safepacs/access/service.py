@@ -27,6 +27,7 @@ from safepacs.access.breakglass import BreakGlassDesk
 from safepacs.access.context import Clock, Context, utc_now
 from safepacs.access.grants import Grants
 from safepacs.access.keyfile import load_keys
+from safepacs.access.levels import LevelDesk, exposes_identity
 from safepacs.access.models import Account, BreakGlass, CareRelationship, Grant, Project
 from safepacs.access.oidc import OidcConfig, OidcLogin
 from safepacs.access.policy import Policy, load
@@ -85,6 +86,8 @@ class AccessControl:
         self.grants = Grants(self.ctx)
         self.break_glass = BreakGlassDesk(self.ctx, self.auth)
         self.approvals = Approvals(self.ctx)
+        #: site-defined access levels (security administrator), beside the built-in ones
+        self.levels = LevelDesk(self.ctx)
         self.oidc = OidcLogin(oidc, self.ctx, self.auth) if oidc is not None else None
 
     # --- authentication -----------------------------------------------------------------
@@ -237,7 +240,7 @@ class AccessControl:
                 break
         if decision is None:
             return refused("no care relationship, project, grant or emergency access covers this study"), None
-        if action == "export" and decision.level == "identified" and not self.approvals.is_approved(
+        if action == "export" and exposes_identity(self.ctx.engine, decision.level) and not self.approvals.is_approved(
                 "export_identified", study_uid, who.account_id):
             return refused("exporting identified data needs an approved request"), None
         return decision, ends

@@ -14,7 +14,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -26,7 +27,9 @@ from safepacs.audit.events import EXECUTE, MINOR_FAILURE, SECURITY_ALERT
 
 T = TypeVar("T")
 Role = Literal[ROLES]  # type: ignore[valid-type]
-Level = Literal["identified", "pseudonymised", "anonymised", "deidentified"]
+#: a built-in or site level; checked against the level registry when the grant is made
+Level = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+LevelName = Annotated[str, PathParam(min_length=1, max_length=32)]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 Uid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)+$", max_length=64)]
 Pseudonym = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -371,6 +374,28 @@ def admin_router(access: AccessControl) -> APIRouter:
 
         _run(require, ctx, who, "policy.show", route="GET /api/policy")
         return access.policy.raw
+
+    # --- site access levels (security administrator; the admins read them) -----------------
+    @router.get("/levels", tags=["levels"])
+    def list_levels(who: Who) -> list[dict]:
+        """Built-in and site levels with their definitions (site ones: version, digest)."""
+        return _run(access.levels.list, who)
+
+    @router.get("/levels/{name}/history", tags=["levels"])
+    def level_history(name: LevelName, who: Who) -> list[dict]:
+        """Every change of one site level: who, when, the definition before and after."""
+        return _run(access.levels.history, who, name)
+
+    @router.put("/levels/{name}", tags=["levels"])
+    def put_level(name: LevelName, definition: Annotated[dict[str, Any], Body()], who: Who) -> dict:
+        """Define or replace a site level (the ``levels.json`` shape of one level); new
+        requests are rendered by it.  Built-in names are refused."""
+        return _run(access.levels.put, who, name, definition)
+
+    @router.delete("/levels/{name}", tags=["levels"])
+    def delete_level(name: LevelName, who: Who) -> dict:
+        """Delete a site level that no active project or grant uses (409 otherwise)."""
+        return _run(access.levels.delete, who, name)
 
     # --- break-glass ------------------------------------------------------------------------
     @router.post("/break-glass", status_code=201, tags=["break-glass"])

@@ -42,6 +42,7 @@ import pydicom
 from pydicom import Dataset
 from sqlalchemy import Engine, select
 
+from safepacs.access.levels import LevelRegistry
 from safepacs.access.principal import Decision, Principal
 from safepacs.index.models import Instance, Patient, Series, Study
 from safepacs.render import display
@@ -49,7 +50,7 @@ from safepacs.render import render as rnd
 from safepacs.render.cache import RenderCache
 from safepacs.render.issuance import Issuances
 from safepacs.render.keys import RenderKeys
-from safepacs.render.levels import Level, load_levels
+from safepacs.render.levels import Level
 
 #: roles whose identifiers differ from the stored ones
 _OWN_SPACES = ("researcher", "third_party")
@@ -82,8 +83,7 @@ class _Space:
 
 class Masking:
     def __init__(self, access: Any, engine: Engine, keys_dir: Path, *, audit: Any,
-                 levels_file: Path | None = None, cache_dir: Path | None = None,
-                 cache_bytes: int = CACHE_BYTES) -> None:
+                 cache_dir: Path | None = None, cache_bytes: int = CACHE_BYTES) -> None:
         self.access = access
         self._engine = engine
         self.keys = RenderKeys.load(keys_dir)
@@ -94,7 +94,8 @@ class Masking:
             cache_bytes = int(cache_mb) << 20
         self.cache = RenderCache(self.keys.cache, max_bytes=cache_bytes,
                                  directory=cache_dir or _process_cache_dir(Path(keys_dir).parent / "cache"))
-        self.levels: dict[str, Level] = load_levels(levels_file)
+        #: built-in + site levels (the security administrator's, in the index database)
+        self.registry = LevelRegistry(engine)
         self.issuances = Issuances(engine, audit=audit)
         self._spaces: dict[int, _Space] = {}
         self._lock = threading.Lock()
@@ -105,8 +106,12 @@ class Masking:
         already audited for (a query's rows, identifier maps)."""
         return self.access.decide(principal, study_uid, action="read", audit=False)
 
+    @property
+    def levels(self) -> dict[str, Level]:
+        return self.registry.all()
+
     def level(self, decision: Decision) -> Level:
-        found = self.levels.get(decision.level or "")
+        found = self.registry.get(decision.level or "")
         if found is None:  # a level the site removed: fail closed
             raise LookupError("the decided access level is not defined")
         return found
@@ -137,7 +142,7 @@ class Masking:
         level = self.level(decision)
         if not self._cacheable(level):
             return None
-        return self.cache.get(sop_uid, level.name, self._partition(principal, decision, level),
+        return self.cache.get(sop_uid, level.cache_name, self._partition(principal, decision, level),
                               account=principal.account_id)
 
     def render_plain(self, principal: Principal, decision: Decision, stored: bytes, delta: bytes | None,
@@ -147,7 +152,7 @@ class Masking:
         plain = dataclasses.replace(level, watermark=False, private_mark=False)
         data = rnd.render_instance(stored, delta, plain, self.context(principal, decision))
         if self._cacheable(level):
-            self.cache.put(sop_uid, level.name, self._partition(principal, decision, level), data,
+            self.cache.put(sop_uid, level.cache_name, self._partition(principal, decision, level), data,
                            account=principal.account_id)
         return data
 
@@ -160,23 +165,26 @@ class Masking:
             return plain
         if not (level.watermark or level.private_mark):
             return plain
-        serial = self._issue(principal, decision, level, sop_uid, request_id)
-        ctx = self.context(principal, decision, serial=serial)
-        ds = _parse(plain)
-        try:
-            if level.watermark:
-                rnd.mark_pixels(ds, serial, ctx.watermark_key)  # type: ignore[arg-type]
-            if level.private_mark:
-                rnd.add_private_mark(ds, serial, ctx.watermark_key, ctx.now)  # type: ignore[arg-type]
-            fp = io.BytesIO()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds.save_as(fp, enforce_file_format=True)
-        except rnd.RenderError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - malformed values surface late; never echo them
-            raise rnd.RenderError(f"object cannot be marked ({exc.__class__.__name__})") from None
-        return fp.getvalue()
+
+        def marked(serial: int) -> bytes:
+            ctx = self.context(principal, decision, serial=serial)
+            ds = _parse(plain)
+            try:
+                if level.watermark:
+                    rnd.mark_pixels(ds, serial, ctx.watermark_key)  # type: ignore[arg-type]
+                if level.private_mark:
+                    rnd.add_private_mark(ds, serial, ctx.watermark_key, ctx.now)  # type: ignore[arg-type]
+                fp = io.BytesIO()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ds.save_as(fp, enforce_file_format=True)
+            except rnd.RenderError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - malformed values surface late; never echo them
+                raise rnd.RenderError(f"object cannot be marked ({exc.__class__.__name__})") from None
+            return fp.getvalue()
+
+        return self._issued(marked, principal, decision, level, sop_uid, request_id)
 
     def rendered_image(self, principal: Principal, decision: Decision, want: DisplayRequest, *, sop_uid: str,
                        plain: Callable[[], bytes], request_id: str = "") -> bytes:
@@ -186,7 +194,7 @@ class Masking:
         ``plain()`` gives the unmarked rendered object when it is not cached."""
         level = self.level(decision)
         part = self._partition(principal, decision, level)
-        slot = f"{level.name}|display|{want.frame}|{want.window}"
+        slot = f"{level.cache_name}|display|{want.frame}|{want.window}"
         cached = self.cache.get(sop_uid, slot, part, account=principal.account_id)
         if cached is not None:
             image = _unpack_image(cached)
@@ -198,10 +206,12 @@ class Masking:
                 raise ValueError("frame number out of range")
             image = display.to_display(ds, frame=want.frame, window=want.window)
             self.cache.put(sop_uid, slot, part, _pack_image(image), account=principal.account_id)
-        if level.watermark:
-            image = display.mark_display(image, self._issue(principal, decision, level, sop_uid, request_id),
-                                         self.keys.watermark)
-        return display.encode(image, want.fmt, want.quality)
+        if not level.watermark:
+            return display.encode(image, want.fmt, want.quality)
+        return self._issued(
+            lambda serial: display.encode(display.mark_display(image, serial, self.keys.watermark),
+                                          want.fmt, want.quality),
+            principal, decision, level, sop_uid, request_id)
 
     def render_object(self, principal: Principal, decision: Decision, stored: bytes, delta: bytes | None,
                       *, study_uid: str, sop_uid: str, request_id: str = "") -> bytes:
@@ -210,10 +220,17 @@ class Masking:
         return self.finish(principal, decision, plain, sop_uid=sop_uid, request_id=request_id)
 
     def invalidate(self, *, project: str | None = None, account: int | None = None,
-                   grant: int | None = None, instance: str | None = None) -> int:
+                   grant: int | None = None, instance: str | None = None, level: str | None = None,
+                   **_: object) -> int:
         """Drop cached renders of a project, read by an account, of a grant's UID space, or
-        of one instance (for the access layer's revoke and end paths)."""
+        of one instance (for the access layer's revoke and end paths).  A changed ``level``
+        is read again at once (renders of its older definition are keyed by that one, so
+        they are never served again and go with eviction)."""
         dropped = 0
+        if level is not None:
+            self.registry.forget()
+            with self._lock:
+                self._spaces.clear()  # identifier maps were built under the old rules
         if project is not None:
             dropped += self.cache.invalidate(project=f"project:{project}")
         if grant is not None:
@@ -225,11 +242,14 @@ class Masking:
             dropped += self.cache.invalidate(instance=instance)
         return dropped
 
-    def _issue(self, principal: Principal, decision: Decision, level: Level, sop_uid: str, request_id: str) -> int:
-        return self.issuances.issue(
-            account_id=principal.account_id, username=principal.username, role=principal.role,
+    def _issued(self, make: Callable[[int], bytes], principal: Principal, decision: Decision, level: Level,
+                sop_uid: str, request_id: str) -> bytes:
+        """``make(serial)``, run while the copy's issuance row is committed; returned only
+        once that row is durable, so every copy that leaves can be traced."""
+        return self.issuances.issued(
+            make, account_id=principal.account_id, username=principal.username, role=principal.role,
             instance_uid=sop_uid, level=level.name, request_id=request_id,
-            project=decision.project, purpose=decision.purpose)
+            project=decision.project, purpose=decision.purpose)[0]
 
     @staticmethod
     def _cacheable(level: Level) -> bool:

@@ -327,6 +327,9 @@ class Archive:
         vault = getattr(self, "_vault", None)
         if vault is not None:
             vault.close_all()  # overwrite the keys of open unseal windows
+        masking = getattr(self, "masking", None)
+        if masking is not None:
+            masking.issuances.close()  # rows of copies still being made, then the committer ends
         close_audit = getattr(self.audit, "close", None)
         if close_audit is not None:
             try:
@@ -744,15 +747,13 @@ class Archive:
         lastaccess.touch(self, row.study_uid)  # retention "from last access": a dict update
         if transfer_syntaxes is not None and row.transfer_syntax_uid not in transfer_syntaxes:
             raise NotAcceptable("the stored transfer syntax was not asked for")
-        try:
-            blob = self._store.get(row.object_blob)
-        except BlobNotFound:
-            raise IntegrityError("the stored object is missing from the blob store") from None
+        if decision.level != "deidentified" or display is not None:
+            # the stored object is read only when no cached render serves the request
+            return self._read_masked(principal, decision, row, sop_uid, frame,
+                                     display=display, header_only=header_only, request_id=request_id)
+        blob = self._blob(row.object_blob)
         key = self._data_key(row.study_uid)
         context = b"object\x00" + sop_uid.encode()
-        if decision.level != "deidentified" or display is not None:
-            return self._read_masked(principal, decision, row, sop_uid, key, blob, frame,
-                                     display=display, header_only=header_only, request_id=request_id)
         try:
             if frame is None:
                 return crypto.unseal(key, blob, context)
@@ -770,7 +771,7 @@ class Archive:
         return out
 
     def _read_masked(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
-                     key: bytes, blob: bytes, frame: Callable[[int], tuple[bytes, bytes]] | None, *,
+                     frame: Callable[[int], tuple[bytes, bytes]] | None, *,
                      display: DisplayRequest | None = None, header_only: bool = False,
                      request_id: str = "") -> bytes:
         """The object rendered for the caller's level (identity re-applied, re-keyed, or cut
@@ -778,7 +779,7 @@ class Archive:
         the sealed cache when there (the grant was checked above, for this request)."""
         def plain() -> bytes:
             cached = self.masking.cached(principal, decision, sop_uid)
-            return cached if cached is not None else self._render_plain(principal, decision, row, sop_uid, key, blob)
+            return cached if cached is not None else self._render_plain(principal, decision, row, sop_uid)
 
         if display is not None:
             return self.masking.rendered_image(principal, decision, display, sop_uid=sop_uid, plain=plain,
@@ -790,8 +791,15 @@ class Archive:
         prefix, suffix = frame(len(data))
         return b"".join((prefix, data, suffix))
 
-    def _render_plain(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
-                      key: bytes, blob: bytes) -> bytes:
+    def _blob(self, name: str) -> bytes:
+        try:
+            return self._store.get(name)
+        except BlobNotFound:
+            raise IntegrityError("the stored object is missing from the blob store") from None
+
+    def _render_plain(self, principal: Principal, decision: Decision, row: object, sop_uid: str) -> bytes:
+        blob = self._blob(row.object_blob)  # type: ignore[attr-defined]
+        key = self._data_key(row.study_uid)  # type: ignore[attr-defined]
         try:
             stored = crypto.unseal(key, blob, b"object\x00" + sop_uid.encode())
             delta = None
@@ -879,7 +887,7 @@ class Archive:
         study_uid = tables["studies"].study_uid
         decision = self.masking.listing_decision(principal, study_uid, memo)
         original = None
-        if decision.level == "identified":
+        if decision.level == "identified" or self.masking.level(decision).header == "original":
             if not identities:
                 identities.append(self._identity_cache())
             ids = identities[0].get(patient.pk)

@@ -73,9 +73,17 @@ def _config() -> Config:
 def head_revision() -> str:
     """The newest revisions, joined by "+": each feature's tables hang off the initial
     schema as their own branch, so features migrate independently of each other."""
-    heads = ScriptDirectory.from_config(_config()).get_heads()
+    script = ScriptDirectory.from_config(_config())
+    # a revision another one depends on (``depends_on``) leaves the version table when that
+    # one is applied, as an ancestor would: it is no head of a migrated database
+    needed = {dep for rev in script.walk_revisions() for dep in _names(rev.dependencies)}
+    heads = [h for h in script.get_heads() if h not in needed]
     assert heads
     return "+".join(sorted(heads))
+
+
+def _names(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value or ())
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -132,6 +132,7 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     can_see_identity: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+import safepacs.access.level_models  # noqa: E402,F401
 import safepacs.access.models  # noqa: E402,F401
 import safepacs.audit.models  # noqa: E402,F401
 import safepacs.render.models  # noqa: E402,F401

@@ -2,9 +2,11 @@
 
 A level is a small set of rules, one per part of the object, so that one renderer serves
 every level and a site can add levels (edited by the security administrator) without
-code.  The built-ins live in ``render/data/levels.json``; site levels in a file of the same
-shape.  Loading validates everything and refuses what it does not understand: an unknown
-key or value could otherwise widen what a reader sees (fail closed).
+code.  The built-ins live in ``render/data/levels.json``; site levels, of the same shape, in
+the index database (``safepacs.access.levels``: versioned, audited, security administrator
+only), or in a file for ``load_levels``.  Loading validates everything and refuses what it
+does not understand: an unknown key or value could otherwise widen what a reader sees (fail
+closed).
 
 Rules (``header`` decides which others are allowed):
 
@@ -58,6 +60,13 @@ class Level:
     keep: tuple[str, ...] | None = None
     empty: tuple[str, ...] = ()
     description: str = ""
+    #: which definition this is ("" for built-ins; for site levels "<version>:<digest>"):
+    #: part of every render cache key, so a changed level never serves an older copy
+    version: str = ""
+
+    @property
+    def cache_name(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else self.name
 
     @property
     def needs_delta(self) -> bool:
