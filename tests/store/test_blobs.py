@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from safepacs.store import blobs
 from safepacs.store.blobs import (
     BlobNotFound,
     LocalStore,
@@ -81,3 +83,66 @@ def test_local_store_failed_put_removes_what_it_wrote_and_spares_existing_blobs(
     assert sorted(store.names()) == [b]  # a, already written, was removed again
     assert bytes(store.get(b)) == b"someone else's blob"
 
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize(
+    "size",
+    [blobs.DIRECT_MIN - 1, blobs.DIRECT_MIN, 3 * 4096, 2 * blobs._CHUNK + 777, blobs._CHUNK],
+)
+def test_big_blobs_come_back_exactly_whichever_way_they_are_written(tmp_path: Path, direct: bool, size: int):
+    store = LocalStore(tmp_path, direct=direct)
+    data = os.urandom(size)
+    cut = size // 3 + 1  # parts that end off any alignment
+    (a, b) = new_names("obj", "dlt")
+    store.put_many([(a, (data[:cut], memoryview(data)[cut:])), (b, bytearray(data))])
+    for name in (a, b):
+        assert (tmp_path / name).stat().st_size == size  # no alignment padding left behind
+        assert bytes(store.get(name)) == data
+        assert (tmp_path / name).stat().st_mode & 0o077 == 0
+
+
+def test_big_blobs_go_through_o_direct_where_the_file_system_takes_it(tmp_path: Path, monkeypatch):
+    calls = []
+    real = blobs._write_direct
+    monkeypatch.setattr(blobs, "_write_direct", lambda fd, views: calls.append(fd) or real(fd, views))
+    store = LocalStore(tmp_path)
+    (name,) = new_names("obj")
+    data = os.urandom(blobs.DIRECT_MIN + 1)
+    store.put(name, data)
+    assert bytes(store.get(name)) == data
+    if store.direct:  # the file system took O_DIRECT
+        assert len(calls) == 1
+    small = new_names("dlt")[0]
+    store.put(small, b"delta")  # small blobs never do
+    assert len(calls) <= 1
+
+
+def test_a_file_system_refusing_o_direct_midway_gets_a_whole_buffered_blob(tmp_path: Path, monkeypatch):
+    def half_then_refuse(fd: int, views: list) -> None:  # type: ignore[type-arg]
+        os.write(fd, b"\0" * 8192)  # something already on disk
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(blobs, "_write_direct", half_then_refuse)
+    store = LocalStore(tmp_path, direct=True)
+    store.direct = True  # even where the platform has no O_DIRECT: the fallback is tested
+    monkeypatch.setattr(blobs, "_set_direct", lambda fd, on: None)
+    (name,) = new_names("obj")
+    data = os.urandom(blobs.DIRECT_MIN * 2 + 5)
+    store.put(name, data)
+    assert bytes(store.get(name)) == data and (tmp_path / name).stat().st_size == len(data)
+    assert store.direct is False  # and it stops trying
+
+
+def test_other_write_errors_fail_the_put_and_leave_nothing(tmp_path: Path, monkeypatch):
+    def disk_full(fd: int, views: list) -> None:  # type: ignore[type-arg]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blobs, "_write_direct", disk_full)
+    monkeypatch.setattr(blobs, "_set_direct", lambda fd, on: None)
+    store = LocalStore(tmp_path)
+    store.direct = True
+    (name,) = new_names("obj")
+    with pytest.raises(OSError):
+        store.put(name, os.urandom(blobs.DIRECT_MIN))
+    assert list(store.names()) == []

@@ -1,10 +1,21 @@
+import hashlib
 import os
 from pathlib import Path
 
+import blake3
 import pytest
 
+from safepacs.store import erasure
 from safepacs.store.blobs import BlobNotFound, LocalStore, new_names, open_store
-from safepacs.store.split import SplitError, SplitStore, open_split, split_url
+from safepacs.store.split import (
+    MAGIC_V1,
+    MAGIC_V2,
+    SplitError,
+    SplitStore,
+    open_split,
+    pack_shards,
+    split_url,
+)
 
 
 def nodes(root: Path, n: int = 5) -> list[LocalStore]:
@@ -119,3 +130,79 @@ def test_split_over_s3_and_local_mix(tmp_path, s3_url):
     store.nodes[0].delete(name)
     store.nodes[1].delete(name)
     assert store.get(name) == data
+
+
+def _write_v1(split: SplitStore, name: str, data: bytes) -> None:
+    """A blob as the first shard format wrote it (SHA-256 shard hashes)."""
+    for node, shard in zip(split.nodes, pack_shards(data, split.k, split.n, version=1), strict=True):
+        node.put(name, shard)
+
+
+def test_shards_written_now_carry_blake3_hashes(split):
+    data = os.urandom(40_000)
+    (name,) = new_names("obj")
+    split.put(name, data)
+    for i, node in enumerate(split.nodes):
+        raw = bytes(node.get(name))
+        assert raw.startswith(MAGIC_V2)
+        body = raw[-erasure.shard_size(len(data), 3) :]
+        assert blake3.blake3(body).digest() in raw[: len(raw) - len(body)]
+        assert i == raw[10]  # shard number in the header
+
+
+def test_first_format_blobs_still_read_scrub_and_repair_in_their_own_format(split):
+    data = os.urandom(70_001)
+    (name,) = new_names("obj")
+    _write_v1(split, name, data)
+    assert split.get(name) == data
+    split.nodes[1].delete(name)
+    corrupt(split.nodes[3], name)
+    assert split.get(name) == data
+    assert split.scrub() == {name: [1, 3]}
+    assert split.repair(name) == [1, 3]
+    assert split.scrub() == {}
+    for node in split.nodes:  # repaired shards match the surviving v1 manifests
+        raw = bytes(node.get(name))
+        assert raw.startswith(MAGIC_V1)
+        body = raw[-erasure.shard_size(len(data), 3) :]
+        assert hashlib.sha256(body).digest() in raw[: len(raw) - len(body)]
+
+
+def test_a_shard_with_the_other_versions_magic_does_not_count(split):
+    data = os.urandom(10_000)
+    (name,) = new_names("obj")
+    split.put(name, data)
+    for i in (0, 1, 2):  # relabel three v2 shards as v1: their hashes no longer verify
+        path = split.nodes[i].root / name
+        raw = path.read_bytes()
+        path.unlink()
+        path.write_bytes(MAGIC_V1 + raw[len(MAGIC_V1) :])
+    with pytest.raises(SplitError):
+        split.get(name)
+
+
+class CountingNode:
+    """A node that records which blobs were read from it."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        self.inner, self.reads = inner, 0
+
+    def __getattr__(self, attr):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, attr)
+
+    def get(self, name: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return self.inner.get(name)
+
+
+def test_a_healthy_read_touches_only_the_k_data_shards_and_a_damaged_one_all(tmp_path):
+    counted = [CountingNode(n) for n in nodes(tmp_path)]
+    store = SplitStore(counted, 3)  # type: ignore[arg-type]
+    data = os.urandom(60_000)
+    (name,) = new_names("obj")
+    store.put(name, data)
+    assert store.get(name) == data
+    assert [c.reads for c in counted] == [1, 1, 1, 0, 0]
+    corrupt(counted[1].inner, name)
+    assert store.get(name) == data  # the bad data shard sends the read to the parity shards
+    assert [c.reads for c in counted][3:] == [1, 1]

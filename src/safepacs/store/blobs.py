@@ -7,8 +7,11 @@ index row afterwards and still survive a crash at any point (see ``archive.recov
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
+import queue
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +22,26 @@ from urllib.parse import parse_qs, unquote, urlparse
 from safepacs.errors import SafepacsError
 
 _TMP = ".tmp"
-_HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="safepacs-blob")
+#: folder fsyncs and second blobs of a put_many, alongside the caller's own write: they
+#: wait on the disk, and several puts run at once (a split store's n node writes each)
+_HELPERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="safepacs-blob")
+
+#: What ``put`` takes: one bytes-like object, or a tuple of them stored back to back (so a
+#: shard's header and body reach the disk without first being joined into a copy).
+Blob = bytes | bytearray | memoryview | tuple[bytes | bytearray | memoryview, ...]
+
+#: Blobs at least this big are written with O_DIRECT from a page-aligned staging buffer: the
+#: device reads them straight from it instead of the kernel copying them into the page cache
+#: and writing them back at fsync.  Measured on the target VM: 3-4x the durable write speed of
+#: a buffered write + fsync, and steady where buffered writes stall behind writeback.  fsync
+#: still follows (file size, block allocation, the device's own cache), so durability is
+#: unchanged.  Smaller blobs (identity deltas) gain nothing from it and stay buffered.
+DIRECT_MIN = 256 * 1024
+_ALIGN = 4096  # covers 512- and 4096-byte logical blocks
+_CHUNK = 4 << 20
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_STAGING: queue.Queue[mmap.mmap] = queue.Queue(maxsize=8)
+_WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
 
 
 class StoreError(SafepacsError):
@@ -33,11 +55,11 @@ class BlobNotFound(StoreError):
 class BlobStore(Protocol):
     """Where sealed blobs live."""
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Blob) -> None:
         """Store ``data`` durably under ``name`` (returns only when it would survive a crash)."""
         ...
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+    def put_many(self, items: list[tuple[str, Blob]]) -> None:
         """Store several blobs durably (one folder sync when they share a folder)."""
         ...
 
@@ -84,10 +106,14 @@ class LocalStore:
     a name no index row holds yet (the archive commits rows only after ``put_many``
     returned), and crash recovery removes exactly those: no temporary file and rename is
     needed, which saves a journal commit per blob.  ``ROOT/.tmp`` is still cleaned (older
-    versions wrote there)."""
+    versions wrote there).
 
-    def __init__(self, root: Path) -> None:
+    Big blobs are written with O_DIRECT (see :data:`DIRECT_MIN`) where the file system
+    allows it; ``direct=False``, or a file system that refuses it, gives buffered writes."""
+
+    def __init__(self, root: Path, *, direct: bool = True) -> None:
         self.root = Path(root)
+        self.direct = direct and bool(_O_DIRECT)
         (self.root / _TMP).mkdir(parents=True, exist_ok=True)
         # All 256 folders up front, with one sync of the root: created lazily, the first blob
         # of each folder paid an extra serial fsync of the root.
@@ -103,10 +129,10 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         return self.root / _check_name(name)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Blob) -> None:
         self.put_many([(name, data)])
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+    def put_many(self, items: list[tuple[str, Blob]]) -> None:
         if not items:
             return
         finals = [self._path(name) for name, _ in items]
@@ -126,10 +152,10 @@ class LocalStore:
         # and the first blob are all made durable at once: helper threads take the first two,
         # this thread the first blob, and the file system commits them together.
         side = [_HELPERS.submit(fsync_dir, folder) for folder in folders]
-        side += [_HELPERS.submit(_write_fd, fd, data) for (_, data), (_, fd) in zip(items[1:], fds[1:], strict=True)]
+        side += [_HELPERS.submit(self._write, fd, data) for (_, data), (_, fd) in zip(items[1:], fds[1:], strict=True)]
         errors: list[BaseException] = []
         try:
-            _write_fd(fds[0][1], items[0][1])
+            self._write(fds[0][1], items[0][1])
         except BaseException as exc:
             errors.append(exc)
         for future in side:
@@ -150,9 +176,14 @@ class LocalStore:
             with open(self._path(name), "rb") as fh:
                 if os.fstat(fh.fileno()).st_size == 0:
                     return b""
-                return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # type: ignore[return-value]
+                mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise BlobNotFound("blob not found") from None
+        # The whole blob is about to be read (decrypted, hashed): ask for it in one go rather
+        # than page fault by page fault (about 1.3x on a cold read here).
+        if _WILLNEED is not None:
+            mapped.madvise(_WILLNEED)
+        return mapped  # type: ignore[return-value]
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
@@ -177,12 +208,79 @@ class LocalStore:
     def healthy(self) -> bool:
         return os.access(self.root / _TMP, os.W_OK)
 
+    def _write(self, fd: int, data: Blob) -> None:
+        """All of ``data`` into the new, empty file ``fd``, then fsync."""
+        views = _views(data)
+        if self.direct and sum(v.nbytes for v in views) >= DIRECT_MIN:
+            try:
+                _set_direct(fd, True)
+                _write_direct(fd, views)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # The file system refuses direct I/O (tmpfs, some network or FUSE mounts) or
+                # its alignment: start the file over, buffered, and stop trying here.
+                self.direct = False
+                _set_direct(fd, False)
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                _write_buffered(fd, views)
+        else:
+            _write_buffered(fd, views)
+        os.fsync(fd)
 
-def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+
+def _views(data: Blob) -> list[memoryview]:
+    return [memoryview(p).cast("B") for p in (data if isinstance(data, tuple) else (data,))]
+
+
+def _write_buffered(fd: int, views: list[memoryview]) -> None:
+    for view in views:
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _set_direct(fd: int, on: bool) -> None:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+
+
+def _write_direct(fd: int, views: list[memoryview]) -> None:
+    """Copy ``views`` chunk by chunk into an aligned staging buffer and write each chunk
+    with O_DIRECT; the last chunk is zero-padded to the alignment and the file cut back to
+    the blob's size (before the caller's fsync, so the padding never counts as data)."""
+    try:
+        stage = _STAGING.get_nowait()
+    except queue.Empty:
+        stage = mmap.mmap(-1, _CHUNK)  # anonymous: page-aligned
+    try:
+        buf = memoryview(stage)
+        fill = offset = 0
+        for view in views:
+            while view:
+                n = min(view.nbytes, _CHUNK - fill)
+                buf[fill : fill + n] = view[:n]
+                fill, view = fill + n, view[n:]
+                if fill == _CHUNK:
+                    _pwrite_all(fd, buf, offset)
+                    offset, fill = offset + fill, 0
+        if fill:
+            padded = -(-fill // _ALIGN) * _ALIGN
+            buf[fill:padded] = bytes(padded - fill)
+            _pwrite_all(fd, buf[:padded], offset)
+            if padded != fill:
+                os.ftruncate(fd, offset + fill)
+    finally:
+        try:
+            _STAGING.put_nowait(stage)
+        except queue.Full:
+            pass  # unmapped when the last view of it goes
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
     while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
 
 
 def _discard(fds: list[tuple[Path, int]]) -> None:
@@ -234,13 +332,14 @@ class S3Store:
     def _key(self, name: str) -> str:
         return self.prefix + _check_name(name)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: Blob) -> None:
+        body = b"".join(data) if isinstance(data, tuple) else bytes(data)
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(name), Body=bytes(data))
+            self._client.put_object(Bucket=self.bucket, Key=self._key(name), Body=body)
         except Exception as exc:  # botocore's many error types; never echo the payload
             raise StoreError(f"S3 put failed ({exc.__class__.__name__})") from None
 
-    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+    def put_many(self, items: list[tuple[str, Blob]]) -> None:
         for name, data in items:
             self.put(name, data)
 
