@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-import random
-import warnings
 
 import httpx
-import numpy as np
 import pydicom
 import pytest
 from sqlalchemy import select
@@ -22,10 +19,10 @@ from safepacs.archive.service import Archive
 from safepacs.audit.models import AuditEntry
 from safepacs.dicom.memio import to_bytes
 from safepacs.render.models import Issuance
-from safepacs.synth import make_dataset
-from safepacs.synth.pixels import radiograph
 from tests.access.http import serving
+from tests.api.test_levels import _chest
 from tests.people import person
+from tests.render.helpers import read
 
 KEEP = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "StudyDate",
         "Modality", "BodyPartExamined", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation",
@@ -38,19 +35,9 @@ MULTIPART = 'multipart/related; type="application/dicom"'
 
 
 def _image(seed: int, size: int = 256) -> bytes:
-    ds, _ = make_dataset(random.Random(seed), "CR", "ISO_IR 100", small=True)
-    ds.Rows = ds.Columns = size
-    ds.BitsStored, ds.HighBit = 12, 11
-    ds.BurnedInAnnotation = "NO"
+    ds = pydicom.dcmread(io.BytesIO(_chest(seed, size)))
     ds.BodyPartExamined = "CHEST"
-    ds.PixelData = radiograph(np.random.default_rng(seed), size, size, 12, False).tobytes()
     return to_bytes(ds)
-
-
-def _read(data: bytes) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(io.BytesIO(data))
 
 
 def _objects(r: httpx.Response) -> list[bytes]:
@@ -115,7 +102,7 @@ def test_third_party_gets_only_the_keep_list_of_the_site_level(site, teaching):
     with site.client(site.tp_token) as c:
         data = _objects(c.get(site.url(site.tp)))[0]
         meta = c.get(site.url(site.tp, "/metadata"))
-    ds = _read(data)
+    ds = read(data)
     assert {int(e.tag) for e in ds} <= _allowed(KEEP)
     assert {"Modality", "BodyPartExamined", "PixelData"} <= {e.keyword for e in ds}
     assert ds.BodyPartExamined == "CHEST" and ds.StudyDate == ""  # dates: remove
@@ -164,20 +151,20 @@ def test_invalid_definitions_are_refused_with_400_and_nothing_changes(site, teac
 def test_a_changed_level_reaches_the_next_response_not_a_cached_copy(site, teaching):
     url = site.url(site.tp)
     with site.client(site.tp_token) as c:
-        first = _read(_objects(c.get(url))[0])
+        first = read(_objects(c.get(url))[0])
         assert "BodyPartExamined" in first
         assert len(site.archive.masking.cache) > 0  # the render is cached under the old definition
         with site.client(site.sec_token) as sec:
             narrower = [k for k in KEEP if k != "BodyPartExamined"]
             r = sec.put("/api/levels/teaching", json=dict(TEACHING, keep=narrower))
         assert r.status_code == 200 and r.json()["changed"]
-        second = _read(_objects(c.get(url))[0])
+        second = read(_objects(c.get(url))[0])
         meta = c.get(url + "/metadata").json()[0]
         assert "BodyPartExamined" not in second and "00180015" not in meta
         assert {int(e.tag) for e in second} <= _allowed(narrower)
         with site.client(site.sec_token) as sec:  # and back: the wider list again
             assert sec.put("/api/levels/teaching", json=TEACHING).status_code == 200
-        assert "BodyPartExamined" in _read(_objects(c.get(url))[0])
+        assert "BodyPartExamined" in read(_objects(c.get(url))[0])
 
 
 def test_deleting_a_level_in_use_is_refused(site, teaching):
@@ -220,6 +207,6 @@ def test_level_changes_are_in_the_audit_trail_without_phi(site, teaching):
     assert created and created[0]["user"] == "lvl-sec" and created[0]["outcome"] == 0
     refused = [e for e in entries if "level.manage" in e.get("reason", "")]
     assert {e["user"] for e in refused} >= {"lvl-sys", "lvl-aud"}
-    original = _read(_image(7))
+    original = read(_image(7))
     text = json.dumps(changes)
     assert str(original.PatientID) not in text and str(original.StudyInstanceUID) not in text

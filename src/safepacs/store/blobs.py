@@ -35,8 +35,10 @@ Blob = bytes | bytearray | memoryview | tuple[bytes | bytearray | memoryview, ..
 #: and writing them back at fsync.  Measured on the target VM: 3-4x the durable write speed of
 #: a buffered write + fsync, and steady where buffered writes stall behind writeback.  fsync
 #: still follows (file size, block allocation, the device's own cache), so durability is
-#: unchanged.  Smaller blobs (identity deltas) gain nothing from it and stay buffered.
-DIRECT_MIN = 256 * 1024
+#: unchanged.  Smaller blobs (identity deltas, CT and MR slices) stay buffered: they gain
+#: little, and written through the page cache they are read back from memory (a slice is
+#: often viewed just after it arrives; a direct write leaves it to a cold read).
+DIRECT_MIN = 2 << 20
 _ALIGN = 4096  # covers 512- and 4096-byte logical blocks
 _CHUNK = 4 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
