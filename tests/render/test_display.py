@@ -66,3 +66,14 @@ def test_colour_images_are_still_coded_whole():
     data = display.encode(rgb, "jpeg", 90)
     with Image.open(io.BytesIO(data)) as img:
         assert img.mode == "RGB" and img.size == (400, 600)
+
+
+@pytest.mark.parametrize("shape", [(2048, 2048), (1000, 700)])
+def test_marking_each_strip_on_its_thread_equals_marking_the_whole_image(shape):
+    key = b"q" * 32
+    image = _radiograph(*shape, seed=5)
+    by_strip = display.encode(image, "jpeg", 90, prepare=display.marker(77, key))
+    whole = display.encode(display.mark_display(image, 77, key), "jpeg", 90)
+    decoded = [np.asarray(Image.open(io.BytesIO(d))) for d in (by_strip, whole)]
+    assert np.array_equal(decoded[0], decoded[1])
+    assert not np.array_equal(decoded[0], _pillow(image, 90))  # the mark is there

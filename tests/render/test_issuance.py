@@ -18,7 +18,6 @@ from safepacs.dicom.memio import to_bytes
 from safepacs.index import db
 from safepacs.render.display import rendered
 from safepacs.render.issuance import Issuances, trace
-from safepacs.render.keys import RenderKeys
 from safepacs.render.levels import builtin_levels
 from safepacs.render.render import RenderContext, render_instance
 from safepacs.synth import make_dataset
@@ -40,8 +39,8 @@ def site(tmp_path):
     from safepacs.archive import Archive
 
     archive, _ = Archive.create(tmp_path / "data")
+    keys = archive.masking.keys  # wrapped by the archive's KEK, no key file
     archive.close()
-    keys = RenderKeys.load(tmp_path / "data" / "keys")
     engine = db.make_engine(f"sqlite:///{(tmp_path / 'data' / 'index.sqlite').resolve()}")
     yield tmp_path / "data", keys, Issuances(engine, audit=MemorySink())
     engine.dispose()

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom import Dataset
@@ -51,6 +51,9 @@ from safepacs.render.cache import RenderCache
 from safepacs.render.issuance import Issuances
 from safepacs.render.keys import RenderKeys
 from safepacs.render.levels import Level
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 
 #: roles whose identifiers differ from the stored ones
 _OWN_SPACES = ("researcher", "third_party")
@@ -82,18 +85,19 @@ class _Space:
 
 
 class Masking:
-    def __init__(self, access: Any, engine: Engine, keys_dir: Path, *, audit: Any,
+    def __init__(self, access: Any, engine: Engine, keys_dir: Path | SecretSource, *, audit: Any,
                  cache_dir: Path | None = None, cache_bytes: int = CACHE_BYTES) -> None:
         self.access = access
         self._engine = engine
-        self.keys = RenderKeys.load(keys_dir)
+        self.keys = RenderKeys.load(keys_dir)  # an archive's wrapped secret, or a bare folder's file
+        folder = Path(keys_dir) if isinstance(keys_dir, (str, os.PathLike)) else keys_dir.keys_dir
         #: rendered objects before marking, sealed; in the data dir beside the keys folder,
         #: one folder per process (a CLI export beside the server must not empty its cache)
         cache_mb = os.environ.get("SAFEPACS_RENDER_CACHE_MB", "")  # 0 turns caching off
         if cache_mb.isdigit():
             cache_bytes = int(cache_mb) << 20
         self.cache = RenderCache(self.keys.cache, max_bytes=cache_bytes,
-                                 directory=cache_dir or _process_cache_dir(Path(keys_dir).parent / "cache"))
+                                 directory=cache_dir or _process_cache_dir(folder.parent / "cache"))
         #: built-in + site levels (the security administrator's, in the index database)
         self.registry = LevelRegistry(engine)
         self.issuances = Issuances(engine, audit=audit)
@@ -208,9 +212,9 @@ class Masking:
             self.cache.put(sop_uid, slot, part, _pack_image(image), account=principal.account_id)
         if not level.watermark:
             return display.encode(image, want.fmt, want.quality)
-        return self._issued(
-            lambda serial: display.encode(display.mark_display(image, serial, self.keys.watermark),
-                                          want.fmt, want.quality),
+        return self._issued(  # each strip's thread marks its own rows, then codes them
+            lambda serial: display.encode(image, want.fmt, want.quality,
+                                          prepare=display.marker(serial, self.keys.watermark)),
             principal, decision, level, sop_uid, request_id)
 
     def render_object(self, principal: Principal, decision: Decision, stored: bytes, delta: bytes | None,

@@ -9,6 +9,7 @@ is far below what the eye sees on anatomy and survives JPEG at quality 75.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -92,23 +93,37 @@ def mark_display(image: np.ndarray, serial: int, key: bytes, *, amplitude: int =
     return cv2.subtract(cv2.add(np.ascontiguousarray(image), np.ascontiguousarray(up)), np.ascontiguousarray(down))
 
 
-def encode(image: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
-    """PNG (fast compression) or JPEG bytes of an 8-bit grey or RGB image."""
+#: a step applied to the image (or to each strip of it, given the strip's first row) just
+#: before coding: the watermark, so that each strip's thread marks its own rows
+Prepare = Callable[[np.ndarray], np.ndarray]
+
+
+def encode(image: np.ndarray, fmt: str = "png", quality: int = 90, *, prepare: Prepare | None = None) -> bytes:
+    """PNG (fast compression) or JPEG bytes of an 8-bit grey or RGB image, after
+    ``prepare`` (which must act on rows in whole watermark tiles: strips start at them)."""
     if fmt == "jpeg":
-        return encode_jpeg(image, quality)
+        return encode_jpeg(image, quality, prepare=prepare)
+    if prepare is not None:
+        image = prepare(image)
     buf = io.BytesIO()
     Image.fromarray(image, "RGB" if image.ndim == 3 else "L").save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 
-#: strips are cut at multiples of this many rows: 8 rows of 8x8 blocks, so each strip's
-#: restart markers (numbered modulo 8) continue the previous strip's without renumbering
-_STRIP_ROWS = 64
+def marker(serial: int, key: bytes) -> Prepare:
+    """The watermark of ``serial`` as a :data:`Prepare` step."""
+    return lambda image: mark_display(image, serial, key)
+
+
+#: strips are cut at multiples of this many rows: whole watermark tiles (the mark of a strip
+#: is then the mark of those rows of the whole image), and a multiple of 8 rows of 8x8
+#: blocks, so each strip's restart markers (numbered modulo 8) continue the previous ones
+_STRIP_ROWS = TILE
 _STRIP_MIN_ROWS = 512  # below this one strip is as fast
 _STRIPS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="safepacs-jpeg")
 
 
-def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int = 90, *, prepare: Prepare | None = None) -> bytes:
     """Baseline JPEG of an 8-bit grey or RGB image.  A grey image is coded by OpenCV's
     libjpeg-turbo, which lets go of the GIL (Pillow's in-memory encoder holds it); a large
     one as two strips on two threads, joined into one standard JPEG.
@@ -122,19 +137,21 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     strips' headers falls back to one encode.  A viewer waits about half as long."""
     if image.ndim != 2:
         buf = io.BytesIO()
-        Image.fromarray(image, "RGB").save(buf, "JPEG", quality=quality)
+        Image.fromarray(image if prepare is None else prepare(image), "RGB").save(buf, "JPEG", quality=quality)
         return buf.getvalue()
     rows = image.shape[0]
     if rows < _STRIP_MIN_ROWS:
-        return _grey_jpeg(image, quality)
+        return _grey_jpeg(image, quality, prepare=prepare)
     cut = rows // 2 // _STRIP_ROWS * _STRIP_ROWS
-    top = _STRIPS.submit(_grey_jpeg, image[:cut], quality, restart=True)
-    bottom = _grey_jpeg(image[cut:], quality, restart=True)
+    top = _STRIPS.submit(_grey_jpeg, image[:cut], quality, restart=True, prepare=prepare)
+    bottom = _grey_jpeg(image[cut:], quality, restart=True, prepare=prepare)
     joined = join_strips(top.result(), bottom, rows)
-    return joined if joined is not None else _grey_jpeg(image, quality)
+    return joined if joined is not None else _grey_jpeg(image, quality, prepare=prepare)
 
 
-def _grey_jpeg(image: np.ndarray, quality: int, *, restart: bool = False) -> bytes:
+def _grey_jpeg(image: np.ndarray, quality: int, *, restart: bool = False, prepare: Prepare | None = None) -> bytes:
+    if prepare is not None:
+        image = prepare(image)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     if restart:  # one restart interval = one row of 8x8 blocks
         params += [cv2.IMWRITE_JPEG_RST_INTERVAL, -(-image.shape[1] // 8)]
@@ -186,8 +203,8 @@ def rendered(ds: Dataset, *, serial: int | None, key: bytes | None, frame: int =
     """A marked PNG/JPEG of one frame; unmarked only when ``serial`` is None (levels
     without watermark)."""
     image = to_display(ds, frame=frame, window=window)
-    if serial is not None:
-        if not key:
-            raise ValueError("a watermark key is needed")
-        image = mark_display(image, serial, key)
-    return encode(image, fmt, quality)
+    if serial is None:
+        return encode(image, fmt, quality)
+    if not key:
+        raise ValueError("a watermark key is needed")
+    return encode(image, fmt, quality, prepare=marker(serial, key))

@@ -66,6 +66,10 @@ class TraceResult:
     detection: Detection | None
 
 
+#: compiled once: the statement runs for every copy that leaves
+_INSERT = insert(Issuance)
+
+
 class SerialTaken(Exception):
     """The drawn serial is already registered (draw again)."""
 
@@ -168,7 +172,7 @@ class Issuances:
             with conn.begin():
                 if conn.dialect.name == "postgresql":
                     conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                conn.execute(insert(Issuance), [row for row, _ in batch])
+                conn.execute(_INSERT, [row for row, _ in batch])
         except IntegrityError:
             if len(batch) > 1:  # find the row whose serial is taken; the others still go in
                 for one in batch:
