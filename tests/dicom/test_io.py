@@ -208,3 +208,19 @@ def test_meta_writer_matches_pydicom(drop):
         write_file_meta_info(DicomBytesIO(), copy.deepcopy(meta))
     with pytest.raises(theirs.type):
         write_meta(DicomBytesIO(), meta)  # the same refusal as pydicom's
+
+
+@pytest.mark.parametrize("chunk", [64, 700, 1500, 4096])
+def test_a_header_longer_than_the_first_read_is_parsed_from_the_file(monkeypatch, chunk):
+    """The header is parsed from one read of the file's start when it lies within it; cut
+    anywhere by that read (mid-element, mid-sequence), it is parsed from the file instead,
+    with the same result."""
+    import safepacs.dicom.io as dio
+
+    paths = [CT, Path(get_testdata_file("JPEG2000.dcm")), Path(get_testdata_file("MR_small.dcm"))]
+    whole = [read_header(p) for p in paths]
+    monkeypatch.setattr(dio, "_HEAD_CHUNK", chunk)
+    for path, ref in zip(paths, whole, strict=True):
+        got = read_header(path)
+        assert (got.pixel_start, got.pixel_end) == (ref.pixel_start, ref.pixel_end)
+        assert got.dataset == ref.dataset and got.dataset.file_meta == ref.dataset.file_meta

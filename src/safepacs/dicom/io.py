@@ -105,14 +105,7 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
     trailer), or None when the object needs the whole-object slow path (deflated, big
     endian, or encoded otherwise than its meta says).  Shared by files and in-memory objects.
     """
-    fh.seek(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(fh, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types on garbage; never leak values
-        raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
-    pos = fh.tell()
+    ds, pos, head = _parse_header(fh, size, name)
     meta = getattr(ds, "file_meta", None)
     tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if tsuid is None:
@@ -123,8 +116,10 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
         ds.original_encoding
     ) != (implicit, little):
         return None
-    fh.seek(0)
-    if _check_bytes(fh.read(pos), implicit, little, name):
+    if head is None:
+        fh.seek(0)
+        head = fh.read(pos)
+    if _check_bytes(head[:pos], implicit, little, name):
         return None
     _validate_header(ds, name)
     if pos >= size:
@@ -144,6 +139,36 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
         except Exception as exc:
             raise InvalidDicom(f"{name}: malformed data after the pixel data ({_why(exc)})") from None
     return ds, pos, end, trailer
+
+
+#: the header is parsed from this much of the file read at once, when it lies within: pydicom
+#: reading a file element by element asks the kernel for its position ~100 times a file
+_HEAD_CHUNK = 256 * 1024
+_PIXEL_GROUP_LE = b"\xe0\x7f"  # (7FE0,eeee) little endian: where stop_before_pixels stops
+
+
+def _parse_header(fh: BinaryIO, size: int, name: str) -> tuple[Dataset, int, bytes | None]:
+    """(dataset up to the pixel data, where it stopped, the bytes before it if read)."""
+    fh.seek(0)
+    chunk = fh.read(min(size, _HEAD_CHUNK))
+    for source in (io.BytesIO(chunk), None):
+        if source is None:  # the header runs past the chunk: parse from the file itself
+            fh.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(source or fh, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types on garbage; never leak values
+            if source is not None and len(chunk) < size:
+                continue  # perhaps only cut short by the chunk
+            raise InvalidDicom(f"{name}: malformed DICOM header ({_why(exc)})") from None
+        pos = (source or fh).tell()
+        whole = len(chunk) == size
+        if source is None:
+            return ds, pos, None
+        if whole or (pos + 4 <= len(chunk) and chunk[pos : pos + 2] == _PIXEL_GROUP_LE):
+            return ds, pos, chunk
+    raise AssertionError("unreachable")
 
 
 def _check_bytes(buf: bytes, implicit: bool, little: bool, name: str) -> bool:
