@@ -46,17 +46,19 @@ def _access(data_dir: Path, *, audited: bool = False) -> AccessControl:
     from safepacs.access.service import AccessControl
     from safepacs.config import Settings
     from safepacs.index import db
+    from safepacs.store.service_keys import open_secrets
 
     try:
         settings = Settings.load(data_dir, database_url=os.environ.get("SAFEPACS_DATABASE_URL"))
         engine = db.make_engine(settings.database_url)
         db.ensure_schema(engine)
+        keys = open_secrets(settings, engine)  # the access key is wrapped by the archive's KEK
         audit = None
         if audited:
             from safepacs.archive.service import open_audit
 
-            audit = open_audit(engine, settings)
-        return AccessControl(engine, Path(data_dir) / "keys", audit=audit)
+            audit = open_audit(engine, settings, keys=keys)
+        return AccessControl(engine, keys, audit=audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
 

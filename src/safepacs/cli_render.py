@@ -26,16 +26,20 @@ def trace(
     from safepacs.render.issuance import Issuances
     from safepacs.render.issuance import trace as run_trace
     from safepacs.render.keys import RenderKeys
+    from safepacs.store.service_keys import open_secrets
 
     if not image.is_file():
         console.print("[bold red]error:[/] image not found")
         raise typer.Exit(2)
+    engine = None
     try:
         settings = Settings.load(data_dir, database_url=database_url)
-        keys = RenderKeys.load(data_dir / "keys", create=False)
         engine = db.make_engine(settings.database_url)
         db.ensure_schema(engine)
+        keys = RenderKeys.load(open_secrets(settings, engine), create=False)  # wrapped by the KEK
     except SafepacsError as exc:
+        if engine is not None:
+            engine.dispose()
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     try:

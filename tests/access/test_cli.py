@@ -6,33 +6,27 @@ from datetime import timedelta
 
 from typer.testing import CliRunner
 
-from safepacs.access import bootstrap, totp
+from safepacs.access import totp
 from safepacs.access.context import utc_now
-from safepacs.access.service import AccessControl
+from safepacs.archive import Archive
 from safepacs.cli import app
-from safepacs.config import Settings
-from safepacs.index import db
 
 runner = CliRunner()
 NEW_PASSWORD = "a long admin passphrase"
 
 
 def _admin_ready(data_dir) -> tuple[str, str]:
-    """An archive's settings + schema, the three admins, the system admin past first login."""
-    data_dir.mkdir()
-    settings = Settings(data_dir=data_dir)
-    settings.save()
-    engine = db.make_engine(settings.database_url)
-    db.upgrade(engine)
-    created = bootstrap(engine, data_dir / "keys")
+    """An archive (its access key wrapped by the KEK), the three admins, the system admin
+    past first login."""
+    archive, created = Archive.create(data_dir)
     username, otp = created["system_admin"]
-    ac = AccessControl(engine, data_dir / "keys")
+    ac = archive.access
     setup = ac.auth.authenticate(ac.login(username, otp).setup_token, setup=True)
     ac.auth.change_password(setup, otp, NEW_PASSWORD)
     setup = ac.auth.authenticate(ac.login(username, NEW_PASSWORD).setup_token, setup=True)
     secret = ac.auth.enrol_totp(setup).split("secret=")[1].split("&")[0]
     ac.auth.confirm_totp(setup, totp.code_at(secret, utc_now() - timedelta(seconds=30)))
-    engine.dispose()
+    archive.close()
     return username, secret
 
 

@@ -19,7 +19,8 @@ def test_rotation_rewraps_every_key_and_old_kek_opens_nothing(archive, archive_d
     before = read_plain(arch, s.study_uid, s.sop_instance_uid)
     old = crypto.read_kek_file(archive_dir / "keys" / "kek.key")
     result = kek.rotate(arch)
-    assert result.rotated and result.keys_rewrapped == 3  # one study key, two site keys
+    # one study key; two site keys; the access, render and audit-signing secrets
+    assert result.rotated and result.keys_rewrapped == 6
     new = crypto.read_kek_file(archive_dir / "keys" / "kek.key")
     assert new.key_id == result.new_id != old.key_id
     assert (os.stat(archive_dir / "keys" / "kek.key").st_mode & 0o777) == 0o600

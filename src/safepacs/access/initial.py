@@ -4,6 +4,7 @@ one-time password that must be changed (and a second factor enrolled) at first l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -16,12 +17,16 @@ from safepacs.access.models import Account
 from safepacs.access.principal import ADMIN_ROLES
 from safepacs.audit.events import CREATE, SECURITY_ALERT, AuditEvent, AuditSink, LogSink
 
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
+
 USERNAMES = {"system_admin": "sysadmin", "security_admin": "secadmin", "security_auditor": "auditor"}
 
 
-def bootstrap(engine: Engine, keys_dir: Path, *, audit: AuditSink | None = None) -> dict[str, tuple[str, str]]:
-    """Create the access key file and the three administrators; returns
-    ``{role: (username, one_time_password)}`` to be shown once.  Refuses a second run."""
+def bootstrap(engine: Engine, keys_dir: Path | SecretSource, *, audit: AuditSink | None = None) -> dict[str, tuple[str, str]]:
+    """Create the access key (an archive's wrapped secret, or a bare folder's file) and the
+    three administrators; returns ``{role: (username, one_time_password)}`` to be shown
+    once.  Refuses a second run."""
     load_keys(keys_dir, create=True)
     sink = audit or LogSink()
     now = utc_now()

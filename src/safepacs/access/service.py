@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Engine, bindparam, false, select
 from sqlalchemy.orm import Session
@@ -48,6 +49,9 @@ from safepacs.audit.events import (
 )
 from safepacs.index.models import Patient, Study
 
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
+
 log = logging.getLogger(__name__)
 
 #: the table and column holding the end of each basis, and the detail key the anomaly rules
@@ -66,7 +70,7 @@ _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
 
 
 class AccessControl:
-    def __init__(self, engine: Engine, keys_dir: Path, *, audit: AuditSink | None = None,
+    def __init__(self, engine: Engine, keys_dir: Path | SecretSource, *, audit: AuditSink | None = None,
                  clock: Clock | None = None, policy: Policy | None = None,
                  oidc: OidcConfig | None = None, vip: Iterable[str] = (),
                  enrich: Callable[[str], PatientTokens] | None = None) -> None:

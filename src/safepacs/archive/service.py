@@ -74,7 +74,7 @@ from safepacs.index.models import (
     Study,
 )
 from safepacs.retention import lastaccess
-from safepacs.store import crypto
+from safepacs.store import crypto, service_keys
 from safepacs.store.blobs import BlobNotFound, BlobStore, S3Store, new_names, open_store
 
 log = logging.getLogger("safepacs.archive")
@@ -216,16 +216,17 @@ class Archive:
         #: open (its blobs in flight are not orphans), recovery then waits for a lone open
         self.recovery: RecoveryReport | None = None
         self._lock_fd: int | None = None
-        keys_dir = settings.data_dir / "keys"
+        #: the service's own secrets (access, render, audit signing), wrapped by the KEK
+        self.secrets = service_keys.WrappedSecrets(self._writer, lambda: self._kek, settings.data_dir / "keys")
         #: where every event goes: the tamper-evident log of the data dir
-        self.audit: AuditSink = open_audit(engine, settings)
+        self.audit: AuditSink = open_audit(engine, settings, keys=self.secrets)
         #: who may see what (issue "access control"); every decision is audited
-        self.access = AccessControl(engine, keys_dir, audit=self.audit, oidc=settings.oidc_config(),
+        self.access = AccessControl(engine, self.secrets, audit=self.audit, oidc=settings.oidc_config(),
                                     vip=settings.vip_patients)
         # the anomaly rules' patient side (family-name tokens from the identity cache)
         self.access.enrich = PatientFamilies(self.access.profiles.hasher, engine, self._identity_cache)
         #: what each reader gets (levels, re-keyed identifiers, watermarks)
-        self.masking = Masking(self.access, engine, keys_dir, audit=self.audit)
+        self.masking = Masking(self.access, engine, self.secrets, audit=self.audit)
         self.access.ctx.listeners.append(self.masking.invalidate)  # revoked access: drop its renders
 
     # --- lifecycle ----------------------------------------------------------------
@@ -280,7 +281,7 @@ class Archive:
         fcntl.flock(archive._lock_fd, fcntl.LOCK_SH)
         from safepacs.access import bootstrap
 
-        admins = bootstrap(engine, data_dir / "keys", audit=archive.audit)
+        admins = bootstrap(engine, archive.secrets, audit=archive.audit)
         return archive, admins
 
     @classmethod
@@ -300,7 +301,7 @@ class Archive:
         db.ensure_schema(engine)
         with Session(engine) as session:
             rows = {k.name: k for k in session.scalars(select(SiteKey))}
-        if set(rows) != {_DEID_KEY, _INDEX_KEY}:
+        if not {_DEID_KEY, _INDEX_KEY} <= set(rows):
             raise ArchiveError("the index database holds no archive keys (wrong --database-url?)")
         if any(r.kek_id != kek_provider.key_id for r in rows.values()):
             raise crypto.CryptoError(
@@ -309,6 +310,8 @@ class Archive:
             )
         deid_secret = kek_provider.unwrap(rows[_DEID_KEY].wrapped, b"site:" + _DEID_KEY.encode())
         index_key = kek_provider.unwrap(rows[_INDEX_KEY].wrapped, b"site:" + _INDEX_KEY.encode())
+        # key files of a data dir from before the service secrets were wrapped: import, shred
+        service_keys.upgrade(service_keys.WrappedSecrets(engine, lambda: kek_provider, settings.data_dir / "keys"))
         store = open_store(settings.store_url)
         archive = cls(settings, engine, store, kek_provider, Keys(deid_secret), IdentityIndex(index_key))
         archive._lock_fd, alone = _take_lock(settings.data_dir)
@@ -1036,11 +1039,12 @@ def _id_matches(query_value: str, value: str) -> bool:
     return query_value == value.strip()
 
 
-def open_audit(engine: Engine, settings: Settings) -> AuditSink:
+def open_audit(engine: Engine, settings: Settings, *, keys: service_keys.SecretSource | None = None) -> AuditSink:
     """The data dir's audit pipeline: anomaly rules, the tamper-evident log and its
-    witnesses, the syslog export (see :mod:`safepacs.audit.trail`)."""
+    witnesses, the syslog export (see :mod:`safepacs.audit.trail`).  ``keys``: the archive's
+    wrapped secrets (opened with the KEK from the settings when not given)."""
     from safepacs.audit.trail import Trail
 
     return Trail(engine, settings.data_dir, witness=settings.audit_witness,
                  syslog=settings.audit_syslog or None, vip=settings.vip_patients,
-                 organisation=settings.organisation)
+                 organisation=settings.organisation, keys=keys or service_keys.open_secrets(settings, engine))

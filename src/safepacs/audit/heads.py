@@ -1,24 +1,32 @@
 """Signed tree heads: the Ed25519 signing key, the signed message, checking a head.
 
 The signed bytes follow the C2SP checkpoint idea (origin line, size, base64 root) plus a
-timestamp, so a head cannot be replayed under another log or time.  The signing key lives
-in ``keys_dir/audit-signing.key`` (PKCS#8 PEM, mode 0600) and never leaves the service; the
-auditor gets ``audit-signing.pub`` and needs nothing else to verify.
+timestamp, so a head cannot be replayed under another log or time.  The signing key never
+leaves the service: an archive keeps its 32-byte seed wrapped by the KEK
+(:mod:`safepacs.store.service_keys`); a bare folder (the log used on its own, or a data dir
+from before, imported and shredded on open) holds ``audit-signing.key`` (PKCS#8 PEM, mode
+0600).  Either way the auditor gets ``keys/audit-signing.pub`` and needs nothing else.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from safepacs.errors import SafepacsError
 from safepacs.store import signing_keys
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 
 ORIGIN = b"safepacs-audit/v1"
 KEY_FILE = "audit-signing.key"
@@ -82,15 +90,57 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
-class Signer:
-    """Signs heads with the service's key, creating it (0600) on first use."""
+def new_secret() -> bytes:
+    """A new signing key's 32-byte seed."""
+    return Ed25519PrivateKey.generate().private_bytes_raw()
 
-    def __init__(self, keys_dir: Path) -> None:
-        keys_dir = Path(keys_dir)
-        try:
-            key = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUBLIC_FILE)
-        except signing_keys.SigningKeyError as exc:
-            raise AuditKeyError(str(exc)) from None
+
+def read_key_file(path: Path) -> bytes:
+    """The seed of the key in an ``audit-signing.key`` file (PKCS#8 PEM, mode 0600)."""
+    path = Path(path)
+    try:
+        if path.stat().st_mode & 0o077:
+            raise AuditKeyError(f"{path}: signing key must have mode 0600")
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise AuditKeyError(f"{path}: unreadable signing key ({exc.__class__.__name__})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditKeyError(f"{path}: not an Ed25519 key")
+    return key.private_bytes_raw()
+
+
+def _publish(public: Ed25519PublicKey, path: Path) -> None:
+    """Write the public PEM to ``path`` (0644) unless it is already there."""
+    pem = public_pem(public)
+    if path.exists() and path.read_bytes() == pem:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    tmp.write_bytes(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+class Signer:
+    """Signs heads with the service's key (an archive's wrapped secret, or the key file of a
+    bare folder), creating it on first use; publishes the public half as ``audit-signing.pub``."""
+
+    def __init__(self, keys: Path | SecretSource) -> None:
+        if isinstance(keys, (str, os.PathLike)):
+            keys_dir = Path(keys)
+            try:
+                key = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUBLIC_FILE)
+            except signing_keys.SigningKeyError as exc:
+                raise AuditKeyError(str(exc)) from None
+        else:
+            from safepacs.store.service_keys import AUDIT_SIGNING
+
+            seed = keys.secret(AUDIT_SIGNING, new_secret)
+            try:
+                key = Ed25519PrivateKey.from_private_bytes(seed)
+            except ValueError:
+                raise AuditKeyError("the audit signing key is malformed") from None
+            _publish(key.public_key(), keys.keys_dir / PUBLIC_FILE)
         self._key = key
         self.public_key = key.public_key()
         self.key_id = key_id(self.public_key)

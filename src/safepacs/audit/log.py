@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -28,6 +29,9 @@ from safepacs.audit.heads import SignedHead, Signer
 from safepacs.audit.models import AuditEntry, AuditHead, AuditNode
 from safepacs.audit.proofs import NODE_LEVEL, InclusionProof, TrailReader
 from safepacs.audit.witness import Witness
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 from safepacs.errors import SafepacsError
 
 RETENTION_DAYS_DEFAULT = 183  # at least six months; the trail itself is never deleted by safepacs
@@ -59,7 +63,7 @@ class AuditLog:
     def __init__(
         self,
         engine: Engine,
-        keys_dir: Path,
+        keys_dir: Path | SecretSource,
         *,
         sign_every: int = 1,
         witnesses: Sequence[Witness] = (),

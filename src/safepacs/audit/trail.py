@@ -14,6 +14,7 @@ import ssl
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,6 +23,9 @@ from safepacs.audit.anomaly import AlertStore, AnomalyEngine
 from safepacs.audit.events import AuditEvent
 from safepacs.audit.log import AuditLog
 from safepacs.audit.witness import FileWitness, SyslogWitness, Witness
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 
 log = logging.getLogger("safepacs.audit")
 
@@ -36,8 +40,10 @@ class Trail:
     """An AuditSink with the log's ``flush``/``close``/``public_key``."""
 
     def __init__(self, engine: Engine, data_dir: Path, *, witness: str = "",
-                 syslog: dict | None = None, vip: list[str] | None = None, organisation: str = "") -> None:
-        keys_dir = Path(data_dir) / "keys"
+                 syslog: dict | None = None, vip: list[str] | None = None, organisation: str = "",
+                 keys: SecretSource | None = None) -> None:
+        # the signing key: the archive's wrapped secret, else a key file in keys/ (bare use)
+        keys_dir: Path | SecretSource = keys if keys is not None else Path(data_dir) / "keys"
         witnesses: list[Witness] = [FileWitness(Path(witness) if witness else Path(data_dir) / WITNESS_FILE)]
         self.syslog = None
         if syslog:

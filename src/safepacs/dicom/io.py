@@ -143,7 +143,7 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
 
 #: the header is parsed from this much of the file read at once, when it lies within: pydicom
 #: reading a file element by element asks the kernel for its position ~100 times a file
-_HEAD_CHUNK = 256 * 1024
+_HEAD_CHUNK = 64 * 1024
 _PIXEL_GROUP_LE = b"\xe0\x7f"  # (7FE0,eeee) little endian: where stop_before_pixels stops
 
 

@@ -3,7 +3,8 @@
 
 Deleting a wrapped data key from the live index is not enough: an older copy of the index
 still holds it, wrapped under the KEK that is still in use.  Rotation re-wraps every key that
-remains (study data keys and site keys) under a new KEK in one transaction, then replaces
+remains (study data keys and site keys, the service's access, render and audit-signing
+secrets among them) under a new KEK in one transaction, then replaces
 the key file; the old KEK, and with it every wrapped copy of a destroyed key, is gone.
 
 Only a KEK held in a file can be rotated here (``env:`` KEKs are rotated by whoever sets
