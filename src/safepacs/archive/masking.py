@@ -420,4 +420,4 @@ def _unpack_image(data: bytes):  # noqa: ANN202
 
     rows, cols, channels = (int(v) for v in np.frombuffer(data[:12], dtype="<u4"))
     shape = (rows, cols, channels) if channels else (rows, cols)
-    return np.frombuffer(data[12:], dtype=np.uint8).reshape(shape)
+    return np.frombuffer(data, dtype=np.uint8, offset=12).reshape(shape)  # no copy

@@ -84,12 +84,13 @@ def mark_display(image: np.ndarray, serial: int, key: bytes, *, amplitude: int =
     """The 8-bit image (grey or RGB) with the watermark of ``serial``."""
     if image.dtype != np.uint8 or image.ndim != 2:
         return embed(image, serial, key, amplitude=amplitude, bounds=(0, 255))
-    # grey 8-bit (the common case): saturating adds, no wider temporary copy
+    # grey 8-bit (the common case): the tile's raised and lowered pixels repeated over the
+    # image and applied with saturating adds (OpenCV, without the GIL)
     pat = tile(key, serial)
-    reps = (-(-image.shape[0] // TILE), -(-image.shape[1] // TILE))
     rows, cols = image.shape
-    up = np.tile(np.where(pat > 0, amplitude, 0).astype(np.uint8), reps)[:rows, :cols]
-    down = np.tile(np.where(pat < 0, amplitude, 0).astype(np.uint8), reps)[:rows, :cols]
+    reps = (-(-rows // TILE), -(-cols // TILE))
+    up = cv2.repeat((pat > 0).astype(np.uint8) * amplitude, *reps)[:rows, :cols]
+    down = cv2.repeat((pat < 0).astype(np.uint8) * amplitude, *reps)[:rows, :cols]
     return cv2.subtract(cv2.add(np.ascontiguousarray(image), np.ascontiguousarray(up)), np.ascontiguousarray(down))
 
 
