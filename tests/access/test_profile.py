@@ -97,17 +97,24 @@ def test_decide_writes_the_anomaly_inputs_of_an_allowed_read(ac, make_user, stud
 
 
 def test_grant_reads_say_when_the_grant_ends_and_a_broken_enrich_is_survived(ac, make_user, studies, sink, caplog):  # noqa: F811
+    sysadm = make_user("sys", "system_admin")
     sec, tp = make_user("sec", "security_admin"), make_user("tp", "third_party")
     ends = T0 + timedelta(days=2)
     g = ac.grants.create_grant(sec.principal, tp.id, [studies["PSEUDO-B"][0]], ends_at=ends)
+    asked: list[str] = []
 
-    def broken(_: str) -> dict:
+    def broken(pseudonym: str) -> dict:
+        asked.append(pseudonym)
         raise RuntimeError("ZHANG")  # a message that must not reach the log
 
     ac.enrich = broken
+    assert ac.decide(tp.principal, studies["PSEUDO-B"][0]).allowed
+    assert asked == []  # no family name or address on file: nothing to compare, nothing asked
+    ac.profiles.set(sysadm.principal, tp.id, family_name=FAMILY)
     with caplog.at_level(logging.ERROR):
         assert ac.decide(tp.principal, studies["PSEUDO-B"][0]).allowed
     d = _reads(sink)[-1].detail
+    assert asked == ["PSEUDO-B"]
     assert d["grant"] == g.id and d["enrich"] == "failed" and "vip" not in d
     assert datetime.fromisoformat(d["grant_ends"]) == ends.replace(tzinfo=UTC)
     assert "ZHANG" not in caplog.text and "RuntimeError" in caplog.text

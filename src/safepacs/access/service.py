@@ -198,7 +198,9 @@ class AccessControl:
         if ends is not None:
             out[_ENDS[basis][2]] = ends.replace(tzinfo=UTC).isoformat(timespec="seconds")
         tokens: PatientTokens = {}
-        if self.enrich is not None:
+        # the patient's tokens are compared only with the reader's: a reader without a family
+        # name or address on file (a service account) has nothing to compare them with
+        if self.enrich is not None and (profile.family is not None or profile.address is not None):
             try:
                 tokens = self.enrich(patient)
             except Exception as exc:  # noqa: BLE001 - the decision stands; the event says so
