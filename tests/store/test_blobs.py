@@ -146,3 +146,17 @@ def test_other_write_errors_fail_the_put_and_leave_nothing(tmp_path: Path, monke
     with pytest.raises(OSError):
         store.put(name, os.urandom(blobs.DIRECT_MIN))
     assert list(store.names()) == []
+
+
+def test_a_file_store_url_can_turn_direct_writes_off(tmp_path: Path):
+    from safepacs.store.blobs import StoreError, open_store
+
+    assert open_store(f"file://{tmp_path}/a").direct == bool(blobs._O_DIRECT)
+    store = open_store(f"file://{tmp_path}/b?direct=0")
+    assert store.direct is False
+    data = os.urandom(blobs.DIRECT_MIN + 4097)
+    (name,) = new_names("obj")
+    store.put(name, data)
+    assert bytes(store.get(name)) == data
+    with pytest.raises(StoreError, match="direct"):
+        open_store(f"file://{tmp_path}/c?direct=yes")

@@ -393,7 +393,7 @@ class S3Store:
 
 
 def open_store(url: str) -> BlobStore:
-    """``file:///path`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``,
+    """``file:///path[?direct=0]`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``,
     or ``split:///?k=K&node=URL&node=URL...`` (erasure-coded over nodes, see ``store.split``).
 
     Without KEY:SECRET in the URL, boto3's usual sources apply (environment, profile).
@@ -404,7 +404,12 @@ def open_store(url: str) -> BlobStore:
 
         return open_split(url)
     if parsed.scheme == "file":
-        return LocalStore(Path(unquote(parsed.path)))
+        # ?direct=0: big blobs written through the page cache, for a site that views studies
+        # as they arrive and prefers those first reads from memory over store throughput
+        direct = {k: v[-1] for k, v in parse_qs(parsed.query).items()}.get("direct", "1")
+        if direct not in ("0", "1"):
+            raise StoreError("file store: direct must be 0 or 1")
+        return LocalStore(Path(unquote(parsed.path)), direct=direct == "1")
     if parsed.scheme == "s3" and parsed.hostname:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         return S3Store(
