@@ -45,10 +45,11 @@ def _open(data_dir: Path, database_url: str | None):  # type: ignore[no-untyped-
         raise _fail(str(exc)) from None
 
 
-def _signer(data_dir: Path):  # type: ignore[no-untyped-def]
+def _signer(archive):  # type: ignore[no-untyped-def]
+    """The certificate signer, its key wrapped by the archive's KEK."""
     from safepacs.retention.certificate import Signer
 
-    return Signer(Path(data_dir) / "keys")
+    return Signer(archive.secrets)
 
 
 def _vault(archive, data_dir: Path):  # type: ignore[no-untyped-def]
@@ -95,7 +96,7 @@ def retention_run(data_dir: DataDir, database_url: DatabaseUrl = None) -> None:
     archive = _open(data_dir, database_url)
     try:
         _vault(archive, data_dir)
-        report = shred.run(archive, signer=_signer(data_dir), audit=archive.audit)
+        report = shred.run(archive, signer=_signer(archive), audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -123,7 +124,7 @@ def retention_erase(data_dir: DataDir, study: Annotated[str, typer.Option(help="
         approvers = shred.approvers_from_access(archive._engine, study, valid_hours=valid)
         if not approvers:
             raise _fail("no approved erase_study request for this study", 1)
-        done = shred.destroy_study(archive, study, policy="erasure-request", signer=_signer(data_dir),
+        done = shred.destroy_study(archive, study, policy="erasure-request", signer=_signer(archive),
                                    approvers=approvers, erasure=True, audit=archive.audit)
     except SafepacsError as exc:
         raise _fail(str(exc), 1) from None
@@ -178,9 +179,9 @@ def retention_certificates(data_dir: DataDir, study: Annotated[str | None, typer
     archive = _open(data_dir, database_url)
     try:
         certs = shred.certificates(archive._engine, study)
+        public = _signer(archive).public_pem
     finally:
         archive.close()
-    public = _signer(data_dir).public_pem
     for cert, sig in certs:
         if sig:
             out.print(json.dumps(json.loads(export(cert, sig, public)), ensure_ascii=False), soft_wrap=True)

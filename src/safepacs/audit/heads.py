@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,18 +108,6 @@ def read_key_file(path: Path) -> bytes:
     return key.private_bytes_raw()
 
 
-def _publish(public: Ed25519PublicKey, path: Path) -> None:
-    """Write the public PEM to ``path`` (0644) unless it is already there."""
-    pem = public_pem(public)
-    if path.exists() and path.read_bytes() == pem:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    tmp.write_bytes(pem)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 class Signer:
     """Signs heads with the service's key (an archive's wrapped secret, or the key file of a
     bare folder), creating it on first use; publishes the public half as ``audit-signing.pub``."""
@@ -140,7 +127,7 @@ class Signer:
                 key = Ed25519PrivateKey.from_private_bytes(seed)
             except ValueError:
                 raise AuditKeyError("the audit signing key is malformed") from None
-            _publish(key.public_key(), keys.keys_dir / PUBLIC_FILE)
+            signing_keys.publish(key, keys.keys_dir / PUBLIC_FILE)
         self._key = key
         self.public_key = key.public_key()
         self.key_id = key_id(self.public_key)

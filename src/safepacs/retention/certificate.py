@@ -1,7 +1,10 @@
 """Destruction certificates: canonical JSON signed with the site's Ed25519 key.
 
-The signing key lives in KEYS_DIR/retention-signing.key (PKCS#8 PEM, mode 0600), created on
-first use; its public half beside it (``.pub``) is what a verifier needs.  A certificate names
+An archive keeps the signing key's seed wrapped by its KEK (:mod:`safepacs.store.service_keys`),
+created on first use; a bare folder (a component used on its own, or a data dir from before,
+whose file an archive imports and shreds on open) holds it as KEYS_DIR/retention-signing.key
+(PKCS#8 PEM, mode 0600).  The public half is published beside it (``.pub``): what a verifier
+needs.  A certificate names
 the study by de-identified UID and the patient by pseudonym only.
 """
 
@@ -10,14 +13,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from safepacs.errors import SafepacsError
 from safepacs.store import signing_keys
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 
 KEY_FILE = "retention-signing.key"
 PUB_FILE = "retention-signing.pub"
@@ -32,15 +40,38 @@ def canonical(doc: dict) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class Signer:
-    """Holds the site's signing key (loaded or created in ``keys_dir``)."""
+def new_secret() -> bytes:
+    """A new signing key's 32-byte seed."""
+    return Ed25519PrivateKey.generate().private_bytes_raw()
 
-    def __init__(self, keys_dir: Path) -> None:
-        keys_dir = Path(keys_dir)
-        try:
-            loaded = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUB_FILE)
-        except signing_keys.SigningKeyError as exc:
-            raise CertificateError(str(exc)) from None
+
+def read_key_file(path: Path) -> bytes:
+    """The seed of the key in a ``retention-signing.key`` file (PKCS#8 PEM, mode 0600)."""
+    try:
+        return signing_keys.load_or_create(Path(path), None, create=False).private_bytes_raw()
+    except signing_keys.SigningKeyError as exc:
+        raise CertificateError(str(exc)) from None
+
+
+class Signer:
+    """Holds the site's signing key: an archive's wrapped secret, or the key file of a bare
+    folder; created on first use, its public half published as ``retention-signing.pub``."""
+
+    def __init__(self, keys: Path | SecretSource) -> None:
+        if isinstance(keys, (str, os.PathLike)):
+            keys_dir = Path(keys)
+            try:
+                loaded = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUB_FILE)
+            except signing_keys.SigningKeyError as exc:
+                raise CertificateError(str(exc)) from None
+        else:
+            from safepacs.store.service_keys import RETENTION_SIGNING
+
+            try:
+                loaded = Ed25519PrivateKey.from_private_bytes(keys.secret(RETENTION_SIGNING, new_secret))
+            except ValueError:
+                raise CertificateError("the retention signing key is malformed") from None
+            signing_keys.publish(loaded, keys.keys_dir / PUB_FILE)
         self._key = loaded
         self.public_pem = signing_keys.public_pem(loaded)
         self.key_id = hashlib.sha256(self.public_pem).hexdigest()[:16]

@@ -25,7 +25,8 @@ class Scheduler:
         self._archive, self._interval, self._audit = archive, interval, audit
         #: the first run comes soon after start (a server restarted daily would otherwise never run it)
         self._first = min(interval, FIRST_RUN_S) if first_after is None else first_after
-        self._keys_dir = keys_dir or Path(archive.settings.data_dir) / "keys"  # type: ignore[attr-defined]
+        #: the archive's wrapped secrets (or, given, a bare keys folder)
+        self._signing_keys = keys_dir or archive.secrets  # type: ignore[attr-defined]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="safepacs-retention", daemon=True)
         self.runs = 0
@@ -39,7 +40,7 @@ class Scheduler:
 
     def run_once(self) -> shred.RunReport | None:
         try:
-            self.last = shred.run(self._archive, signer=Signer(self._keys_dir), audit=self._audit)
+            self.last = shred.run(self._archive, signer=Signer(self._signing_keys), audit=self._audit)
             if self.last.destroyed or self.last.failed:
                 _log.info("retention: %d destroyed, %d failed, %d held, kek rotated: %s",
                           len(self.last.destroyed), len(self.last.failed), len(self.last.held), self.last.kek_rotated)

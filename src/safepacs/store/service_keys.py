@@ -1,4 +1,4 @@
-"""The service's own secrets (access, render, audit signing), wrapped by the KEK.
+"""The service's own secrets (access, render, audit and certificate signing), wrapped by the KEK.
 
 They sit beside the de-identification and identity-index keys as ``site_keys`` rows, so a
 copy of the data dir without the KEK opens none of them, and KEK rotation re-wraps them with
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ACCESS = "access"
 RENDER = "render"
 AUDIT_SIGNING = "audit-signing"
+RETENTION_SIGNING = "retention-signing"
 #: suffix of a legacy key file renamed aside for shredding (its secret is already wrapped)
 SHRED_SUFFIX = ".shred"
 
@@ -105,15 +106,17 @@ class Legacy:
 
 
 def legacy_secrets() -> tuple[Legacy, ...]:
-    """The three service secrets, each with its old file format and its generator."""
+    """The service secrets, each with its old file format and its generator."""
     from safepacs.access import keyfile
     from safepacs.audit import heads
     from safepacs.render import keys as render_keys
+    from safepacs.retention import certificate
 
     return (
         Legacy(ACCESS, keyfile.KEY_FILE, keyfile.read_key_file, keyfile.new_secret),
         Legacy(RENDER, render_keys.KEY_FILE, render_keys.read_key_file, render_keys.new_secret),
         Legacy(AUDIT_SIGNING, heads.KEY_FILE, heads.read_key_file, heads.new_secret),
+        Legacy(RETENTION_SIGNING, certificate.KEY_FILE, certificate.read_key_file, certificate.new_secret),
     )
 
 

@@ -18,13 +18,16 @@ class SigningKeyError(SafepacsError):
     """A signing key file is unreadable, of the wrong kind, or open to others."""
 
 
-def load_or_create(path: Path, public_path: Path | None = None) -> Ed25519PrivateKey:
-    """The key in ``path``, created first if absent; ``public_path`` gets its public PEM.
+def load_or_create(path: Path, public_path: Path | None = None, *, create: bool = True) -> Ed25519PrivateKey:
+    """The key in ``path``, created first if absent (and ``create``); ``public_path`` gets
+    its public PEM.
 
     Creation writes aside and links into place, so two processes starting at once agree on
     one key and none reads half a file.  A key file readable by others is refused.
     """
     path = Path(path)
+    if not path.exists() and not create:
+        raise SigningKeyError(f"{path.name}: no such signing key file")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _create(path)
@@ -37,14 +40,21 @@ def load_or_create(path: Path, public_path: Path | None = None) -> Ed25519Privat
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{path}: not an Ed25519 key")
     if public_path is not None:
-        pem = public_pem(key)
-        public_path = Path(public_path)
-        if not public_path.exists() or public_path.read_bytes() != pem:
-            tmp = public_path.with_name(f"{public_path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-            tmp.write_bytes(pem)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, public_path)
+        publish(key, public_path)
     return key
+
+
+def publish(key: Ed25519PrivateKey, public_path: Path) -> None:
+    """Write the public PEM of ``key`` to ``public_path`` (0644, atomically) unless there."""
+    pem = public_pem(key)
+    public_path = Path(public_path)
+    if public_path.exists() and public_path.read_bytes() == pem:
+        return
+    public_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = public_path.with_name(f"{public_path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    tmp.write_bytes(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, public_path)
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:
