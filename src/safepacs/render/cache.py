@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import mmap
 import os
 import threading
 from collections import OrderedDict
@@ -93,19 +94,23 @@ class RenderCache:
             sealed = entry.sealed
             if sealed is None and self._dir is not None:
                 try:
-                    sealed = (self._dir / (entry.name + ".rc")).read_bytes()
-                except OSError:
+                    sealed = _map(self._dir / (entry.name + ".rc"))
+                except (OSError, ValueError):
                     self._drop(key)
                     return None
         try:
-            view = memoryview(sealed)  # type: ignore[arg-type]
-            # slicing the bytes copied the whole render first (a fresh 4 MB, page faults
-            # and all: most of a cached view's cost)
-            return self._aead.decrypt(view[:12], view[12:], self._aad(key))
+            # decrypted straight from the mapped file: reading it into a fresh bytes object
+            # and slicing off the nonce each cost a page-faulted 4 MB copy, ten times the
+            # decryption itself
+            with memoryview(sealed) as view:  # type: ignore[arg-type]
+                return self._aead.decrypt(view[:12], view[12:], self._aad(key))
         except InvalidTag:
             with self._lock:
                 self._drop(key)
             return None
+        finally:
+            if isinstance(sealed, mmap.mmap):
+                sealed.close()
 
     def invalidate(self, *, project: str | None = None, account: int | None = None,
                    instance: str | None = None) -> int:
@@ -135,3 +140,10 @@ class RenderCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _map(path: Path) -> mmap.mmap:
+    """A read-only map of a cache file (files are replaced whole, never changed in place, so
+    the map stays valid even if the entry is dropped meanwhile)."""
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)

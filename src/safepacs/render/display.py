@@ -84,14 +84,23 @@ def mark_display(image: np.ndarray, serial: int, key: bytes, *, amplitude: int =
     """The 8-bit image (grey or RGB) with the watermark of ``serial``."""
     if image.dtype != np.uint8 or image.ndim != 2:
         return embed(image, serial, key, amplitude=amplitude, bounds=(0, 255))
-    # grey 8-bit (the common case): the tile's raised and lowered pixels repeated over the
-    # image and applied with saturating adds (OpenCV, without the GIL)
+    return _apply_tiles(image, *_tiles(serial, key, amplitude))
+
+
+def _tiles(serial: int, key: bytes, amplitude: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's raised and lowered pixels, as 8-bit steps of ``amplitude``."""
     pat = tile(key, serial)
+    return (pat > 0).astype(np.uint8) * amplitude, (pat < 0).astype(np.uint8) * amplitude
+
+
+def _apply_tiles(image: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """Grey 8-bit (the common case): the tiles repeated over the image and applied with
+    saturating adds (OpenCV, without the GIL)."""
     rows, cols = image.shape
     reps = (-(-rows // TILE), -(-cols // TILE))
-    up = cv2.repeat((pat > 0).astype(np.uint8) * amplitude, *reps)[:rows, :cols]
-    down = cv2.repeat((pat < 0).astype(np.uint8) * amplitude, *reps)[:rows, :cols]
-    return cv2.subtract(cv2.add(np.ascontiguousarray(image), np.ascontiguousarray(up)), np.ascontiguousarray(down))
+    up = np.ascontiguousarray(cv2.repeat(up, *reps)[:rows, :cols])
+    down = np.ascontiguousarray(cv2.repeat(down, *reps)[:rows, :cols])
+    return cv2.subtract(cv2.add(np.ascontiguousarray(image), up), down)
 
 
 #: a step applied to the image (or to each strip of it, given the strip's first row) just
@@ -112,8 +121,16 @@ def encode(image: np.ndarray, fmt: str = "png", quality: int = 90, *, prepare: P
 
 
 def marker(serial: int, key: bytes) -> Prepare:
-    """The watermark of ``serial`` as a :data:`Prepare` step."""
-    return lambda image: mark_display(image, serial, key)
+    """The watermark of ``serial`` as a :data:`Prepare` step (its tile made once, for every
+    strip)."""
+    up, down = _tiles(serial, key, DISPLAY_AMPLITUDE)
+
+    def mark(image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim != 2:
+            return mark_display(image, serial, key)
+        return _apply_tiles(image, up, down)
+
+    return mark
 
 
 #: strips are cut at multiples of this many rows: whole watermark tiles (the mark of a strip

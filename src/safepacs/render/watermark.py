@@ -87,7 +87,7 @@ def tile(key: bytes, serial: int) -> np.ndarray:
     signs, role, bit = _layout(key)
     bits = payload_bits(key, serial)
     chips = np.where(role == 1, signs, signs * bits[np.maximum(bit, 0)])
-    return np.kron(chips, np.ones((CHIP, CHIP), np.float32))
+    return chips.repeat(CHIP, axis=0).repeat(CHIP, axis=1)
 
 
 @lru_cache(maxsize=16)
