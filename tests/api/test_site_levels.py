@@ -196,6 +196,9 @@ def test_unknown_or_unfit_level_at_grant_time_is_refused(site, teaching):
 
 
 def test_level_changes_are_in_the_audit_trail_without_phi(site, teaching):
+    for token in (site.sys_token, site.aud_token):  # refusals of this test's own (any order, any worker)
+        with site.client(token) as c:
+            assert c.put("/api/levels/audit-probe", json=TEACHING).status_code == 403
     site.archive.audit.flush()
     with site.archive.access.ctx.engine.connect() as conn:
         entries = [json.loads(bytes(e)) for e in conn.scalars(select(AuditEntry.entry).order_by(AuditEntry.idx))]
