@@ -14,13 +14,14 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
-from safepacs.api import create_app, multipart
+from safepacs.api import create_app
 from safepacs.archive.service import Archive
 from safepacs.audit.models import AuditEntry
 from safepacs.dicom.memio import to_bytes
 from safepacs.render.models import Issuance
 from tests.access.http import serving
 from tests.api.test_levels import _chest
+from tests.api.test_levels import objects as _objects
 from tests.people import person
 from tests.render.helpers import read
 
@@ -38,12 +39,6 @@ def _image(seed: int, size: int = 256) -> bytes:
     ds = pydicom.dcmread(io.BytesIO(_chest(seed, size)))
     ds.BodyPartExamined = "CHEST"
     return to_bytes(ds)
-
-
-def _objects(r: httpx.Response) -> list[bytes]:
-    assert r.status_code == 200, r.text[:200]
-    boundary, _ = multipart.boundary_of(r.headers["content-type"])
-    return [p.content for p in multipart.parse(r.content, boundary, max_part_bytes=1 << 30)]
 
 
 class Site:

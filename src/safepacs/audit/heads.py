@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,21 +112,12 @@ class Signer:
     bare folder), creating it on first use; publishes the public half as ``audit-signing.pub``."""
 
     def __init__(self, keys: Path | SecretSource) -> None:
-        if isinstance(keys, (str, os.PathLike)):
-            keys_dir = Path(keys)
-            try:
-                key = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUBLIC_FILE)
-            except signing_keys.SigningKeyError as exc:
-                raise AuditKeyError(str(exc)) from None
-        else:
-            from safepacs.store.service_keys import AUDIT_SIGNING
+        from safepacs.store.service_keys import AUDIT_SIGNING
 
-            seed = keys.secret(AUDIT_SIGNING, new_secret)
-            try:
-                key = Ed25519PrivateKey.from_private_bytes(seed)
-            except ValueError:
-                raise AuditKeyError("the audit signing key is malformed") from None
-            signing_keys.publish(key, keys.keys_dir / PUBLIC_FILE)
+        try:
+            key = signing_keys.load_signing_key(keys, AUDIT_SIGNING, KEY_FILE, PUBLIC_FILE, new_secret)
+        except signing_keys.SigningKeyError as exc:
+            raise AuditKeyError(str(exc)) from None
         self._key = key
         self.public_key = key.public_key()
         self.key_id = key_id(self.public_key)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,20 +57,12 @@ class Signer:
     folder; created on first use, its public half published as ``retention-signing.pub``."""
 
     def __init__(self, keys: Path | SecretSource) -> None:
-        if isinstance(keys, (str, os.PathLike)):
-            keys_dir = Path(keys)
-            try:
-                loaded = signing_keys.load_or_create(keys_dir / KEY_FILE, keys_dir / PUB_FILE)
-            except signing_keys.SigningKeyError as exc:
-                raise CertificateError(str(exc)) from None
-        else:
-            from safepacs.store.service_keys import RETENTION_SIGNING
+        from safepacs.store.service_keys import RETENTION_SIGNING
 
-            try:
-                loaded = Ed25519PrivateKey.from_private_bytes(keys.secret(RETENTION_SIGNING, new_secret))
-            except ValueError:
-                raise CertificateError("the retention signing key is malformed") from None
-            signing_keys.publish(loaded, keys.keys_dir / PUB_FILE)
+        try:
+            loaded = signing_keys.load_signing_key(keys, RETENTION_SIGNING, KEY_FILE, PUB_FILE, new_secret)
+        except signing_keys.SigningKeyError as exc:
+            raise CertificateError(str(exc)) from None
         self._key = loaded
         self.public_pem = signing_keys.public_pem(loaded)
         self.key_id = hashlib.sha256(self.public_pem).hexdigest()[:16]

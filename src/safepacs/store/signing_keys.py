@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safepacs.errors import SafepacsError
+
+if TYPE_CHECKING:
+    from safepacs.store.service_keys import SecretSource
 
 
 class SigningKeyError(SafepacsError):
@@ -79,3 +84,18 @@ def _create(path: Path) -> None:
             pass  # another process won: use its key
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def load_signing_key(keys: Path | SecretSource, name: str, key_file: str, public_file: str,
+                     make: Callable[[], bytes]) -> Ed25519PrivateKey:
+    """The service signing key ``name``: an archive's wrapped seed (created with ``make`` when
+    absent), or ``key_file`` in a bare keys folder (created when absent); either way its
+    public half is published as ``public_file`` beside the keys."""
+    if isinstance(keys, (str, os.PathLike)):
+        return load_or_create(Path(keys) / key_file, Path(keys) / public_file)
+    try:
+        key = Ed25519PrivateKey.from_private_bytes(keys.secret(name, make))
+    except ValueError:
+        raise SigningKeyError(f"the {name} key is malformed") from None
+    publish(key, keys.keys_dir / public_file)
+    return key
