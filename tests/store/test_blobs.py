@@ -85,13 +85,14 @@ def test_local_store_failed_put_removes_what_it_wrote_and_spares_existing_blobs(
 
 
 
-@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("write", blobs.WRITE_MODES)
 @pytest.mark.parametrize(
     "size",
-    [blobs.DIRECT_MIN - 1, blobs.DIRECT_MIN, 3 * 4096, 2 * blobs._CHUNK + 777, blobs._CHUNK],
+    [blobs.DIRECT_MIN - 1, blobs.DIRECT_MIN, 3 * 4096, 2 * blobs._CHUNK + 777, blobs._CHUNK,
+     blobs.DIRECT_MIN + blobs._STREAM_CHUNK // 2],
 )
-def test_big_blobs_come_back_exactly_whichever_way_they_are_written(tmp_path: Path, direct: bool, size: int):
-    store = LocalStore(tmp_path, direct=direct)
+def test_big_blobs_come_back_exactly_whichever_way_they_are_written(tmp_path: Path, write: str, size: int):
+    store = LocalStore(tmp_path, write=write)
     data = os.urandom(size)
     cut = size // 3 + 1  # parts that end off any alignment
     (a, b) = new_names("obj", "dlt")
@@ -106,7 +107,7 @@ def test_big_blobs_go_through_o_direct_where_the_file_system_takes_it(tmp_path: 
     calls = []
     real = blobs._write_direct
     monkeypatch.setattr(blobs, "_write_direct", lambda fd, views: calls.append(fd) or real(fd, views))
-    store = LocalStore(tmp_path)
+    store = LocalStore(tmp_path, write="direct")
     (name,) = new_names("obj")
     data = os.urandom(blobs.DIRECT_MIN + 1)
     store.put(name, data)
@@ -151,12 +152,58 @@ def test_other_write_errors_fail_the_put_and_leave_nothing(tmp_path: Path, monke
 def test_a_file_store_url_can_turn_direct_writes_off(tmp_path: Path):
     from safepacs.store.blobs import StoreError, open_store
 
-    assert open_store(f"file://{tmp_path}/a").direct == bool(blobs._O_DIRECT)
+    default = open_store(f"file://{tmp_path}/a")
+    assert default.stream == (blobs._sync_file_range is not None) and default.direct is False
+    assert open_store(f"file://{tmp_path}/c?direct=1").direct == bool(blobs._O_DIRECT)
+    assert open_store(f"file://{tmp_path}/d?write=direct").direct == bool(blobs._O_DIRECT)
     store = open_store(f"file://{tmp_path}/b?direct=0")
-    assert store.direct is False
+    assert store.direct is False and store.stream is False
     data = os.urandom(blobs.DIRECT_MIN + 4097)
     (name,) = new_names("obj")
     store.put(name, data)
     assert bytes(store.get(name)) == data
     with pytest.raises(StoreError, match="direct"):
         open_store(f"file://{tmp_path}/c?direct=yes")
+
+
+def test_streamed_writes_start_writeback_chunk_by_chunk_and_keep_the_blob_cached(tmp_path: Path, monkeypatch):
+    if blobs._sync_file_range is None:
+        pytest.skip("no sync_file_range on this platform")
+    ranges = []
+    real = blobs._sync_file_range
+    monkeypatch.setattr(blobs, "_sync_file_range", lambda fd, off, n: ranges.append((off, n)) or real(fd, off, n))
+    store = LocalStore(tmp_path)
+    data = os.urandom(blobs.DIRECT_MIN + blobs._STREAM_CHUNK // 3)
+    cut = 12345  # a header part that ends off any chunk boundary
+    (name,) = new_names("obj")
+    store.put(name, (data[:cut], memoryview(data)[cut:]))
+    assert bytes(store.get(name)) == data
+    # every byte handed to the disk once, in order, in chunks of at most 1 MiB
+    assert [off for off, _ in ranges] == [sum(n for _, n in ranges[:i]) for i in range(len(ranges))]
+    assert sum(n for _, n in ranges) == len(data) and max(n for _, n in ranges) <= blobs._STREAM_CHUNK
+    small = new_names("dlt")[0]
+    store.put(small, b"delta")  # small blobs are one plain write
+    assert sum(n for _, n in ranges) == len(data)
+
+
+def test_a_kernel_without_early_writeback_still_gets_a_whole_blob(tmp_path: Path, monkeypatch):
+    def refuse(fd: int, off: int, n: int) -> None:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(blobs, "_sync_file_range", refuse)
+    store = LocalStore(tmp_path)
+    store.stream = True
+    (name,) = new_names("obj")
+    data = os.urandom(blobs.DIRECT_MIN * 2 + 3)
+    store.put(name, data)
+    assert bytes(store.get(name)) == data and (tmp_path / name).stat().st_size == len(data)
+    assert store.stream is False  # and it stops trying
+
+
+def test_an_unknown_write_mode_is_refused(tmp_path: Path):
+    from safepacs.store.blobs import StoreError, open_store
+
+    with pytest.raises(StoreError):
+        open_store(f"file://{tmp_path}/a?write=sometimes")
+    with pytest.raises(StoreError):
+        open_store(f"file://{tmp_path}/a?write=direct&direct=0")
