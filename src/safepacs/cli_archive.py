@@ -221,7 +221,9 @@ def serve(
     """Run the archive: DICOMweb and DIMSE.  On first run, initialise DATA_DIR (printing how
     to sign in) and load a synthetic demo set; later runs reuse it."""
     from safepacs import server
+    from safepacs.memtune import keep_freed_memory
 
+    keep_freed_memory()  # before the first big buffer: see safepacs.memtune
     try:
         archive = server.open_or_create(data_dir, database_url=database_url, demo=demo)
     except SafepacsError as exc:

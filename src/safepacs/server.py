@@ -24,6 +24,7 @@ import uvicorn
 from safepacs.api import create_app
 from safepacs.api.app import loggable_path
 from safepacs.dimse import start as start_dimse
+from safepacs.memtune import keep_freed_memory
 
 log = logging.getLogger("safepacs.server")
 TOKEN_FILE = "bootstrap-token"
@@ -103,6 +104,7 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     Unset arguments come from ``archive.settings``.  ``dicom_port=0`` disables DIMSE;
     ``retention=False`` (or ``retention_interval_s`` 0) leaves expiry to ``safepacs retention run``.
     """
+    keep_freed_memory()  # a no-op when ``safepacs serve`` did it already
     s = archive.settings
     host = host or s.http_host
     http_port = s.http_port if http_port is None else http_port
