@@ -296,12 +296,28 @@ def wado(system: System, where: list[tuple[str, str, str]], n: int, rng: random.
     return percentiles(times)
 
 
+def settle(seconds: float) -> None:
+    """Let the machine return to the same state before each system's ingest.
+
+    Writing the corpus fills gigabytes of page cache.  When the previous system's data is
+    deleted, that memory is free again, and a system that starts ingesting at once reuses
+    it; a few seconds later a VM with free page reporting (virtio-balloon, as here) has
+    handed it back to its host, and every page must be faulted in afresh: writing into such
+    page cache took 3.5 times the kernel time here (0.56 against 1.94 GB per CPU-second).
+    Without a pause the second system of a phase gets the cheap memory the first one freed;
+    with it, both pay alike.
+    """
+    os.sync()
+    time.sleep(seconds)
+
+
 def phase_a(kind: type[System], workdir: Path, files: list[Path], args: argparse.Namespace, out: dict) -> None:
     """Fresh system: STOW-RS the corpus, then retrieve random instances."""
     rng = random.Random(args.seed)
     print(f"{kind.name}: STOW-RS + WADO-RS", flush=True)
     s = kind(workdir)
     try:
+        settle(args.settle)
         out["stow"], where = stow(s, files, args.clients)
         wado(s, where, 5, rng)  # warm-up
         by_size: dict[str, list[float]] = {}
@@ -378,6 +394,8 @@ def main() -> None:
     ap.add_argument("--retrieves", type=int, default=200)
     ap.add_argument("--clients", type=int, default=4, help="concurrent STOW-RS clients (default 4)")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=15,
+                    help="seconds of quiet before each system's STOW-RS ingest (default 15; see settle())")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the corpus here between runs")
     ap.add_argument("--skip", choices=["safepacs", "orthanc"], default=None)
     ap.add_argument("--json", type=Path, default=None)
