@@ -55,6 +55,27 @@ def test_same_uid_with_other_content_is_a_conflict_and_harms_nothing(archive, ar
     assert len(_blobs(archive_dir, "obj")) == 1
 
 
+def test_rows_hashed_with_sha256_by_older_versions_still_tell_duplicates_from_conflicts(archive):
+    import hashlib
+
+    from sqlalchemy import select, update
+
+    from safepacs.index.models import Instance
+
+    arch, _ = archive
+    stored = arch.ingest(ct_bytes(pixel=1), source="a")
+    with arch._engine.begin() as conn:
+        current = conn.scalar(select(Instance.content_hash).where(Instance.sop_uid == stored.sop_instance_uid))
+        assert current.startswith("b3:") and len(current) <= 64  # fits the column everywhere
+        body = arch.read_instance(stored.sop_instance_uid, principal=reader(arch))
+        legacy = hashlib.sha256(body).hexdigest()  # what an archive before BLAKE3 stored
+        conn.execute(update(Instance).where(Instance.sop_uid == stored.sop_instance_uid).values(content_hash=legacy))
+    assert arch.ingest(ct_bytes(pixel=1), source="b").status == "duplicate"
+    with pytest.raises(Conflict):
+        arch.ingest(ct_bytes(pixel=2), source="c")
+    assert arch.status()["instances"] == 1
+
+
 def test_flipped_byte_in_a_blob_is_an_integrity_error_never_wrong_data(archive, archive_dir):
     arch, _ = archive
     stored = arch.ingest(ct_bytes(), source="a")
