@@ -49,7 +49,7 @@ _CHUNK = 4 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _STAGING: queue.Queue[mmap.mmap] = queue.Queue(maxsize=8)
 _WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
-_STREAM_CHUNK = 1 << 20  # 1 MiB per sync_file_range: 4 MiB let the page cache run ahead again
+_STREAM_CHUNK = 1 << 20  # 1 MiB per sync_file_range: 4 MiB chunks were less steady here
 WRITE_MODES = ("stream", "direct", "buffered")
 
 
@@ -269,8 +269,8 @@ class LocalStore:
             except OSError as exc:
                 if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.ESPIPE):
                     raise
-                # No early writeback here (an old kernel, a file system without it): what
-                # was written stays, the rest is written plainly, fsync makes it all durable.
+                # No early writeback here (an old kernel, a file system without it): the
+                # blob starts over as one plain write, and stops trying here.
                 self.stream = False
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
