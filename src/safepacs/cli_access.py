@@ -176,15 +176,21 @@ def policy_show(
 Admin = Annotated[str, typer.Option("--username", help="Your administrator account.")]
 
 
+def _levels(data_dir: Path, username: str, totp: str, operation: str, *args: Any) -> Any:
+    """Log in and call ``access.levels.<operation>`` with the audit trail open, then close it
+    (the level commands are audited administrative operations)."""
+    access = _access(data_dir, audited=True)
+    try:
+        return _run(getattr(access.levels, operation), _login(access, username, totp), *args)
+    finally:
+        _close(access)
+
+
 @levels_app.command("list")
 def levels_list(data_dir: DataDir, username: Admin, totp: Totp = "",
                 as_json: Annotated[bool, typer.Option("--json", help="Definitions as JSON.")] = False) -> None:
     """The built-in and site access levels (any administrator)."""
-    access = _access(data_dir, audited=True)
-    try:
-        rows = _run(access.levels.list, _login(access, username, totp))
-    finally:
-        _close(access)
+    rows = _levels(data_dir, username, totp, "list")
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -201,12 +207,7 @@ def levels_list(data_dir: DataDir, username: Admin, totp: Totp = "",
 @levels_app.command("history")
 def levels_history(name: str, data_dir: DataDir, username: Admin, totp: Totp = "") -> None:
     """Every change of one site level (who, when, before and after) as JSON."""
-    access = _access(data_dir, audited=True)
-    try:
-        rows = _run(access.levels.history, _login(access, username, totp), name)
-    finally:
-        _close(access)
-    out.print_json(json.dumps(rows))
+    out.print_json(json.dumps(_levels(data_dir, username, totp, "history", name)))
 
 
 @levels_app.command("set")
@@ -220,22 +221,14 @@ def levels_set(
         doc = json.loads(Path(file).read_text("utf-8"))
     except (OSError, ValueError) as exc:
         raise _fail(f"{Path(file).name}: cannot read a JSON definition ({exc.__class__.__name__})") from None
-    access = _access(data_dir, audited=True)
-    try:
-        result = _run(access.levels.put, _login(access, username, totp), name, doc)
-    finally:
-        _close(access)
+    result = _levels(data_dir, username, totp, "put", name, doc)
     out.print(f"level {name}: version {result['version']}" + ("" if result["changed"] else " (unchanged)"))
 
 
 @levels_app.command("delete")
 def levels_delete(name: str, data_dir: DataDir, username: Admin, totp: Totp = "") -> None:
     """Delete a site level no active project or grant uses (security administrator)."""
-    access = _access(data_dir, audited=True)
-    try:
-        result = _run(access.levels.delete, _login(access, username, totp), name)
-    finally:
-        _close(access)
+    result = _levels(data_dir, username, totp, "delete", name)
     out.print(f"level {name}: deleted (history kept, version {result['version']})")
 
 

@@ -249,7 +249,8 @@ class LocalStore:
     def _write(self, fd: int, data: Blob) -> None:
         """All of ``data`` into the new, empty file ``fd``, then fsync."""
         views = _views(data)
-        if self.direct and sum(v.nbytes for v in views) >= DIRECT_MIN:
+        big = sum(v.nbytes for v in views) >= DIRECT_MIN
+        if self.direct and big:
             try:
                 _set_direct(fd, True)
                 _write_direct(fd, views)
@@ -260,10 +261,8 @@ class LocalStore:
                 # its alignment: start the file over, buffered, and stop trying here.
                 self.direct = False
                 _set_direct(fd, False)
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                _write_buffered(fd, views)
-        elif self.stream and sum(v.nbytes for v in views) >= DIRECT_MIN:
+                _rewrite_buffered(fd, views)
+        elif self.stream and big:
             try:
                 _write_streamed(fd, views)
             except OSError as exc:
@@ -272,9 +271,7 @@ class LocalStore:
                 # No early writeback here (an old kernel, a file system without it): the
                 # blob starts over as one plain write, and stops trying here.
                 self.stream = False
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                _write_buffered(fd, views)
+                _rewrite_buffered(fd, views)
         else:
             _write_buffered(fd, views)
         os.fsync(fd)
@@ -303,6 +300,13 @@ def _write_streamed(fd: int, views: list[memoryview]) -> None:
                 done = os.write(fd, chunk)
                 chunk, view, offset = chunk[done:], view[done:], offset + done
             _sync_file_range(fd, start, offset - start)
+
+
+def _rewrite_buffered(fd: int, views: list[memoryview]) -> None:
+    """Drop whatever a failed write left in ``fd`` and write ``views`` plainly."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    _write_buffered(fd, views)
 
 
 def _set_direct(fd: int, on: bool) -> None:
