@@ -23,16 +23,19 @@ from pydicom import Dataset
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
 from safepacs.deid.engine import deidentify_inplace, patient_key
+from safepacs.deid.fastpath import FastDeid, eligible
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom.io import (
     DicomFile,
+    _pixel_extent,
     create_file,
     load_pixel_group,
     read_header,
     write_atomic,
+    write_copy_atomic,
 )
-from safepacs.errors import SafepacsError
+from safepacs.errors import InvalidDicom, SafepacsError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _PIXEL_DATA = 0x7FE00010
@@ -68,6 +71,9 @@ class Job:
     started: float | None = None  # run start (epoch seconds): outputs newer than this are ours
     #: identity of each patient gathered from all their files (free-text cleaning options)
     patient_identifiers: dict | None = None
+    #: headers the byte-level path can do take it (:mod:`safepacs.deid.fastpath`); off only
+    #: to compare the two paths
+    fast: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,30 +147,39 @@ def _is_own_report(name: str) -> bool:
 def output_path(job: Job, ds) -> Path:  # type: ignore[no-untyped-def]
     """Where a de-identified object goes: named by its new identifiers, never by the input's
     file name, which often carries the patient's name."""
+    keywords = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    return output_path_of(job, *(str(ds.get(k, "") or "").strip() for k in keywords))
+
+
+def output_path_of(job: Job, patient_id: str, study: str, series: str, sop: str) -> Path:
+    """:func:`output_path` from the de-identified identifiers themselves."""
     if job.single_output is not None:
         return job.single_output
 
-    def part(keyword: str, fallback: str) -> str:
-        value = str(ds.get(keyword, "") or "").strip()
+    def part(value: str, fallback: str) -> str:
         return _SAFE.sub("_", value)[:64] or fallback
 
     return (
         job.out_root
-        / part("PatientID", "NOID")
-        / part("StudyInstanceUID", "NOSTUDY")
-        / part("SeriesInstanceUID", "NOSERIES")
-        / (part("SOPInstanceUID", "NOSOP") + ".dcm")
+        / part(patient_id, "NOID")
+        / part(study, "NOSTUDY")
+        / part(series, "NOSERIES")
+        / (part(sop, "NOSOP") + ".dcm")
     )
 
 
 _worker_job: Job | None = None
 _worker_keys: Keys | None = None
+_worker_fast: FastDeid | None = None
 
 
 def _init_worker(job: Job) -> None:
-    global _worker_job, _worker_keys
+    global _worker_job, _worker_keys, _worker_fast
     _worker_job = job
     _worker_keys = Keys(job.secret)
+    _worker_fast = None
+    if job.fast and job.delta_dir is None and not job.patient_identifiers and eligible(job.options):
+        _worker_fast = FastDeid(job.options, _worker_keys)
 
 
 def process(task: Task) -> Result:
@@ -177,6 +192,10 @@ def process(task: Task) -> Result:
     if task.path.name.upper() == "DICOMDIR":
         return Result(task.rel, None, "skipped", "DICOMDIR media index: not an image, not copied")
     try:
+        out = _process_fast(task.path, job, _worker_fast) if _worker_fast is not None else None
+        if out is not None:
+            rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
+            return Result(task.rel, rel_out, "ok")
         src = read_header(task.path)
         ds = src.dataset
         known = None
@@ -207,6 +226,33 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
     return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
+
+
+#: the header is looked for in this much of the file's start (a longer one: engine's path)
+_FAST_HEAD = 64 * 1024
+
+
+def _process_fast(path: Path, job: Job, fast: FastDeid) -> Path | None:
+    """De-identify and write one file by the byte-level path; None when the engine's path
+    must do it (nothing is written then).  Errors while writing are the caller's."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        header = fast.header(fh.read(_FAST_HEAD), size)
+        if header is None:
+            return None
+        start = header.pixel_start
+        if start is not None:
+            try:
+                end = _pixel_extent(fh, start, size, header.implicit, True, path.name)
+            except InvalidDicom:
+                return None  # the engine's path reports it
+            if end != size:
+                return None  # data after the pixels: the engine's path keeps it in the delta
+        out = output_path_of(job, header.patient_id, header.study_uid, header.series_uid, header.sop_uid)
+        count = 0 if start is None else size - start
+        write_copy_atomic(out, header.data, fh, start or 0, count, path.name,
+                          exclusive_since=job.started)
+    return out
 
 
 def has_pixel_data(src: DicomFile) -> bool:

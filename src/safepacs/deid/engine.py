@@ -159,6 +159,11 @@ def _is_empty(elem: DataElement | RawDataElement) -> bool:
     return elem.is_empty
 
 
+#: :meth:`_Walker.decide`'s answer for a retained safe private element: copied untouched,
+#: items included
+KEEP_AS_IS = "="
+
+
 def _vr_of(elem: DataElement | RawDataElement) -> str:
     vr = elem.VR
     if vr:
@@ -212,36 +217,43 @@ class _Walker:
         local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
         for elem in list(ds._dict.values()):  # order is irrelevant: one decision per element
             tag = int(elem.tag)  # plain ints: BaseTag's __eq__ is slow in set/dict lookups
-            group = tag >> 16
             vr = _vr_of(elem)
-            if not tag & 0xFFFF and group > 2:  # retired group lengths
-                self._remove(ds, path, tag)
+            action = self.decide(tag, vr, elem, mode, private_keep, local_code)
+            if action == KEEP_AS_IS:
                 continue
-            if 0x6000 <= group <= 0x601E:
-                # Overlay planes: the bitmap may hold burned-in text that cannot be cleaned
-                # without OCR, and an overlay without its data is not conformant, so the whole
-                # plane goes (Overlay Data is X in the basic profile).
-                self._remove(ds, path, tag)
-                continue
-            if group & 1:
-                if private_keep is None or tag not in private_keep:
-                    self._remove(ds, path, tag)
-                continue
-            row = self.profile.row_for(tag)
-            if local_code and tag == _CODE_MEANING:
-                # A local code's meaning is text typed by people: clean it, or dummy it.
-                self._apply(ds, path, tag, vr, "C" if self._ids is not None else "D", mode)
-                continue
-            if row is not None:
-                action = row.action(self.options)
-                if vr == "SQ" and action in _COMBINED:
-                    # An emptied sequence breaks Type 1/3 sequences; keeping the items and
-                    # deciding inside (UIDs remapped, text dummied) breaks nothing.
-                    action = "D"
-                action = _COMBINED.get(action, action)
-            else:
-                action = self._unlisted(tag, vr, elem, mode)
             self._apply(ds, path, tag, vr, action, mode)
+
+    def decide(
+        self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str,
+        private_keep: set[int] | None, local_code: bool,
+    ) -> str:
+        """The one decision for an element (``KEEP_AS_IS``, or an action for ``_apply``).
+
+        Shared with the byte-level fast path (:mod:`safepacs.deid.fastpath`), so that both
+        paths decide alike by construction.
+        """
+        group = tag >> 16
+        if not tag & 0xFFFF and group > 2:  # retired group lengths
+            return "X"
+        if 0x6000 <= group <= 0x601E:
+            # Overlay planes: the bitmap may hold burned-in text that cannot be cleaned
+            # without OCR, and an overlay without its data is not conformant, so the whole
+            # plane goes (Overlay Data is X in the basic profile).
+            return "X"
+        if group & 1:
+            return KEEP_AS_IS if private_keep is not None and tag in private_keep else "X"
+        if local_code and tag == _CODE_MEANING:
+            # A local code's meaning is text typed by people: clean it, or dummy it.
+            return "C" if self._ids is not None else "D"
+        row = self.profile.row_for(tag)
+        if row is None:
+            return self._unlisted(tag, vr, elem, mode)
+        action = row.action(self.options)
+        if vr == "SQ" and action in _COMBINED:
+            # An emptied sequence breaks Type 1/3 sequences; keeping the items and
+            # deciding inside (UIDs remapped, text dummied) breaks nothing.
+            return "D"
+        return _COMBINED.get(action, action)
 
     def _standard_scheme(self, ds: Dataset) -> bool:
         elem = ds.get(_CODING_SCHEME)
@@ -429,30 +441,7 @@ class _Walker:
 
     def mark(self, ds: Dataset) -> None:
         """PatientIdentityRemoved, DeidentificationMethod(+CodeSequence), temporal flag."""
-        codes = self.options.method_codes()
-        items = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            items.append(item)
-        if self.options.retain_long_full_dates:
-            temporal = "UNMODIFIED"
-        elif self.options.retain_long_modified_dates:
-            temporal = "MODIFIED"
-        else:
-            temporal = "REMOVED"
-        method = ["SAFEPACS " + __version__ + " PS3.15 E.1-1 BASIC PROFILE"]
-        method += [meaning.upper()[:64] for _, meaning in codes[1:]]
-        values = {
-            "PatientIdentityRemoved": ("CS", "YES"),
-            "DeidentificationMethod": ("LO", method),
-            "DeidentificationMethodCodeSequence": ("SQ", Sequence(items)),
-            "LongitudinalTemporalInformationModified": ("CS", temporal),
-        }
-        for keyword, (vr, value) in values.items():
-            tag = BaseTag(_MARKS[keyword])
+        for tag, vr, value in mark_elements(self.options):
             self._replace(ds, (), tag, _new(tag, vr, value))
 
     # --- recording ----------------------------------------------------------------
@@ -469,6 +458,33 @@ class _Walker:
             ds[tag] = new
         else:
             ds._dict[BaseTag(tag)] = new
+
+
+def mark_elements(options: Options) -> list[tuple[int, str, object]]:
+    """(tag, VR, value) of the marks a de-identified object carries under ``options``:
+    PatientIdentityRemoved, DeidentificationMethod(+CodeSequence) and the temporal flag."""
+    codes = options.method_codes()
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    if options.retain_long_full_dates:
+        temporal = "UNMODIFIED"
+    elif options.retain_long_modified_dates:
+        temporal = "MODIFIED"
+    else:
+        temporal = "REMOVED"
+    method = ["SAFEPACS " + __version__ + " PS3.15 E.1-1 BASIC PROFILE"]
+    method += [meaning.upper()[:64] for _, meaning in codes[1:]]
+    return [
+        (_MARKS["PatientIdentityRemoved"], "CS", "YES"),
+        (_MARKS["DeidentificationMethod"], "LO", method),
+        (_MARKS["DeidentificationMethodCodeSequence"], "SQ", Sequence(items)),
+        (_MARKS["LongitudinalTemporalInformationModified"], "CS", temporal),
+    ]
 
 
 def mark_pixels_cleaned(ds: Dataset, delta: IdentityDelta) -> None:

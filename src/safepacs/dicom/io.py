@@ -12,6 +12,8 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -376,48 +378,55 @@ def write_atomic(
     SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
     preamble can carry anything (TIFF headers, text) and nothing in it is needed.
     """
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
     little = tsuid != ExplicitVRBigEndian
+    with _atomic(Path(out), exclusive_since) as fh:
+        fp = DicomBytesIO()
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_meta(fp, meta, enforce_standard=enforce_meta)
+        fp.is_implicit_VR = implicit
+        fp.is_little_endian = little
+        if tsuid == DeflatedExplicitVRLittleEndian:
+            fh.write(fp.getvalue())
+            _write_deflated(fh, ds)
+        elif pixel_bytes is not None or (
+            src.pixel_start is not None
+            and src.pixel_end is not None
+            and _PIXEL_DATA not in ds
+        ):
+            head, tail = _split_at_pixels(ds)
+            _write_fast(fp, head, implicit, little)
+            fh.write(fp.getvalue())
+            fh.flush()
+            if pixel_bytes is not None:
+                fh.write(pixel_bytes)
+            else:
+                assert src.pixel_start is not None and src.pixel_end is not None
+                _copy_range(
+                    src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start
+                )
+            if tail is not None:
+                fp = DicomBytesIO()
+                fp.is_implicit_VR = implicit
+                fp.is_little_endian = little
+                write_dataset(fp, tail)
+                fh.write(fp.getvalue())
+        else:
+            _write_fast(fp, ds, implicit, little)
+            fh.write(fp.getvalue())
+
+
+@contextmanager
+def _atomic(out: Path, exclusive_since: float | None) -> Iterator[BinaryIO]:
+    """A new file open for writing that appears as ``out`` only once the block completes
+    (temp file + rename; with ``exclusive_since``, never over a file of this run)."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     fh = create_file(tmp)
     try:
         with fh:
-            fp = DicomBytesIO()
-            fp.write(b"\x00" * 128 + b"DICM")
-            write_meta(fp, meta, enforce_standard=enforce_meta)
-            fp.is_implicit_VR = implicit
-            fp.is_little_endian = little
-            if tsuid == DeflatedExplicitVRLittleEndian:
-                fh.write(fp.getvalue())
-                _write_deflated(fh, ds)
-            elif pixel_bytes is not None or (
-                src.pixel_start is not None
-                and src.pixel_end is not None
-                and _PIXEL_DATA not in ds
-            ):
-                head, tail = _split_at_pixels(ds)
-                _write_fast(fp, head, implicit, little)
-                fh.write(fp.getvalue())
-                fh.flush()
-                if pixel_bytes is not None:
-                    fh.write(pixel_bytes)
-                else:
-                    assert src.pixel_start is not None and src.pixel_end is not None
-                    _copy_range(
-                        src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start
-                    )
-                if tail is not None:
-                    fp = DicomBytesIO()
-                    fp.is_implicit_VR = implicit
-                    fp.is_little_endian = little
-                    write_dataset(fp, tail)
-                    fh.write(fp.getvalue())
-            else:
-                _write_fast(fp, ds, implicit, little)
-                fh.write(fp.getvalue())
+            yield fh
         if exclusive_since is None:
             os.replace(tmp, out)
         else:
@@ -642,27 +651,46 @@ def _write_deflated(fh, ds: Dataset) -> None:
 
 def _copy_range(src: Path, dst_fd: int, offset: int, count: int) -> None:
     with open(src, "rb") as sfh:
-        sfd = sfh.fileno()
-        while count > 0:
-            try:
-                n = os.copy_file_range(sfd, dst_fd, count, offset)
-            except OSError:
-                n = 0
-            if n == 0:  # fall back to a buffered copy (other filesystems, old kernels)
-                sfh.seek(offset)
-                while count > 0:
-                    chunk = sfh.read(min(count, 1 << 20))
-                    if not chunk:
-                        raise InvalidDicom(f"{src.name}: file shrank while reading")
-                    os.write(dst_fd, chunk)
-                    count -= len(chunk)
-                    offset += len(chunk)
-                return
-            count -= n
-            offset += n
+        copy_range(sfh, dst_fd, offset, count, src.name)
+
+
+def copy_range(sfh: BinaryIO, dst_fd: int, offset: int, count: int, name: str) -> None:
+    """Copy ``count`` bytes at ``offset`` of the open file ``sfh`` to ``dst_fd``: in the
+    kernel (``copy_file_range``), or read and written where that is not possible."""
+    sfd = sfh.fileno()
+    while count > 0:
+        try:
+            n = os.copy_file_range(sfd, dst_fd, count, offset)
+        except OSError:
+            n = 0
+        if n == 0:  # fall back to a buffered copy (other filesystems, old kernels)
+            sfh.seek(offset)
+            while count > 0:
+                chunk = sfh.read(min(count, 1 << 20))
+                if not chunk:
+                    raise InvalidDicom(f"{name}: file shrank while reading")
+                os.write(dst_fd, chunk)
+                count -= len(chunk)
+                offset += len(chunk)
+            return
+        count -= n
+        offset += n
+
+
+def write_copy_atomic(
+    out: Path, head: bytes, src: BinaryIO, offset: int, count: int, name: str,
+    *, exclusive_since: float | None = None,
+) -> None:
+    """Write ``head`` then ``count`` bytes of ``src`` from ``offset`` to ``out``, atomically
+    and exclusively like :func:`write_atomic` (the header fast path's writer)."""
+    with _atomic(Path(out), exclusive_since) as fh:
+        fh.write(head)
+        if count:
+            fh.flush()
+            copy_range(src, fh.fileno(), offset, count, name)
 
 
 __all__ = [
-    "DicomFile", "DuplicateObject", "load_pixel_group", "read_header",
-    "write_atomic",
+    "DicomFile", "DuplicateObject", "copy_range", "load_pixel_group", "read_header",
+    "write_atomic", "write_copy_atomic",
 ]

@@ -1,0 +1,536 @@
+"""Header de-identification on the encoded bytes: the batch runner's common case.
+
+The engine parses a header into a pydicom dataset, decides per element, records the
+identity delta and encodes the result: about 2.5 ms a file, most of a run's CPU.  When a
+run keeps no delta and cleans no pixels, this module rebuilds the header from the input's
+bytes instead: every element gets the engine's own decision (:meth:`_Walker.decide`),
+kept elements are copied as they lie, replaced ones are encoded here as the engine's
+writer would encode them.
+
+It answers None for anything it does not do exactly as the engine would (values whose
+decoding depends on the character set, odd lengths, Clean actions, data after the pixels,
+a header longer than the chunk read, any structural doubt), and the file then takes the
+engine's path, which also gives the error a person reads.  The tests run both paths over
+whole corpora and compare the bytes written.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydicom import Dataset
+from pydicom.charset import default_encoding, python_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.filebase import DicomBytesIO
+from pydicom.tag import BaseTag
+from pydicom.uid import UID
+
+from safepacs.deid.actions import dummy_value
+from safepacs.deid.burnedin import burned_in_risk
+from safepacs.deid.engine import (
+    _CODE_MEANING,
+    _CODING_SCHEME,
+    _PATIENT_ID,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    KEEP_AS_IS,
+    _new,
+    _vr_of,
+    _Walker,
+    mark_elements,
+)
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+from safepacs.deid.policy import load_policy
+from safepacs.deid.profile import load_profile
+from safepacs.dicom.io import _ascii_text, _element_header, _write_sequence
+from safepacs.dicom.structure import _LONG, _VRS, UNDEFINED
+
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_ITEM_HEAD = struct.pack("<HH", 0xFFFE, 0xE000)
+_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
+_SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+_IMPLICIT = "1.2.840.10008.1.2"
+_MAX_DEPTH = 32
+#: elements the engine's path reads (and so re-encodes when it keeps them): the character
+#: set, what the patient key and the output name are made of, the SOP class synced to meta
+_ROOT_READ = frozenset({
+    0x00080005, 0x00080016, 0x00080018, 0x00100020, 0x00100021, 0x0020000D, 0x0020000E,
+})
+_PATIENT_NAME = 0x00100010
+#: where the engine's reader stops (pydicom's ``stop_before_pixels``)
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_CHARSET = 0x00080005
+
+
+class _Unsupported(Exception):
+    """The engine's path handles this file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A de-identified header and where the input's pixel group lies."""
+
+    data: bytes  #: preamble, file meta and dataset up to the pixel group
+    pixel_start: int | None  #: None: the object has no pixel group (nothing to copy)
+    implicit: bool  #: implicit VR little endian (else explicit VR little endian)
+    patient_id: str  #: identifiers after de-identification, for the output's name
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+
+
+@dataclass
+class _Element:
+    tag: int
+    vr: bytes | None  # None in implicit VR
+    start: int  # element header
+    value: int  # value offset
+    length: int  # as encoded (UNDEFINED for undefined-length sequences)
+    end: int  # just past the element (delimiters included)
+    items: list[tuple[bool, list[_Element]]] | None = None  # (undefined length, elements)
+
+
+def eligible(options: Options) -> bool:
+    """The options whose every action this module performs (no Clean, no date shift, no
+    safe-private selection, which depend on values beyond the element itself)."""
+    return not (
+        options.clean_descriptors or options.clean_structured_content or options.clean_graphics
+        or options.retain_long_modified_dates or options.retain_safe_private
+    )
+
+
+class FastDeid:
+    """De-identify encoded headers under one set of options and keys."""
+
+    def __init__(self, options: Options, keys: Keys) -> None:
+        if not eligible(options):
+            raise ValueError("these options need the engine's path")
+        self.options = options
+        self.keys = keys
+        # a walker over an empty dataset: only its decisions are used
+        self.walker = _Walker(Dataset(), options, keys, load_profile(), load_policy())
+        self._uids: dict[bytes, bytes] = {}
+
+    def header(self, head: bytes, size: int) -> Header | None:
+        """The de-identified header of the Part 10 object whose first bytes are ``head``
+        (``size`` bytes in all), or None when the engine's path must handle it."""
+        try:
+            return self._header(memoryview(head), size)
+        except Exception:  # noqa: BLE001 - any doubt: the engine's path decides and reports
+            return None
+
+    # --- parsing ------------------------------------------------------------------
+    def _header(self, buf: memoryview, size: int) -> Header:
+        if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
+            raise _Unsupported
+        meta, pos = _meta(buf)
+        ts = _text(meta.get(0x00020010)).rstrip("\x00 ")
+        implicit = ts == _IMPLICIT
+        if not implicit:
+            uid = UID(ts)
+            if not uid.is_transfer_syntax or uid.is_deflated or not uid.is_little_endian:
+                raise _Unsupported
+        if pos + 6 <= len(buf) and (bytes(buf[pos + 4 : pos + 6]) in _VRS) == implicit:
+            raise _Unsupported  # encoded otherwise than its meta says: pydicom decides
+        whole = len(buf) == size
+        elements, stop = _dataset(buf, pos, len(buf), implicit, 0, top=True)
+        if stop == len(buf) and not whole:
+            raise _Unsupported  # the header runs past the chunk read
+        pixel_start = stop if stop < size else None
+        if not any(e.tag in (0x00080016, 0x00080018) for e in elements):
+            raise _Unsupported  # not an object: the engine's path says so
+        return self._rebuild(buf, meta, elements, implicit, pixel_start)
+
+    # --- rebuilding ---------------------------------------------------------------
+    def _rebuild(self, buf: memoryview, meta: dict[int, tuple[bytes, memoryview]],
+                 elements: list[_Element], implicit: bool, pixel_start: int | None) -> Header:
+        options = self.options
+        by_tag = {e.tag: e for e in elements}
+        read = set(_ROOT_READ)
+        pid = by_tag.get(_PATIENT_ID)
+        if pid is None or _is_blank(buf, pid):
+            read.add(_PATIENT_NAME)
+        read |= self._risk_reads(buf, elements, implicit, pixel_start)
+        if _CHARSET in by_tag:
+            _check_charset(buf, by_tag[_CHARSET])
+        body = self._dataset(buf, elements, implicit, "normal", read, 0)
+        body.update(_marks(options, implicit))
+        data = b"".join(body[t] for t in sorted(body))
+        ids = self._identifiers(buf, by_tag, body, implicit)
+        meta_bytes = self._meta(meta, ids[3], by_tag, buf, implicit)
+        return Header(_PREAMBLE + meta_bytes + data, pixel_start, implicit, *ids)
+
+    def _risk_reads(self, buf: memoryview, elements: list[_Element], implicit: bool,
+                    pixel_start: int | None) -> set[int]:
+        """Where the engine's path runs its burned-in check, run it on the raw elements:
+        a file it would clean or refuse is not for this path; otherwise, say which elements
+        the check read (the engine's writer re-encodes those)."""
+        options = self.options
+        if pixel_start is None or (options.clean_pixels == "never" and options.accept_burned_in_risk):
+            return set()
+        if options.clean_pixels == "always":
+            raise _Unsupported
+        ds = Dataset({e.tag: _raw(buf, e, implicit) for e in elements if e.items is None})
+        ds.set_original_encoding(implicit, True, None)
+        if options.clean_pixels == "auto" and ("Rows" not in ds or "Columns" not in ds):
+            raise _Unsupported
+        if burned_in_risk(ds):
+            raise _Unsupported
+        return {int(t) for t, e in ds._dict.items() if not isinstance(e, RawDataElement)}
+
+    def _dataset(self, buf: memoryview, elements: list[_Element], implicit: bool, mode: str,
+                 read: set[int] | frozenset[int], depth: int) -> dict[int, bytes]:
+        walker = self.walker
+        tags = {e.tag: e for e in elements}
+        local_code = False
+        if _CODE_MEANING in tags:
+            scheme = tags.get(_CODING_SCHEME)
+            text = "" if scheme is None else _text(_value(buf, scheme)).strip().upper()
+            local_code = text not in walker.policy.standard_schemes
+            read = set(read) | {_CODING_SCHEME}
+        if _CHARSET in tags and depth:
+            read = set(read) | {_CHARSET}
+        out: dict[int, bytes] = {}
+        for e in elements:
+            tag = e.tag
+            if tag >> 16 < 0x0008:
+                raise _Unsupported
+            raw = _raw(buf, e, implicit)
+            vr = _vr_of(raw)
+            action = walker.decide(tag, vr, raw, mode, None, local_code)
+            if action == "X":
+                continue
+            if action == KEEP_AS_IS or action not in ("K", "Z", "D", "U"):
+                raise _Unsupported
+            if e.items is not None or vr == "SQ":
+                if e.items is None:
+                    raise _Unsupported
+                if action == "Z":
+                    out[tag] = _element_header(tag, "SQ", 0, implicit)
+                else:
+                    inner = "normal" if action in ("K", "U") else "D"
+                    out[tag] = self._sequence(buf, e, implicit, inner, depth)
+                continue
+            if action == "K":
+                out[tag] = _reencoded(buf, e, raw, vr, implicit) if tag in read else _copied(buf, e, implicit)
+            elif action in ("Z", "D") and vr != "UI" and tag != _PATIENT_ID:
+                if _is_blank(buf, e):
+                    out[tag] = _reencoded(buf, e, raw, vr, implicit) if tag in read else _copied(buf, e, implicit)
+                elif action == "Z":
+                    out[tag] = _element_header(tag, _header_vr(vr, implicit), 0, implicit)
+                else:
+                    out[tag] = _dummy(tag, vr, implicit)
+            else:
+                out[tag] = self._value_action(buf, e, raw, vr, action, implicit)
+        return out
+
+    def _value_action(self, buf: memoryview, e: _Element, raw: RawDataElement, vr: str,
+                      action: str, implicit: bool) -> bytes:
+        """Z, D and U where the engine decodes the value: UIDs and PatientID."""
+        elem = _converted(raw)
+        if action == "Z":
+            if elem.is_empty:
+                return _reencoded(buf, e, raw, vr, implicit)
+            return _encode(_new(e.tag, vr, ""), implicit)
+        if vr == "UI":
+            if elem.is_empty:
+                return _reencoded(buf, e, raw, vr, implicit)
+            values = [str(v) for v in elem.value] if elem.VM > 1 else [str(elem.value)]
+            new = [self.keys.uid(v) for v in values]
+            return _encode(_new(e.tag, "UI", new if elem.VM > 1 else new[0]), implicit)
+        if action == "U":
+            raise _Unsupported  # a U on something that is not a UID: the engine decides
+        # D on PatientID: its pseudonym
+        if elem.is_empty:
+            return _reencoded(buf, e, raw, vr, implicit)
+        value = self.keys.pseudonym("PatientID", str(elem.value or ""))
+        return _encode(_new(e.tag, vr, value), implicit)
+
+    def _sequence(self, buf: memoryview, e: _Element, implicit: bool, mode: str, depth: int) -> bytes:
+        parts = []
+        for undefined, elements in e.items or ():
+            body = self._dataset(buf, elements, implicit, mode, frozenset(), depth + 1)
+            data = b"".join(body[t] for t in sorted(body))
+            if undefined:
+                parts.append(_ITEM_HEAD + struct.pack("<L", UNDEFINED) + data + _ITEM_END_BYTES)
+            else:
+                parts.append(_ITEM_HEAD + struct.pack("<L", len(data)) + data)
+        value = b"".join(parts)
+        if e.length == UNDEFINED:
+            return _element_header(e.tag, "SQ", UNDEFINED, implicit) + value + _SEQ_END_BYTES
+        return _element_header(e.tag, "SQ", len(value), implicit) + value
+
+    # --- identifiers and file meta ------------------------------------------------
+    def _identifiers(self, buf: memoryview, by_tag: dict[int, _Element], body: dict[int, bytes],
+                     implicit: bool) -> tuple[str, str, str, str]:
+        """The output's PatientID and UIDs, read back from what was encoded."""
+        out = []
+        for tag in (_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
+            encoded = body.get(tag)
+            if encoded is None:
+                out.append("")
+                continue
+            head = 8 if implicit or len(encoded) < 12 or encoded[4:6] not in _LONG else 12
+            out.append(encoded[head:].decode("ascii").rstrip("\x00 ").strip())
+        return out[0], out[1], out[2], out[3]
+
+    def _meta(self, meta: dict[int, tuple[bytes, memoryview]], sop: str,
+              by_tag: dict[int, _Element], buf: memoryview, implicit: bool) -> bytes:
+        """The file meta group as the engine's writer makes it: version, SOP class and
+        instance (synced with the dataset), transfer syntax, safepacs' implementation."""
+        for tag in (0x00020002, 0x00020003, 0x00020010):
+            if tag not in meta or not _text(meta[tag]).strip("\x00 "):
+                raise _Unsupported
+        elements: dict[int, bytes] = {}
+        version = meta.get(0x00020001)
+        if version is not None and len(version[1]) and not len(version[1]) & 1 and version[0] == b"OB":
+            elements[0x00020001] = _element_header(0x00020001, "OB", len(version[1]), False) + bytes(version[1])
+        elif version is None:
+            elements[0x00020001] = _element_header(0x00020001, "OB", 2, False) + b"\x00\x01"
+        else:
+            raise _Unsupported
+        sop_class = _ui(meta[0x00020002])
+        if 0x00080016 in by_tag:
+            ds_class = _converted(_raw(buf, by_tag[0x00080016], implicit))
+            if not ds_class.is_empty and ds_class.value != sop_class:
+                sop_class = ds_class.value
+        if not isinstance(sop_class, str):
+            raise _Unsupported
+        instance = sop
+        if not instance:
+            instance = _ui(meta[0x00020003])
+            if not isinstance(instance, str):
+                raise _Unsupported
+            if not self.options.retain_uids:
+                instance = self.keys.uid(instance)
+        for tag, value in ((0x00020002, sop_class), (0x00020003, instance),
+                           (0x00020010, _ui(meta[0x00020010])),
+                           (0x00020012, IMPLEMENTATION_CLASS_UID)):
+            elements[tag] = _encode(_new(tag, "UI", value), False)
+        elements[0x00020013] = _encode(DataElement(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME), False)
+        body = b"".join(elements[t] for t in sorted(elements))
+        return _element_header(0x00020000, "UL", 4, False) + struct.pack("<L", len(body)) + body
+
+
+# --- byte-level helpers ----------------------------------------------------------
+def _meta(buf: memoryview) -> tuple[dict[int, tuple[bytes, memoryview]], int]:
+    """File meta elements (explicit VR little endian) and where the dataset starts."""
+    out: dict[int, tuple[bytes, memoryview]] = {}
+    pos = 132
+    last = -1
+    while pos + 8 <= len(buf):
+        group, elem = struct.unpack_from("<HH", buf, pos)
+        if group != 0x0002:
+            return out, pos
+        tag = (group << 16) | elem
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr not in _VRS or tag <= last:
+            raise _Unsupported
+        last = tag
+        if vr in _LONG:
+            (length,) = struct.unpack_from("<L", buf, pos + 8)
+            value = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", buf, pos + 6)
+            value = pos + 8
+        if length == UNDEFINED or value + length > len(buf):
+            raise _Unsupported
+        if tag != 0x00020000:
+            out[tag] = (vr, buf[value : value + length])
+        pos = value + length
+    raise _Unsupported
+
+
+def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
+             top: bool = False, item_end: bool = False) -> tuple[list[_Element], int]:
+    """Elements from ``pos`` (strictly checked: complete headers, real VRs, ascending tags,
+    lengths within bounds); at the top level, up to the pixel group."""
+    if depth > _MAX_DEPTH:
+        raise _Unsupported
+    out: list[_Element] = []
+    last = -1
+    while pos < end:
+        if pos + 8 > end:
+            raise _Unsupported
+        group, number = struct.unpack_from("<HH", buf, pos)
+        tag = (group << 16) | number
+        if top and tag in _PIXEL_TAGS:
+            return out, pos
+        if group == 0xFFFE:
+            if item_end and tag == _ITEM_END:
+                return out, pos + 8
+            raise _Unsupported
+        if tag <= last:
+            raise _Unsupported
+        last = tag
+        if implicit:
+            vr = None
+            (length,) = struct.unpack_from("<L", buf, pos + 4)
+            value = pos + 8
+        else:
+            vr = bytes(buf[pos + 4 : pos + 6])
+            if vr not in _VRS:
+                raise _Unsupported
+            if vr in _LONG:
+                if pos + 12 > end:
+                    raise _Unsupported
+                (length,) = struct.unpack_from("<L", buf, pos + 8)
+                value = pos + 12
+            else:
+                (length,) = struct.unpack_from("<H", buf, pos + 6)
+                value = pos + 8
+        if vr == b"SQ" or (implicit and _implicit_sq(tag, length)):
+            items, stop = _items(buf, value, end, length, implicit, depth + 1)
+            out.append(_Element(tag, vr, pos, value, length, stop, items))
+            pos = stop
+            continue
+        if length == UNDEFINED or value + length > end:
+            raise _Unsupported  # undefined-length UN, or cut short: the engine decides
+        out.append(_Element(tag, vr, pos, value, length, value + length))
+        pos = value + length
+    if item_end:
+        raise _Unsupported
+    return out, pos
+
+
+def _implicit_sq(tag: int, length: int) -> bool:
+    if length == UNDEFINED:
+        return True
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
+
+
+def _items(buf: memoryview, pos: int, end: int, length: int, implicit: bool,
+           depth: int) -> tuple[list[tuple[bool, list[_Element]]], int]:
+    items: list[tuple[bool, list[_Element]]] = []
+    stop = end if length == UNDEFINED else pos + length
+    if stop > end:
+        raise _Unsupported
+    while pos < stop:
+        if pos + 8 > stop:
+            raise _Unsupported
+        group, number, ilen = struct.unpack_from("<HHL", buf, pos)
+        tag = (group << 16) | number
+        if length == UNDEFINED and tag == _SEQ_END:
+            return items, pos + 8
+        if tag != _ITEM:
+            raise _Unsupported
+        if ilen == UNDEFINED:
+            elements, pos = _dataset(buf, pos + 8, stop, implicit, depth, item_end=True)
+            items.append((True, elements))
+        else:
+            if pos + 8 + ilen > stop:
+                raise _Unsupported
+            elements, _ = _dataset(buf, pos + 8, pos + 8 + ilen, implicit, depth)
+            items.append((False, elements))
+            pos += 8 + ilen
+    if length == UNDEFINED:
+        raise _Unsupported  # no sequence delimiter before the end of what was read
+    return items, stop
+
+
+def _raw(buf: memoryview, e: _Element, implicit: bool) -> RawDataElement:
+    vr = None if e.vr is None else e.vr.decode()
+    value = None if e.items is not None else bytes(buf[e.value : e.end])
+    return RawDataElement(BaseTag(e.tag), vr, e.length, value, e.value, implicit, True, True, False)
+
+
+def _value(buf: memoryview, e: _Element) -> bytes:
+    return bytes(buf[e.value : e.end])
+
+
+def _text(value: object) -> str:
+    """ASCII text of a raw value (anything else: the engine's path decodes it)."""
+    if value is None:
+        return ""
+    data = bytes(value[1] if isinstance(value, tuple) else value)  # type: ignore[index,arg-type]
+    if not data.isascii() or b"\x1b" in data:
+        raise _Unsupported
+    return data.decode("ascii")
+
+
+def _ui(entry: tuple[bytes, memoryview]) -> object:
+    elem = convert_raw_data_element(
+        RawDataElement(0, entry[0].decode(), len(entry[1]), bytes(entry[1]), 0, False, True, True, False)
+    )
+    return elem.value
+
+
+def _check_charset(buf: memoryview, e: _Element) -> None:
+    """A character set the engine refuses (unknown terms) is refused by the engine's path."""
+    for term in _text(_value(buf, e)).split("\\"):
+        term = term.strip(" \x00")
+        if term and term not in python_encoding:
+            raise _Unsupported
+
+
+def _is_blank(buf: memoryview, e: _Element) -> bool:
+    return not bytes(buf[e.value : e.end]).strip(b" \x00")
+
+
+def _converted(raw: RawDataElement) -> DataElement:
+    """The element as the engine's path decodes it; only plain ASCII values are decoded here
+    (they read the same in every character set)."""
+    if raw.value is not None and (not raw.value.isascii() or b"\x1b" in raw.value):
+        raise _Unsupported
+    return convert_raw_data_element(raw, encoding=[default_encoding])
+
+
+def _copied(buf: memoryview, e: _Element, implicit: bool) -> bytes:
+    """A kept element: its value byte for byte under a header written afresh (the engine's
+    writer re-encodes odd lengths, and zeroes the reserved bytes of a long header)."""
+    if e.length & 1:
+        raise _Unsupported
+    vr = "" if e.vr is None else e.vr.decode()
+    return _element_header(e.tag, vr, e.length, implicit) + bytes(buf[e.value : e.end])
+
+
+def _reencoded(buf: memoryview, e: _Element, raw: RawDataElement, vr: str, implicit: bool) -> bytes:
+    """A kept element the engine's path decoded on the way: encoded again as its writer
+    does (which is the input's bytes when they were already in canonical form)."""
+    return _encode(_converted(raw), implicit)
+
+
+def _encode(elem: DataElement, implicit: bool) -> bytes:
+    text = _ascii_text(elem)
+    if text is None:
+        raise _Unsupported
+    return _element_header(int(elem.tag), _header_vr(elem.VR, implicit), len(text), implicit) + text
+
+
+def _header_vr(vr: str, implicit: bool) -> str:
+    if not implicit and vr.encode() not in _VRS:
+        raise _Unsupported
+    return vr
+
+
+@lru_cache(maxsize=256)
+def _dummy(tag: int, vr: str, implicit: bool) -> bytes:
+    value = dummy_value(vr)
+    if not isinstance(value, str):
+        raise _Unsupported
+    return _encode(_new(tag, vr, value), implicit)
+
+
+@lru_cache(maxsize=16)
+def _marks(options: Options, implicit: bool) -> dict[int, bytes]:
+    """The marks, encoded by the engine's own writer (once per options and syntax)."""
+    out = {}
+    for tag, vr, value in mark_elements(options):
+        elem = _new(tag, vr, value)
+        if vr != "SQ":
+            out[tag] = _encode(elem, implicit)
+            continue
+        fp = DicomBytesIO()
+        fp.is_implicit_VR = implicit
+        fp.is_little_endian = True
+        _write_sequence(fp, elem, implicit, None)
+        out[tag] = fp.getvalue()
+    return out

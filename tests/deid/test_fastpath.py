@@ -1,0 +1,158 @@
+"""The byte-level header path writes exactly what the engine's path writes, or steps aside."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+from safepacs.deid import batch
+from safepacs.deid.fastpath import FastDeid, eligible
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
+
+KEYS = Keys(b"k" * 32)
+HEADER_ONLY = Options(clean_pixels="never", accept_burned_in_risk=True)
+OPTION_SETS = {
+    "header only": HEADER_ONLY,
+    "auto pixel rule": Options(),
+    "refuse risky": Options(clean_pixels="never"),
+    "retain most": Options(
+        clean_pixels="never", accept_burned_in_risk=True, retain_uids=True,
+        retain_device_identity=True, retain_patient_characteristics=True,
+        retain_long_full_dates=True, retain_institution_identity=True,
+    ),
+}
+PYDICOM_FILES = Path(get_testdata_file("CT_small.dcm")).parent
+
+
+def _run(inputs: Path, out: Path, options: Options, *, fast: bool, monkeypatch) -> tuple[dict, dict, int]:
+    """(reports by input, output bytes by path, files the fast path wrote)."""
+    taken = []
+    real = batch._process_fast
+
+    def counted(path, job, fast_deid):  # type: ignore[no-untyped-def]
+        result = real(path, job, fast_deid)
+        if result is not None:
+            taken.append(path)
+        return result
+
+    monkeypatch.setattr(batch, "_process_fast", counted)
+    out.mkdir()
+    job = batch.Job(out, None, options, KEYS.secret, None, time.time() - 1, fast=fast)
+    results = batch.run(list(batch.discover(inputs)), job)
+    reports = {r.input: (r.status, r.reason, r.output) for r in results}
+    files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return reports, files, len(taken)
+
+
+def _assert_same(inputs: Path, tmp_path: Path, options: Options, monkeypatch) -> int:
+    engine = _run(inputs, tmp_path / "engine", options, fast=False, monkeypatch=monkeypatch)
+    fast = _run(inputs, tmp_path / "fast", options, fast=True, monkeypatch=monkeypatch)
+    assert engine[2] == 0
+    assert fast[0] == engine[0]
+    assert fast[1].keys() == engine[1].keys()
+    differing = [name for name in engine[1] if fast[1][name] != engine[1][name]]
+    assert not differing
+    return fast[2]
+
+
+@pytest.mark.parametrize("name", list(OPTION_SETS))
+def test_same_bytes_as_the_engine_on_the_synth_corpus(corpus, tmp_path, monkeypatch, name):
+    inputs, _ = corpus
+    taken = _assert_same(inputs, tmp_path, OPTION_SETS[name], monkeypatch)
+    # the comparison is not vacuous: the fast path wrote files under every option set
+    assert taken > 0
+    if OPTION_SETS[name].accept_burned_in_risk:
+        assert taken >= 150  # nearly all of the 200: they are plain little-endian objects
+
+
+@pytest.mark.parametrize("name", ["header only", "retain most"])
+def test_same_bytes_as_the_engine_on_pydicoms_odd_files(tmp_path, monkeypatch, name):
+    """pydicom's test files: big endian, deflated, no meta, truncated, odd charsets,
+    private sequences, encapsulated pixels; the fast path takes what it can do exactly."""
+    taken = _assert_same(PYDICOM_FILES, tmp_path, OPTION_SETS[name], monkeypatch)
+    assert taken >= 50
+
+
+def _header(path: Path, options: Options = HEADER_ONLY):  # type: ignore[no-untyped-def]
+    data = path.read_bytes()
+    return FastDeid(options, KEYS).header(data[: 64 * 1024], len(data))
+
+
+def test_plain_file_is_taken_and_named_by_its_new_identifiers():
+    path = Path(get_testdata_file("CT_small.dcm"))
+    original = pydicom.dcmread(path)
+    header = _header(path)
+    assert header is not None
+    assert header.sop_uid == KEYS.uid(original.SOPInstanceUID)
+    assert header.study_uid == KEYS.uid(original.StudyInstanceUID)
+    assert header.patient_id == KEYS.pseudonym("PatientID", original.PatientID)
+    assert header.data[128:132] == b"DICM"
+    assert str(original.PatientName).encode() not in header.data
+
+
+def _rewritten(tmp_path: Path, **changes) -> Path:  # type: ignore[no-untyped-def]
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    out = tmp_path / "x.dcm"
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "image_dfl.dcm"])
+def test_other_encodings_take_the_engines_path(name):
+    path = Path(get_testdata_file(name))
+    tsuid = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    assert tsuid in (ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+    assert _header(path) is None
+
+
+def test_data_after_the_pixels_takes_the_engines_path(tmp_path, monkeypatch):
+    path = _rewritten(tmp_path)
+    with open(path, "ab") as fh:  # (FFFC,FFFC) data set trailing padding, after the pixels
+        fh.write(b"\xfc\xff\xfc\xffOB\x00\x00\x02\x00\x00\x00\x00\x00")
+    job = batch.Job(tmp_path / "out", None, HEADER_ONLY, KEYS.secret, None, time.time() - 1)
+    batch._init_worker(job)
+    assert batch._worker_fast is not None
+    assert batch._process_fast(path, job, batch._worker_fast) is None
+    assert not (tmp_path / "out").exists()  # nothing written by the path that stepped aside
+
+
+def test_a_header_longer_than_the_chunk_read_takes_the_engines_path(tmp_path):
+    path = _rewritten(tmp_path, ImageComments="x" * (70 * 1024))
+    data = path.read_bytes()
+    assert FastDeid(HEADER_ONLY, KEYS).header(data[: 64 * 1024], len(data)) is None
+    assert FastDeid(HEADER_ONLY, KEYS).header(data, len(data)) is not None  # read whole: taken
+
+
+def test_odd_length_kept_values_take_the_engines_path(tmp_path):
+    path = _rewritten(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x28\x00\x10\x00US")  # Rows, kept: make its length odd (and the file bad)
+    data[at + 6] = 3
+    assert FastDeid(HEADER_ONLY, KEYS).header(bytes(data), len(data)) is None
+
+
+def test_unknown_character_set_takes_the_engines_path(tmp_path):
+    assert _header(_rewritten(tmp_path, SpecificCharacterSet="ISO_IR 999")) is None
+
+
+def test_options_that_need_values_are_not_eligible():
+    assert eligible(HEADER_ONLY)
+    for option in ("clean_descriptors", "clean_structured_content", "clean_graphics",
+                   "retain_long_modified_dates", "retain_safe_private"):
+        assert not eligible(Options(**{option: True}))
+        with pytest.raises(ValueError):
+            FastDeid(Options(**{option: True}), KEYS)
+
+
+def test_no_fast_path_when_deltas_are_kept(tmp_path):
+    job = batch.Job(tmp_path, None, HEADER_ONLY, KEYS.secret, tmp_path / "deltas")
+    batch._init_worker(job)
+    assert batch._worker_fast is None
