@@ -38,7 +38,6 @@ from safepacs.deid.engine import (
     IMPLEMENTATION_VERSION_NAME,
     KEEP_AS_IS,
     _new,
-    _vr_of,
     _Walker,
     mark_elements,
 )
@@ -114,7 +113,8 @@ class FastDeid:
         self.keys = keys
         # a walker over an empty dataset: only its decisions are used
         self.walker = _Walker(Dataset(), options, keys, load_profile(), load_policy())
-        self._uids: dict[bytes, bytes] = {}
+        self._decisions: dict[tuple[int, str, str, bool], str] = {}
+        self._implicit_vrs: dict[int, str] = {}
 
     def header(self, head: bytes, size: int) -> Header | None:
         """The de-identified header of the Part 10 object whose first bytes are ``head``
@@ -196,19 +196,24 @@ class FastDeid:
         if _CHARSET in tags and depth:
             read = set(read) | {_CHARSET}
         out: dict[int, bytes] = {}
+        decisions = self._decisions
         for e in elements:
             tag = e.tag
             if tag >> 16 < 0x0008:
                 raise _Unsupported
-            raw = _raw(buf, e, implicit)
-            vr = _vr_of(raw)
-            action = walker.decide(tag, vr, raw, mode, None, local_code)
+            vr = self._vr(e)
+            key = (tag, vr, mode, local_code)
+            action = decisions.get(key)
+            if action is None:
+                action = walker.decide(tag, vr, _raw(buf, e, implicit), mode, None, local_code)
+                if vr != "UI" or walker.profile.row_for(tag) is not None:
+                    decisions[key] = action  # an unlisted UID's decision depends on its value
             if action == "X":
                 continue
             if action == KEEP_AS_IS or action not in ("K", "Z", "D", "U"):
                 raise _Unsupported
             if e.items is not None or vr == "SQ":
-                if e.items is None:
+                if e.items is None or vr != "SQ":
                     raise _Unsupported
                 if action == "Z":
                     out[tag] = _element_header(tag, "SQ", 0, implicit)
@@ -216,18 +221,40 @@ class FastDeid:
                     inner = "normal" if action in ("K", "U") else "D"
                     out[tag] = self._sequence(buf, e, implicit, inner, depth)
                 continue
-            if action == "K":
-                out[tag] = _reencoded(buf, e, raw, vr, implicit) if tag in read else _copied(buf, e, implicit)
+            if action == "K" or (action in ("Z", "D") and vr != "UI" and tag != _PATIENT_ID
+                                 and _is_blank(buf, e)):
+                out[tag] = _kept(buf, e, vr, implicit) if tag in read else _copied(buf, e, implicit)
             elif action in ("Z", "D") and vr != "UI" and tag != _PATIENT_ID:
-                if _is_blank(buf, e):
-                    out[tag] = _reencoded(buf, e, raw, vr, implicit) if tag in read else _copied(buf, e, implicit)
-                elif action == "Z":
+                if action == "Z":
                     out[tag] = _element_header(tag, _header_vr(vr, implicit), 0, implicit)
                 else:
                     out[tag] = _dummy(tag, vr, implicit)
+            elif vr == "UI" and action in ("Z", "D", "U"):
+                out[tag] = self._uids(buf, e, action, implicit)
             else:
-                out[tag] = self._value_action(buf, e, raw, vr, action, implicit)
+                out[tag] = self._value_action(buf, e, _raw(buf, e, implicit), vr, action, implicit)
         return out
+
+    def _vr(self, e: _Element) -> str:
+        """The VR the engine decides by (:func:`_vr_of`): as encoded, else the dictionary's."""
+        if e.vr is not None:
+            return e.vr.decode()
+        vr = self._implicit_vrs.get(e.tag)
+        if vr is None:
+            try:
+                vr = dictionary_VR(e.tag)
+            except KeyError:
+                vr = "UN"
+            self._implicit_vrs[e.tag] = vr
+        return vr
+
+    def _uids(self, buf: memoryview, e: _Element, action: str, implicit: bool) -> bytes:
+        """Z, D and U on a UID as the engine does them, on the ASCII value: UIDs mapped
+        one by one, or emptied; an empty value is written empty."""
+        text = _text(_value(buf, e)).rstrip("\x00 ")  # pydicom's reading of a UI value
+        if not text or action == "Z":
+            return _element_header(e.tag, "UI", 0, implicit)
+        return _ui_element(e.tag, "\\".join(self.keys.uid(v) for v in text.split("\\")), implicit)
 
     def _value_action(self, buf: memoryview, e: _Element, raw: RawDataElement, vr: str,
                       action: str, implicit: bool) -> bytes:
@@ -283,9 +310,13 @@ class FastDeid:
               by_tag: dict[int, _Element], buf: memoryview, implicit: bool) -> bytes:
         """The file meta group as the engine's writer makes it: version, SOP class and
         instance (synced with the dataset), transfer syntax, safepacs' implementation."""
+        uids = {}
         for tag in (0x00020002, 0x00020003, 0x00020010):
-            if tag not in meta or not _text(meta[tag]).strip("\x00 "):
+            if tag not in meta or meta[tag][0] != b"UI":
                 raise _Unsupported
+            uids[tag] = _ui_text(meta[tag][1])
+            if not uids[tag]:
+                raise _Unsupported  # pydicom's meta check refuses it: the engine's path says so
         elements: dict[int, bytes] = {}
         version = meta.get(0x00020001)
         if version is not None and len(version[1]) and not len(version[1]) & 1 and version[0] == b"OB":
@@ -294,25 +325,21 @@ class FastDeid:
             elements[0x00020001] = _element_header(0x00020001, "OB", 2, False) + b"\x00\x01"
         else:
             raise _Unsupported
-        sop_class = _ui(meta[0x00020002])
+        sop_class = uids[0x00020002]
         if 0x00080016 in by_tag:
-            ds_class = _converted(_raw(buf, by_tag[0x00080016], implicit))
-            if not ds_class.is_empty and ds_class.value != sop_class:
-                sop_class = ds_class.value
-        if not isinstance(sop_class, str):
-            raise _Unsupported
+            ds_class = _ui_text(_value(buf, by_tag[0x00080016]))
+            if ds_class:  # synced with the dataset's
+                sop_class = ds_class
         instance = sop
         if not instance:
-            instance = _ui(meta[0x00020003])
-            if not isinstance(instance, str):
-                raise _Unsupported
+            instance = uids[0x00020003]
             if not self.options.retain_uids:
                 instance = self.keys.uid(instance)
         for tag, value in ((0x00020002, sop_class), (0x00020003, instance),
-                           (0x00020010, _ui(meta[0x00020010])),
+                           (0x00020010, uids[0x00020010]),
                            (0x00020012, IMPLEMENTATION_CLASS_UID)):
-            elements[tag] = _encode(_new(tag, "UI", value), False)
-        elements[0x00020013] = _encode(DataElement(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME), False)
+            elements[tag] = _ui_element(tag, value, False)
+        elements[0x00020013] = _version_name()
         body = b"".join(elements[t] for t in sorted(elements))
         return _element_header(0x00020000, "UL", 4, False) + struct.pack("<L", len(body)) + body
 
@@ -456,11 +483,27 @@ def _text(value: object) -> str:
     return data.decode("ascii")
 
 
-def _ui(entry: tuple[bytes, memoryview]) -> object:
-    elem = convert_raw_data_element(
-        RawDataElement(0, entry[0].decode(), len(entry[1]), bytes(entry[1]), 0, False, True, True, False)
-    )
-    return elem.value
+def _ui_text(value: bytes | memoryview) -> str:
+    """A single UID as pydicom reads it (trailing NULs and spaces dropped)."""
+    text = _text(value).rstrip("\x00 ")
+    if "\\" in text:
+        raise _Unsupported  # several values where one is expected: the engine decides
+    return text
+
+
+def _ui_element(tag: int, text: str, implicit: bool) -> bytes:
+    """A UI element as the engine's writer encodes it (one NUL pads an odd length)."""
+    value = text.encode("ascii")
+    if len(value) & 1:
+        value += b"\x00"
+    if len(value) > 0xFFFF:
+        raise _Unsupported
+    return _element_header(tag, "UI", len(value), implicit) + value
+
+
+@lru_cache(maxsize=1)
+def _version_name() -> bytes:
+    return _encode(DataElement(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME), False)
 
 
 def _check_charset(buf: memoryview, e: _Element) -> None:
@@ -496,6 +539,31 @@ def _reencoded(buf: memoryview, e: _Element, raw: RawDataElement, vr: str, impli
     """A kept element the engine's path decoded on the way: encoded again as its writer
     does (which is the input's bytes when they were already in canonical form)."""
     return _encode(_converted(raw), implicit)
+
+
+#: VRs whose canonical values the engine's writer re-encodes to the very same bytes
+_CANONICAL_VRS = frozenset({"AE", "CS", "DA", "DT", "LO", "SH", "TM", "UI"})
+
+
+def _kept(buf: memoryview, e: _Element, vr: str, implicit: bool) -> bytes:
+    """A kept element that the engine's path decoded on the way (and so re-encodes):
+    copied when its value is in the canonical form that re-encoding gives back."""
+    value = _value(buf, e)
+    if vr in _CANONICAL_VRS and _canonical(value, b"\x00" if vr == "UI" else b" "):
+        return _element_header(e.tag, vr if not implicit else "", len(value), implicit) + value
+    return _reencoded(buf, e, _raw(buf, e, implicit), vr, implicit)
+
+
+def _canonical(value: bytes, pad: bytes) -> bool:
+    """ASCII, no space or NUL around any value, padded with one ``pad`` only when odd."""
+    if not value.isascii() or b"\x1b" in value:
+        return False
+    core = value[:-1] if value.endswith(pad) and len(value) & 1 == 0 else value
+    if len(core) & 1 == 0 and core is not value:
+        return False
+    if len(value) & 1:
+        return False
+    return all(p == p.strip(b" \x00") and p for p in core.split(b"\\")) or not core
 
 
 def _encode(elem: DataElement, implicit: bool) -> bytes:
