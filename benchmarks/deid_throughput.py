@@ -90,6 +90,7 @@ REPORT_NAME = "safepacs-deid-report.jsonl"
 
 TOOLS = (
     "cp",
+    "cp2",
     "pydicom",
     "safepacs1",
     "safepacs2",
@@ -370,6 +371,18 @@ def leaf_folders(inp: Path) -> list[Path]:
     return sorted({Path(d) for d, _s, files in os.walk(inp) if files})
 
 
+def two_streams(inp: Path, out: Path) -> list[list[str]] | None:
+    """One command copying the two halves of the corpus with two ``cp -r`` at once: what two
+    processes get from this machine for the same bytes.  Where that is no faster than one
+    ``cp -r``, the copy does not scale and caps what a second worker can add."""
+    entries = sorted(str(p) for p in inp.iterdir())
+    if len(entries) < 2:
+        return None
+    half = len(entries) // 2
+    script = 'mkdir -p "$0" && { cp -r "${@:1:%d}" "$0" & cp -r "${@:%d}" "$0" & wait; }' % (half, half + 1)
+    return [["bash", "-c", script, str(out), *entries]]
+
+
 def plan(
     args, work: Path, inp: Path, out: Path
 ) -> list[tuple[str, str, list[list[str]] | None, str]]:
@@ -380,6 +393,8 @@ def plan(
     safepacs = which("safepacs")
     rows: list[tuple[str, str, list[list[str]] | None, str]] = []
     rows.append(("cp", "cp -r (I/O floor)", [["cp", "-r", str(inp), str(out)]], ""))
+    rows.append(("cp2", "cp -r, two halves at once (2-stream floor)", two_streams(inp, out),
+                 "the corpus has fewer than two top-level entries"))
     rows.append(
         (
             "pydicom",
@@ -788,6 +803,8 @@ def report(
     ]
     info = [
         ("safepacs(1) / cp -r (share of the I/O floor)", "safepacs1", "cp"),
+        ("cp -r x2 / cp -r (does copying scale to 2 streams here?)", "cp2", "cp"),
+        ("safepacs(2) / cp -r x2 (share of the 2-stream floor)", "safepacs2", "cp2"),
         ("cp -r / dicognito (ceiling of safepacs(1) / dicognito)", "cp", "dicognito"),
         ("cp -r / gdcmanon (ceiling of safepacs(1) / gdcmanon)", "cp", "gdcmanon"),
         ("safepacs(1) / deid", "safepacs1", "deid"),

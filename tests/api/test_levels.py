@@ -319,6 +319,37 @@ def test_rendered_jpeg_names_its_reader_and_differs_per_response(site, tmp_path)
     assert result.exit_code == 0 and "issued to: res-p " in result.output
 
 
+def test_rendered_shortcut_answers_like_the_full_route(site, monkeypatch):
+    """The ASGI shortcut serves a plain ``/rendered`` (no query); anything else, and any
+    refusal, is left to the full route, which answers it the same way."""
+    from safepacs.api import fastpath
+
+    served = []
+    real = fastpath.FastRetrieve._answer
+
+    def spy(self, uids, scope, *, rendered):  # type: ignore[no-untyped-def]
+        answer = real(self, uids, scope, rendered=rendered)
+        served.append((rendered, answer is not None))
+        return answer
+
+    monkeypatch.setattr(fastpath.FastRetrieve, "_answer", spy)
+    study, series, sop = site.chest
+    url = site.url(site.doc, sop) + "/rendered"
+    with client(site, site.doc_token, Accept="image/jpeg") as c:
+        short, full = c.get(url), c.get(url + "?quality=90")
+        refused = c.get(url, headers={"Accept": "text/html"})
+    assert served == [(True, True), (True, False)]  # the query string never reaches it
+    assert short.status_code == full.status_code == 200
+    assert short.headers["content-type"] == full.headers["content-type"] == "image/jpeg"
+    assert int(short.headers["content-length"]) == len(short.content)
+    a = np.asarray(Image.open(io.BytesIO(short.content)), dtype=np.int16)
+    b = np.asarray(Image.open(io.BytesIO(full.content)), dtype=np.int16)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 3  # two marks, same picture
+    assert refused.status_code == 406
+    with client(site, site.tp_token, Accept="image/png") as c:  # a third party: no access
+        assert c.get(site.url(site.doc, sop) + "/rendered").status_code == 404
+
+
 def test_c_get_over_dicom_networking_serves_the_level(site):
     """A researcher's C-GET (JWT in User Identity Negotiation) gets the research copies."""
     from pynetdicom import AE, build_role, evt

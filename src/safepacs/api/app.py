@@ -396,9 +396,8 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         return octets([("application/octet-stream", bytes(value or b""))])
 
     def rendered(request: Request, who: Any, study: str, series: str, sop: str, frame: int) -> Response:
-        accept = (request.headers.get("accept") or "image/png").lower()
-        fmt = "jpeg" if "image/jpeg" in accept and "image/png" not in accept else "png"
-        if not any(t in accept for t in ("image/png", "image/jpeg", "image/*", "*/*")):
+        fmt = pixels.rendered_format(request.headers.get("accept"))
+        if fmt is None:
             raise ApiError(406, "rendered media types offered: image/png, image/jpeg")
         with bad_request():
             window = pixels.parse_window(request.query_params.get("window"))

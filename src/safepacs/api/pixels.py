@@ -42,6 +42,15 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     return [bytes(view[(k - 1) * size : k * size]) for k in numbers]
 
 
+def rendered_format(accept: str | None) -> str | None:
+    """``png`` or ``jpeg`` for an Accept header of ``/rendered`` (PNG unless only JPEG is
+    asked for), or None when it accepts neither (406)."""
+    accept = (accept or "image/png").lower()
+    if not any(t in accept for t in ("image/png", "image/jpeg", "image/*", "*/*")):
+        return None
+    return "jpeg" if "image/jpeg" in accept and "image/png" not in accept else "png"
+
+
 def parse_window(value: str | None) -> tuple[float, float] | None:
     """``window=center,width[,function]`` query parameter."""
     if value is None:
