@@ -67,3 +67,25 @@ def test_malformed_policies_are_refused(raw, tmp_path):
     path.write_text(json.dumps(raw))
     assert load(path).rules("researcher") == load().rules("researcher")
     assert set(DATA_ROLES) == set(load().data_access)
+
+
+@pytest.mark.parametrize(("role", "basis"), [("physician", "care"), ("physician", "break_glass"),
+                                             ("patient", "patient"), ("service", "service")])
+def test_project_keyed_level_outside_the_project_basis_is_refused(raw, role, basis):
+    bad = copy.deepcopy(raw)
+    bad["data_access"][role] = [{"basis": basis, "level": "pseudonymised"}]
+    with pytest.raises(PolicyError, match="'pseudonymised' needs a research project"):
+        parse(bad)
+
+
+def test_project_keyed_level_is_fine_as_the_project_basis_level(raw):
+    ok = copy.deepcopy(raw)
+    ok["data_access"]["researcher"] = [{"basis": "project", "level": "pseudonymised"}]
+    assert parse(ok).rules("researcher")[0].level == "pseudonymised"
+
+
+def test_default_grant_level_that_needs_a_project_is_refused(raw):
+    bad = copy.deepcopy(raw)
+    bad["defaults"]["grant_level"] = "pseudonymised"
+    with pytest.raises(PolicyError, match="grant_level needs a research project"):
+        parse(bad)

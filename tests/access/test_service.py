@@ -111,8 +111,8 @@ def test_third_party_grant_is_named_studies_at_grant_level_until_it_ends(ac, mak
 
 def test_revoked_grant_ends_access(ac, make_user, studies, sec):
     tp = make_user("tp", "third_party")
-    g = ac.grants.create_grant(sec.principal, tp.id, [studies["PSEUDO-A"][0]], level="pseudonymised")
-    assert ac.decide(tp.principal, studies["PSEUDO-A"][0]).level == "pseudonymised"
+    g = ac.grants.create_grant(sec.principal, tp.id, [studies["PSEUDO-A"][0]], level="deidentified")
+    assert ac.decide(tp.principal, studies["PSEUDO-A"][0]).level == "deidentified"
     ac.grants.revoke_grant(sec.principal, g.id)
     assert not ac.decide(tp.principal, studies["PSEUDO-A"][0]).allowed
 

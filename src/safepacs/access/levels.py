@@ -13,7 +13,9 @@ Fail closed everywhere: an unknown name is refused when a project or grant is ma
 stored definition this version cannot parse is treated as absent (its readers are
 refused), and a level whose header is ``original`` reveals identity: it is treated exactly
 like ``identified`` (never a project's level, exported only with approval, always
-watermarked)."""
+watermarked).  A level that re-keys per research project (``pseudonymised``, or a site level
+with ``project`` UIDs or dates) is only ever a project's: a grant at one is refused when it is
+made, and one stored anyway (by an older version) opens nothing."""
 
 from __future__ import annotations
 
@@ -112,9 +114,16 @@ def grantable(conn: Connection | Session, name: str, *, project: bool) -> Level:
         raise AccessError("unknown access level")
     if project and reveals_identity(level):
         raise AccessError("a project's level may not reveal identity (that needs a care relationship)")
-    if not project and name not in BUILT_IN and level.needs_project:
-        raise AccessError("this level re-keys per project: it can only be a project's level")
+    if not project and level.needs_project:  # built-in (pseudonymised) or site level alike
+        raise AccessError(project_only(name))
     return level
+
+
+def project_only(name: str) -> str:
+    """Why a level that re-keys per research project cannot be granted outside one."""
+    return (f"level {name!r} needs a research project: it re-keys pseudonyms, UIDs or dates per "
+            "project, so it can only be a project's level (create a project at this level and "
+            "add the reader as a member)")
 
 
 def exposes_identity(engine: Engine, name: str | None) -> bool:
@@ -154,6 +163,11 @@ class LevelRegistry:
                 site = site_levels(conn)
             self._levels = {**builtin_levels(), **site}
             self._read_at = time.monotonic()
+
+    def project_keyed(self) -> frozenset[str]:
+        """The levels that re-key per research project: readable only through a project
+        (a grant or a fixed policy level has no project key to re-key with)."""
+        return frozenset(name for name, level in self.all().items() if level.needs_project)
 
     def forget(self, **_: object) -> None:
         """An access listener: any change may concern levels, so read them again next time."""

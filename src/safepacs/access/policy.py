@@ -16,6 +16,7 @@ from typing import Any
 
 from safepacs.access.principal import ACTIONS, ADMIN_ROLES, DATA_ROLES, LEVELS, ROLES
 from safepacs.errors import SafepacsError
+from safepacs.render.levels import builtin_levels
 
 BASES = ("care", "break_glass", "project", "grant", "patient", "service")
 _DYNAMIC_LEVELS = {"project", "grant"}  # the level comes from the project / grant row
@@ -105,6 +106,9 @@ def _check(p: Policy) -> None:
                 raise PolicyError(f"unknown level {rule.level!r}")
             if rule.basis not in p.purposes:
                 raise PolicyError(f"basis {rule.basis!r} has no purpose")
+            if rule.basis != "project" and rule.level in LEVELS and builtin_levels()[rule.level].needs_project:
+                raise PolicyError(f"data access for {role!r}: level {rule.level!r} needs a research "
+                                  f"project, which basis {rule.basis!r} has not")
     for action, roles in p.actions.items():
         if action not in ACTIONS:
             raise PolicyError(f"unknown action {action!r}")
@@ -119,6 +123,8 @@ def _check(p: Policy) -> None:
     for name in ("project_level", "grant_level"):
         if p.defaults.get(name) not in LEVELS:
             raise PolicyError(f"default {name} is not a level")
+    if builtin_levels()[p.defaults["grant_level"]].needs_project:
+        raise PolicyError("default grant_level needs a research project: a grant cannot carry it")
 
 
 def load(path: Path | None = None) -> Policy:

@@ -1,11 +1,14 @@
 """Each basis of access as SQL: one condition per basis for a whole study listing
 (``visible_studies``), one lookup per basis for a single study (``decide``).  Both read the
 same time-bounded rows with the same ``starts_at <= now < ends_at`` test, so a study is in the
-listing exactly when ``decide`` allows it."""
+listing exactly when ``decide`` allows it.  A grant at a level that re-keys per research
+project opens nothing (a grant has no project key): the listing leaves it out by name
+(``project_keyed``) and ``decide`` skips its row."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -48,8 +51,17 @@ def _grant_rows(account: int, now: datetime, *, all_studies: bool) -> ColumnElem
                 Grant.all_studies.is_(all_studies))
 
 
-def condition(basis: str, account: int, now: datetime) -> ColumnElement[bool]:
-    """SQL over ``Study`` true for the studies ``basis`` opens to ``account`` at ``now``."""
+def _servable_grants(account: int, now: datetime, *, all_studies: bool,
+                     project_keyed: Collection[str]) -> ColumnElement[bool]:
+    rows = _grant_rows(account, now, all_studies=all_studies)
+    return and_(rows, Grant.level.not_in(sorted(project_keyed))) if project_keyed else rows
+
+
+def condition(basis: str, account: int, now: datetime, *,
+              project_keyed: Collection[str] = ()) -> ColumnElement[bool]:
+    """SQL over ``Study`` true for the studies ``basis`` opens to ``account`` at ``now``;
+    grant rows at the ``project_keyed`` levels open nothing (passed where the policy takes
+    the level from the row)."""
     if basis == "care":
         return _patients(select(CareRelationship.patient_id).where(_care_rows(account, now)))
     if basis == "break_glass":
@@ -61,10 +73,11 @@ def condition(basis: str, account: int, now: datetime) -> ColumnElement[bool]:
         return or_(Study.study_uid.in_(studies), _patients(patients))
     if basis == "grant":
         named = select(GrantStudy.study_uid).join(Grant, Grant.pk == GrantStudy.grant_pk).where(
-            _grant_rows(account, now, all_studies=False))
+            _servable_grants(account, now, all_studies=False, project_keyed=project_keyed))
         return Study.study_uid.in_(named)
     if basis == "service":
-        return select(Grant.pk).where(_grant_rows(account, now, all_studies=True)).exists()
+        return select(Grant.pk).where(
+            _servable_grants(account, now, all_studies=True, project_keyed=project_keyed)).exists()
     if basis == "patient":
         own = select(Account.patient_pseudonym).where(
             Account.pk == account, Account.patient_pseudonym.is_not(None))
@@ -79,8 +92,9 @@ def any_of(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
 
 
 def lookup(basis: str, account: int, now: datetime, study_uid: str, patient_id: str) -> Select | None:
-    """A query whose first row (if any) opens this one study by ``basis``.  Rows: (id, level,
-    project code, when the basis ends) with None where the basis has none."""
+    """A query whose rows open this one study by ``basis``, the one to use first.  Rows: (id,
+    level, project code, when the basis ends) with None where the basis has none.  Grants
+    return every match (a few): ``decide`` uses the first whose level a grant may carry."""
     if basis == "care":
         return select(CareRelationship.pk, null(), null(), CareRelationship.ends_at).where(
             _care_rows(account, now), CareRelationship.patient_id == patient_id).limit(1)
@@ -98,11 +112,11 @@ def lookup(basis: str, account: int, now: datetime, study_uid: str, patient_id: 
         return (
             select(Grant.pk, Grant.level, null(), Grant.ends_at).join(GrantStudy, GrantStudy.grant_pk == Grant.pk)
             .where(_grant_rows(account, now, all_studies=False), GrantStudy.study_uid == study_uid)
-            .order_by(Grant.pk).limit(1)
+            .order_by(Grant.pk)
         )
     if basis == "service":
         return select(Grant.pk, Grant.level, null(), Grant.ends_at).where(
-            _grant_rows(account, now, all_studies=True)).order_by(Grant.pk).limit(1)
+            _grant_rows(account, now, all_studies=True)).order_by(Grant.pk)
     if basis == "patient":
         return select(Account.pk, null(), null(), null()).where(
             Account.pk == account, Account.patient_pseudonym == patient_id).limit(1)

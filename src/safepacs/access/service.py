@@ -28,7 +28,7 @@ from safepacs.access.breakglass import BreakGlassDesk
 from safepacs.access.context import Clock, Context, utc_now
 from safepacs.access.grants import Grants
 from safepacs.access.keyfile import load_keys
-from safepacs.access.levels import LevelDesk, exposes_identity
+from safepacs.access.levels import LevelDesk, LevelRegistry, exposes_identity
 from safepacs.access.models import Account, BreakGlass, CareRelationship, Grant, Project
 from safepacs.access.oidc import OidcConfig, OidcLogin
 from safepacs.access.policy import Policy, load
@@ -92,6 +92,9 @@ class AccessControl:
         self.approvals = Approvals(self.ctx)
         #: site-defined access levels (security administrator), beside the built-in ones
         self.levels = LevelDesk(self.ctx)
+        #: which levels re-key per project, as decisions see them (re-read after a change)
+        self._registry = LevelRegistry(engine)
+        self.ctx.listeners.append(self._registry.forget)
         self.oidc = OidcLogin(oidc, self.ctx, self.auth) if oidc is not None else None
 
     # --- authentication -----------------------------------------------------------------
@@ -223,6 +226,7 @@ class AccessControl:
             return refused(f"role may not {action}"), None
         now = self.ctx.now()
         ends = None
+        keyed = self._registry.project_keyed()  # before the connection: a refresh takes its own
         with self.ctx.engine.connect() as s:  # Core: reads only, on every request
             if not self._active(s, who):
                 return refused("account disabled or changed"), None
@@ -233,17 +237,26 @@ class AccessControl:
             if found is None:
                 return refused("no such study"), None
             decision = None
+            unkeyed = ""  # a level found on a grant that only a project may carry
             for rule in self.policy.rules(who.role):
                 query = rules.lookup_prepared(rule.basis, who.account_id, now, study_uid, found.patient_id)
-                row = s.execute(*query).first() if query is not None else None
-                if row is None:
-                    continue
-                ident, level, project, ends = row
-                level = level if rule.level in ("project", "grant") else rule.level
-                decision = Decision(
-                    True, level, rule.basis, self.policy.purposes[rule.basis], project,
-                    ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
-                break
+                for ident, level, project, until in s.execute(*query).all() if query is not None else ():
+                    level = level if rule.level in ("project", "grant") else rule.level
+                    if project is None and level in keyed:
+                        # granted outside a project (by an older version): no project key to
+                        # re-key with, and never a lower-protection copy instead
+                        unkeyed = level
+                        continue
+                    decision = Decision(
+                        True, level, rule.basis, self.policy.purposes[rule.basis], project,
+                        ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
+                    ends = until
+                    break
+                if decision is not None:
+                    break
+        if decision is None and unkeyed:
+            return refused(f"the grant's level {unkeyed!r} needs a research project; "
+                           "a grant cannot carry it"), None
         if decision is None:
             return refused("no care relationship, project, grant or emergency access covers this study"), None
         if action == "export" and exposes_identity(self.ctx.engine, decision.level) and not self.approvals.is_approved(
@@ -259,7 +272,9 @@ class AccessControl:
             if not self._active(s, principal):
                 return false()
         now = self.ctx.now()
-        return rules.any_of([rules.condition(r.basis, principal.account_id, now)
+        keyed = self._registry.project_keyed()  # as decide: only where the row names the level
+        return rules.any_of([rules.condition(r.basis, principal.account_id, now,
+                                             project_keyed=keyed if r.level in ("project", "grant") else ())
                              for r in self.policy.rules(principal.role)])
 
     def is_store_allowed(self, principal: Principal) -> bool:
