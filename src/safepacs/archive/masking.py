@@ -283,7 +283,8 @@ class Masking:
         if found is not None:
             return found
         levels = {r.level for r in self.access.policy.rules(principal.role)}
-        if len(levels) == 1 and not levels & {"project", "grant"}:
+        # a project-keyed level needs the study's own decision: it names the project
+        if len(levels) == 1 and not levels & ({"project", "grant"} | self.registry.project_keyed()):
             found = Decision(True, levels.pop(), "listing", "query", None, None, "")
         else:
             found = self.decision_quietly(principal, study_uid)
