@@ -28,6 +28,8 @@ OPTION_SETS = {
     ),
 }
 PYDICOM_FILES = Path(get_testdata_file("CT_small.dcm")).parent
+#: pydicom-data's larger files (compressed, colour, explicit UN, vendor oddities)
+PYDICOM_DATA_FILES = Path(get_testdata_file("explicit_VR-UN.dcm")).parent
 
 
 def _run(inputs: Path, out: Path, options: Options, *, fast: bool, monkeypatch) -> tuple[dict, dict, int]:
@@ -72,11 +74,24 @@ def test_same_bytes_as_the_engine_on_the_synth_corpus(corpus, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("name", ["header only", "retain most"])
-def test_same_bytes_as_the_engine_on_pydicoms_odd_files(tmp_path, monkeypatch, name):
+@pytest.mark.parametrize("folder", [PYDICOM_FILES, PYDICOM_DATA_FILES], ids=["pydicom", "pydicom-data"])
+def test_same_bytes_as_the_engine_on_pydicoms_odd_files(tmp_path, monkeypatch, name, folder):
     """pydicom's test files: big endian, deflated, no meta, truncated, odd charsets,
-    private sequences, encapsulated pixels; the fast path takes what it can do exactly."""
-    taken = _assert_same(PYDICOM_FILES, tmp_path, OPTION_SETS[name], monkeypatch)
-    assert taken >= 50
+    private sequences, encapsulated pixels, standard elements written as UN; the fast path
+    takes what it can do exactly."""
+    taken = _assert_same(folder, tmp_path, OPTION_SETS[name], monkeypatch)
+    assert taken >= (50 if folder == PYDICOM_FILES else 25)
+
+
+def test_a_missing_input_is_reported_as_the_engine_reports_it(tmp_path):
+    task = batch.Task(tmp_path / "gone.dcm", "gone.dcm")
+    reports = []
+    for fast in (False, True):
+        job = batch.Job(tmp_path / f"out{fast}", None, HEADER_ONLY, KEYS.secret, None, fast=fast)
+        batch._init_worker(job)
+        reports.append(batch.process(task))
+    assert reports[0] == reports[1]
+    assert reports[1].status == "rejected" and "cannot read file" in (reports[1].reason or "")
 
 
 def _header(path: Path, options: Options = HEADER_ONLY):  # type: ignore[no-untyped-def]
@@ -125,7 +140,11 @@ def test_data_after_the_pixels_takes_the_engines_path(tmp_path, monkeypatch):
 
 
 def test_a_header_longer_than_the_chunk_read_takes_the_engines_path(tmp_path):
-    path = _rewritten(tmp_path, ImageComments="x" * (70 * 1024))
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.add_new(0x00090010, "LO", "SAFEPACS TEST")  # a vendor's big private blob
+    ds.add_new(0x00091010, "OB", bytes(70 * 1024))
+    path = tmp_path / "big.dcm"
+    ds.save_as(path, enforce_file_format=True)
     data = path.read_bytes()
     assert FastDeid(HEADER_ONLY, KEYS).header(data[: 64 * 1024], len(data)) is None
     assert FastDeid(HEADER_ONLY, KEYS).header(data, len(data)) is not None  # read whole: taken

@@ -235,7 +235,11 @@ _FAST_HEAD = 64 * 1024
 def _process_fast(path: Path, job: Job, fast: FastDeid) -> Path | None:
     """De-identify and write one file by the byte-level path; None when the engine's path
     must do it (nothing is written then).  Errors while writing are the caller's."""
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return None  # the engine's path says why
+    with fh:
         size = os.fstat(fh.fileno()).st_size
         header = fast.header(fh.read(_FAST_HEAD), size)
         if header is None:

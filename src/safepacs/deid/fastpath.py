@@ -87,7 +87,6 @@ class Header:
 class _Element:
     tag: int
     vr: bytes | None  # None in implicit VR
-    start: int  # element header
     value: int  # value offset
     length: int  # as encoded (UNDEFINED for undefined-length sequences)
     end: int  # just past the element (delimiters included)
@@ -161,7 +160,7 @@ class FastDeid:
         body = self._dataset(buf, elements, implicit, "normal", read, 0)
         body.update(_marks(options, implicit))
         data = b"".join(body[t] for t in sorted(body))
-        ids = self._identifiers(buf, by_tag, body, implicit)
+        ids = _identifiers(body, implicit)
         meta_bytes = self._meta(meta, ids[3], by_tag, buf, implicit)
         return Header(_PREAMBLE + meta_bytes + data, pixel_start, implicit, *ids)
 
@@ -231,8 +230,10 @@ class FastDeid:
                     out[tag] = _dummy(tag, vr, implicit)
             elif vr == "UI" and action in ("Z", "D", "U"):
                 out[tag] = self._uids(buf, e, action, implicit)
+            elif tag == _PATIENT_ID and action in ("Z", "D"):
+                out[tag] = self._patient_id(buf, e, vr, action, implicit)
             else:
-                out[tag] = self._value_action(buf, e, _raw(buf, e, implicit), vr, action, implicit)
+                raise _Unsupported  # a U on something that is not a UID: the engine decides
         return out
 
     def _vr(self, e: _Element) -> str:
@@ -256,27 +257,15 @@ class FastDeid:
             return _element_header(e.tag, "UI", 0, implicit)
         return _ui_element(e.tag, "\\".join(self.keys.uid(v) for v in text.split("\\")), implicit)
 
-    def _value_action(self, buf: memoryview, e: _Element, raw: RawDataElement, vr: str,
-                      action: str, implicit: bool) -> bytes:
-        """Z, D and U where the engine decodes the value: UIDs and PatientID."""
+    def _patient_id(self, buf: memoryview, e: _Element, vr: str, action: str, implicit: bool) -> bytes:
+        """Z or D on PatientID as the engine does them: emptied, or its pseudonym."""
+        raw = _raw(buf, e, implicit)
         elem = _converted(raw)
-        if action == "Z":
-            if elem.is_empty:
-                return _reencoded(buf, e, raw, vr, implicit)
-            return _encode(_new(e.tag, vr, ""), implicit)
-        if vr == "UI":
-            if elem.is_empty:
-                return _reencoded(buf, e, raw, vr, implicit)
-            values = [str(v) for v in elem.value] if elem.VM > 1 else [str(elem.value)]
-            new = [self.keys.uid(v) for v in values]
-            return _encode(_new(e.tag, "UI", new if elem.VM > 1 else new[0]), implicit)
-        if action == "U":
-            raise _Unsupported  # a U on something that is not a UID: the engine decides
-        # D on PatientID: its pseudonym
         if elem.is_empty:
-            return _reencoded(buf, e, raw, vr, implicit)
-        value = self.keys.pseudonym("PatientID", str(elem.value or ""))
-        return _encode(_new(e.tag, vr, value), implicit)
+            return _reencoded(raw, implicit)
+        if action == "Z":
+            return _encode(_new(e.tag, vr, ""), implicit)
+        return _encode(_new(e.tag, vr, self.keys.pseudonym("PatientID", str(elem.value or ""))), implicit)
 
     def _sequence(self, buf: memoryview, e: _Element, implicit: bool, mode: str, depth: int) -> bytes:
         parts = []
@@ -293,19 +282,6 @@ class FastDeid:
         return _element_header(e.tag, "SQ", len(value), implicit) + value
 
     # --- identifiers and file meta ------------------------------------------------
-    def _identifiers(self, buf: memoryview, by_tag: dict[int, _Element], body: dict[int, bytes],
-                     implicit: bool) -> tuple[str, str, str, str]:
-        """The output's PatientID and UIDs, read back from what was encoded."""
-        out = []
-        for tag in (_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
-            encoded = body.get(tag)
-            if encoded is None:
-                out.append("")
-                continue
-            head = 8 if implicit or len(encoded) < 12 or encoded[4:6] not in _LONG else 12
-            out.append(encoded[head:].decode("ascii").rstrip("\x00 ").strip())
-        return out[0], out[1], out[2], out[3]
-
     def _meta(self, meta: dict[int, tuple[bytes, memoryview]], sop: str,
               by_tag: dict[int, _Element], buf: memoryview, implicit: bool) -> bytes:
         """The file meta group as the engine's writer makes it: version, SOP class and
@@ -345,6 +321,23 @@ class FastDeid:
 
 
 # --- byte-level helpers ----------------------------------------------------------
+def _identifiers(body: dict[int, bytes], implicit: bool) -> tuple[str, str, str, str]:
+    """The output's PatientID and UIDs, read back from what was encoded (single values: the
+    engine's path names a file after several otherwise)."""
+    out = []
+    for tag in (_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
+        encoded = body.get(tag)
+        if encoded is None:
+            out.append("")
+            continue
+        head = 8 if implicit or len(encoded) < 12 or encoded[4:6] not in _LONG else 12
+        value = encoded[head:].decode("ascii").rstrip("\x00 ").strip()
+        if "\\" in value:
+            raise _Unsupported
+        out.append(value)
+    return out[0], out[1], out[2], out[3]
+
+
 def _meta(buf: memoryview) -> tuple[dict[int, tuple[bytes, memoryview]], int]:
     """File meta elements (explicit VR little endian) and where the dataset starts."""
     out: dict[int, tuple[bytes, memoryview]] = {}
@@ -401,7 +394,9 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
             value = pos + 8
         else:
             vr = bytes(buf[pos + 4 : pos + 6])
-            if vr not in _VRS:
+            if vr not in _VRS or (vr == b"UN" and not group & 1):
+                # pydicom gives a standard element read as UN its dictionary VR by rules of
+                # its own (on reading, on access): the engine's path handles those files
                 raise _Unsupported
             if vr in _LONG:
                 if pos + 12 > end:
@@ -413,12 +408,12 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
                 value = pos + 8
         if vr == b"SQ" or (implicit and _implicit_sq(tag, length)):
             items, stop = _items(buf, value, end, length, implicit, depth + 1)
-            out.append(_Element(tag, vr, pos, value, length, stop, items))
+            out.append(_Element(tag, vr, value, length, stop, items))
             pos = stop
             continue
         if length == UNDEFINED or value + length > end:
             raise _Unsupported  # undefined-length UN, or cut short: the engine decides
-        out.append(_Element(tag, vr, pos, value, length, value + length))
+        out.append(_Element(tag, vr, value, length, value + length))
         pos = value + length
     if item_end:
         raise _Unsupported
@@ -535,7 +530,7 @@ def _copied(buf: memoryview, e: _Element, implicit: bool) -> bytes:
     return _element_header(e.tag, vr, e.length, implicit) + bytes(buf[e.value : e.end])
 
 
-def _reencoded(buf: memoryview, e: _Element, raw: RawDataElement, vr: str, implicit: bool) -> bytes:
+def _reencoded(raw: RawDataElement, implicit: bool) -> bytes:
     """A kept element the engine's path decoded on the way: encoded again as its writer
     does (which is the input's bytes when they were already in canonical form)."""
     return _encode(_converted(raw), implicit)
@@ -551,7 +546,7 @@ def _kept(buf: memoryview, e: _Element, vr: str, implicit: bool) -> bytes:
     value = _value(buf, e)
     if vr in _CANONICAL_VRS and _canonical(value, b"\x00" if vr == "UI" else b" "):
         return _element_header(e.tag, vr if not implicit else "", len(value), implicit) + value
-    return _reencoded(buf, e, _raw(buf, e, implicit), vr, implicit)
+    return _reencoded(_raw(buf, e, implicit), implicit)
 
 
 def _canonical(value: bytes, pad: bytes) -> bool:
