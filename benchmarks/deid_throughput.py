@@ -379,7 +379,8 @@ def two_streams(inp: Path, out: Path) -> list[list[str]] | None:
     if len(entries) < 2:
         return None
     half = len(entries) // 2
-    script = 'mkdir -p "$0" && { cp -r "${@:1:%d}" "$0" & cp -r "${@:%d}" "$0" & wait; }' % (half, half + 1)
+    first, second = f'"${{@:1:{half}}}"', f'"${{@:{half + 1}}}"'
+    script = f'mkdir -p "$0" && {{ cp -r {first} "$0" & cp -r {second} "$0" & wait; }}'
     return [["bash", "-c", script, str(out), *entries]]
 
 
