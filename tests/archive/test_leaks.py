@@ -24,6 +24,7 @@ import pytest
 
 from safepacs.errors import RejectedFile
 from tests.archive_fixtures import dump_database
+from tests.planted import found_in
 
 CODECS = ("utf-8", "utf-16-le", "utf-16-be", "gb18030", "latin-1", "iso2022_jp", "iso2022_kr")
 #: values the archive generates from keys or randomness (hashes, blob names, key ids,
@@ -31,7 +32,7 @@ CODECS = ("utf-8", "utf-16-le", "utf-16-be", "gb18030", "latin-1", "iso2022_jp",
 #: inside a random base32 pseudonym by chance, so these are searched as raw bytes only
 _MACHINE = re.compile(
     r"[0-9a-f]{64}|[0-9a-f]{2}/[0-9a-f]{32}\.(obj|dlt)|[0-9a-f]{16}|sqlite:///.*"
-    r"|SP[A-Z2-7]{16}|2\.25\.[0-9]{1,39}"
+    r"|SP[A-Z2-7]{16}|2\.25\.[0-9]{1,39}|b3:[A-Za-z0-9_-]{43}"
 )
 
 
@@ -50,18 +51,6 @@ def _python_codec(dicom_charset: str) -> str | None:
 
     first = dicom_charset.split("\\")[-1].strip()
     return python_encoding.get(first)
-
-
-def _search(value: bytes, blob: bytes) -> bool:
-    if not value.replace(b".", b"").isdigit():
-        return value in blob
-    start = 0  # a number must stand alone (50.68 is not "in" the time 161550.689013)
-    while (i := blob.find(value, start)) >= 0:
-        before, after = blob[i - 1 : i], blob[i + len(value) : i + len(value) + 1]
-        if not (before.isalnum() or before == b".") and not after.isalnum():
-            return True
-        start = i + 1
-    return False
 
 
 @pytest.fixture
@@ -87,9 +76,9 @@ def _leaks(planted: dict[str, str | None], text_blob: bytes, raw_blob: bytes) ->
     maybe = {f for f, hit in zip(long_forms, hits, strict=True) if hit}
     leaks = []
     for value, fs in forms.items():
-        if any(_search(form, text_blob) for form in fs):
+        if any(found_in(form, text_blob) for form in fs):
             leaks.append(("database", value[:2] + "…"))
-        if any(_search(form, raw_blob) for form in fs if form in maybe):
+        if any(found_in(form, raw_blob) for form in fs if form in maybe):
             leaks.append(("file", value[:2] + "…"))
     return leaks
 
