@@ -5,6 +5,7 @@ raise it."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import warnings
@@ -15,10 +16,12 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from safepacs.api import create_app, multipart
 from safepacs.archive.service import Archive
+from safepacs.audit.models import AuditEntry
 from safepacs.cli import app as cli_app
 from safepacs.dicom.memio import to_bytes
 from safepacs.render.render import PRIVATE_GROUP, read_private_mark
@@ -348,6 +351,32 @@ def test_rendered_shortcut_answers_like_the_full_route(site, monkeypatch):
     assert refused.status_code == 406
     with client(site, site.tp_token, Accept="image/png") as c:  # a third party: no access
         assert c.get(site.url(site.doc, sop) + "/rendered").status_code == 404
+
+
+def test_a_refused_read_is_decided_and_audited_once(site):
+    """The shortcut answers a refusal itself (the full route's 404), instead of letting the
+    full route decide and audit the same request a second time."""
+    stranger, token = person(site.archive, "stranger", "third_party")  # holds no grant
+
+    def decisions() -> int:
+        site.archive.audit.flush()
+        with site.archive.access.ctx.engine.connect() as conn:
+            entries = [json.loads(bytes(e)) for e in conn.scalars(select(AuditEntry.entry))]
+        return sum(1 for e in entries if e.get("user") == "stranger" and e.get("route") == "decide:read")
+
+    study, series, sop = site.chest
+    url = f"/dicomweb/studies/{study}/series/{series}/instances/{sop}"
+    with client(site, token) as c:
+        for path, accept in ((url, "application/dicom"), (url + "/rendered", "image/jpeg")):
+            before = decisions()
+            short = c.get(path, headers={"Accept": accept})
+            after_short = decisions()
+            full = c.get(path + "?quality=90" if "rendered" in path else path + "?", headers={"Accept": accept})
+            after_full = decisions()
+            assert short.status_code == full.status_code == 404
+            assert short.json() == full.json() == {"error": "not found", "status": 404}
+            assert after_short - before == 1, path
+            assert after_full - after_short == 1, path
 
 
 def test_c_get_over_dicom_networking_serves_the_level(site):

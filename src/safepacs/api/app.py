@@ -432,7 +432,8 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     mount_api_routes(app, archive, principal)
     app.add_middleware(FastRetrieve, archive=archive, authenticate=authenticate,
-                       accepted=_accepted_transfer_syntaxes, check_uid=check_uid)
+                       accepted=_accepted_transfer_syntaxes, check_uid=check_uid,
+                       not_found=lambda: error_response(404, "not found"))
     app.add_middleware(AuditRequests, sink=archive.audit)  # outermost: sees every request
     app.state.started = time.time()
     return app

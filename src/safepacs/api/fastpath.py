@@ -5,8 +5,10 @@ Plain ASGI, registered as middleware: the same checks as the full route (bearer 
 Accept, the instance in the study and series of the URL), without FastAPI's routing and
 dependency machinery, which cost more than the archive read itself for a 0.5 MB CT slice
 and about a millisecond of a rendered JPEG's ten.
-Anything out of the ordinary (no or bad token, unknown UID, a query string, an Accept it does
-not plainly satisfy, any error) falls through untouched to the full route, which answers it.
+Anything out of the ordinary (no or bad token, a malformed UID, a query string, an Accept it
+does not plainly satisfy, any other error) falls through untouched to the full route, which
+answers it.  A refused or missing instance is answered here, with the full route's 404: the
+refusal was decided and audited once already.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import secrets
 from typing import Any
 
 from safepacs.api import multipart, pixels
+from safepacs.archive.errors import NotFound
 from safepacs.archive.masking import DisplayRequest
+
+#: :meth:`FastRetrieve._answer`'s answer for a refused or missing instance
+_NOT_FOUND = ("", [])
 
 _INSTANCE = re.compile(
     r"^/dicomweb/studies/([0-9.]{1,64})/series/([0-9.]{1,64})/instances/([0-9.]{1,64})(/rendered)?$"
@@ -24,8 +30,10 @@ _INSTANCE = re.compile(
 
 
 class FastRetrieve:
-    def __init__(self, app: Any, archive: Any, authenticate: Any, accepted: Any, check_uid: Any) -> None:
+    def __init__(self, app: Any, archive: Any, authenticate: Any, accepted: Any, check_uid: Any,
+                 not_found: Any) -> None:
         self.app = app
+        self.not_found = not_found  # () -> the full route's 404 response
         self.archive = archive
         self.authenticate = authenticate
         self.accepted = accepted  # Accept header -> set of transfer syntaxes, or None for any
@@ -36,12 +44,17 @@ class FastRetrieve:
             m = _INSTANCE.match(scope["path"])
             if m is not None:
                 answer = self._answer(m.groups()[:3], scope, rendered=m.group(4) is not None)
+                if answer is _NOT_FOUND:
+                    await self.not_found()(scope, receive, send)
+                    return
                 if answer is not None:
                     await _send(send, *answer)
                     return
         await self.app(scope, receive, send)
 
     def _answer(self, uids: tuple[str, ...], scope: dict, *, rendered: bool) -> tuple[str, list[Any]] | None:
+        """(media type, body chunks), ``_NOT_FOUND``, or None to leave the request to the
+        full route."""
         try:
             headers = dict(scope["headers"])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -77,6 +90,10 @@ class FastRetrieve:
                     multipart.CRLF + b"--" + boundary + b"--" + multipart.CRLF,
                 ),
             )
+        except NotFound:
+            # a refusal (or no such instance) was decided and audited: answered as the full
+            # route answers it, rather than deciding and auditing it a second time there
+            return _NOT_FOUND
         except Exception:  # noqa: BLE001 - the full route gives the error its proper answer
             return None
         return f'multipart/related; type="application/dicom"; boundary={boundary.decode()}', [data]
