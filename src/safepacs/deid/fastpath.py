@@ -45,24 +45,31 @@ from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.deid.policy import load_policy
 from safepacs.deid.profile import load_profile
+from safepacs.dicom.io import _ITEM as _ITEM_HEAD
+from safepacs.dicom.io import _ITEM_END as _ITEM_END_BYTES
+from safepacs.dicom.io import _SEQUENCE_END as _SEQ_END_BYTES
 from safepacs.dicom.io import _ascii_text, _element_header, _write_sequence
-from safepacs.dicom.structure import _LONG, _VRS, UNDEFINED
+from safepacs.dicom.structure import (
+    _ITEM,
+    _ITEM_END,
+    _LONG,
+    _MAX_DEPTH,
+    _PIXEL_TAGS,
+    _SEQ_END,
+    _VRS,
+    UNDEFINED,
+    _is_sq_implicit,
+    _Scanner,
+)
 
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_ITEM_HEAD = struct.pack("<HH", 0xFFFE, 0xE000)
-_ITEM_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
-_SEQ_END_BYTES = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 _IMPLICIT = "1.2.840.10008.1.2"
-_MAX_DEPTH = 32
 #: elements the engine's path reads (and so re-encodes when it keeps them): the character
 #: set, what the patient key and the output name are made of, the SOP class synced to meta
 _ROOT_READ = frozenset({
     0x00080005, 0x00080016, 0x00080018, 0x00100020, 0x00100021, 0x0020000D, 0x0020000E,
 })
 _PATIENT_NAME = 0x00100010
-#: where the engine's reader stops (pydicom's ``stop_before_pixels``)
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _CHARSET = 0x00080005
 
 
@@ -128,7 +135,7 @@ class FastDeid:
         if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
             raise _Unsupported
         meta, pos = _meta(buf)
-        ts = _text(meta.get(0x00020010)).rstrip("\x00 ")
+        ts = _ui_text(meta[0x00020010][1])  # none: the engine's path says so
         implicit = ts == _IMPLICIT
         if not implicit:
             uid = UID(ts)
@@ -341,27 +348,18 @@ def _identifiers(body: dict[int, bytes], implicit: bool) -> tuple[str, str, str,
 def _meta(buf: memoryview) -> tuple[dict[int, tuple[bytes, memoryview]], int]:
     """File meta elements (explicit VR little endian) and where the dataset starts."""
     out: dict[int, tuple[bytes, memoryview]] = {}
+    scanner = _Scanner(buf, False, True)  # complete headers and real VRs, or StructureError
     pos = 132
     last = -1
     while pos + 8 <= len(buf):
-        group, elem = struct.unpack_from("<HH", buf, pos)
-        if group != 0x0002:
+        if struct.unpack_from("<H", buf, pos)[0] != 0x0002:
             return out, pos
-        tag = (group << 16) | elem
-        vr = bytes(buf[pos + 4 : pos + 6])
-        if vr not in _VRS or tag <= last:
+        tag, vr, length, value = scanner.header(pos, len(buf), False)
+        if tag <= last or length == UNDEFINED or value + length > len(buf):
             raise _Unsupported
         last = tag
-        if vr in _LONG:
-            (length,) = struct.unpack_from("<L", buf, pos + 8)
-            value = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", buf, pos + 6)
-            value = pos + 8
-        if length == UNDEFINED or value + length > len(buf):
-            raise _Unsupported
         if tag != 0x00020000:
-            out[tag] = (vr, buf[value : value + length])
+            out[tag] = (bytes(vr or b""), buf[value : value + length])
         pos = value + length
     raise _Unsupported
 
@@ -379,7 +377,7 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
             raise _Unsupported
         group, number = struct.unpack_from("<HH", buf, pos)
         tag = (group << 16) | number
-        if top and tag in _PIXEL_TAGS:
+        if top and tag in _PIXEL_TAGS:  # where the engine's reader (stop_before_pixels) stops
             return out, pos
         if group == 0xFFFE:
             if item_end and tag == _ITEM_END:
@@ -406,7 +404,7 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
             else:
                 (length,) = struct.unpack_from("<H", buf, pos + 6)
                 value = pos + 8
-        if vr == b"SQ" or (implicit and _implicit_sq(tag, length)):
+        if vr == b"SQ" or (implicit and _is_sq_implicit(tag, length)):
             items, stop = _items(buf, value, end, length, implicit, depth + 1)
             out.append(_Element(tag, vr, value, length, stop, items))
             pos = stop
@@ -418,15 +416,6 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
     if item_end:
         raise _Unsupported
     return out, pos
-
-
-def _implicit_sq(tag: int, length: int) -> bool:
-    if length == UNDEFINED:
-        return True
-    try:
-        return dictionary_VR(tag) == "SQ"
-    except KeyError:
-        return False
 
 
 def _items(buf: memoryview, pos: int, end: int, length: int, implicit: bool,
@@ -468,11 +457,9 @@ def _value(buf: memoryview, e: _Element) -> bytes:
     return bytes(buf[e.value : e.end])
 
 
-def _text(value: object) -> str:
+def _text(value: bytes | memoryview) -> str:
     """ASCII text of a raw value (anything else: the engine's path decodes it)."""
-    if value is None:
-        return ""
-    data = bytes(value[1] if isinstance(value, tuple) else value)  # type: ignore[index,arg-type]
+    data = bytes(value)
     if not data.isascii() or b"\x1b" in data:
         raise _Unsupported
     return data.decode("ascii")
@@ -510,7 +497,7 @@ def _check_charset(buf: memoryview, e: _Element) -> None:
 
 
 def _is_blank(buf: memoryview, e: _Element) -> bool:
-    return not bytes(buf[e.value : e.end]).strip(b" \x00")
+    return not _value(buf, e).strip(b" \x00")
 
 
 def _converted(raw: RawDataElement) -> DataElement:
@@ -551,13 +538,11 @@ def _kept(buf: memoryview, e: _Element, vr: str, implicit: bool) -> bytes:
 
 def _canonical(value: bytes, pad: bytes) -> bool:
     """ASCII, no space or NUL around any value, padded with one ``pad`` only when odd."""
-    if not value.isascii() or b"\x1b" in value:
+    if len(value) & 1 or not value.isascii() or b"\x1b" in value:
         return False
-    core = value[:-1] if value.endswith(pad) and len(value) & 1 == 0 else value
-    if len(core) & 1 == 0 and core is not value:
-        return False
-    if len(value) & 1:
-        return False
+    core = value[:-1] if value.endswith(pad) else value
+    if core is not value and not len(core) & 1:
+        return False  # a pad where the value needed none
     return all(p == p.strip(b" \x00") and p for p in core.split(b"\\")) or not core
 
 
