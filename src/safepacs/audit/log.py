@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from safepacs.audit import merkle
+from safepacs.audit.courtesy import Courtesy
 from safepacs.audit.events import AuditEvent
 from safepacs.audit.heads import SignedHead, Signer
 from safepacs.audit.models import AuditEntry, AuditHead, AuditNode
@@ -91,6 +92,7 @@ class AuditLog:
         self._load()
         self._thread: threading.Thread | None = None
         self._interval = flush_interval
+        self._courtesy = Courtesy()  # the writer thread's pauses (see safepacs.audit.courtesy)
         if background:
             self._thread = threading.Thread(target=self._run, name="audit-log-writer", daemon=True)
             self._thread.start()
@@ -187,6 +189,11 @@ class AuditLog:
     # --- state --------------------------------------------------------------------------
 
     @property
+    def writer_pauses(self) -> int:
+        """How often the writer thread paused for request threads (see :mod:`.courtesy`)."""
+        return self._courtesy.pauses
+
+    @property
     def size(self) -> int:
         return self._frontier.size
 
@@ -220,7 +227,13 @@ class AuditLog:
         rows, heads = [], []
         last = self._last_head
         now = int(self._clock() * 1000)
+        # the writer thread pauses between entries; a caller's own flush does not
+        courtesy = self._courtesy if threading.current_thread() is self._thread else None
+        if courtesy is not None:
+            courtesy.start()
         for data, leaf, patient, study in batch:
+            if courtesy is not None:
+                courtesy.tick()
             rows.append({"idx": f.size, "entry": data, "leaf_hash": leaf, "patient": patient, "study_uid": study})
             f.append(leaf)
             if f.size % self.sign_every == 0:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from safepacs.audit import events as ev
 from safepacs.audit.anomaly import AlertStore, AnomalyEngine
+from safepacs.audit.courtesy import Courtesy
 from safepacs.audit.events import AuditEvent
 from safepacs.audit.log import AuditLog
 from safepacs.audit.witness import FileWitness, SyslogWitness, Witness
@@ -97,10 +98,13 @@ class Trail:
             log.error("audit flush failed with %s", type(exc).__name__)
 
     def _check_loop(self) -> None:
+        courtesy = Courtesy()  # pauses between events (see safepacs.audit.courtesy)
         while True:
             self._kick.wait(CHECK_INTERVAL_S)
             self._kick.clear()
+            courtesy.start()
             while self._checks:
+                courtesy.tick()
                 event = self._checks.popleft()
                 if event is None:
                     return
