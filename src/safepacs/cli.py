@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -316,6 +317,12 @@ def main() -> None:
     if args[:1] == ["deid"]:
         solo = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="markdown")
         solo.command()(deid)
-        solo(args=args[1:], prog_name="safepacs deid")
+        try:
+            solo(args=args[1:], prog_name="safepacs deid")
+        finally:
+            # Everything is written and closed by now (outputs, report, summary).  What is
+            # still alive need not be walked by the interpreter's last collection at exit:
+            # 30-40 ms, a start-up-sized cost no number of workers divides.
+            gc.freeze()
         return
     _with_every_command()()
