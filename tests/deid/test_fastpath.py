@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
@@ -175,3 +176,64 @@ def test_no_fast_path_when_deltas_are_kept(tmp_path):
     job = batch.Job(tmp_path, None, HEADER_ONLY, KEYS.secret, tmp_path / "deltas")
     batch._init_worker(job)
     assert batch._worker_fast is None
+
+
+@pytest.mark.parametrize("sop_class", ["1.2.840.113619.4.30", "1.2.840.10008.5.1.4.\x00\x001.7"])
+def test_meta_sop_class_follows_the_dataset_as_written(tmp_path, monkeypatch, sop_class):
+    """A vendor's private SOP class (or a garbled one) is replaced in the dataset; the file
+    meta must carry the replacement too, as the engine writes it, not the original."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPClassUID = sop_class
+    for tag in [t for t in ds.keys() if t > 0x7FE00010]:
+        del ds[tag]  # data after the pixels would send the file the engine's way
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds.save_as(folder / "x.dcm", enforce_file_format=False)
+    assert _assert_same(folder, tmp_path, HEADER_ONLY, monkeypatch) == 1
+    written = next((tmp_path / "fast").rglob("*.dcm"))
+    out = pydicom.dcmread(written)
+    assert out.file_meta.MediaStorageSOPClassUID == out.SOPClassUID
+    assert sop_class.encode() not in written.read_bytes()
+
+
+def _mutants(folder: Path, count: int, seed: int) -> None:
+    """``count`` copies of small test files, each with a few header bytes changed (lengths,
+    VRs, tags, values, truncation): one per seed file in each folder, so that no two inputs
+    of a run share a SOP instance UID."""
+    rng = random.Random(seed)
+    seeds = [PYDICOM_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_rle.dcm",
+                                         "JPEG2000.dcm", "reportsi.dcm", "nested_priv_SQ.dcm")]
+    for i in range(count):
+        source = seeds[i % len(seeds)]
+        data = bytearray(source.read_bytes())
+        for _ in range(rng.choice([1, 1, 2, 4])):
+            end = min(len(data), 4096)
+            if end <= 140:
+                break
+            at = rng.randrange(132, end)
+            kind = rng.random()
+            if kind < 0.6:
+                data[at] = rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0x80, 0x100), 0, 0x5C, 0x1B])
+            elif kind < 0.8:
+                data[at : at + 2] = rng.choice([0, 1, 0xFFFF, rng.randrange(1 << 16)]).to_bytes(2, "little")
+            elif kind < 0.9:
+                del data[at:]
+            else:
+                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 4])))
+        sub = folder / f"r{i // len(seeds):03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / source.name).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_same_reports_and_bytes_as_the_engine_on_damaged_files(tmp_path, monkeypatch, seed):
+    """Mutated headers are where a byte-level reader goes wrong: every one is either taken
+    and written exactly as the engine writes it, or left to the engine."""
+    rounds = tmp_path / "mutants"
+    _mutants(rounds, 70, seed)
+    taken = 0
+    for folder in sorted(rounds.iterdir()):
+        work = tmp_path / "runs" / folder.name
+        work.mkdir(parents=True)
+        taken += _assert_same(folder, work, HEADER_ONLY, monkeypatch)
+    assert taken > 0  # some survive their damage and go the fast way

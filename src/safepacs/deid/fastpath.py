@@ -168,7 +168,9 @@ class FastDeid:
         body.update(_marks(options, implicit))
         data = b"".join(body[t] for t in sorted(body))
         ids = _identifiers(body, implicit)
-        meta_bytes = self._meta(meta, ids[3], by_tag, buf, implicit)
+        # the meta's SOP class follows the dataset's as written (a non-standard one is
+        # replaced there), or stays as it was when the dataset has none
+        meta_bytes = self._meta(meta, ids[3], _encoded_text(body.get(0x00080016), implicit))
         return Header(_PREAMBLE + meta_bytes + data, pixel_start, implicit, *ids)
 
     def _risk_reads(self, buf: memoryview, elements: list[_Element], implicit: bool,
@@ -289,8 +291,7 @@ class FastDeid:
         return _element_header(e.tag, "SQ", len(value), implicit) + value
 
     # --- identifiers and file meta ------------------------------------------------
-    def _meta(self, meta: dict[int, tuple[bytes, memoryview]], sop: str,
-              by_tag: dict[int, _Element], buf: memoryview, implicit: bool) -> bytes:
+    def _meta(self, meta: dict[int, tuple[bytes, memoryview]], sop: str, ds_class: str) -> bytes:
         """The file meta group as the engine's writer makes it: version, SOP class and
         instance (synced with the dataset), transfer syntax, safepacs' implementation."""
         uids = {}
@@ -308,11 +309,7 @@ class FastDeid:
             elements[0x00020001] = _element_header(0x00020001, "OB", 2, False) + b"\x00\x01"
         else:
             raise _Unsupported
-        sop_class = uids[0x00020002]
-        if 0x00080016 in by_tag:
-            ds_class = _ui_text(_value(buf, by_tag[0x00080016]))
-            if ds_class:  # synced with the dataset's
-                sop_class = ds_class
+        sop_class = ds_class or uids[0x00020002]
         instance = sop
         if not instance:
             instance = uids[0x00020003]
@@ -331,18 +328,19 @@ class FastDeid:
 def _identifiers(body: dict[int, bytes], implicit: bool) -> tuple[str, str, str, str]:
     """The output's PatientID and UIDs, read back from what was encoded (single values: the
     engine's path names a file after several otherwise)."""
-    out = []
-    for tag in (_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018):
-        encoded = body.get(tag)
-        if encoded is None:
-            out.append("")
-            continue
-        head = 8 if implicit or len(encoded) < 12 or encoded[4:6] not in _LONG else 12
-        value = encoded[head:].decode("ascii").rstrip("\x00 ").strip()
-        if "\\" in value:
-            raise _Unsupported
-        out.append(value)
+    out = [_encoded_text(body.get(tag), implicit) for tag in (_PATIENT_ID, 0x0020000D, 0x0020000E, 0x00080018)]
     return out[0], out[1], out[2], out[3]
+
+
+def _encoded_text(encoded: bytes | None, implicit: bool) -> str:
+    """The single ASCII value of one encoded element ("" when absent or empty)."""
+    if encoded is None:
+        return ""
+    head = 8 if implicit or len(encoded) < 12 or encoded[4:6] not in _LONG else 12
+    value = encoded[head:].decode("ascii").rstrip("\x00 ").strip()
+    if "\\" in value:
+        raise _Unsupported
+    return value
 
 
 def _meta(buf: memoryview) -> tuple[dict[int, tuple[bytes, memoryview]], int]:
