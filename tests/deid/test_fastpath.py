@@ -237,3 +237,26 @@ def test_same_reports_and_bytes_as_the_engine_on_damaged_files(tmp_path, monkeyp
         work.mkdir(parents=True)
         taken += _assert_same(folder, work, HEADER_ONLY, monkeypatch)
     assert taken > 0  # some survive their damage and go the fast way
+
+
+def test_unlisted_sequence_inside_structured_content_goes_on_as_its_parent(tmp_path, monkeypatch):
+    """Text inside an unlisted sequence within Content Sequence (dummied by the table) is
+    dummied, not removed, on both paths: the report's tree keeps its shape."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for tag in [t for t in ds.keys() if t >= 0x7FE00010]:
+        del ds[tag]
+    measured, item = Dataset(), Dataset()
+    measured.TextValue = "measured by Dr Zhang Wei"  # synthetic
+    item.ValueType = "NUM"
+    item.MeasuredValueSequence = Sequence([measured])  # unlisted in Table E.1-1
+    ds.ContentSequence = Sequence([item])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ds.save_as(folder / "sr.dcm", enforce_file_format=True)
+    assert _assert_same(folder, tmp_path, HEADER_ONLY, monkeypatch) == 1
+    out = pydicom.dcmread(next((tmp_path / "fast").rglob("*.dcm")))
+    text = out.ContentSequence[0].MeasuredValueSequence[0].TextValue
+    assert text and "Zhang" not in text

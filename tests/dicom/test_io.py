@@ -9,6 +9,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from safepacs.deid.engine import deidentify_inplace
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
 from safepacs.dicom.io import read_header, write_atomic
 from safepacs.errors import InvalidDicom
 
@@ -35,6 +38,8 @@ def _with_length(data: bytes, new_len: int) -> bytes:
         ("cut_pixels.dcm", lambda b: b[:-1000], "truncated file"),
         ("long_len.dcm", lambda b: _with_length(b, 60000), "truncated file or wrong length"),
         ("short_len.dcm", lambda b: _with_length(b, 19), "invalid VR"),
+        ("meta_vr.dcm", lambda b: b.replace(b"\x02\x00\x12\x00UI", b"\x02\x00\x12\x00Ur", 1),
+         r"invalid VR at byte \d+ for element \(0002,0012\)"),
     ],
 )
 def test_malformed_files_are_refused_with_a_reason(tmp_path, name, mutate, reason):
@@ -224,3 +229,19 @@ def test_a_header_longer_than_the_first_read_is_parsed_from_the_file(monkeypatch
         got = read_header(path)
         assert (got.pixel_start, got.pixel_end) == (ref.pixel_start, ref.pixel_end)
         assert got.dataset == ref.dataset and got.dataset.file_meta == ref.dataset.file_meta
+
+
+@pytest.mark.parametrize("vr", [b"P\xf0"])
+def test_an_element_that_cannot_be_written_back_is_malformed_not_an_internal_error(tmp_path, vr):
+    """Big endian files are parsed by pydicom without the byte-level check; a damaged VR
+    then only fails when written.  The file is refused as malformed, naming the tag and no
+    value, and nothing is left behind."""
+    data = Path(get_testdata_file("MR_small_bigendian.dcm")).read_bytes()
+    at = data.index(b"\x00\x10\x00\x10PN")  # PatientName, explicit VR big endian
+    path = _write(tmp_path, "be.dcm", data[: at + 4] + vr + data[at + 6 :])
+    src = read_header(path)
+    deidentify_inplace(src.dataset, Options(clean_pixels="never"), Keys(b"k" * 32), pixels_cleaned=True)
+    out = tmp_path / "out" / "x.dcm"
+    with pytest.raises(InvalidDicom, match=r"be.dcm: malformed DICOM \(element \(0010,0010\) cannot be written"):
+        write_atomic(src, src.dataset, out)
+    assert list((tmp_path / "out").iterdir()) == []

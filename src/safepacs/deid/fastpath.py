@@ -226,7 +226,9 @@ class FastDeid:
                 if action == "Z":
                     out[tag] = _element_header(tag, "SQ", 0, implicit)
                 else:
-                    inner = "normal" if action in ("K", "U") else "D"
+                    # as the engine's walk: a kept sequence starts afresh, a dummied one
+                    # dummies inside, an unlisted one goes on as its parent does
+                    inner = "normal" if action == "K" else "D" if action == "D" else mode
                     out[tag] = self._sequence(buf, e, implicit, inner, depth)
                 continue
             if action == "K" or (action in ("Z", "D") and vr != "UI" and tag != _PATIENT_ID

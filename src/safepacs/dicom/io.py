@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -181,6 +182,9 @@ def _check_bytes(buf: bytes, implicit: bool, little: bool, name: str) -> bool:
     """
     try:
         start = meta_end(buf)
+    except StructureError as exc:
+        raise InvalidDicom(f"{name}: malformed DICOM ({exc})") from None
+    try:
         stop = check_structure(buf, start, implicit, little)
     except StructureError as exc:
         if not implicit and little:
@@ -378,6 +382,25 @@ def write_atomic(
     SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
     preamble can carry anything (TIFF headers, text) and nothing in it is needed.
     """
+    try:
+        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes)
+    except (TypeError, ValueError, NotImplementedError, OverflowError, struct.error) as exc:
+        # pydicom's writer refusing an element that was read as it stood (a damaged VR or
+        # value, mostly in big endian files, which are not checked byte by byte): the file
+        # is malformed.  Only the tag is kept from its message, which can quote values.
+        found = _WRITE_ERROR_TAG.search(str(exc))
+        if found is None:
+            raise
+        raise InvalidDicom(f"{src.path.name}: malformed DICOM (element ({found[1]},{found[2]}) "
+                           "cannot be written as it was read)") from None
+
+
+#: the tag pydicom names when writing an element fails ("With tag (0010,0010) got ...")
+_WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) got exception")
+
+
+def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
+                  enforce_meta: bool, pixel_bytes: bytes | None) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
