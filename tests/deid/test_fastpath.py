@@ -260,3 +260,22 @@ def test_unlisted_sequence_inside_structured_content_goes_on_as_its_parent(tmp_p
     out = pydicom.dcmread(next((tmp_path / "fast").rglob("*.dcm")))
     text = out.ContentSequence[0].MeasuredValueSequence[0].TextValue
     assert text and "Zhang" not in text
+
+
+def test_a_control_character_in_a_value_the_engine_reads_is_re_encoded_as_the_engine_does(tmp_path, monkeypatch):
+    """Python's decoding strips \\x1c-\\x1f as whitespace: a SOP Class UID padded with one
+    is written back clean by the engine's path, and so by the fast path."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for tag in [t for t in ds.keys() if t >= 0x7FE00010]:
+        del ds[tag]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    element = b"\x08\x00\x16\x00UI\x1a\x00" + ds.SOPClassUID.encode() + b"\x00"
+    assert data.count(element) == 1
+    path.write_bytes(data.replace(element, element[:-1] + b"\x1e"))
+    assert _assert_same(folder, tmp_path, HEADER_ONLY, monkeypatch) == 1
+    written = pydicom.dcmread(next((tmp_path / "fast").rglob("*.dcm"))).get_item(0x00080016).value
+    assert written == ds.SOPClassUID.encode() + b"\x00"

@@ -231,17 +231,23 @@ def test_a_header_longer_than_the_first_read_is_parsed_from_the_file(monkeypatch
         assert got.dataset == ref.dataset and got.dataset.file_meta == ref.dataset.file_meta
 
 
-@pytest.mark.parametrize("vr", [b"P\xf0"])
-def test_an_element_that_cannot_be_written_back_is_malformed_not_an_internal_error(tmp_path, vr):
-    """Big endian files are parsed by pydicom without the byte-level check; a damaged VR
-    then only fails when written.  The file is refused as malformed, naming the tag and no
-    value, and nothing is left behind."""
+def test_a_damaged_vr_in_a_big_endian_file_is_malformed_not_an_internal_error(tmp_path):
+    """Big endian files are parsed by pydicom, not checked byte by byte; an element whose
+    VR is not one is still found when the file is read, named by its tag only."""
     data = Path(get_testdata_file("MR_small_bigendian.dcm")).read_bytes()
     at = data.index(b"\x00\x10\x00\x10PN")  # PatientName, explicit VR big endian
-    path = _write(tmp_path, "be.dcm", data[: at + 4] + vr + data[at + 6 :])
-    src = read_header(path)
+    path = _write(tmp_path, "be.dcm", data[: at + 4] + b"P\xf0" + data[at + 6 :])
+    with pytest.raises(InvalidDicom, match=r"be.dcm: malformed DICOM file .*Unknown Value Representation.*\(0010,0010\)"):
+        read_header(path)
+
+
+def test_a_header_that_cannot_be_written_back_is_malformed_and_leaves_nothing(tmp_path):
+    """A meta element renumbered to the group length reads, then fails when written: the
+    file is refused as malformed (no value quoted) and no output or temp file is left."""
+    data = CT.read_bytes().replace(b"\x02\x00\x03\x00UI", b"\x02\x00\x00\x00UI", 1)
+    src = read_header(_write(tmp_path, "meta.dcm", data))
     deidentify_inplace(src.dataset, Options(clean_pixels="never"), Keys(b"k" * 32), pixels_cleaned=True)
-    out = tmp_path / "out" / "x.dcm"
-    with pytest.raises(InvalidDicom, match=r"be.dcm: malformed DICOM \(element \(0010,0010\) cannot be written"):
-        write_atomic(src, src.dataset, out)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(InvalidDicom, match=r"meta.dcm: malformed DICOM \(.* cannot be written as it was read\)"):
+        write_atomic(src, src.dataset, tmp_path / "out" / "x.dcm")
     assert list((tmp_path / "out").iterdir()) == []

@@ -16,6 +16,7 @@ whole corpora and compare the bytes written.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -536,11 +537,18 @@ def _kept(buf: memoryview, e: _Element, vr: str, implicit: bool) -> bytes:
     return _reencoded(_raw(buf, e, implicit), implicit)
 
 
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+
+
 def _canonical(value: bytes, pad: bytes) -> bool:
-    """ASCII, no space or NUL around any value, padded with one ``pad`` only when odd."""
-    if len(value) & 1 or not value.isascii() or b"\x1b" in value:
+    """Printable ASCII, no space or NUL around any value, padded with one ``pad`` only when
+    odd.  Control characters are out: Python's decoding strips some of them (\\x1c-\\x1f are
+    whitespace to ``str.strip``), so re-encoding would not give them back."""
+    if len(value) & 1:
         return False
     core = value[:-1] if value.endswith(pad) else value
+    if _NOT_PRINTABLE.search(core):
+        return False
     if core is not value and not len(core) & 1:
         return False  # a pad where the value needed none
     return all(p == p.strip(b" \x00") and p for p in core.split(b"\\")) or not core

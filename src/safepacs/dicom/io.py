@@ -354,6 +354,10 @@ def _read_whole(path: Path, name: str) -> DicomFile:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path)
+            # Files read here are not checked byte by byte: an element whose VR is not one
+            # (a damaged big endian file) would only fail later, when acted on or written.
+            for _ in ds.iterall():
+                pass
     except Exception as exc:
         raise InvalidDicom(f"{name}: malformed DICOM file ({_why(exc)})") from None
     _validate_header(ds, name)
@@ -389,10 +393,8 @@ def write_atomic(
         # value, mostly in big endian files, which are not checked byte by byte): the file
         # is malformed.  Only the tag is kept from its message, which can quote values.
         found = _WRITE_ERROR_TAG.search(str(exc))
-        if found is None:
-            raise
-        raise InvalidDicom(f"{src.path.name}: malformed DICOM (element ({found[1]},{found[2]}) "
-                           "cannot be written as it was read)") from None
+        what = f"element ({found[1]},{found[2]})" if found else f"the header ({exc.__class__.__name__})"
+        raise InvalidDicom(f"{src.path.name}: malformed DICOM ({what} cannot be written as it was read)") from None
 
 
 #: the tag pydicom names when writing an element fails ("With tag (0010,0010) got ...")
