@@ -124,6 +124,19 @@ def test_object_at_risk_of_burned_in_text_is_pixel_cleaned_at_the_door(archive):
     assert {"113100", "113101"} <= codes
 
 
+def test_a_codec_panic_at_the_door_is_a_refusal_that_stores_nothing(archive, archive_dir):
+    """The door decodes an ultrasound's pixels to clean them; pylibjpeg-rle panics (a
+    BaseException) on a damaged segment: the object is refused like any malformed one."""
+    from safepacs.errors import SafepacsError
+    from tests.dicom.test_panics import panicking_rle
+
+    arch, _ = archive
+    with pytest.raises(SafepacsError, match="cannot be decoded"):
+        arch.ingest(panicking_rle(Modality="US"), source="x")
+    assert arch.status()["instances"] == 0
+    assert _blobs(archive_dir, "obj") == [] and _blobs(archive_dir, "dlt") == []
+
+
 def test_site_that_turns_pixel_cleaning_off_refuses_objects_at_risk(tmp_path):
     from safepacs.archive import Archive
     from safepacs.deid.options import Options

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import Dataset
+from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import MPEG2MPML, RLELossless
@@ -232,3 +233,18 @@ def test_pixel_data_without_its_geometry_is_refused_not_passed_through(tmp_path,
     result = _deid(src, tmp_path, keys)["nogeometry.dcm"]
     assert result.status == "rejected" and result.output is None
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_a_codec_panic_rejects_its_file_and_the_run_goes_on(tmp_path, keys):
+    """pylibjpeg-rle panics (a BaseException) on a damaged segment: that file is rejected
+    with a reason, the other files of the run are written."""
+    from tests.dicom.test_panics import panicking_rle
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "damaged.dcm").write_bytes(panicking_rle())
+    _save(pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm")), src / "good.dcm")
+    results = _deid(src, tmp_path, keys, clean_pixels="always")
+    assert results["damaged.dcm"].status == "rejected"
+    assert "cannot be decoded (CodecPanic)" in results["damaged.dcm"].reason
+    assert results["good.dcm"].status == "ok"

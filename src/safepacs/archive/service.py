@@ -65,6 +65,7 @@ from safepacs.config import SETTINGS_FILE, Settings
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom import memio
+from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import InvalidDicom
 from safepacs.index import db, query
 from safepacs.index.models import (
@@ -377,7 +378,8 @@ class Archive:
 
         Raises InvalidDicom, RejectedFile, or Conflict (same SOP Instance UID, other content).
         """
-        prep = self._prepare(data)
+        with panics_as_errors():  # a native codec's panic is no Exception: see dicom.panics
+            prep = self._prepare(data)
         v = prep.values
         found = self._existing(v["sop_uid"], prep)
         if found is not None:

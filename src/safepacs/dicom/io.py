@@ -386,15 +386,22 @@ def write_atomic(
     SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
     preamble can carry anything (TIFF headers, text) and nothing in it is needed.
     """
-    try:
+    with written_back(src.path.name):
         _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes)
+
+
+@contextmanager
+def written_back(name: str) -> Iterator[None]:
+    """pydicom's writer refusing, inside the block, an element that was read as it stood (a
+    damaged value or VR that reading let through, text that cannot be encoded back in its
+    character set): the object is malformed (InvalidDicom).  Only the tag is kept from the
+    writer's message, which can quote values."""
+    try:
+        yield
     except (TypeError, ValueError, NotImplementedError, OverflowError, struct.error) as exc:
-        # pydicom's writer refusing an element that was read as it stood (a damaged VR or
-        # value, mostly in big endian files, which are not checked byte by byte): the file
-        # is malformed.  Only the tag is kept from its message, which can quote values.
         found = _WRITE_ERROR_TAG.search(str(exc))
         what = f"element ({found[1]},{found[2]})" if found else f"the header ({exc.__class__.__name__})"
-        raise InvalidDicom(f"{src.path.name}: malformed DICOM ({what} cannot be written as it was read)") from None
+        raise InvalidDicom(f"{name}: malformed DICOM ({what} cannot be written as it was read)") from None
 
 
 #: the tag pydicom names when writing an element fails ("With tag (0010,0010) got ...")

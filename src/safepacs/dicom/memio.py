@@ -34,6 +34,7 @@ from safepacs.dicom.io import (
     give_bare_dataset_meta,
     locate,
     write_meta,
+    written_back,
 )
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure
 from safepacs.errors import InvalidDicom
@@ -142,7 +143,11 @@ def serialise(parsed: Parsed, ds: Dataset | None = None) -> bytes:
 def serialise_parts(parsed: Parsed, ds: Dataset | None = None) -> list[bytes | memoryview]:
     """:func:`serialise` as parts whose concatenation is the object: the pixel bytes stay
     a view of the input, so an encryptor can read them without any copy."""
-    ds = parsed.dataset if ds is None else ds
+    with written_back("object"):
+        return _serialise_parts(parsed, parsed.dataset if ds is None else ds)
+
+
+def _serialise_parts(parsed: Parsed, ds: Dataset) -> list[bytes | memoryview]:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian

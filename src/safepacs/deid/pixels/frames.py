@@ -18,6 +18,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import UID, ExplicitVRBigEndian
 
+from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import SafepacsError
 
 
@@ -132,7 +133,7 @@ def _decoded(ds: Dataset, lay: Layout) -> Stored:
     logger = logging.getLogger("pydicom")
     disabled, logger.disabled = logger.disabled, True  # decoders log tracebacks per plugin
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), panics_as_errors():
             warnings.simplefilter("ignore")
             array, meta = decoder.as_array(ds, as_rgb=True)
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
