@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Engine, bindparam, false, select
 from sqlalchemy.orm import Session
@@ -64,6 +64,12 @@ _ENDS = {"care": (CareRelationship, "ends_at", "care_ends"),
 _ACTIVE_TTL = 2.0
 _STUDY_PATIENT = (select(Study.pk, Patient.patient_id).join(Patient, Patient.pk == Study.patient_pk)
                   .where(Study.study_uid == bindparam("b_uid")))
+class _StudyPatient(NamedTuple):
+    """A study's patient, found by the caller in the same index (see ``decide``)."""
+
+    patient_id: str
+
+
 _ACCOUNT_STATE = select(Account.disabled, Account.role).where(Account.pk == bindparam("b_pk"))
 _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
            "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
@@ -167,11 +173,13 @@ class AccessControl:
         return ok
 
     def decide(self, principal: Principal, study_uid: str, *, action: str = "read",
-               audit: bool = True) -> Decision:
+               audit: bool = True, patient: str | None = None) -> Decision:
         """May ``principal`` do ``action`` on the stored study ``study_uid`` now, at which level
         and on which basis?  Every answer is audited, except with ``audit=False``: the archive
-        uses that to shape rows of a query the caller was already audited for."""
-        decision, ends = self._decide(principal, study_uid, action)
+        uses that to shape rows of a query the caller was already audited for.  ``patient``:
+        the study's patient as the caller just read it from the index together with the study
+        (a retrieve's own lookup), which saves looking it up again; never a request's value."""
+        decision, ends = self._decide(principal, study_uid, action, patient)
         if not audit:
             return decision
         event_id, code = _EVENTS.get(action, (INSTANCES_ACCESSED, READ))
@@ -216,7 +224,8 @@ class AccessControl:
                 out[f"patient_{side}"] = token
         return out
 
-    def _decide(self, who: Principal, study_uid: str, action: str) -> tuple[Decision, datetime | None]:
+    def _decide(self, who: Principal, study_uid: str, action: str,
+                patient: str | None = None) -> tuple[Decision, datetime | None]:
         """The decision, and when the basis that allowed it ends (None if it has no end)."""
         if action not in ACTIONS:
             return refused("unknown action"), None
@@ -233,7 +242,10 @@ class AccessControl:
             if action == "store":
                 return Decision(True, "deidentified", "service" if who.role == "service" else "care",
                                 "integration" if who.role == "service" else "treatment", None, None, ""), None
-            found = s.execute(_STUDY_PATIENT, {"b_uid": study_uid}).first() if _safe_uid(study_uid) else None
+            if patient is not None and _safe_uid(study_uid):
+                found: Any = _StudyPatient(patient)
+            else:
+                found = s.execute(_STUDY_PATIENT, {"b_uid": study_uid}).first() if _safe_uid(study_uid) else None
             if found is None:
                 return refused("no such study"), None
             decision = None

@@ -117,9 +117,10 @@ _SQL_SERIES_COUNT = (
 )
 _LOCATE = (
     select(Instance.object_blob, Instance.transfer_syntax_uid, Series.series_uid, Study.study_uid,
-           Instance.delta_blob)
+           Instance.delta_blob, Patient.patient_id)
     .join(Series, Instance.series_pk == Series.pk)
     .join(Study, Series.study_pk == Study.pk)
+    .join(Patient, Study.patient_pk == Patient.pk)  # the access decision needs it: no second lookup
     .where(Instance.sop_uid == bindparam("sop"))
 )
 
@@ -675,14 +676,16 @@ class Archive:
 
     # --- retrieval ----------------------------------------------------------------
     # --- authorisation ------------------------------------------------------------
-    def authorize(self, principal: Principal, study_uid: str, *, action: str = "read") -> Decision:
+    def authorize(self, principal: Principal, study_uid: str, *, action: str = "read",
+                  patient: str | None = None) -> Decision:
         """The caller's decision for one stored study, made on the server's own records.
 
         A refusal raises NotFound, exactly as for a study that does not exist: whether a study
         you may not see exists is itself something you may not learn.  The access layer
-        records the decision either way.
+        records the decision either way.  ``patient``: the study's patient pseudonym, when the
+        caller has just read it from the index with the study (never from the request).
         """
-        decision = self.access.decide(principal, study_uid, action=action)
+        decision = self.access.decide(principal, study_uid, action=action, patient=patient)
         if not decision.allowed:
             raise NotFound("no such study, series or instance")
         return decision
@@ -751,7 +754,7 @@ class Archive:
             series_uid is not None and row.series_uid != series_uid
         ):
             raise NotFound("no such instance")
-        decision = self.authorize(principal, row.study_uid)
+        decision = self.authorize(principal, row.study_uid, patient=row.patient_id)
         lastaccess.touch(self, row.study_uid)  # retention "from last access": a dict update
         if transfer_syntaxes is not None and row.transfer_syntax_uid not in transfer_syntaxes:
             raise NotAcceptable("the stored transfer syntax was not asked for")
