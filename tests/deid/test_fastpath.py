@@ -198,31 +198,18 @@ def test_meta_sop_class_follows_the_dataset_as_written(tmp_path, monkeypatch, so
 
 def _mutants(folder: Path, count: int, seed: int) -> None:
     """``count`` copies of small test files, each with a few header bytes changed (lengths,
-    VRs, tags, values, truncation): one per seed file in each folder, so that no two inputs
-    of a run share a SOP instance UID."""
+    VRs, tags, values, truncation; ``tools/mutate_compare.py`` runs the same at length): one
+    per seed file in each folder, so that no two inputs of a run share a SOP instance UID."""
+    from tools.mutate_compare import mutate
+
     rng = random.Random(seed)
     seeds = [PYDICOM_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_rle.dcm",
                                          "JPEG2000.dcm", "reportsi.dcm", "nested_priv_SQ.dcm")]
     for i in range(count):
         source = seeds[i % len(seeds)]
-        data = bytearray(source.read_bytes())
-        for _ in range(rng.choice([1, 1, 2, 4])):
-            end = min(len(data), 4096)
-            if end <= 140:
-                break
-            at = rng.randrange(132, end)
-            kind = rng.random()
-            if kind < 0.6:
-                data[at] = rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0x80, 0x100), 0, 0x5C, 0x1B])
-            elif kind < 0.8:
-                data[at : at + 2] = rng.choice([0, 1, 0xFFFF, rng.randrange(1 << 16)]).to_bytes(2, "little")
-            elif kind < 0.9:
-                del data[at:]
-            else:
-                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 4])))
         sub = folder / f"r{i // len(seeds):03d}"
         sub.mkdir(parents=True, exist_ok=True)
-        (sub / source.name).write_bytes(bytes(data))
+        (sub / source.name).write_bytes(bytes(mutate(bytearray(source.read_bytes()), rng, soft=False)))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
