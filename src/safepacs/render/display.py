@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from pydicom import Dataset
 
-from safepacs.dicom.panics import panics_as_errors
+from safepacs.deid.pixels.frames import decode
 from safepacs.render.watermark import TILE, embed, tile
 
 DISPLAY_AMPLITUDE = 2
@@ -25,8 +25,7 @@ DISPLAY_AMPLITUDE = 2
 
 def to_display(ds: Dataset, *, frame: int = 1, window: tuple[float, float] | None = None) -> np.ndarray:
     """One frame as 8-bit display values (modality LUT, window, MONOCHROME1 inverted)."""
-    with panics_as_errors():
-        arr = ds.pixel_array
+    arr = decode(ds)[0]  # never GDCM when another plugin can: see safepacs.deid.pixels.frames
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[frame - 1]

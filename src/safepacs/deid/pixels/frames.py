@@ -119,27 +119,44 @@ def _native(ds: Dataset, lay: Layout) -> Stored:
     return Stored(array, buffer, lay.photometric, lay)
 
 
-def _decoded(ds: Dataset, lay: Layout) -> Stored:
+#: decoding plugins, in the order tried.  GDCM only when nothing else can decode the
+#: syntax: on some damaged JPEG data it throws a C++ exception through its C API, and that
+#: aborts the whole process (a server, a batch run), which no ``except`` can catch.
+_PLUGIN_ORDER = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
+
+
+def decode(ds: Dataset, transfer_syntax: str | None = None) -> tuple[np.ndarray, dict]:
+    """All frames of ``ds`` decoded (colour as RGB) and the decoder's notes, like
+    ``ds.pixel_array`` but trying only plugins that fail as exceptions (see above)."""
     from pydicom.pixels import get_decoder
 
+    tsuid = transfer_syntax or str(ds.file_meta.TransferSyntaxUID)
     try:
-        decoder = get_decoder(lay.transfer_syntax)
+        decoder = get_decoder(tsuid)
     except NotImplementedError:
-        raise PixelError(
-            f"transfer syntax {lay.transfer_syntax} cannot be decoded: no decoder"
-        ) from None
+        raise PixelError(f"transfer syntax {tsuid} cannot be decoded: no decoder") from None
     if not decoder.is_available:
-        raise PixelError(f"transfer syntax {lay.transfer_syntax} cannot be decoded: no plugin installed")
+        raise PixelError(f"transfer syntax {tsuid} cannot be decoded: no plugin installed")
+    available = list(decoder.available_plugins)
+    plugins = [p for p in _PLUGIN_ORDER if p in available]
+    failure = "no plugin"
     logger = logging.getLogger("pydicom")
     disabled, logger.disabled = logger.disabled, True  # decoders log tracebacks per plugin
     try:
-        with warnings.catch_warnings(), panics_as_errors():
-            warnings.simplefilter("ignore")
-            array, meta = decoder.as_array(ds, as_rgb=True)
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
-        raise PixelError(f"compressed pixel data cannot be decoded ({exc.__class__.__name__})") from None
+        for plugin in plugins or available or [""]:  # native data: no plugins, pydicom's own
+            try:
+                with warnings.catch_warnings(), panics_as_errors():
+                    warnings.simplefilter("ignore")
+                    return decoder.as_array(ds, as_rgb=True, decoding_plugin=plugin)
+            except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
+                failure = exc.__class__.__name__
     finally:
         logger.disabled = disabled
+    raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
+
+
+def _decoded(ds: Dataset, lay: Layout) -> Stored:
+    array, meta = decode(ds, lay.transfer_syntax)
     photometric = str(meta.get("photometric_interpretation", lay.photometric))
     expected = (lay.rows, lay.columns) if lay.samples == 1 else (lay.rows, lay.columns, 3)
     if lay.frames > 1:
