@@ -196,30 +196,19 @@ def test_meta_sop_class_follows_the_dataset_as_written(tmp_path, monkeypatch, so
     assert sop_class.encode() not in written.read_bytes()
 
 
-def _mutants(folder: Path, count: int, seed: int) -> None:
-    """``count`` copies of small test files, each with a few header bytes changed (lengths,
-    VRs, tags, values, truncation; ``tools/mutate_compare.py`` runs the same at length): one
-    per seed file in each folder, so that no two inputs of a run share a SOP instance UID."""
-    from tools.mutate_compare import mutate
-
-    rng = random.Random(seed)
-    seeds = [PYDICOM_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_rle.dcm",
-                                         "JPEG2000.dcm", "reportsi.dcm", "nested_priv_SQ.dcm")]
-    for i in range(count):
-        source = seeds[i % len(seeds)]
-        sub = folder / f"r{i // len(seeds):03d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        (sub / source.name).write_bytes(bytes(mutate(bytearray(source.read_bytes()), rng, soft=False)))
-
-
 @pytest.mark.parametrize("seed", [1, 2])
 def test_same_reports_and_bytes_as_the_engine_on_damaged_files(tmp_path, monkeypatch, seed):
     """Mutated headers are where a byte-level reader goes wrong: every one is either taken
-    and written exactly as the engine writes it, or left to the engine."""
-    rounds = tmp_path / "mutants"
-    _mutants(rounds, 70, seed)
+    and written exactly as the engine writes it, or left to the engine.  70 copies of seven
+    small test files with a few header bytes changed (lengths, VRs, tags, values, truncation:
+    ``tools/mutate_compare.py``, which runs the same at length), one per file in each folder
+    so that no two inputs of a run share a SOP Instance UID."""
+    from tools.mutate_compare import rounds
+
+    seeds = [PYDICOM_FILES / n for n in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "SC_rgb_rle.dcm",
+                                         "JPEG2000.dcm", "reportsi.dcm", "nested_priv_SQ.dcm")]
     taken = 0
-    for folder in sorted(rounds.iterdir()):
+    for folder in rounds(seeds, 70, random.Random(seed), tmp_path, soft=False):
         work = tmp_path / "runs" / folder.name
         work.mkdir(parents=True)
         taken += _assert_same(folder, work, HEADER_ONLY, monkeypatch)

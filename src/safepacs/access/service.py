@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Engine, bindparam, false, select
 from sqlalchemy.orm import Session
@@ -64,12 +64,6 @@ _ENDS = {"care": (CareRelationship, "ends_at", "care_ends"),
 _ACTIVE_TTL = 2.0
 _STUDY_PATIENT = (select(Study.pk, Patient.patient_id).join(Patient, Patient.pk == Study.patient_pk)
                   .where(Study.study_uid == bindparam("b_uid")))
-class _StudyPatient(NamedTuple):
-    """A study's patient, found by the caller in the same index (see ``decide``)."""
-
-    patient_id: str
-
-
 _ACCOUNT_STATE = select(Account.disabled, Account.role).where(Account.pk == bindparam("b_pk"))
 _EVENTS = {"read": (INSTANCES_ACCESSED, READ), "query": (QUERY, EXECUTE),
            "store": (IMPORT, CREATE), "export": (EXPORT, READ)}
@@ -242,16 +236,17 @@ class AccessControl:
             if action == "store":
                 return Decision(True, "deidentified", "service" if who.role == "service" else "care",
                                 "integration" if who.role == "service" else "treatment", None, None, ""), None
-            if patient is not None and _safe_uid(study_uid):
-                found: Any = _StudyPatient(patient)
-            else:
-                found = s.execute(_STUDY_PATIENT, {"b_uid": study_uid}).first() if _safe_uid(study_uid) else None
-            if found is None:
+            if not _safe_uid(study_uid):
                 return refused("no such study"), None
+            if patient is None:  # the caller did not read it with the study: look it up
+                found = s.execute(_STUDY_PATIENT, {"b_uid": study_uid}).first()
+                if found is None:
+                    return refused("no such study"), None
+                patient = found.patient_id
             decision = None
             unkeyed = ""  # a level found on a grant that only a project may carry
             for rule in self.policy.rules(who.role):
-                query = rules.lookup_prepared(rule.basis, who.account_id, now, study_uid, found.patient_id)
+                query = rules.lookup_prepared(rule.basis, who.account_id, now, study_uid, patient)
                 for ident, level, project, until in s.execute(*query).all() if query is not None else ():
                     level = level if rule.level in ("project", "grant") else rule.level
                     if project is None and level in keyed:
@@ -261,7 +256,7 @@ class AccessControl:
                         continue
                     decision = Decision(
                         True, level, rule.basis, self.policy.purposes[rule.basis], project,
-                        ident if rule.basis in ("grant", "service") else None, "", found.patient_id)
+                        ident if rule.basis in ("grant", "service") else None, "", patient)
                     ends = until
                     break
                 if decision is not None:

@@ -222,11 +222,10 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:
         return Result(task.rel, None, "rejected", "out of memory")
-    except Exception as exc:  # noqa: BLE001 - never let one file stop the run, never echo values
-        return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - a native codec's panic is no Exception (see dicom.panics)
+    except BaseException as exc:  # noqa: BLE001 - never let one file stop the run (a native
+        # codec's panic is no Exception: see dicom.panics), never echo values
         return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
     return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
