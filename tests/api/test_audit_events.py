@@ -112,3 +112,33 @@ def test_every_dimse_service_leaves_an_event(tmp_path):
         assert (service, 0) in routes, service
     assert ("C-FIND", 4) in routes  # the caller without an account, refused and recorded
     assert "1.2.3.4.5" not in json.dumps(events)  # the original SOP Instance UID
+
+
+def test_a_request_is_in_the_trail_before_its_answer_is_complete():
+    """The event is handed to the audit sink before the last body message goes out, so a
+    client that has read its answer can find it (it once raced the client on a busy CI)."""
+    import asyncio
+
+    from safepacs.api.auditing import AuditRequests
+
+    events: list = []
+    sent: list[tuple[str, bool, int]] = []
+
+    class Sink:
+        def record(self, event) -> None:  # type: ignore[no-untyped-def]
+            events.append(event)
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "http.response.body", "body": b"}"})
+
+    async def send(message: dict) -> None:
+        sent.append((message["type"], message.get("more_body", False), len(events)))
+
+    scope = {"type": "http", "method": "GET", "path": "/dicomweb/studies/x", "headers": [],
+             "query_string": b"", "client": ("127.0.0.1", 1)}
+    asyncio.run(AuditRequests(app, Sink())(scope, None, send))
+    assert sent == [("http.response.start", False, 0), ("http.response.body", True, 0),
+                    ("http.response.body", False, 1)]
+    assert len(events) == 1 and events[0].request_id == scope["state"]["request_id"]

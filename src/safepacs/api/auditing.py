@@ -74,18 +74,28 @@ class AuditRequests:
         state["request_id"] = request_id
         status = [500]
         started = time.perf_counter()
+        recorded = [False]
+
+        def record() -> None:
+            if not recorded[0]:
+                recorded[0] = True
+                self.sink.record(request_event(scope, status[0], request_id, time.perf_counter() - started))
 
         async def watch(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("ascii"))]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Recorded before the last byte leaves: a client holding its answer finds the
+                # request in the trail (after the event, a busy loop could answer first).
+                record()
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            self.sink.record(request_event(scope, status[0], request_id, time.perf_counter() - started))
+            record()
 
 
 def request_event(scope: dict, status: int, request_id: str, seconds: float) -> AuditEvent:
