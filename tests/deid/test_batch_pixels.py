@@ -224,6 +224,22 @@ def test_ultrasound_that_says_no_is_still_cleaned(tmp_path, keys):
     assert legible_identity(shown, us.dataset) == []
 
 
+def test_an_implicit_vr_palette_ultrasound_is_cleaned_and_restores(tmp_path, keys):
+    """pydicom-data's ALOKA ultrasound: implicit VR, segmented palette.  Its descriptors
+    were once removed as unlisted text, which left the palette unusable and the file
+    refused; now it is cleaned, shown in colour, and restores byte for byte."""
+    src = tmp_path / "in"
+    src.mkdir()
+    original = src / "aloka.dcm"
+    original.write_bytes(Path(get_testdata_file("gdcm-US-ALOKA-16.dcm")).read_bytes())
+    result = _deid(src, tmp_path, keys)["aloka.dcm"]
+    assert result.status == "ok", result.reason
+    assert result.pixels["frames_examined"] == 1
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert out.PhotometricInterpretation == "PALETTE COLOR" and "RedPaletteColorLookupTableDescriptor" in out
+    assert _restored_bytes_equal(tmp_path, keys, {"aloka.dcm": original}) == {"aloka.dcm": True}
+
+
 def test_pixel_data_without_its_geometry_is_refused_not_passed_through(tmp_path, keys):
     src = tmp_path / "in"
     cr = chest_xray(208).dataset

@@ -99,10 +99,11 @@ def test_elements_read_from_a_file_are_recorded_from_their_own_bytes_and_restore
     original = _reread(make_ct(), implicit)
     reference = _reread(make_ct(), implicit)
     out, delta = deidentify(original, Options(), keys)
-    direct = [path for (path, _), e in delta.entries.items() if _raw_bytes(e.original) is not None]
-    # explicit VR: the removed elements are copied byte for byte; implicit: only the (always
-    # explicit) file meta elements qualify
-    assert len(direct) > 5 if not implicit else all(path and path[0] == META for path in direct)
+    direct = [(path, tag) for (path, tag), e in delta.entries.items() if _raw_bytes(e.original) is not None]
+    # the removed elements are copied byte for byte; read implicitly, standard elements
+    # qualify with the dictionary's VR, private ones (VR by creator) do not
+    assert len([path for path, _ in direct if not path or path[0] != META]) > 5
+    assert not implicit or not any(tag & 0x10000 for _, tag in direct)
     restored = IdentityDelta.from_bytes(delta.to_bytes()).apply(out)
     assert _same(reference, restored) == []
     assert str(restored.PatientName) == str(reference.PatientName)
@@ -113,15 +114,45 @@ def test_direct_copy_refuses_what_it_cannot_copy_faithfully():
 
     from safepacs.deid.delta import _raw_bytes
 
-    def raw(vr, value, length=None, implicit=False, little=True):
-        return RawDataElement(0x00100010, vr, len(value) if length is None else length, value, 0, implicit, little)
+    def raw(vr, value, length=None, implicit=False, little=True, tag=0x00100010):
+        return RawDataElement(tag, vr, len(value) if length is None else length, value, 0, implicit, little)
 
     assert _raw_bytes(raw("PN", b"DOE^JO")) == b"\x10\x00\x10\x00PN\x06\x00DOE^JO"
     assert _raw_bytes(raw("OB", b"\x01\x02")) == b"\x10\x00\x10\x00OB\x00\x00\x02\x00\x00\x00\x01\x02"
     assert _raw_bytes(raw("PN", b"DOE")) is None  # odd length
-    assert _raw_bytes(raw(None, b"DOE^JO", implicit=True)) is None
+    # read implicitly: a standard element takes the dictionary's VR, a private one cannot
+    assert _raw_bytes(raw(None, b"DOE^JO", implicit=True)) == b"\x10\x00\x10\x00PN\x06\x00DOE^JO"
+    assert _raw_bytes(raw(None, b"DOE^JO", implicit=True, tag=0x00091001)) is None
+    assert _raw_bytes(raw(None, b"\x01\x00", implicit=True, tag=0x00280106)) is None  # US or SS
     assert _raw_bytes(raw("UN", b"DOE^JO")) is None  # pydicom may know its real VR
     assert _raw_bytes(raw("US or SS", b"\x01\x00")) is None
     assert _raw_bytes(raw("PN", b"DOE^JO", little=False)) is None
     assert _raw_bytes(raw("SQ", b"")) is None
     assert _raw_bytes(raw("PN", b"DOE^JO", length=0xFFFFFFFF)) is None
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_text_padding_comes_back_byte_for_byte(keys, implicit, tmp_path):
+    """Devices pad text with runs of spaces (an ALOKA scanner's InstitutionName ends in ten);
+    pydicom strips them when it converts a value, so restore puts the recorded bytes back."""
+    import io
+
+    import pydicom
+
+    ds = _reread(make_ct(), implicit)
+    ds.InstitutionName = "NO INFO"
+    ds.StudyDescription = "CHEST"
+    fp = io.BytesIO()
+    ds.save_as(fp, enforce_file_format=True)
+    padded = fp.getvalue().replace(b"NO INFO ", b"NO INFO" + b" " * 11).replace(b"CHEST ", b"CHEST" + b" " * 7)
+    padded = padded.replace(b"\x08\x00\x80\x00LO\x08\x00", b"\x08\x00\x80\x00LO\x12\x00")
+    padded = padded.replace(b"\x08\x00\x80\x00\x08\x00\x00\x00", b"\x08\x00\x80\x00\x12\x00\x00\x00")
+    padded = padded.replace(b"\x08\x00\x30\x10LO\x06\x00", b"\x08\x00\x30\x10LO\x0c\x00")
+    padded = padded.replace(b"\x08\x00\x30\x10\x06\x00\x00\x00", b"\x08\x00\x30\x10\x0c\x00\x00\x00")
+    original = pydicom.dcmread(io.BytesIO(padded))
+    assert original.get_item(0x00080080).value == b"NO INFO" + b" " * 11  # the file reads back padded
+    out, delta = deidentify(original, Options(), keys)
+    restored = IdentityDelta.from_bytes(delta.to_bytes()).apply(out)
+    again = io.BytesIO()
+    restored.save_as(again)
+    assert again.getvalue()[128:] == padded[128:]

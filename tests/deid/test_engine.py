@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pydicom
 import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
@@ -202,3 +203,20 @@ def test_character_sets_stay_consistent(keys, charset, name, tmp_path):
             assert part not in str(back.StudyDescription)
             assert part.encode("utf-8") not in path.read_bytes()
     assert back.PatientName == ""
+
+
+@pytest.mark.parametrize("name", ["OT-PAL-8-face.dcm", "gdcm-US-ALOKA-16.dcm"])
+def test_palette_descriptors_of_an_implicit_vr_file_are_kept(keys, name):
+    """Read from an implicit VR file, the palette descriptors have the dictionary's VR
+    "US or SS": they are numbers and stay, or the colour image cannot be shown."""
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_color_lut
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = pydicom.dcmread(get_testdata_file(name), force=True)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # OT-PAL-8-face has no meta
+    descriptors = [0x00281101, 0x00281102, 0x00281103]
+    assert all(ds.get_item(t).VR is None for t in descriptors)  # raw, VR from the dictionary
+    out, _ = deidentify(ds, Options(accept_burned_in_risk=True), keys)
+    assert [list(out[t].value) for t in descriptors] == [list(ds[t].value) for t in descriptors]
+    assert apply_color_lut(out.pixel_array, out).shape[-1] == 3

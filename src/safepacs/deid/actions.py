@@ -10,12 +10,15 @@ import datetime as _dt
 import re
 
 #: VRs whose values are numbers or codes: they cannot carry a name, an ID or free text.
+#: "US or SS" is how an implicit VR file's palette descriptors and pixel value bounds read
+#: (the dictionary's alternatives): numbers either way.
 NUMERIC_VRS = frozenset(
-    {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "IS", "DS", "AT", "OF", "OD", "OL", "OV"}
+    {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "IS", "DS", "AT", "OF", "OD", "OL", "OV",
+     "US or SS"}
 )
 #: VRs that can carry a name, identifier, date or free text.
 TEXT_VRS = frozenset({"PN", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "DA", "DT", "TM", "AS", "AE"})
-BINARY_VRS = frozenset({"OB", "OW", "UN", "OB or OW", "US or OW"})
+BINARY_VRS = frozenset({"OB", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
 
 DUMMY_DATE = "19000101"
 _DUMMIES: dict[str, object] = {

@@ -22,6 +22,7 @@ from io import BytesIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -180,6 +181,9 @@ def _charset_list(charset: object) -> list[str]:
 
 #: VRs whose explicit-VR header has a 4-byte length (PS3.5 7.1.2); the rest have 2 bytes
 _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SV", "UC", "UR", "UT", "UV"})
+#: VRs whose value is a character string: the same bytes whatever the byte order
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM",
+                       "UC", "UI", "UR", "UT"})
 _SHORT_VRS = frozenset({"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH",
                         "SL", "SS", "ST", "TM", "UI", "UL", "US"})
 
@@ -188,12 +192,14 @@ def _raw_bytes(elem: object) -> bytes | None:
     """The element in explicit VR little endian straight from the bytes it was read as, or
     None where pydicom must convert it.  Converting and re-writing every removed element was
     a fifth of the ingest time; copying the file's own bytes is also the most faithful
-    record.  Only plain cases qualify: a known, unambiguous VR read explicitly in little
-    endian, an even, defined length (sequences, UN and implicit-VR elements take the slow
-    path)."""
-    if not isinstance(elem, RawDataElement) or not elem.is_little_endian or elem.is_implicit_VR:
+    record.  Only plain cases qualify: little endian, a known, unambiguous VR (read, or the
+    dictionary's for a standard element read implicitly), an even, defined length
+    (sequences, UN and implicit private elements take the slow path)."""
+    if not isinstance(elem, RawDataElement) or not elem.is_little_endian:
         return None
     vr, value = elem.VR, elem.value
+    if elem.is_implicit_VR:
+        vr = _implicit_vr(int(elem.tag))
     if not isinstance(value, bytes) or len(value) % 2 or len(value) != elem.length:
         return None
     tag = int(elem.tag)
@@ -203,6 +209,15 @@ def _raw_bytes(elem: object) -> bytes | None:
     if vr in _SHORT_VRS and len(value) <= 0xFFFF:
         return head + vr.encode("ascii") + struct.pack("<H", len(value)) + value
     return None
+
+
+def _implicit_vr(tag: int) -> str | None:
+    if tag & 0x10000:
+        return None  # private: its VR depends on its creator
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
 
 
 def _encode_element(entry: _Entry) -> str:
@@ -232,6 +247,11 @@ def _decode_element(b64: str, charset: list[str], container: Dataset | None = No
     raw_bytes = base64.b64decode(b64)
     ds = read_dataset(BytesIO(raw_bytes), is_implicit_VR=False, is_little_endian=True)
     raw = next(iter(ds.elements()))
+    if isinstance(raw, RawDataElement) and raw.VR in _TEXT_VRS and raw.length != 0xFFFFFFFF:
+        # Text comes back as the bytes it was, padding and all: converting would strip
+        # trailing spaces, and the original would no longer be restored byte for byte.
+        # (Text has no byte order, so these bytes suit any transfer syntax.)
+        return raw
     if isinstance(raw, RawDataElement):
         encoding = charset if len(charset) != 1 else charset[0]
         return convert_raw_data_element(raw, encoding=encoding or "iso8859", ds=ds if container is None else container)
