@@ -240,6 +240,54 @@ def test_an_implicit_vr_palette_ultrasound_is_cleaned_and_restores(tmp_path, key
     assert _restored_bytes_equal(tmp_path, keys, {"aloka.dcm": original}) == {"aloka.dcm": True}
 
 
+def _as_ybr_full_422(ds: Dataset) -> None:
+    """``ds``'s 8-bit RGB pixels rewritten uncompressed as YBR_FULL_422 (Y0 Y1 Cb Cr per
+    two pixels), as some ultrasound devices store them."""
+    from pydicom.pixels import convert_color_space
+
+    ybr = convert_color_space(ds.pixel_array, "RGB", "YBR_FULL").astype(np.uint16)
+    chroma = (ybr[:, 0::2, 1:] + ybr[:, 1::2, 1:] + 1) // 2
+    packed = np.stack([ybr[:, 0::2, 0], ybr[:, 1::2, 0], chroma[..., 0], chroma[..., 1]], axis=-1)
+    ds.PixelData = packed.astype(np.uint8).tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PlanarConfiguration = 0
+
+
+def test_an_uncompressed_ybr_full_422_ultrasound_is_cleaned_and_restores(tmp_path, keys):
+    """Chroma shared by pixel pairs cannot be painted box by box: such files are decoded,
+    cleaned and written as RLE Lossless RGB, and the delta keeps the original bytes."""
+    src = tmp_path / "in"
+    burned = ultrasound(209)
+    _as_ybr_full_422(burned.dataset)
+    original = _save(burned.dataset, src / "us422.dcm")
+    before = display_frame(stored_frames(burned.dataset), 0, burned.dataset)
+    assert legible_identity(before, burned.dataset)  # control: the banner is readable
+    result = _deid(src, tmp_path, keys)["us422.dcm"]
+    assert result.status == "ok", result.reason
+    assert result.pixels["boxes_removed"] >= 1
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert out.file_meta.TransferSyntaxUID == RLELossless and out.PhotometricInterpretation == "RGB"
+    assert legible_identity(display_frame(stored_frames(out), 0, out), burned.dataset) == []
+    assert _restored_bytes_equal(tmp_path, keys, {"us422.dcm": original}) == {"us422.dcm": True}
+
+
+def test_a_compressed_original_is_restored_in_its_own_transfer_syntax(tmp_path, keys):
+    """Cleaning rewrites a JPEG 2000 ultrasound as RLE Lossless; restore gives back the
+    JPEG 2000 file, header included (the write-back once changed the recorded originals of
+    TransferSyntaxUID and PhotometricInterpretation in place, so restore kept RLE's)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    src = tmp_path / "in"
+    burned = ultrasound(210)
+    burned.dataset.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+    original = _save(burned.dataset, src / "usj2k.dcm")
+    result = _deid(src, tmp_path, keys)["usj2k.dcm"]
+    assert result.status == "ok" and result.pixels["boxes_removed"] >= 1, result.reason
+    out = pydicom.dcmread(tmp_path / "out" / result.output)
+    assert out.file_meta.TransferSyntaxUID == RLELossless
+    assert _restored_bytes_equal(tmp_path, keys, {"usj2k.dcm": original}) == {"usj2k.dcm": True}
+
+
 def test_pixel_data_without_its_geometry_is_refused_not_passed_through(tmp_path, keys):
     src = tmp_path / "in"
     cr = chest_xray(208).dataset

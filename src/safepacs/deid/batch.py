@@ -302,11 +302,9 @@ def clean_file_pixels(
 
     ds = src.dataset
     raw = load_pixel_group(src)  # None when the file was read whole
-    tsuid = ds.file_meta.TransferSyntaxUID
-    compressed = tsuid.is_transfer_syntax and tsuid.is_compressed
-    group = raw if compressed else None  # compressed originals go into the delta as they are
+    # re-encoded pixels (compressed, or chroma-subsampled) keep these bytes in the delta
     result = clean_pixels(
-        ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=group
+        ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=raw
     )
     if not result.changed and raw is not None:
         unload_pixels(ds)  # unchanged: copied from the input by byte range

@@ -95,6 +95,10 @@ class IdentityDelta:
         their parent's); it defaults to the container's own.
         """
         original = container.get_item(tag) if tag in container else None
+        if isinstance(original, DataElement) and original.VR != "SQ":
+            # a snapshot: ``ds.Keyword = value`` changes the element object in place (pixel
+            # cleaning's write-back does, to PhotometricInterpretation and TransferSyntaxUID)
+            original = copy.deepcopy(original)
         self.keep(path, tag, original, container._character_set if charset is None else charset, container)
 
     def keep(

@@ -85,9 +85,9 @@ def clean_pixels(
 ) -> PixelCleanResult:
     """Remove identity burned into ``ds``'s pixels (in place) and report what was done.
 
-    ``original_group`` is the original pixel-group bytes as they lie in the file (kept for
-    compressed originals so restore is byte-identical); without it they are re-encoded from
-    ``ds``.  ``find`` and ``fixed`` default to :mod:`safepacs.deid.pixels.findings`.
+    ``original_group`` is the original pixel-group bytes as they lie in the file (kept
+    whenever pixels are re-encoded, so restore is byte-identical); without it they are
+    encoded from ``ds``.  ``find`` and ``fixed`` default to :mod:`safepacs.deid.pixels.findings`.
     Raises :class:`PixelError` for pixel data that cannot be decoded or written back.
     """
     started = time.perf_counter()
@@ -121,14 +121,15 @@ def clean_pixels(
                                                        lay.rows, lay.columns)) is not None])
     result.rects = rects
     if rects:
-        if original_group is None and not lay.native:
+        reencoded = stored.buffer is None  # compressed, or laid out so boxes need decoding
+        if original_group is None and reencoded:
             original_group = _encode_group(ds)
         if delta is not None:
             _record_header(ds, delta)
         fills = [darkest_value(stored, f, ds) for f in range(lay.frames)]
         patches = redact(stored.array, rects, fills)
         write_back(ds, stored)
-        if lay.native:
+        if not reencoded:
             result.pixels = PixelDelta(
                 stored.array.dtype.str,
                 [(p.frame, p.rect.x, p.rect.y, p.rect.w, p.rect.h, p.data) for p in patches],

@@ -97,6 +97,10 @@ def stored_frames(ds: Dataset) -> Stored:
 
 
 def _native(ds: Dataset, lay: Layout) -> Stored:
+    if lay.photometric == "YBR_FULL_422" and lay.samples == 3:
+        # Two pixels share one chroma pair (some ultrasound devices write this uncompressed):
+        # no box can be painted in place, so it is decoded and re-encoded like compressed data.
+        return _decoded(ds, lay)
     if lay.photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "PALETTE COLOR"):
         raise PixelError(
             f"uncompressed {lay.photometric or 'unknown'} pixel data is not supported for cleaning"
