@@ -23,6 +23,17 @@ RISKY_SOP_CLASS_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound multi-frame
 )
 
+#: SOP classes whose pixels are computed maps, not pictures: segmentation masks (often one
+#: bit per pixel), dose grids, parametric maps.  Nothing renders text into them, and erasing
+#: "text" that OCR thinks it sees in a mask would damage the data: only an explicit
+#: BurnedInAnnotation YES sends them to pixel cleaning.
+COMPUTED_MAP_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
+})
+
 
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why ``ds`` may carry burned-in identity, or None when there is no known reason."""
@@ -37,7 +48,7 @@ def burned_in_risk(ds: Dataset) -> str | None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if any(sop_class.startswith(p) for p in RISKY_SOP_CLASS_PREFIXES):
         return "SOP class commonly carries burned-in text"
-    if flag == "NO":
+    if flag == "NO" or sop_class in COMPUTED_MAP_SOP_CLASSES:
         return None
     if _is_image(ds):
         # Fail closed: radiographs and even CT slices are found in the wild with a name and a
