@@ -34,6 +34,7 @@ from safepacs.api.tokens import TokenCache, token_in_query
 from safepacs.archive import errors as aerr
 from safepacs.archive.masking import DisplayRequest
 from safepacs.errors import SafepacsError
+from safepacs.render.render import RenderError
 from safepacs.store.blobs import StoreError
 from safepacs.store.sealing import SEALED_MESSAGE, Sealed
 
@@ -129,6 +130,12 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     @app.exception_handler(BadRequest)
     async def _bad(_: Request, exc: BadRequest) -> JSONResponse:
         return error_response(400, str(exc) or "invalid request")
+
+    @app.exception_handler(RenderError)
+    async def _render(request: Request, exc: Exception) -> JSONResponse:
+        # render messages name no values (e.g. "pixel data cannot be watermarked (...)")
+        log.error("%s serving %s: %s", type(exc).__name__, loggable_path(request.url.path), exc)
+        return error_response(500, f"this object cannot be served at your access level: {exc}")
 
     @app.exception_handler(Exception)
     async def _any(request: Request, exc: Exception) -> JSONResponse:

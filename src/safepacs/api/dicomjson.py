@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -26,8 +27,38 @@ def to_json(ds: Dataset, *, bulk_base: str | None = None) -> dict[str, Any]:
             if bulk_base is not None:
                 out[key] = {"vr": elem.VR, "BulkDataURI": f"{bulk_base}/bulkdata/{key}"}
             continue
-        out[key] = elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=BULK_THRESHOLD)
+        out[key] = _element(elem)
     return out
+
+
+def _element(elem: Any) -> dict[str, Any]:
+    """pydicom's JSON for one element; where a value is not what its VR says (an IS of
+    "1A" from some device), the element is built here instead: IS and DS values that are
+    not numbers go as JSON strings (CP 1861 allows strings for both), sequences recurse."""
+    try:
+        return elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=BULK_THRESHOLD)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    vr = str(elem.VR)
+    if vr == "SQ":
+        return {"vr": vr, "Value": [{f"{int(e.tag):08X}": _element(e) for e in item} for item in elem.value or []]}
+    if vr in ("IS", "DS"):
+        values = elem.value if isinstance(elem.value, list | MultiValue) else [elem.value]
+        return {"vr": vr, "Value": [_number_or_text(v) for v in values]}
+    return {"vr": vr}  # a value that cannot be written in its VR is left out
+
+
+def _number_or_text(value: Any) -> int | float | str | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    for kind in (int, float):
+        try:
+            number = kind(text)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        return number if number == number and abs(number) != float("inf") else text
+    return text
 
 
 def add_bulk_pixel_link(out: dict[str, Any], ds: Dataset, bulk_base: str) -> None:

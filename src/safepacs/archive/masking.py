@@ -175,7 +175,12 @@ class Masking:
             ds = _parse(plain)
             try:
                 if level.watermark:
-                    rnd.mark_pixels(ds, serial, ctx.watermark_key)  # type: ignore[arg-type]
+                    try:
+                        rnd.mark_pixels(ds, serial, ctx.watermark_key)  # type: ignore[arg-type]
+                    except rnd.Unmarkable:
+                        if not level.private_mark:
+                            raise  # nothing else would trace this copy: refused
+                        ds = _parse(plain)  # a one-bit mask, say: traced by its private mark
                 if level.private_mark:
                     rnd.add_private_mark(ds, serial, ctx.watermark_key, ctx.now)  # type: ignore[arg-type]
                 fp = io.BytesIO()

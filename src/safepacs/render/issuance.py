@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from safepacs.audit.events import EXPORT, READ, AuditEvent, AuditSink, LogSink
+from safepacs.errors import SafepacsError
 from safepacs.render.models import Issuance
 from safepacs.render.watermark import Detection, detect
 
@@ -206,8 +207,9 @@ class Issuances:
                                       study_uid="", reason="watermark trace", detail=detail))
 
 
-def load_image(path: Path) -> tuple[np.ndarray, int | None, object | None]:
-    """(pixels, private-mark serial or None, dataset or None) of a PNG/JPEG/DICOM file."""
+def load_image(path: Path) -> tuple[np.ndarray | None, int | None, object | None]:
+    """(pixels, private-mark serial or None, dataset or None) of a PNG/JPEG/DICOM file;
+    pixels are None for DICOM whose pixels cannot be read as an image (a one-bit mask)."""
     data = Path(path).read_bytes()
     if len(data) > 132 and data[128:132] == b"DICM":
         import pydicom
@@ -217,7 +219,10 @@ def load_image(path: Path) -> tuple[np.ndarray, int | None, object | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(io.BytesIO(data))
-        return pixel_array(ds), None, ds
+        try:
+            return pixel_array(ds), None, ds
+        except SafepacsError:
+            return None, None, ds  # the private mark may still name the copy
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
@@ -240,7 +245,7 @@ def trace(image: Path | np.ndarray, key: bytes,
         from safepacs.render.render import read_private_mark
 
         private = read_private_mark(ds, key)  # type: ignore[arg-type]
-    found = detect(pixels, key)
+    found = detect(pixels, key) if pixels is not None else None
     if found is not None and private is not None and found.serial != private:
         return None  # two marks that disagree: name nobody
     serial = found.serial if found is not None else private

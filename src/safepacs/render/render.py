@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -57,6 +58,11 @@ _METHOD = 0x00120063
 
 class RenderError(SafepacsError):
     """The object cannot be rendered at this level safely (no PHI in the message)."""
+
+
+class Unmarkable(RenderError):
+    """The pixels cannot carry the forensic watermark (one-bit masks, undecodable or
+    undescribed pixel data): a level with a private mark is issued with that mark alone."""
 
 
 @dataclass(frozen=True)
@@ -395,19 +401,62 @@ def mark_pixels(ds: Dataset, serial: int, key: bytes) -> None:
 
     try:
         stored = stored_frames(ds)
+        if str(stored.photometric) == "PALETTE COLOR":
+            stored = _palette_as_rgb(ds, stored)
     except PixelError as exc:
-        raise RenderError(f"pixel data cannot be watermarked ({exc})") from None
+        raise Unmarkable(f"pixel data cannot be watermarked ({exc})") from None
     lay = stored.layout
     bits = int(ds.get("BitsStored", lay.bits_allocated) or lay.bits_allocated)
     bounds = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if lay.signed else (0, (1 << bits) - 1))
-    if str(stored.photometric) == "PALETTE COLOR":
-        raise RenderError("palette colour pixel data cannot be watermarked")
     marked = embed(stored.array, serial, key, bounds=bounds)
     if stored.buffer is not None:
         stored.array[...] = marked
     else:
         stored = type(stored)(marked, None, stored.photometric, lay)
     write_back(ds, stored)
+
+
+#: the palette module, gone once the copy is RGB
+_PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281104, 0x00281199, 0x00281201, 0x00281202,
+                 0x00281203, 0x00281204, 0x00281221, 0x00281222, 0x00281223, 0x00281224)
+
+
+def _palette_as_rgb(ds: Dataset, stored: Any) -> Any:
+    """A palette-colour copy turned into the RGB it shows (in ``ds`` and as the returned
+    stored frames): a mark added to palette indices would jump between unrelated colours,
+    in RGB it is the same faint change as in any colour image."""
+    from pydicom.pixels import apply_color_lut
+
+    from safepacs.deid.pixels.frames import Layout, PixelError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rgb = np.ascontiguousarray(apply_color_lut(stored.array[..., 0], ds))
+    except Exception as exc:  # noqa: BLE001 - a broken palette is this object's problem
+        raise PixelError(f"palette colour lookup tables are unusable ({exc.__class__.__name__})") from None
+    if rgb.dtype not in (np.uint8, np.uint16):
+        raise PixelError("palette colour lookup tables are unusable (entry size)")
+    lay = stored.layout
+    bits = rgb.dtype.itemsize * 8
+    for tag in _PALETTE_TAGS:
+        if tag in ds:
+            del ds[tag]
+    ds.PhotometricInterpretation = "RGB"
+    ds.SamplesPerPixel = 3
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    rgb_lay = Layout(lay.rows, lay.columns, lay.frames, 3, bits, bits, False, 0, "RGB", lay.transfer_syntax)
+    if not lay.native:
+        return type(stored)(rgb, None, "RGB", rgb_lay)  # re-encoded (RLE) after the mark
+    order = ">" if lay.transfer_syntax == ExplicitVRBigEndian else "<"
+    buffer = bytearray(rgb.astype(rgb.dtype.newbyteorder(order)).tobytes())
+    array = np.frombuffer(buffer, dtype=rgb.dtype.newbyteorder(order)).reshape(rgb.shape)
+    if "PixelData" in ds and bits == 16:
+        ds["PixelData"].VR = "OW"
+    return type(stored)(array, buffer, "RGB", rgb_lay)
 
 
 def _private_mac(key: bytes, serial: int, sop: str) -> bytes:
