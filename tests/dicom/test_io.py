@@ -251,3 +251,36 @@ def test_a_header_that_cannot_be_written_back_is_malformed_and_leaves_nothing(tm
     with pytest.raises(InvalidDicom, match=r"meta.dcm: malformed DICOM \(.* cannot be written as it was read\)"):
         write_atomic(src, src.dataset, tmp_path / "out" / "x.dcm")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_a_bare_dataset_without_pixels_is_accepted_when_it_describes_none(tmp_path, implicit):
+    """Treatment planning systems export structure sets and plans without preamble and
+    meta (pydicom's rtstruct.dcm is one).  Such a header is whole as far as anyone can
+    tell, as the same object with meta would be; a bare header that describes an image
+    whose pixels are missing was cut, and stays refused."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from safepacs.dicom import memio
+
+    plan = pydicom.dcmread(get_testdata_file("rtplan.dcm"))
+    image = pydicom.dcmread(CT, stop_before_pixels=True)
+    encoded = {}
+    for name, ds in (("plan", plan), ("image", image)):
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, True
+        write_dataset(fp, ds)
+        encoded[name] = fp.getvalue()
+    src = read_header(_write(tmp_path, "plan.dcm", encoded["plan"]))
+    parsed = memio.parse(encoded["plan"])
+    for ds in (src.dataset, parsed.dataset):
+        assert ds.SOPInstanceUID == plan.SOPInstanceUID
+        assert ds.file_meta.TransferSyntaxUID == ("1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1")
+    out = tmp_path / "out.dcm"
+    write_atomic(src, src.dataset, out)
+    assert pydicom.dcmread(out).BeamSequence[0].BeamName == plan.BeamSequence[0].BeamName
+    with pytest.raises(InvalidDicom, match="no DICM prefix"):
+        read_header(_write(tmp_path, "cut.dcm", encoded["image"]))
+    with pytest.raises(InvalidDicom, match="no DICM prefix"):
+        memio.parse(encoded["image"])

@@ -305,18 +305,15 @@ def load_pixel_group(src: DicomFile) -> bytes | None:
 
 def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
     """A bare dataset without preamble and file meta (old ACR-NEMA style exports, files
-    stripped by some gateways): accepted only if it is a well-formed little-endian dataset
-    that names its SOP class and instance and ends in complete pixel data; file meta is then
-    built from what it is."""
+    stripped by some gateways, treatment planning exports): accepted only if it is a
+    well-formed little-endian dataset that names its SOP class and instance and either ends
+    in complete pixel data or describes none (see :func:`bare_header_is_whole`); file meta
+    is then built from what it is."""
     with open(path, "rb") as fh:
         data = fh.read()
     for implicit in (True, False):
         try:
             pos = check_structure(data, 0, implicit, True)
-            if pos >= len(data):
-                # Without meta, a dataset cut at an element boundary looks whole; one that
-                # still ends in its pixel data was not cut.  Header-only bare files: refused.
-                continue
             if pos < len(data):
                 end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
                 _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
@@ -330,11 +327,19 @@ def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
                 sop = ds.get("SOPInstanceUID")
         except Exception:  # noqa: BLE001 - garbage that happened to scan
             continue
-        if not sop_class or not sop:
-            break
+        if not sop_class or not sop or (pos >= len(data) and not bare_header_is_whole(ds)):
+            continue
         give_bare_dataset_meta(ds, implicit)
         return DicomFile(path, ds, None, None, None)
     raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
+
+
+def bare_header_is_whole(ds: Dataset) -> bool:
+    """A bare dataset that ends without pixel data: whole only if it describes no image.
+    Without meta (as with it), a dataset cut at an element boundary looks whole; one that
+    describes pixels it lacks was cut.  A structure set or plan that says nothing of pixels
+    is taken as it is, like the same object with meta."""
+    return not any(k in ds for k in ("Rows", "Columns", "BitsAllocated", "PixelData", "FloatPixelData"))
 
 
 def give_bare_dataset_meta(ds: Dataset, implicit: bool) -> None:
@@ -723,6 +728,6 @@ def write_copy_atomic(
 
 
 __all__ = [
-    "DicomFile", "DuplicateObject", "copy_range", "load_pixel_group", "read_header",
+    "DicomFile", "DuplicateObject", "bare_header_is_whole", "copy_range", "load_pixel_group", "read_header",
     "write_atomic", "write_copy_atomic",
 ]

@@ -31,6 +31,7 @@ from safepacs.dicom.io import (
     _validate_header,
     _why,
     _write_fast,
+    bare_header_is_whole,
     give_bare_dataset_meta,
     locate,
     write_meta,
@@ -100,13 +101,16 @@ def _parse_whole(data: bytes, name: str) -> Parsed:
 
 def _parse_headerless(data: bytes, name: str) -> Parsed:
     """A bare little-endian dataset is accepted when it is well formed, names its SOP class
-    and instance, and ends in complete pixel data (a dataset cut at an element boundary
-    would otherwise look whole)."""
+    and instance, and ends in complete pixel data or describes none (a dataset cut at an
+    element boundary would otherwise look whole)."""
     for implicit in (True, False):
         try:
             pos = check_structure(data, 0, implicit, True)
             if pos >= len(data):
-                continue
+                parsed = _parse_bare_header(data, name, implicit)
+                if parsed is None:
+                    continue
+                return parsed
             end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
             _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
             with warnings.catch_warnings():
@@ -125,6 +129,22 @@ def _parse_headerless(data: bytes, name: str) -> Parsed:
             trailer = read_dataset(DicomBytesIO(data[end:]), implicit, True)
         return Parsed(ds, data, pos, end, trailer)
     raise InvalidDicom(f"{name}: not a DICOM object (no DICM prefix at byte 128)")
+
+
+def _parse_bare_header(data: bytes, name: str, implicit: bool) -> Parsed | None:
+    """A bare dataset without pixel data, already checked for structure (None: not one)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = read_dataset(DicomBytesIO(data), implicit, True)
+            whole = bool(ds.get("SOPClassUID")) and bool(ds.get("SOPInstanceUID")) and bare_header_is_whole(ds)
+    except Exception:  # noqa: BLE001 - garbage that happened to scan
+        whole = False
+    if not whole:
+        return None
+    give_bare_dataset_meta(ds, implicit)
+    _validate_header(ds, name)
+    return Parsed(ds, data, whole=True)
 
 
 def _at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
