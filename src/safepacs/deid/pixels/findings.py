@@ -112,11 +112,18 @@ def find_identity(
 
     findings = fixed_regions(header, rows, cols)
     fixed = list(findings)
-    needles = _decide.header_needles(header)
     t1 = time.perf_counter()
+    built: list[_decide.HeaderNeedles] = []
+
+    def needles() -> _decide.HeaderNeedles:
+        # Built on the first box read, not before: most frames (a radiograph without text)
+        # have none, and collecting every identifying form of the header costs ~20 ms.
+        if not built:
+            built.append(_decide.header_needles(header))
+        return built[0]
 
     def enough(text: str, conf: float) -> bool:  # one sure identifying reading decides
-        return conf >= ocr.DOUBTFUL and _decide.identity_rule(text, needles, conf) is not None
+        return conf >= ocr.DOUBTFUL and _decide.identity_rule(text, needles(), conf) is not None
 
     for p in proposals:
         glyph = _glyph_sized(frame, p)
@@ -129,7 +136,7 @@ def find_identity(
             aspect=p.w / max(p.h, 1),
             in_border=_in_border(p, rows, cols),
         )
-        verdict = _decide.decide(reading.readings, shape, needles, remove_all_text=remove_all_text)
+        verdict = _decide.decide(reading.readings, shape, needles(), remove_all_text=remove_all_text)
         if verdict.rule == "keep:unreadable" and reading.blobs == 0:
             continue  # nothing OCR could even see: not text, not worth a line in a report
         findings.append(Finding(Box(p.x, p.y, p.w, p.h), verdict.remove, verdict.rule))
