@@ -392,3 +392,27 @@ def test_new_study_key_created_meanwhile_by_another_process_is_adopted(archive, 
         assert again.read_instance(mine.sop_instance_uid, principal=reader(again))
     finally:
         again.close()
+
+
+def test_objects_without_a_patient_id_are_filed_per_study_and_can_be_cared_for(archive):
+    """Without a PatientID, unrelated people's studies once shared one empty "patient" that
+    no clinician could be given care for; each study now has its own pseudonym, and the
+    identified view still shows the ID as it was (empty)."""
+    from tests.people import clinician, patients
+
+    arch, _ = archive
+    one = arch.ingest(ct_bytes("1.2.826.0.1.3680043.99.5.1.1", study="1.2.826.0.1.3680043.99.5",
+                               series="1.2.826.0.1.3680043.99.5.1", patient_id=""), source="t")
+    same = arch.ingest(ct_bytes("1.2.826.0.1.3680043.99.5.1.2", study="1.2.826.0.1.3680043.99.5",
+                                series="1.2.826.0.1.3680043.99.5.1", patient_id="", pixel=8), source="t")
+    other = arch.ingest(ct_bytes("1.2.826.0.1.3680043.99.6.1.1", study="1.2.826.0.1.3680043.99.6",
+                                 series="1.2.826.0.1.3680043.99.6.1", patient_id=""), source="t")
+    stored = {s: pydicom.dcmread(io.BytesIO(arch.read_instance(s.sop_instance_uid, principal=reader(arch))))
+              for s in (one, same, other)}
+    ids = [str(ds.PatientID) for ds in stored.values()]
+    assert all(i.startswith("SP") and len(i) == 18 for i in ids)
+    assert ids[0] == ids[1] != ids[2]  # one per study
+    assert "" not in patients(arch) and set(ids) <= set(patients(arch))
+    doc, _ = clinician(arch, "doc-noid", for_patients=[ids[0]])  # care can be granted
+    identified = pydicom.dcmread(io.BytesIO(arch.read_instance(one.sop_instance_uid, principal=doc)))
+    assert str(identified.PatientID) == ""  # as it was

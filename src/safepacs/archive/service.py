@@ -62,6 +62,7 @@ from safepacs.archive.masking import DisplayRequest, Masking
 from safepacs.archive.recovery import RecoveryReport, recover
 from safepacs.audit.events import AuditSink
 from safepacs.config import SETTINGS_FILE, Settings
+from safepacs.deid.delta import IdentityDelta
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom import memio
@@ -96,6 +97,7 @@ _INSTANCES = (
 )
 # Ingest statements, built once (building a statement costs more than running it).
 _SQL_EXISTING = select(Instance.content_hash).where(Instance.sop_uid == bindparam("b_sop"))
+_PATIENT_ID_TAG = 0x00100020
 _SQL_PATIENT = select(Patient.pk).where(Patient.patient_id == bindparam("b_pid"))
 _SQL_IDENTITY = select(Identity.pk).where(
     Identity.patient_pk == bindparam("b_ppk"), Identity.entry_hash == bindparam("b_entry")
@@ -437,11 +439,14 @@ class Archive:
                 _ESCAPES.sub("", str(ds.get("PatientAddress", "") or "")).strip(),
             )
             accession = str(ds.get("AccessionNumber", "") or "").strip()
+            original_study = str(ds.get("StudyInstanceUID", "") or "").strip()
         except Exception as exc:  # noqa: BLE001 - undecodable values; never echo them
             raise InvalidDicom(f"object: cannot decode identifying attributes ({exc.__class__.__name__})") from None
         if not original_sop:
             raise InvalidDicom("object: no SOPInstanceUID")
         delta = door.deidentify(parsed, self._options, self._keys)
+        if not original.patient_id and original_study:
+            self._study_as_patient(ds, delta, original_study)
         if parsed.trailer is not None:
             for elem in list(parsed.trailer.elements()):
                 delta.record((), parsed.trailer, elem.tag)
@@ -457,6 +462,14 @@ class Archive:
             original_accession=accession,
             values=values,
         )
+
+    def _study_as_patient(self, ds: Dataset, delta: IdentityDelta, original_study: str) -> None:
+        """An object without a PatientID is filed under a pseudonym of its own study: under
+        one shared empty ID, unrelated people's studies would form one "patient", and no
+        clinician could be given care for it.  The delta keeps the ID as it was (absent or
+        empty), so the identified view shows the original."""
+        delta.record((), ds, _PATIENT_ID_TAG)
+        ds.PatientID = self._keys.pseudonym("StudyWithoutPatientID", original_study)
 
     def _stored(self, prep: _Prepared, status: Literal["stored", "duplicate"]) -> Stored:
         v = prep.values
