@@ -4,25 +4,17 @@ identified reader with the private mark alone, and to nobody whose level has non
 
 from __future__ import annotations
 
-import io
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
 from safepacs.archive.service import Archive
 from safepacs.render.issuance import trace
 from safepacs.render.render import PRIVATE_GROUP, Unmarkable
+from tests.archive.test_masking import read
 from tests.people import admin, clinician, person
-
-
-def _read(data: bytes) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(io.BytesIO(data))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,7 @@ def test_a_palette_colour_copy_is_marked_in_rgb_and_traced(site, tmp_path):
     sop = stored["gdcm-US-ALOKA-16.dcm"].sop_instance_uid
     for who, private in ((doc, True), (res, False)):
         data = archive.read_instance(sop, principal=who)
-        ds = _read(data)
+        ds = read(data)
         assert ds.PhotometricInterpretation == "RGB" and ds.SamplesPerPixel == 3
         assert "RedPaletteColorLookupTableDescriptor" not in ds
         assert ds.pixel_array.shape == (480, 640, 3)
@@ -66,7 +58,7 @@ def test_a_one_bit_segmentation_goes_out_with_its_private_mark_only_where_a_leve
     archive, stored, doc, res, _ = site
     sop = stored["liver.dcm"].sop_instance_uid
     data = archive.read_instance(sop, principal=doc)  # identified: pixels as stored, private mark
-    ds = _read(data)
+    ds = read(data)
     assert ds.BitsAllocated == 1 and (PRIVATE_GROUP << 16 | 0x0010) in ds
     found = _trace(archive, data, tmp_path / "seg.dcm")
     assert found is not None and found.copy.username == "doc" and found.found_by == "private"

@@ -107,7 +107,7 @@ def _parse_headerless(data: bytes, name: str) -> Parsed:
         try:
             pos = check_structure(data, 0, implicit, True)
             if pos >= len(data):
-                parsed = _parse_bare_header(data, name, implicit)
+                parsed = _parse_bare_header(data, implicit)
                 if parsed is None:
                     continue
                 return parsed
@@ -131,7 +131,7 @@ def _parse_headerless(data: bytes, name: str) -> Parsed:
     raise InvalidDicom(f"{name}: not a DICOM object (no DICM prefix at byte 128)")
 
 
-def _parse_bare_header(data: bytes, name: str, implicit: bool) -> Parsed | None:
+def _parse_bare_header(data: bytes, implicit: bool) -> Parsed | None:
     """A bare dataset without pixel data, already checked for structure (None: not one)."""
     try:
         with warnings.catch_warnings():
@@ -143,7 +143,6 @@ def _parse_bare_header(data: bytes, name: str, implicit: bool) -> Parsed | None:
     if not whole:
         return None
     give_bare_dataset_meta(ds, implicit)
-    _validate_header(ds, name)
     return Parsed(ds, data, whole=True)
 
 

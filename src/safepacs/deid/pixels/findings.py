@@ -13,6 +13,7 @@ they are markers.  Nothing here logs or returns text: rules name why, never what
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -113,14 +114,9 @@ def find_identity(
     findings = fixed_regions(header, rows, cols)
     fixed = list(findings)
     t1 = time.perf_counter()
-    built: list[_decide.HeaderNeedles] = []
-
-    def needles() -> _decide.HeaderNeedles:
-        # Built on the first box read, not before: most frames (a radiograph without text)
-        # have none, and collecting every identifying form of the header costs ~20 ms.
-        if not built:
-            built.append(_decide.header_needles(header))
-        return built[0]
+    # Built on the first box read, not before: most frames (a radiograph without text)
+    # have none, and collecting every identifying form of the header costs ~20 ms.
+    needles = functools.cache(lambda: _decide.header_needles(header))
 
     def enough(text: str, conf: float) -> bool:  # one sure identifying reading decides
         return conf >= ocr.DOUBTFUL and _decide.identity_rule(text, needles(), conf) is not None
