@@ -153,7 +153,9 @@ def test_a_file_store_url_can_turn_direct_writes_off(tmp_path: Path):
     from safepacs.store.blobs import StoreError, open_store
 
     default = open_store(f"file://{tmp_path}/a")
-    assert default.stream == (blobs._sync_file_range is not None) and default.direct is False
+    assert default.direct == bool(blobs._O_DIRECT) and default.stream is False
+    streamed = open_store(f"file://{tmp_path}/e?write=stream")
+    assert streamed.stream == (blobs._sync_file_range is not None) and streamed.direct is False
     assert open_store(f"file://{tmp_path}/c?direct=1").direct == bool(blobs._O_DIRECT)
     assert open_store(f"file://{tmp_path}/d?write=direct").direct == bool(blobs._O_DIRECT)
     store = open_store(f"file://{tmp_path}/b?direct=0")
@@ -172,7 +174,7 @@ def test_streamed_writes_start_writeback_chunk_by_chunk_and_keep_the_blob_cached
     ranges = []
     real = blobs._sync_file_range
     monkeypatch.setattr(blobs, "_sync_file_range", lambda fd, off, n: ranges.append((off, n)) or real(fd, off, n))
-    store = LocalStore(tmp_path)
+    store = LocalStore(tmp_path, write="stream")
     data = os.urandom(blobs.DIRECT_MIN + blobs._STREAM_CHUNK // 3)
     cut = 12345  # a header part that ends off any chunk boundary
     (name,) = new_names("obj")
@@ -191,7 +193,7 @@ def test_a_kernel_without_early_writeback_still_gets_a_whole_blob(tmp_path: Path
         raise OSError(errno.ENOSYS, "Function not implemented")
 
     monkeypatch.setattr(blobs, "_sync_file_range", refuse)
-    store = LocalStore(tmp_path)
+    store = LocalStore(tmp_path, write="stream")
     store.stream = True
     (name,) = new_names("obj")
     data = os.urandom(blobs.DIRECT_MIN * 2 + 3)

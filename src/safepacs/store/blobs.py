@@ -33,16 +33,20 @@ _HELPERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="safepacs-blob"
 #: shard's header and body reach the disk without first being joined into a copy).
 Blob = bytes | bytearray | memoryview | tuple[bytes | bytearray | memoryview, ...]
 
-#: Blobs at least this big (radiographs, multi-frame objects, shards of them) are written in
-#: chunks, each handed to the disk at once (``sync_file_range``) while the next is copied
-#: into the page cache, then fsynced: the final fsync finds the writeback nearly done.
-#: Measured on the target VM for 8.4 MB blobs: 4-6 ms per durable write, against 7-8 ms with
-#: O_DIRECT and 9-27 ms for one buffered write + fsync (it stalls behind writeback), and the
-#: blob stays in memory, so its first view is not a cold read (11 ms after O_DIRECT, under
-#: 1 ms here).  ``write="direct"`` keeps O_DIRECT (the device reads straight from an aligned
-#: staging buffer; nothing is cached), ``write="buffered"`` one plain write.  fsync always
-#: follows (file size, block allocation, the device's own cache).  Smaller blobs (identity
-#: deltas, CT and MR slices) are one buffered write.
+#: Blobs at least this big (radiographs, multi-frame objects, shards of them) are written
+#: with O_DIRECT by default: the device reads them straight from an aligned staging buffer
+#: that is reused, so no page-cache memory is allocated for them.  On the target VM that
+#: decides ingest: freed memory goes back to the host within seconds (free page reporting)
+#: and every fresh page-cache page is then faulted in afresh, which made buffered writes the
+#: larger part of an ingest's time (STOW-RS of the archive benchmark: 31-38 instances/s
+#: with streamed page-cache writes against 47-57 with O_DIRECT, same runs; on a server whose
+#: memory is full of cache, each fresh page costs a reclaim instead).  A bulk ingest also
+#: no longer evicts what readers had cached.  The price: a blob's first view is read from
+#: disk (about 7-10 ms more for an 8 MB radiograph here).  ``write="stream"`` writes 1 MiB
+#: chunks into the page cache, starting each one's writeback at once (``sync_file_range``),
+#: and keeps the blob cached; ``write="buffered"`` is one plain write.  fsync always follows
+#: (file size, block allocation, the device's own cache).  Smaller blobs (identity deltas,
+#: CT and MR slices) are one buffered write.
 DIRECT_MIN = 2 << 20
 _ALIGN = 4096  # covers 512- and 4096-byte logical blocks
 _CHUNK = 4 << 20
@@ -50,7 +54,7 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _STAGING: queue.Queue[mmap.mmap] = queue.Queue(maxsize=8)
 _WILLNEED = getattr(mmap, "MADV_WILLNEED", None)
 _STREAM_CHUNK = 1 << 20  # 1 MiB per sync_file_range: 4 MiB chunks were less steady here
-WRITE_MODES = ("stream", "direct", "buffered")
+WRITE_MODES = ("direct", "stream", "buffered")
 
 
 def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
@@ -139,14 +143,14 @@ class LocalStore:
     needed, which saves a journal commit per blob.  ``ROOT/.tmp`` is still cleaned (older
     versions wrote there).
 
-    Big blobs (see :data:`DIRECT_MIN`) are written as ``write`` says: ``"stream"`` (the
-    default), ``"direct"`` (O_DIRECT where the file system allows it) or ``"buffered"``;
+    Big blobs (see :data:`DIRECT_MIN`) are written as ``write`` says: ``"direct"`` (the
+    default: O_DIRECT where the file system allows it), ``"stream"`` or ``"buffered"``;
     ``direct=True/False`` is the older spelling of ``"direct"``/``"buffered"``.  A mode the
     platform or file system lacks falls back to buffered writes."""
 
     def __init__(self, root: Path, *, write: str | None = None, direct: bool | None = None) -> None:
         if write is None:
-            write = "stream" if direct is None else ("direct" if direct else "buffered")
+            write = "direct" if direct is None or direct else "buffered"
         if write not in WRITE_MODES:
             raise StoreError(f"file store: write must be one of {', '.join(WRITE_MODES)}")
         self.root = Path(root)
@@ -460,7 +464,7 @@ class S3Store:
 
 
 def open_store(url: str) -> BlobStore:
-    """``file:///path[?write=stream|direct|buffered]`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``,
+    """``file:///path[?write=direct|stream|buffered]`` or ``s3://[KEY:SECRET@]bucket[/prefix]?endpoint=http://host:port[&region=R]``,
     or ``split:///?k=K&node=URL&node=URL...`` (erasure-coded over nodes, see ``store.split``).
 
     Without KEY:SECRET in the URL, boto3's usual sources apply (environment, profile).
@@ -471,7 +475,7 @@ def open_store(url: str) -> BlobStore:
 
         return open_split(url)
     if parsed.scheme == "file":
-        # ?write=stream|direct|buffered: how big blobs reach the disk (LocalStore);
+        # ?write=direct|stream|buffered: how big blobs reach the disk (LocalStore);
         # ?direct=1/0 is the older spelling of write=direct/buffered
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         write = query.get("write")
@@ -479,7 +483,7 @@ def open_store(url: str) -> BlobStore:
             if query["direct"] not in ("0", "1") or write is not None:
                 raise StoreError("file store: direct must be 0 or 1, and not given with write")
             write = "direct" if query["direct"] == "1" else "buffered"
-        return LocalStore(Path(unquote(parsed.path)), write=write or "stream")
+        return LocalStore(Path(unquote(parsed.path)), write=write or "direct")
     if parsed.scheme == "s3" and parsed.hostname:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         return S3Store(
