@@ -90,7 +90,7 @@ def read_header(path: Path) -> DicomFile:
             raise InvalidDicom(f"{name}: empty file")
         head = fh.read(132)
         if len(head) < 132 or head[128:132] != b"DICM":
-            return _read_headerless(path, name, size)
+            return _read_headerless(path, name)
         found = locate(fh, size, name)
         if found is None:
             # Deflated, or a dataset encoded otherwise than its meta says (seen in the wild):
@@ -303,17 +303,29 @@ def load_pixel_group(src: DicomFile) -> bytes | None:
     return data
 
 
-def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
+def _read_headerless(path: Path, name: str) -> DicomFile:
+    """A file holding a bare dataset (see :func:`locate_bare`)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise InvalidDicom(f"{name}: cannot read file ({exc.strerror or exc.__class__.__name__})") from None
+    return DicomFile(path, *locate_bare(data, name))
+
+
+def locate_bare(data: bytes, name: str) -> Located:
     """A bare dataset without preamble and file meta (old ACR-NEMA style exports, files
-    stripped by some gateways, treatment planning exports): accepted only if it is a
-    well-formed little-endian dataset that names its SOP class and instance and either ends
-    in complete pixel data or describes none (see :func:`bare_header_is_whole`); file meta
-    is then built from what it is."""
-    with open(path, "rb") as fh:
-        data = fh.read()
+    stripped by some gateways, treatment planning exports) held in ``data``: like
+    :func:`locate`, (dataset up to its pixel data, pixel start, pixel end, trailer).
+
+    Accepted only if it is a well-formed little-endian dataset that names its SOP class and
+    instance and either ends in complete pixel data or describes none (see
+    :func:`bare_header_is_whole`); file meta is then built from what it is.  Shared by
+    files and in-memory objects, so both doors accept the same bare datasets."""
     for implicit in (True, False):
         try:
             pos = check_structure(data, 0, implicit, True)
+            end = None
             if pos < len(data):
                 end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
                 _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
@@ -322,16 +334,25 @@ def _read_headerless(path: Path, name: str, size: int) -> DicomFile:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = read_dataset(DicomBytesIO(data), implicit, True)
-                sop_class = ds.get("SOPClassUID")
-                sop = ds.get("SOPInstanceUID")
+                ds = read_dataset(DicomBytesIO(data), implicit, True, stop_when=at_pixels)
+                named = bool(ds.get("SOPClassUID")) and bool(ds.get("SOPInstanceUID"))
+                trailer = None
+                if end is not None and end < len(data):
+                    trailer = read_dataset(DicomBytesIO(data[end:]), implicit, True)
+                    for _ in trailer.elements():
+                        pass
         except Exception:  # noqa: BLE001 - garbage that happened to scan
             continue
-        if not sop_class or not sop or (pos >= len(data) and not bare_header_is_whole(ds)):
+        if not named or (end is None and not bare_header_is_whole(ds)):
             continue
         give_bare_dataset_meta(ds, implicit)
-        return DicomFile(path, ds, None, None, None)
+        return ds, (None if end is None else pos), end, trailer
     raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
+
+
+def at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
+    """``read_dataset``'s stop_when: the pixel data, or anything after it, comes next."""
+    return tag.group == 0x7FE0 or tag >= 0x7FE00008
 
 
 def bare_header_is_whole(ds: Dataset) -> bool:

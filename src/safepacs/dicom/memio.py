@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import pydicom
 from pydicom import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -26,18 +25,15 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.io import (
-    _pixel_extent,
     _split_at_pixels,
     _validate_header,
     _why,
     _write_fast,
-    bare_header_is_whole,
-    give_bare_dataset_meta,
     locate,
+    locate_bare,
     write_meta,
     written_back,
 )
-from safepacs.dicom.structure import StructureError, _Scanner, check_structure
 from safepacs.errors import InvalidDicom
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
@@ -100,54 +96,11 @@ def _parse_whole(data: bytes, name: str) -> Parsed:
 
 
 def _parse_headerless(data: bytes, name: str) -> Parsed:
-    """A bare little-endian dataset is accepted when it is well formed, names its SOP class
-    and instance, and ends in complete pixel data or describes none (a dataset cut at an
-    element boundary would otherwise look whole)."""
-    for implicit in (True, False):
-        try:
-            pos = check_structure(data, 0, implicit, True)
-            if pos >= len(data):
-                parsed = _parse_bare_header(data, implicit)
-                if parsed is None:
-                    continue
-                return parsed
-            end = _pixel_extent(io.BytesIO(data), pos, len(data), implicit, True, name)
-            _Scanner(data, implicit, True).dataset(end, len(data), implicit, 0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = read_dataset(DicomBytesIO(data), implicit, True, stop_when=_at_pixels)
-                sop_class, sop = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-        except (StructureError, InvalidDicom):
-            continue
-        except Exception:  # noqa: BLE001 - garbage that happened to scan
-            continue
-        if not sop_class or not sop:
-            break
-        give_bare_dataset_meta(ds, implicit)
-        trailer = None
-        if end < len(data):
-            trailer = read_dataset(DicomBytesIO(data[end:]), implicit, True)
-        return Parsed(ds, data, pos, end, trailer)
-    raise InvalidDicom(f"{name}: not a DICOM object (no DICM prefix at byte 128)")
-
-
-def _parse_bare_header(data: bytes, implicit: bool) -> Parsed | None:
-    """A bare dataset without pixel data, already checked for structure (None: not one)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = read_dataset(DicomBytesIO(data), implicit, True)
-            whole = bool(ds.get("SOPClassUID")) and bool(ds.get("SOPInstanceUID")) and bare_header_is_whole(ds)
-    except Exception:  # noqa: BLE001 - garbage that happened to scan
-        whole = False
-    if not whole:
-        return None
-    give_bare_dataset_meta(ds, implicit)
-    return Parsed(ds, data, whole=True)
-
-
-def _at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
-    return tag.group == 0x7FE0 or tag >= 0x7FE00008
+    """A bare little-endian dataset, accepted as :func:`~safepacs.dicom.io.locate_bare` says."""
+    ds, start, end, trailer = locate_bare(data, name)
+    if start is None:
+        return Parsed(ds, data, whole=True, name=name)
+    return Parsed(ds, data, start, end, trailer, name=name)
 
 
 def serialise(parsed: Parsed, ds: Dataset | None = None) -> bytes:
