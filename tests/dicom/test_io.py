@@ -284,3 +284,29 @@ def test_a_bare_dataset_without_pixels_is_accepted_when_it_describes_none(tmp_pa
         read_header(_write(tmp_path, "cut.dcm", encoded["image"]))
     with pytest.raises(InvalidDicom, match="no DICM prefix"):
         memio.parse(encoded["image"])
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_files_and_in_memory_objects_read_a_bare_dataset_alike(tmp_path, implicit):
+    """One parser for both doors (``deid`` reads files, the archive reads bytes): the same
+    header, the pixel bytes by the same range, and what follows them as the same trailer."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from safepacs.dicom import memio
+
+    ds = pydicom.dcmread(CT)
+    assert 0xFFFCFFFC in ds  # the CT ends in dataset trailing padding, after its pixels
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(fp, ds)
+    data = fp.getvalue()
+    src = read_header(_write(tmp_path, "bare.dcm", data))
+    parsed = memio.parse(data)
+    assert (src.pixel_start, src.pixel_end) == (parsed.pixel_start, parsed.pixel_end)
+    assert src.pixel_end < len(data) and data[src.pixel_start : src.pixel_start + 4] == b"\xe0\x7f\x10\x00"
+    assert [e.tag for e in src.dataset] == [e.tag for e in parsed.dataset]
+    assert [e.tag for e in src.trailer] == [e.tag for e in parsed.trailer] == [0xFFFCFFFC]
+    out = tmp_path / "out.dcm"
+    write_atomic(src, src.dataset, out)
+    assert pydicom.dcmread(out).PixelData == ds.PixelData
