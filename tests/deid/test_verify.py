@@ -117,6 +117,24 @@ def test_kept_non_identifying_values_are_not_reported(tmp_path: Path, original: 
     assert leaks(tmp_path) == []
 
 
+def test_an_institution_named_like_the_kept_vendor_is_not_reported_in_the_vendor_name(
+    tmp_path: Path,
+) -> None:
+    """pydicom's MR_small_bigendian.dcm: InstitutionName "TOSHIBA", Manufacturer
+    "TOSHIBA_MEC".  The kept vendor name is no leak of the institution; the institution's
+    name anywhere else still is."""
+    ds = ct_original()
+    ds.Manufacturer, ds.InstitutionName = "TOSHIBA_MEC", "TOSHIBA"
+    save(ds, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(ds)
+    clean.Manufacturer = "TOSHIBA_MEC"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    clean.ImageComments = "scanned at TOSHIBA"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(leak.location, leak.kind) for leak in leaks(tmp_path)] == [("ImageComments", "institution")]
+
+
 # ----------------------------------------------------------------------- leaks found
 def test_value_planted_in_a_nested_sequence_is_found(tmp_path: Path, original: Dataset) -> None:
     leaky = deidentified(original)

@@ -310,3 +310,51 @@ def test_files_and_in_memory_objects_read_a_bare_dataset_alike(tmp_path, implici
     out = tmp_path / "out.dcm"
     write_atomic(src, src.dataset, out)
     assert pydicom.dcmread(out).PixelData == ds.PixelData
+
+
+def _without_transfer_syntax(path: Path) -> bytes:
+    """``path`` rewritten with its file meta lacking (0002,0010), the rest as it was."""
+    import io
+
+    ds = pydicom.dcmread(path)
+    implicit, little = ds.original_encoding
+    del ds.file_meta.TransferSyntaxUID
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=implicit, little_endian=little, enforce_file_format=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("sample", "expected"), [
+    ("CT_small.dcm", "1.2.840.10008.1.2.1"), ("MR_small_implicit.dcm", "1.2.840.10008.1.2"),
+    ("MR_small_bigendian.dcm", "1.2.840.10008.1.2.2"),
+])
+def test_meta_without_a_transfer_syntax_gets_the_one_its_encoding_implies(tmp_path, sample, expected):
+    """Some writers leave (0002,0010) out.  A native object's encoding is its whole transfer
+    syntax, so it is read (by both doors), written out with that syntax declared, and its
+    pixels come through unchanged."""
+    from safepacs.dicom import memio
+
+    data = _without_transfer_syntax(Path(get_testdata_file(sample)))
+    assert b"\x02\x00\x10\x00" not in data[:400] and b"\x00\x02\x00\x10" not in data[:400]
+    src = read_header(_write(tmp_path, "in.dcm", data))
+    parsed = memio.parse(data)
+    for ds in (src.dataset, parsed.dataset):
+        assert ds.file_meta.TransferSyntaxUID == expected
+    out = tmp_path / "out.dcm"
+    deidentify_inplace(src.dataset, Options(accept_burned_in_risk=True), Keys(b"\x05" * 32))
+    write_atomic(src, src.dataset, out)
+    again, original = pydicom.dcmread(out), pydicom.dcmread(get_testdata_file(sample))
+    assert again.file_meta.TransferSyntaxUID == expected
+    assert (again.pixel_array == original.pixel_array).all()
+    assert "PatientName" not in again or again.PatientName != original.PatientName
+
+
+def test_compressed_pixels_without_a_transfer_syntax_are_refused(tmp_path):
+    """Encapsulated pixel data does not say which codec made it: refused, with the reason."""
+    from safepacs.dicom import memio
+
+    data = _without_transfer_syntax(Path(get_testdata_file("JPEG2000.dcm")))
+    with pytest.raises(InvalidDicom, match="no TransferSyntaxUID and its pixel data is compressed"):
+        read_header(_write(tmp_path, "j2k.dcm", data))
+    with pytest.raises(InvalidDicom, match="no TransferSyntaxUID and its pixel data is compressed"):
+        memio.parse(data)

@@ -98,6 +98,9 @@ _VOCABULARY = frozenset(
     )
 )
 _MAX_TABLE_ROWS = 200
+#: Kinds not reported inside a value that the originals hold, whole, in a non-identifying
+#: attribute: a site named after its scanner's vendor shares words with the kept vendor name.
+_VENDOR_KINDS = frozenset({"institution", "device"})
 
 
 class VerifyInputError(SafepacsError):
@@ -215,6 +218,10 @@ class NeedleIndex:
         entry = self._entries.setdefault(key, _Entry())
         entry.forms.add(needle.parts)
         entry.sources.add((needle.kind, waivers))
+
+    def kept_values(self) -> frozenset[str]:
+        """The originals' values of non-identifying attributes (normalised)."""
+        return frozenset(self._excluded)
 
     def __len__(self) -> int:
         skip = self._excluded | self._vocabulary()
@@ -486,6 +493,8 @@ class _FileScan:
 
     matcher: _Matcher
     shown: str
+    #: non-identifying values of the originals (a vendor's name in Manufacturer...)
+    kept: frozenset[str] = frozenset()
     leaks: list[Leak] = field(default_factory=list)
     regions: list[_Region] = field(default_factory=list)
     skips: list[tuple[int, int]] = field(default_factory=list)
@@ -498,10 +507,13 @@ class _FileScan:
     def search_text(self, path: str, text: str, vr: str) -> set[str]:
         found: set[str] = set()
         spans = []
+        kept = normalize(text) in self.kept
         for start, end, key in self.matcher.find_text(text):
-            self.leak(path, key, text[start:end])
             found.add(key)
             spans.append((start, end))
+            if kept and self.matcher.kinds.get(key) in _VENDOR_KINDS:
+                continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
+            self.leak(path, key, text[start:end])
         if vr in _PATTERN_VRS:
             for kind, (start, end) in find_patterns(text):
                 if not any(s < end and start < e for s, e in spans):
@@ -614,7 +626,7 @@ def _check_file(
         per_patient = patient_dates is not None and "retain_long_modified_dates" in enabled
         if per_patient:
             enabled = enabled | {PER_PATIENT_DATES}
-        scan = _FileScan(index.matcher(enabled), shown)
+        scan = _FileScan(index.matcher(enabled), shown, index.kept_values())
         if per_patient and ds is not None:
             _check_patient_dates(ds, patient_dates, scan)
         ts = ""

@@ -112,7 +112,7 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
     meta = getattr(ds, "file_meta", None)
     tsuid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     if tsuid is None:
-        raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID")
+        tsuid = declare_syntax(ds, name, encapsulated=_encapsulated_at(fh, pos, size, ds))
     implicit = tsuid == ImplicitVRLittleEndian
     little = tsuid != ExplicitVRBigEndian
     if tsuid in (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian) or tuple(
@@ -387,7 +387,45 @@ def _read_whole(path: Path, name: str) -> DicomFile:
     except Exception as exc:
         raise InvalidDicom(f"{name}: malformed DICOM file ({_why(exc)})") from None
     _validate_header(ds, name)
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
+        declare_syntax(ds, name, encapsulated=_encapsulated_pixels(ds))
     return DicomFile(path, ds, None, None, None)
+
+
+def declare_syntax(ds: Dataset, name: str, *, encapsulated: bool) -> str:
+    """File meta without a TransferSyntaxUID (old or careless writers): pydicom guessed the
+    dataset's encoding from its first bytes, which is all a native object's transfer syntax
+    says, so that syntax is written into the meta (and so into the output, and a restored
+    original).  Compressed pixel data does not say which codec made it: refused."""
+    implicit, little = ds.original_encoding
+    if encapsulated or implicit is None or little is None or (implicit and not little):
+        why = "its pixel data is compressed by an unknown codec" if encapsulated else "its encoding is unclear"
+        raise InvalidDicom(f"{name}: file meta information has no TransferSyntaxUID and {why}")
+    tsuid = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = tsuid
+    return tsuid
+
+
+def _encapsulated_at(fh: BinaryIO, pos: int, size: int, ds: Dataset) -> bool:
+    """The element at ``pos`` (where the header parse stopped) is encapsulated pixel data."""
+    if pos + 12 > size:
+        return False
+    fh.seek(pos)
+    head = fh.read(12)
+    implicit, little = ds.original_encoding
+    en = "<" if little is not False else ">"
+    group, elem = struct.unpack(en + "HH", head[:4])
+    if (group, elem) != (_PIXEL_GROUP, 0x0010):
+        return False
+    (length,) = struct.unpack(en + "L", head[4:8] if implicit else head[8:12])
+    return length == 0xFFFFFFFF
+
+
+def _encapsulated_pixels(ds: Dataset) -> bool:
+    elem = ds.get("PixelData")
+    return elem is not None and bool(getattr(elem, "is_undefined_length", False))
 
 
 def write_atomic(

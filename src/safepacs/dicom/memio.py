@@ -25,10 +25,12 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.io import (
+    _encapsulated_pixels,
     _split_at_pixels,
     _validate_header,
     _why,
     _write_fast,
+    declare_syntax,
     locate,
     locate_bare,
     write_meta,
@@ -92,6 +94,8 @@ def _parse_whole(data: bytes, name: str) -> Parsed:
     except Exception as exc:  # noqa: BLE001
         raise InvalidDicom(f"{name}: malformed DICOM ({_why(exc)})") from None
     _validate_header(ds, name)
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
+        declare_syntax(ds, name, encapsulated=_encapsulated_pixels(ds))
     return Parsed(ds, data, whole=True)
 
 
