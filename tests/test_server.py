@@ -75,3 +75,49 @@ def test_the_retention_timer_follows_the_settings_and_the_flag(tmp_path, capsys)
         assert "every 1 h" in capsys.readouterr().out
     finally:
         arch.close()
+
+
+def test_log_lines_are_written_by_another_thread_and_all_written_at_stop():
+    """The request path only queues its access line; stopping writes out every queued
+    line and gives the root logger its handlers back."""
+    import io
+    import logging
+    import threading
+
+    from safepacs.server import log_off_the_request_path
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    stream = io.StringIO()
+    writers: list[str] = []
+
+    class Recording(logging.StreamHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            writers.append(threading.current_thread().name)
+            super().emit(record)
+
+    handler = Recording(stream)
+    for h in saved:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        restore = log_off_the_request_path()
+        assert root.handlers != [handler]  # queued now
+        for i in range(200):
+            logging.getLogger("safepacs.test").info("GET /path %d", i)
+        restore()
+        assert root.handlers == [handler]
+        lines = stream.getvalue().splitlines()
+        assert lines == [f"GET /path {i}" for i in range(200)]
+        assert threading.current_thread().name not in set(writers)
+        again = log_off_the_request_path()  # a second serve in the same process queues again
+        assert root.handlers != [handler]
+        again()
+        assert root.handlers == [handler]
+    finally:
+        root.setLevel(level)
+        root.removeHandler(handler)
+        for h in saved:
+            root.addHandler(h)
