@@ -42,7 +42,8 @@ Blob = bytes | bytearray | memoryview | tuple[bytes | bytearray | memoryview, ..
 #: with streamed page-cache writes against 47-57 with O_DIRECT, same runs; on a server whose
 #: memory is full of cache, each fresh page costs a reclaim instead).  A bulk ingest also
 #: no longer evicts what readers had cached.  The price: a blob's first view is read from
-#: disk (about 7-10 ms more for an 8 MB radiograph here).  ``write="stream"`` writes 1 MiB
+#: disk (an 8 MB cold read took 7-14 ms here; the benchmark's radiograph retrieve p50 was
+#: 23.8 ms against 21.5-22.9 ms with streamed writes).  ``write="stream"`` writes 1 MiB
 #: chunks into the page cache, starting each one's writeback at once (``sync_file_range``),
 #: and keeps the blob cached; ``write="buffered"`` is one plain write.  fsync always follows
 #: (file size, block allocation, the device's own cache).  Smaller blobs (identity deltas,
