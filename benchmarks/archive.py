@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -265,21 +265,29 @@ def fill(system: System, n: int, clients: int, run: str) -> None:
 
 
 @contextmanager
-def untimed_garbage() -> Iterator[None]:
-    """No collection of the benchmark's own garbage inside a timed loop, as ``timeit`` does.
+def untimed_garbage() -> Iterator[Callable[[], None]]:
+    """No collection of the benchmark's own garbage inside a timed request, as ``timeit``
+    does; the loop calls the function given between requests, outside the timing, to
+    collect instead.
 
     A collection in this client falls on whichever request is in flight: one took 22 ms
     here, and the slowest slices (which decide the overall WADO p50, see the table's note)
-    were then the client's pauses, not the server's.  Collected before and after instead.
+    were then the client's pauses, not the server's.  Collecting between requests (not
+    just before and after the loop) matters: a retrieved radiograph's response lives in
+    reference cycles, and hundreds of them left uncollected made every later request pay
+    for fresh memory.  What was alive before the loop is frozen, so each collection only
+    walks the loop's own garbage.
     """
     gc.collect()
+    gc.freeze()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        yield gc.collect
     finally:
         if enabled:
             gc.enable()
+        gc.unfreeze()
         gc.collect()
 
 
@@ -290,12 +298,13 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def qido(system: System, ids: list[str], headers: dict[str, str] | None = None) -> tuple[float, float]:
     times = []
-    with system.client() as c, untimed_garbage():
+    with system.client() as c, untimed_garbage() as collect:
         for pid in ids:
             t = time.perf_counter()
             r = c.get(system.base + "/studies", params={"PatientID": pid},
                       headers={"Accept": "application/dicom+json", **(headers or {})})
             times.append(time.perf_counter() - t)
+            collect()
             if r.status_code != 200 or not r.json():
                 raise RuntimeError(f"{system.name} QIDO answered {r.status_code} / {len(r.content)} bytes")
     return percentiles(times)
@@ -306,12 +315,13 @@ def wado(system: System, where: list[tuple[str, str, str]], n: int, rng: random.
     """p50/p99 of ``n`` random retrieves; ``by_size`` collects the times of slices (< 2 MB)
     and radiographs apart."""
     times = []
-    with system.client() as c, untimed_garbage():
+    with system.client() as c, untimed_garbage() as collect:
         for st, se, sop in (rng.choice(where) for _ in range(n)):
             t = time.perf_counter()
             r = c.get(f"{system.base}/studies/{st}/series/{se}/instances/{sop}", headers={"Accept": ACCEPT_DICOM})
             _ = r.content
             times.append(time.perf_counter() - t)
+            collect()
             if r.status_code != 200:
                 raise RuntimeError(f"{system.name} WADO-RS answered {r.status_code}")
             if by_size is not None:
