@@ -189,12 +189,14 @@ class NeedleIndex:
         self._excluded: set[str] = set(_VOCABULARY)
         self._matchers: dict[frozenset[str], _Matcher] = {}
         self._contained: set[str] | None = None
+        self._kept: frozenset[str] | None = None
         self._profile = load_profile()
 
     def add_dataset(self, ds: Dataset) -> None:
         """Add one original's identifying values (and note its non-identifying ones)."""
         self._matchers.clear()
         self._contained = None
+        self._kept = None
         for v in iter_values(ds, self._profile):
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
@@ -220,8 +222,11 @@ class NeedleIndex:
         entry.sources.add((needle.kind, waivers))
 
     def kept_values(self) -> frozenset[str]:
-        """The originals' values of non-identifying attributes (normalised)."""
-        return frozenset(self._excluded)
+        """The originals' values of non-identifying attributes (normalised); built once
+        after the last original is added, not per de-identified file."""
+        if self._kept is None:
+            self._kept = frozenset(self._excluded)
+        return self._kept
 
     def __len__(self) -> int:
         skip = self._excluded | self._vocabulary()
@@ -507,12 +512,15 @@ class _FileScan:
     def search_text(self, path: str, text: str, vr: str) -> set[str]:
         found: set[str] = set()
         spans = []
-        kept = normalize(text) in self.kept
+        kept = None  # whether ``text`` is a kept value: asked only when it matters
         for start, end, key in self.matcher.find_text(text):
             found.add(key)
             spans.append((start, end))
-            if kept and self.matcher.kinds.get(key) in _VENDOR_KINDS:
-                continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
+            if self.matcher.kinds.get(key) in _VENDOR_KINDS:
+                if kept is None:
+                    kept = normalize(text) in self.kept
+                if kept:
+                    continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
             self.leak(path, key, text[start:end])
         if vr in _PATTERN_VRS:
             for kind, (start, end) in find_patterns(text):

@@ -386,10 +386,17 @@ def _read_whole(path: Path, name: str) -> DicomFile:
                 pass
     except Exception as exc:
         raise InvalidDicom(f"{name}: malformed DICOM file ({_why(exc)})") from None
+    check_whole(ds, name)
+    return DicomFile(path, ds, None, None, None)
+
+
+def check_whole(ds: Dataset, name: str) -> None:
+    """What the whole-object path (files and in-memory objects alike) checks after pydicom
+    read everything: an object at all, with a transfer syntax in its meta."""
     _validate_header(ds, name)
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
-        declare_syntax(ds, name, encapsulated=_encapsulated_pixels(ds))
-    return DicomFile(path, ds, None, None, None)
+        pixels = ds.get("PixelData")
+        declare_syntax(ds, name, encapsulated=bool(getattr(pixels, "is_undefined_length", False)))
 
 
 def declare_syntax(ds: Dataset, name: str, *, encapsulated: bool) -> str:
@@ -421,11 +428,6 @@ def _encapsulated_at(fh: BinaryIO, pos: int, size: int, ds: Dataset) -> bool:
         return False
     (length,) = struct.unpack(en + "L", head[4:8] if implicit else head[8:12])
     return length == 0xFFFFFFFF
-
-
-def _encapsulated_pixels(ds: Dataset) -> bool:
-    elem = ds.get("PixelData")
-    return elem is not None and bool(getattr(elem, "is_undefined_length", False))
 
 
 def write_atomic(

@@ -25,12 +25,10 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.io import (
-    _encapsulated_pixels,
     _split_at_pixels,
-    _validate_header,
     _why,
     _write_fast,
-    declare_syntax,
+    check_whole,
     locate,
     locate_bare,
     write_meta,
@@ -93,9 +91,7 @@ def _parse_whole(data: bytes, name: str) -> Parsed:
                 pass
     except Exception as exc:  # noqa: BLE001
         raise InvalidDicom(f"{name}: malformed DICOM ({_why(exc)})") from None
-    _validate_header(ds, name)
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
-        declare_syntax(ds, name, encapsulated=_encapsulated_pixels(ds))
+    check_whole(ds, name)
     return Parsed(ds, data, whole=True)
 
 

@@ -484,7 +484,7 @@ def open_store(url: str) -> BlobStore:
             if query["direct"] not in ("0", "1") or write is not None:
                 raise StoreError("file store: direct must be 0 or 1, and not given with write")
             write = "direct" if query["direct"] == "1" else "buffered"
-        return LocalStore(Path(unquote(parsed.path)), write=write or "direct")
+        return LocalStore(Path(unquote(parsed.path)), write=write)  # None: LocalStore's default
     if parsed.scheme == "s3" and parsed.hostname:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         return S3Store(
