@@ -1,0 +1,56 @@
+"""Keep pydicom from quoting element values on stderr and in logs.
+
+pydicom checks each value against its VR when the value is first used and reports a
+mismatch as a warning *and* a ``pydicom`` log record that quote it: ``Invalid value for
+VR DA: '1980/05/12'`` is a birth date, ``Invalid value for VR AS: '45 years'`` an age.  Files
+from the wild carry such values every day, so a ``safepacs deid`` run printed them and a
+server wrote them to its log, next to nothing else identifying.
+
+safepacs decides what a value may be by its own rules (de-identification removes or
+replaces it whatever its form), so pydicom's value checks are switched off process-wide, its
+remaining warnings are not shown, and any ``pydicom`` log record has what it quotes
+masked.  Installed on ``import safepacs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+#: a quoted part of a message: 'x', "x", b'x' (what pydicom's messages put values in)
+_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""", re.DOTALL)
+
+
+def mask_quoted(text: str) -> str:
+    """``text`` with every quoted part replaced by ``'***'``."""
+    return _QUOTED.sub("'***'", text)
+
+
+class MaskQuoted(logging.Filter):
+    """Masks what a record's message quotes; the record itself is kept (its level and
+    source still say that something happened and where)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string: keep nothing of it
+            message = "(unformattable message)"
+        record.msg, record.args = mask_quoted(message), None
+        if record.exc_info is not None or record.exc_text:
+            # a traceback's exception message may quote a value as well
+            record.exc_info, record.exc_text = None, None
+            record.msg += " (traceback left out: it may quote a value)"
+        return True
+
+
+def quiet_pydicom() -> None:
+    """Switch off pydicom's value checks and mask its messages; safe to call again."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    logger = logging.getLogger("pydicom")
+    if not any(isinstance(f, MaskQuoted) for f in logger.filters):
+        logger.addFilter(MaskQuoted())
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
