@@ -17,6 +17,7 @@ from safepacs.deid.batch import (
 from safepacs.deid.delta import IdentityDelta
 from safepacs.deid.engine import deidentify_inplace
 from safepacs.deid.keys import Keys
+from safepacs.deid.mislabelled import read_as_written
 from safepacs.deid.options import Options
 from safepacs.deid.pixels.frames import PixelError
 from safepacs.dicom.memio import Parsed
@@ -30,6 +31,7 @@ def deidentify(parsed: Parsed, options: Options, keys: Keys) -> IdentityDelta:
     Raises :class:`~safepacs.errors.InvalidDicom` or :class:`~safepacs.errors.RejectedFile`.
     """
     ds = parsed.dataset
+    read_as_written(ds)  # before any value is read (the original header's included)
     if not should_clean_pixels(parsed, options):  # type: ignore[arg-type]
         # without pixel data nothing can be burned in
         return deidentify_inplace(ds, options, keys, pixels_cleaned=not has_pixel_data(parsed))  # type: ignore[arg-type]

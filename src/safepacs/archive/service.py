@@ -64,6 +64,7 @@ from safepacs.audit.events import AuditSink
 from safepacs.config import SETTINGS_FILE, Settings
 from safepacs.deid.delta import IdentityDelta
 from safepacs.deid.keys import Keys
+from safepacs.deid.mislabelled import read_as_written
 from safepacs.deid.options import Options
 from safepacs.dicom import memio
 from safepacs.dicom.panics import panics_as_errors
@@ -431,6 +432,7 @@ class Archive:
     def _prepare(self, data: bytes) -> _Prepared:
         parsed = memio.parse(bytes(data) if not isinstance(data, bytes) else data)
         ds = parsed.dataset
+        read_as_written(ds)  # before the name is read: e.g. UTF-8 declared as GB18030 reads as UTF-8
         try:
             original_sop = str(ds.get("SOPInstanceUID", "") or "").strip()
             original = OriginalIdentity(

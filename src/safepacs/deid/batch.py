@@ -25,6 +25,7 @@ from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
 from safepacs.deid.engine import deidentify_inplace, patient_key
 from safepacs.deid.fastpath import FastDeid, eligible
 from safepacs.deid.keys import Keys
+from safepacs.deid.mislabelled import read_as_written
 from safepacs.deid.options import Options
 from safepacs.dicom.io import (
     DicomFile,
@@ -201,6 +202,7 @@ def process(task: Task) -> Result:
         known = None
         if job.patient_identifiers:
             known = job.patient_identifiers.get(_identity_group(ds))
+        read_as_written(ds)  # before any value is read (the original header's included)
         clean = should_clean_pixels(src, job.options)
         original = original_header(ds) if clean else None
         delta = deidentify_inplace(  # no pixel data: nothing can be burned in
@@ -353,6 +355,7 @@ def collect_patient_identifiers(
         if task.path is not None and not task.problem:
             try:
                 ds = read_header(task.path).dataset
+                read_as_written(ds)  # as the main pass reads it
                 ids = collect_identifiers(ds).with_private_text(ds)
             except Exception:  # noqa: BLE001 - reported by the main pass
                 ids = None

@@ -169,6 +169,11 @@ class LoadedDelta:
                     del container[tag]
             else:
                 container[tag] = _decode_element(entry["e"], entry["c"], container)
+        # Raw values are the original's bytes, in the character set it declared (which
+        # de-identification may have corrected: safepacs.deid.mislabelled): written as they
+        # are, never decoded and encoded again into the restored declaration.
+        implicit, little = out.original_encoding
+        out.set_original_encoding(implicit, little, out._character_set)
         return out
 
 

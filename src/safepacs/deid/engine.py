@@ -45,6 +45,7 @@ from safepacs.deid.actions import (
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import META, IdentityDelta, Path
 from safepacs.deid.keys import Keys
+from safepacs.deid.mislabelled import SPECIFIC_CHARACTER_SET, read_as_written
 from safepacs.deid.options import CLEAN_PIXEL_DATA_CODE, Options
 from safepacs.deid.policy import Policy, load_policy
 from safepacs.deid.profile import Profile, load_profile
@@ -95,6 +96,8 @@ def deidentify_inplace(
     (:mod:`safepacs.deid.pixels`); without it a file at risk of burned-in text is refused
     unless the options accept the risk, so this pure function never fails open.
     """
+    # text in another set than declared, or a declaration spelled otherwise: read as written
+    relabelled = read_as_written(ds)
     check_character_set(ds)
     if not options.accept_burned_in_risk and not pixels_cleaned:
         reason = burned_in_risk(ds)
@@ -104,6 +107,8 @@ def deidentify_inplace(
                 "--clean-pixels to clean it or --accept-burned-in-risk to process it anyway"
             )
     walker = _Walker(ds, options, keys, profile or load_profile(), policy or load_policy())
+    if relabelled is not None:
+        walker.delta.keep((), SPECIFIC_CHARACTER_SET, relabelled[0], relabelled[1], ds)
     if known_identifiers is not None and walker._ids is not None:
         walker._ids = walker._ids.union(known_identifiers)
     walker.walk(ds, (), "normal", ds._character_set)

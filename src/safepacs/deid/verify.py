@@ -65,6 +65,7 @@ from safepacs.deid.identifiers import (
     normalize,
 )
 from safepacs.deid.keys import Keys
+from safepacs.deid.mislabelled import read_as_written, written_in
 from safepacs.deid.options import BASIC_PROFILE_CODE, CLEAN_PIXEL_DATA_CODE, OPTION_CODES, Options
 from safepacs.deid.profile import load_profile
 from safepacs.errors import SafepacsError
@@ -717,7 +718,14 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         if ds is None:
             result.originals_skipped += 1
             continue
+        mislabelled = written_in(ds) is not None
         index.add_dataset(ds)
+        if mislabelled:
+            # text in another set than declared: its values as they are written, as well as
+            # they read as declared (safepacs.deid.mislabelled)
+            again = _read_original(path)
+            if again is not None and read_as_written(again) is not None:
+                index.add_dataset(again)
         result.originals_read += 1
     if unreadable:
         shown = index.matcher(frozenset())

@@ -1,0 +1,206 @@
+"""Text in another character set than the one its dataset declares.
+
+Systems in Chinese, Japanese and Korean hospitals often write UTF-8 and declare GB18030,
+GBK or an ISO 2022 set, or write GB18030 and declare UTF-8.  Decoded as declared, such
+text either turns into characters that depend on the bytes around them (a multi-byte set
+misread) or into replacement characters (invalid UTF-8).  Either way the patient's name
+inside a description no longer reads as it does in PatientName, so scrubbing cannot find
+it, and its bytes stay in the output for anyone who reads them in the right set.
+
+So the text values are checked, raw, before anything decodes them, and the dataset is read
+in the set they are actually in when that differs from the declared one:
+
+* a multi-byte declaration (not UTF-8) whose every non-ASCII value is valid UTF-8 is read
+  as UTF-8 (genuine GB18030 or ISO 2022 text is almost never valid UTF-8 throughout);
+* a UTF-8 declaration with invalid UTF-8 whose every non-ASCII run looks like two-byte
+  GB text (even length, bytes from 0x81) and decodes as GB18030 is read as GB18030;
+* any other declaration a value does not decode in, when it is multi-byte or UTF-8, is
+  read as ISO_IR 100: each byte is then one character, so the same bytes read the same
+  everywhere and a name is found wherever its bytes are.
+
+Values with ISO 2022 escape sequences are text in the declared set, and single-byte
+declarations already read the same bytes alike everywhere: both are left as declared.
+The bytes themselves never change; the dataset then declares the set it is read in.
+
+Before that, a declaration spelled otherwise than the standard's defined terms ("GB2312",
+"UTF-8", "ISO-IR 192", "ISO_IR192": everyday in Chinese hospitals) is declared by the term
+it means (``data/charset_aliases.json``); only a value that means none is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from importlib import resources
+
+from pydicom import config
+from pydicom.charset import convert_encodings, python_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+#: Python codecs (as pydicom names them) of the multi-byte sets, whose decoding depends
+#: on context
+MULTI_BYTE = frozenset({"GB18030", "GBK", "GB2312", "iso_ir_58", "iso2022_jp", "iso2022_jp_2",
+                        "euc_kr", "shift_jis"})
+UTF8_CODECS = frozenset({"UTF8", "utf_8", "utf-8"})
+#: the VRs whose values are text in the dataset's character set
+TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+SPECIFIC_CHARACTER_SET = 0x00080005
+UTF8_TERM, GB18030_TERM, LATIN1_TERM = "ISO_IR 192", "GB18030", "ISO_IR 100"
+#: where :func:`read_as_written` leaves what it changed, so that a later call (the
+#: engine's, after a caller that read the original header first) gets it for the delta
+_DONE = "_safepacs_declared_charset"
+_NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
+
+
+def declared_codecs(ds: Dataset) -> set[str]:
+    """The Python codecs ``ds`` declares (empty when it declares none or an unknown one)."""
+    elem = ds.get_item(SPECIFIC_CHARACTER_SET)
+    if elem is None or not elem.value:
+        return set()
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").strip(" \x00").split("\\")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return set(convert_encodings(value))
+        except (LookupError, ValueError, TypeError):
+            return set()
+
+
+def written_in(ds: Dataset) -> str | None:
+    """The DICOM term of the character set ``ds``'s text is written in, when that is not the
+    one it declares (see the module's rules); None to read it as declared."""
+    codecs = declared_codecs(ds)
+    utf8 = bool(codecs & UTF8_CODECS)
+    if not utf8 and not codecs & MULTI_BYTE:
+        return None  # single-byte or none: the same bytes read alike everywhere
+    values = [raw for raw in _raw_texts(ds) if not raw.isascii()]
+    if not values or any(b"\x1b" in raw for raw in values):
+        return None
+    if utf8:
+        if all(_decodes(raw, "utf-8") for raw in values):
+            return None
+        if all(_looks_gb(raw) for raw in values):
+            return GB18030_TERM
+        return LATIN1_TERM
+    if all(_decodes(raw, "utf-8") for raw in values):
+        return UTF8_TERM
+    if len(codecs) == 1 and all(_decodes(raw, next(iter(codecs))) for raw in values):
+        return None  # genuine text in the declared set
+    return LATIN1_TERM
+
+
+def standard_terms(ds: Dataset) -> list[str] | None:
+    """The defined terms ``ds``'s SpecificCharacterSet means when it is spelled otherwise
+    (see the module); None when it is absent, standard already, or means nothing known."""
+    elem = ds.get_item(SPECIFIC_CHARACTER_SET)
+    if elem is None or not elem.value:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").rstrip(" \x00").split("\\")
+    terms = [value] if isinstance(value, str) else [str(v) for v in value]
+    terms = [t.strip(" \x00") for t in terms]
+    if all(t in python_encoding for t in terms):
+        return None
+    known = _spellings()
+    fixed = [t if t in python_encoding else known.get(_normal(t)) for t in terms]
+    if any(t is None for t in fixed):
+        return None  # refused by the engine, with the value's own term
+    return fixed  # type: ignore[return-value]
+
+
+def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str]] | None:
+    """Declare, in place, the defined terms of a misspelled declaration
+    (:func:`standard_terms`) and then the character set ``ds``'s text is written in when
+    :func:`written_in` finds another than the declared one, so that every value not decoded
+    yet is decoded in it and written back byte for byte.  Returns the original
+    SpecificCharacterSet element and the codecs it named (for the identity delta), or None
+    when ``ds`` is left as it was.  Call it before anything reads a value."""
+    if _DONE in ds.__dict__:  # already done: the same answer again
+        return ds.__dict__[_DONE]
+    original, declared = ds.get_item(SPECIFIC_CHARACTER_SET), sorted(declared_codecs(ds)) or ["iso8859"]
+    spelled = standard_terms(ds)
+    if spelled is not None:
+        _declare(ds, spelled)
+    term = written_in(ds)
+    if term is not None:
+        _declare(ds, [term])
+    if spelled is None and term is None:
+        return None
+    ds.__dict__[_DONE] = (original, declared)
+    return original, declared
+
+
+def _declare(ds: Dataset, terms: list[str]) -> None:
+    tag = BaseTag(SPECIFIC_CHARACTER_SET)
+    value: str | list[str] = terms[0] if len(terms) == 1 else terms
+    ds._dict[tag] = DataElement(tag, "CS", value, validation_mode=config.IGNORE)
+    implicit, little = ds.original_encoding
+    ds.set_original_encoding(implicit, little, ds._character_set)  # pydicom decodes raw values by it
+
+
+def _normal(term: str) -> str:
+    return re.sub(r"[\s_\-]", "", term).upper()
+
+
+@lru_cache(maxsize=1)
+def _spellings() -> dict[str, str]:
+    """Normalised spelling -> defined term: the defined terms themselves and the aliases."""
+    doc = json.loads(resources.files("safepacs.deid").joinpath("data/charset_aliases.json").read_text("utf-8"))
+    out = {_normal(term): term for term in python_encoding if term}
+    for alias, term in doc["aliases"].items():
+        if term not in python_encoding:
+            raise ValueError(f"charset_aliases.json: {term!r} is not a defined term")
+        out.setdefault(_normal(alias), term)
+    return out
+
+
+def _decodes(raw: bytes, codec: str) -> bool:
+    try:
+        raw.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _looks_gb(raw: bytes) -> bool:
+    """Two-byte GB text: every non-ASCII run of even length, from 0x81 up, valid GB18030.
+    (Latin-1 names put one accented letter between ASCII ones: odd runs.)"""
+    runs = _NON_ASCII_RUN.findall(raw)
+    return all(len(run) % 2 == 0 for run in runs) and _decodes(raw, "gb18030")
+
+
+def _raw_texts(ds: Dataset) -> Iterator[bytes]:
+    """Raw values of the text elements not yet decoded, items of sequences included
+    (sequences are parsed apart, so ``ds`` itself stays undecoded)."""
+    for elem in ds._dict.values():
+        if not isinstance(elem, RawDataElement):
+            if elem.VR == "SQ":
+                for item in elem.value or ():
+                    yield from _raw_texts(item)
+            continue
+        vr = elem.VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(elem.tag)
+            except KeyError:
+                continue  # an unknown private tag: removed unless kept as safe
+        if vr in TEXT_VRS and elem.value:
+            yield bytes(elem.value)
+        elif vr == "SQ" and elem.value:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    seq = convert_raw_data_element(elem, encoding="iso8859", ds=ds)
+                except Exception:  # noqa: BLE001 - malformed: the walk refuses it with its reason
+                    continue
+            for item in seq.value or ():
+                yield from _raw_texts(item)
