@@ -39,7 +39,7 @@ from importlib import resources
 from pydicom import config
 from pydicom.charset import convert_encodings, python_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -76,15 +76,27 @@ def declared_codecs(ds: Dataset) -> set[str]:
 
 def written_in(ds: Dataset) -> str | None:
     """The DICOM term of the character set ``ds``'s text is written in, when that is not the
-    one it declares (see the module's rules); None to read it as declared."""
+    one it declares (see the module's rules); None to read it as declared.
+
+    The dataset's own values decide when they read as declared (sequences are written by
+    the same system, and parsing them all would cost a fifth of de-identification); the
+    values inside its sequences are read as well when it has no non-ASCII text of its own,
+    and to confirm any other answer."""
     codecs = declared_codecs(ds)
     utf8 = bool(codecs & UTF8_CODECS)
     if not utf8 and not codecs & MULTI_BYTE:
         return None  # single-byte or none: the same bytes read alike everywhere
-    values = [raw for raw in _raw_texts(ds) if not raw.isascii()]
+    top = [raw for raw in _raw_texts(ds, deep=False) if not raw.isascii()]
+    term = _written_in(codecs, top) if top else None
+    if top and term is None:
+        return None
+    return _written_in(codecs, [raw for raw in _raw_texts(ds, deep=True) if not raw.isascii()])
+
+
+def _written_in(codecs: set[str], values: list[bytes]) -> str | None:
     if not values or any(b"\x1b" in raw for raw in values):
         return None
-    if utf8:
+    if codecs & UTF8_CODECS:
         if all(_decodes(raw, "utf-8") for raw in values):
             return None
         if all(_looks_gb(raw) for raw in values):
@@ -126,7 +138,10 @@ def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str
     when ``ds`` is left as it was.  Call it before anything reads a value."""
     if _DONE in ds.__dict__:  # already done: the same answer again
         return ds.__dict__[_DONE]
-    original, declared = ds.get_item(SPECIFIC_CHARACTER_SET), sorted(declared_codecs(ds)) or ["iso8859"]
+    original = ds.get_item(SPECIFIC_CHARACTER_SET)
+    if original is None:
+        return None  # nothing declared: read by the default, byte for byte alike everywhere
+    declared = sorted(declared_codecs(ds)) or ["iso8859"]
     spelled = standard_terms(ds)
     if spelled is not None:
         _declare(ds, spelled)
@@ -145,6 +160,7 @@ def _declare(ds: Dataset, terms: list[str]) -> None:
     ds._dict[tag] = DataElement(tag, "CS", value, validation_mode=config.IGNORE)
     implicit, little = ds.original_encoding
     ds.set_original_encoding(implicit, little, ds._character_set)  # pydicom decodes raw values by it
+    _tell_items(ds, ds._character_set)
 
 
 def _normal(term: str) -> str:
@@ -178,29 +194,45 @@ def _looks_gb(raw: bytes) -> bool:
     return all(len(run) % 2 == 0 for run in runs) and _decodes(raw, "gb18030")
 
 
-def _raw_texts(ds: Dataset) -> Iterator[bytes]:
-    """Raw values of the text elements not yet decoded, items of sequences included
-    (sequences are parsed apart, so ``ds`` itself stays undecoded)."""
-    for elem in ds._dict.values():
-        if not isinstance(elem, RawDataElement):
-            if elem.VR == "SQ":
-                for item in elem.value or ():
-                    yield from _raw_texts(item)
-            continue
+def _raw_texts(ds: Dataset, *, deep: bool) -> Iterator[bytes]:
+    """Raw values of the text elements not yet decoded; ``deep``: items of sequences
+    included, parsed in place (their text stays undecoded, and :func:`_declare` tells them
+    a new declaration)."""
+    for tag, elem in list(ds._dict.items()):
         vr = elem.VR
-        if vr is None:
-            try:
-                vr = dictionary_VR(elem.tag)
-            except KeyError:
-                continue  # an unknown private tag: removed unless kept as safe
-        if vr in TEXT_VRS and elem.value:
-            yield bytes(elem.value)
-        elif vr == "SQ" and elem.value:
+        if isinstance(elem, RawDataElement):
+            if not elem.value or elem.value.isascii():
+                continue  # no non-ASCII text in it, at any depth (the common case: cheap)
+            if vr is None:
+                try:
+                    vr = dictionary_VR(elem.tag)
+                except KeyError:
+                    continue  # an unknown private tag: removed unless kept as safe
+            if vr in TEXT_VRS:
+                yield bytes(elem.value)
+                continue
+            if vr != "SQ" or not deep:
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    seq = convert_raw_data_element(elem, encoding="iso8859", ds=ds)
+                    elem = ds[tag]
                 except Exception:  # noqa: BLE001 - malformed: the walk refuses it with its reason
                     continue
-            for item in seq.value or ():
-                yield from _raw_texts(item)
+        if elem.VR == "SQ" and deep:
+            for item in elem.value or ():
+                yield from _raw_texts(item, deep=True)
+
+
+def _tell_items(ds: Dataset, codecs: list[str]) -> None:
+    """Items parsed under the old declaration, without one of their own, inherit the new."""
+    for elem in ds._dict.values():
+        if isinstance(elem, RawDataElement) or elem.VR != "SQ":
+            continue
+        for item in elem.value or ():
+            if SPECIFIC_CHARACTER_SET in item._dict:
+                continue
+            item._parent_encoding = codecs
+            implicit, little = item.original_encoding
+            item.set_original_encoding(implicit, little, codecs)
+            _tell_items(item, codecs)
