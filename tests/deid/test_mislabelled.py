@@ -82,6 +82,12 @@ def test_anything_else_is_left_as_declared(charset, codec):
     assert ds.get("SpecificCharacterSet") == charset
 
 
+def test_code_extensions_without_escapes_are_left_as_declared():
+    """Text without escapes decodes in the first set, here single-byte: alike everywhere."""
+    ds = _read(_file(["ISO 2022 IR 6", "ISO 2022 IR 149"], "euc_kr", name=("홍", "길동")))
+    assert written_in(ds) is None
+
+
 def test_values_in_two_sets_are_read_byte_for_byte():
     """UTF-8 names with a GB18030 department: no one set reads them all, Latin-1 reads each
     byte as one character, so the same bytes read alike wherever they are."""

@@ -18,8 +18,9 @@ in the set they are actually in when that differs from the declared one:
   read as ISO_IR 100: each byte is then one character, so the same bytes read the same
   everywhere and a name is found wherever its bytes are.
 
-Values with ISO 2022 escape sequences are text in the declared set, and single-byte
-declarations already read the same bytes alike everywhere: both are left as declared.
+Values with ISO 2022 escape sequences are text in the declared set, and a declaration
+whose first set (the one text without escapes is decoded in) is single-byte already reads
+the same bytes alike everywhere: both are left as declared.
 The bytes themselves never change; the dataset then declares the set it is read in.
 
 Before that, a declaration spelled otherwise than the standard's defined terms ("GB2312",
@@ -58,8 +59,9 @@ _DONE = "_safepacs_declared_charset"
 _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 
 
-def declared_codecs(ds: Dataset) -> set[str]:
-    """The Python codecs ``ds`` declares (empty when it declares none or an unknown one)."""
+def declared_codecs(ds: Dataset) -> list[str]:
+    """The Python codecs ``ds`` declares, in order (empty when it declares none or an
+    unknown one)."""
     elem = ds.get_item(SPECIFIC_CHARACTER_SET)
     if elem is None or not elem.value:
         return set()
@@ -69,9 +71,9 @@ def declared_codecs(ds: Dataset) -> set[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return set(convert_encodings(value))
+            return list(convert_encodings(value))
         except (LookupError, ValueError, TypeError):
-            return set()
+            return []
 
 
 def written_in(ds: Dataset) -> str | None:
@@ -83,20 +85,24 @@ def written_in(ds: Dataset) -> str | None:
     values inside its sequences are read as well when it has no non-ASCII text of its own,
     and to confirm any other answer."""
     codecs = declared_codecs(ds)
-    utf8 = bool(codecs & UTF8_CODECS)
-    if not utf8 and not codecs & MULTI_BYTE:
-        return None  # single-byte or none: the same bytes read alike everywhere
+    # text without escape sequences is decoded in the first set: only a multi-byte or UTF-8
+    # one reads the same bytes differently in different places
+    first = codecs[0] if codecs else ""
+    if first not in UTF8_CODECS and first not in MULTI_BYTE:
+        return None
     top = [raw for raw in _raw_texts(ds, deep=False) if not raw.isascii()]
-    term = _written_in(codecs, top) if top else None
+    term = _written_in(first, top) if top else None
     if top and term is None:
         return None
-    return _written_in(codecs, [raw for raw in _raw_texts(ds, deep=True) if not raw.isascii()])
+    return _written_in(first, [raw for raw in _raw_texts(ds, deep=True) if not raw.isascii()])
 
 
-def _written_in(codecs: set[str], values: list[bytes]) -> str | None:
+def _written_in(first: str, values: list[bytes]) -> str | None:
+    """The rules of the module, for the non-ASCII text ``values`` of a dataset whose text
+    decodes in ``first`` as declared."""
     if not values or any(b"\x1b" in raw for raw in values):
         return None
-    if codecs & UTF8_CODECS:
+    if first in UTF8_CODECS:
         if all(_decodes(raw, "utf-8") for raw in values):
             return None
         if all(_looks_gb(raw) for raw in values):
@@ -104,7 +110,7 @@ def _written_in(codecs: set[str], values: list[bytes]) -> str | None:
         return LATIN1_TERM
     if all(_decodes(raw, "utf-8") for raw in values):
         return UTF8_TERM
-    if len(codecs) == 1 and all(_decodes(raw, next(iter(codecs))) for raw in values):
+    if all(_decodes(raw, first) for raw in values):
         return None  # genuine text in the declared set
     return LATIN1_TERM
 
@@ -141,7 +147,7 @@ def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str
     original = ds.get_item(SPECIFIC_CHARACTER_SET)
     if original is None:
         return None  # nothing declared: read by the default, byte for byte alike everywhere
-    declared = sorted(declared_codecs(ds)) or ["iso8859"]
+    declared = declared_codecs(ds) or ["iso8859"]
     spelled = standard_terms(ds)
     if spelled is not None:
         _declare(ds, spelled)
