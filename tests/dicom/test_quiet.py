@@ -9,11 +9,11 @@ import sys
 import warnings
 from io import BytesIO
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from safepacs.archive.service import Archive
 from safepacs.dicom.quiet import mask_quoted
+from tests.conftest import make_ct
 
 #: malformed values of the kind files from the wild carry: each fails pydicom's VR check,
 #: whose message quoted it
@@ -28,15 +28,8 @@ MALFORMED = {
 
 
 def _malformed_file() -> bytes:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds = make_ct()  # kept text (descriptions) makes cleaning read the identifying values
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "CR"
-    ds.PatientName, ds.PatientID = "QUIET^TESTPATIENT", "QT-55667788"
-    ds.StudyDescription = "Chest PA"  # kept text: cleaning it reads the identifying values
     for tag, (vr, value) in MALFORMED.items():
         ds.add_new(tag, vr, value)
     out = BytesIO()
