@@ -140,7 +140,7 @@ def _cli(*args: object) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("charset", "codec", "written"), [
     ("GB18030", "utf-8", "ISO_IR 192"), ("ISO_IR 192", "gb18030", "GB18030"),
-    ("GB2312", "gb18030", "GB18030"), ("UTF-8", "utf-8", "ISO_IR 192")])
+    ("GB2312", "gb18030", "GB18030"), ("UTF-8", "utf-8", "ISO_IR 192"), ("UTF-8", "gb18030", "GB18030")])
 def test_deid_scrubs_the_name_restores_the_bytes_and_verify_agrees(tmp_path: Path, charset, codec, written):
     original = _file(charset, codec)
     (tmp_path / "in").mkdir()

@@ -30,6 +30,7 @@ it means (``data/charset_aliases.json``); only a value that means none is refuse
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import warnings
@@ -44,11 +45,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-#: Python codecs (as pydicom names them) of the multi-byte sets, whose decoding depends
-#: on context
-MULTI_BYTE = frozenset({"GB18030", "GBK", "GB2312", "iso_ir_58", "iso2022_jp", "iso2022_jp_2",
-                        "euc_kr", "shift_jis"})
-UTF8_CODECS = frozenset({"UTF8", "utf_8", "utf-8"})
+#: Python codecs of the multi-byte sets (canonical names), whose decoding depends on context
+MULTI_BYTE = frozenset({"gb18030", "gbk", "gb2312", "iso2022_jp", "iso2022_jp_2", "euc_kr", "shift_jis"})
 #: the VRs whose values are text in the dataset's character set
 TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -84,11 +82,11 @@ def written_in(ds: Dataset) -> str | None:
     the same system, and parsing them all would cost a fifth of de-identification); the
     values inside its sequences are read as well when it has no non-ASCII text of its own,
     and to confirm any other answer."""
-    codecs = declared_codecs(ds)
+    declared = declared_codecs(ds)
     # text without escape sequences is decoded in the first set: only a multi-byte or UTF-8
     # one reads the same bytes differently in different places
-    first = codecs[0] if codecs else ""
-    if first not in UTF8_CODECS and first not in MULTI_BYTE:
+    first = _canonical(declared[0]) if declared else ""
+    if first != "utf-8" and first not in MULTI_BYTE:
         return None
     top = [raw for raw in _raw_texts(ds, deep=False) if not raw.isascii()]
     term = _written_in(first, top) if top else None
@@ -102,7 +100,7 @@ def _written_in(first: str, values: list[bytes]) -> str | None:
     decodes in ``first`` as declared."""
     if not values or any(b"\x1b" in raw for raw in values):
         return None
-    if first in UTF8_CODECS:
+    if first == "utf-8":
         if all(_decodes(raw, "utf-8") for raw in values):
             return None
         if all(_looks_gb(raw) for raw in values):
@@ -185,6 +183,13 @@ def _spellings() -> dict[str, str]:
     return out
 
 
+def _canonical(codec: str) -> str:
+    try:
+        return codecs.lookup(codec).name
+    except LookupError:
+        return ""
+
+
 def _decodes(raw: bytes, codec: str) -> bool:
     try:
         raw.decode(codec)
@@ -230,7 +235,7 @@ def _raw_texts(ds: Dataset, *, deep: bool) -> Iterator[bytes]:
                 yield from _raw_texts(item, deep=True)
 
 
-def _tell_items(ds: Dataset, codecs: list[str]) -> None:
+def _tell_items(ds: Dataset, encodings: list[str]) -> None:
     """Items parsed under the old declaration, without one of their own, inherit the new."""
     for elem in ds._dict.values():
         if isinstance(elem, RawDataElement) or elem.VR != "SQ":
@@ -238,7 +243,7 @@ def _tell_items(ds: Dataset, codecs: list[str]) -> None:
         for item in elem.value or ():
             if SPECIFIC_CHARACTER_SET in item._dict:
                 continue
-            item._parent_encoding = codecs
+            item._parent_encoding = encodings
             implicit, little = item.original_encoding
-            item.set_original_encoding(implicit, little, codecs)
-            _tell_items(item, codecs)
+            item.set_original_encoding(implicit, little, encodings)
+            _tell_items(item, encodings)

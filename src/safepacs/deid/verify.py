@@ -65,7 +65,7 @@ from safepacs.deid.identifiers import (
     normalize,
 )
 from safepacs.deid.keys import Keys
-from safepacs.deid.mislabelled import read_as_written, written_in
+from safepacs.deid.mislabelled import read_as_written, standard_terms, written_in
 from safepacs.deid.options import BASIC_PROFILE_CODE, CLEAN_PIXEL_DATA_CODE, OPTION_CODES, Options
 from safepacs.deid.profile import load_profile
 from safepacs.errors import SafepacsError
@@ -718,11 +718,12 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         if ds is None:
             result.originals_skipped += 1
             continue
-        mislabelled = written_in(ds) is not None
+        mislabelled = standard_terms(ds) is not None or written_in(ds) is not None
         index.add_dataset(ds)
         if mislabelled:
-            # text in another set than declared: its values as they are written, as well as
-            # they read as declared (safepacs.deid.mislabelled)
+            # a declaration spelled otherwise, or text in another set than declared: its
+            # values as de-identification reads them, as well as as declared
+            # (safepacs.deid.mislabelled)
             again = _read_original(path)
             if again is not None and read_as_written(again) is not None:
                 index.add_dataset(again)
