@@ -62,7 +62,7 @@ def declared_codecs(ds: Dataset) -> list[str]:
     unknown one)."""
     elem = ds.get_item(SPECIFIC_CHARACTER_SET)
     if elem is None or not elem.value:
-        return set()
+        return []
     value = elem.value
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace").strip(" \x00").split("\\")
@@ -140,22 +140,22 @@ def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str
     yet is decoded in it and written back byte for byte.  Returns the original
     SpecificCharacterSet element and the codecs it named (for the identity delta), or None
     when ``ds`` is left as it was.  Call it before anything reads a value."""
-    if _DONE in ds.__dict__:  # already done: the same answer again
-        return ds.__dict__[_DONE]
+    if _DONE in ds.__dict__:  # already asked: the same answer again (values read since
+        return ds.__dict__[_DONE]  # then are no longer raw, and must not change it)
+    answer = None
     original = ds.get_item(SPECIFIC_CHARACTER_SET)
-    if original is None:
-        return None  # nothing declared: read by the default, byte for byte alike everywhere
-    declared = declared_codecs(ds) or ["iso8859"]
-    spelled = standard_terms(ds)
-    if spelled is not None:
-        _declare(ds, spelled)
-    term = written_in(ds)
-    if term is not None:
-        _declare(ds, [term])
-    if spelled is None and term is None:
-        return None
-    ds.__dict__[_DONE] = (original, declared)
-    return original, declared
+    if original is not None:  # nothing declared: read by the default, alike everywhere
+        declared = declared_codecs(ds) or ["iso8859"]
+        spelled = standard_terms(ds)
+        if spelled is not None:
+            _declare(ds, spelled)
+        term = written_in(ds)
+        if term is not None:
+            _declare(ds, [term])
+        if spelled is not None or term is not None:
+            answer = (original, declared)
+    ds.__dict__[_DONE] = answer
+    return answer
 
 
 def _declare(ds: Dataset, terms: list[str]) -> None:
