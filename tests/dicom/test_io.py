@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 from safepacs.deid.engine import deidentify_inplace
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
-from safepacs.dicom.io import read_header, write_atomic
+from safepacs.dicom.io import read_header, write_atomic, write_bytes_atomic
 from safepacs.errors import InvalidDicom
 
 CT = Path(get_testdata_file("CT_small.dcm"))
@@ -358,3 +358,13 @@ def test_compressed_pixels_without_a_transfer_syntax_are_refused(tmp_path):
         read_header(_write(tmp_path, "j2k.dcm", data))
     with pytest.raises(InvalidDicom, match="no TransferSyntaxUID and its pixel data is compressed"):
         memio.parse(data)
+
+
+def test_bytes_written_atomically_or_not_at_all(tmp_path):
+    target = tmp_path / "deltas" / "x.delta"
+    write_bytes_atomic(target, b"sealed")  # its folder is made on the way
+    assert target.read_bytes() == b"sealed"
+    with pytest.raises(TypeError):
+        write_bytes_atomic(target, "not bytes")  # type: ignore[arg-type] - fails mid-write
+    assert target.read_bytes() == b"sealed"  # the file there is untouched
+    assert list(target.parent.iterdir()) == [target]  # and no temp file is left behind

@@ -30,10 +30,10 @@ from safepacs.deid.options import Options
 from safepacs.dicom.io import (
     DicomFile,
     _pixel_extent,
-    create_file,
     load_pixel_group,
     read_header,
     write_atomic,
+    write_bytes_atomic,
     write_copy_atomic,
 )
 from safepacs.errors import InvalidDicom, SafepacsError
@@ -219,7 +219,7 @@ def process(task: Task) -> Result:
         if job.delta_dir is not None:
             sop = str(ds.get("SOPInstanceUID", ""))
             sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), sop)
-            _write_bytes_atomic(job.delta_dir / (_SAFE.sub("_", sop) + ".delta"), sealed)
+            write_bytes_atomic(job.delta_dir / (_SAFE.sub("_", sop) + ".delta"), sealed)
     except SafepacsError as exc:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:
@@ -318,13 +318,6 @@ def clean_file_pixels(
 def _strip_name(message: str, name: str) -> str:
     prefix = f"{name}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with create_file(tmp) as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def needs_patient_pass(options: Options) -> bool:

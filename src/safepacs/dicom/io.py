@@ -537,6 +537,12 @@ def _atomic(out: Path, exclusive_since: float | None) -> Iterator[BinaryIO]:
         raise
 
 
+def write_bytes_atomic(out: Path, data: bytes) -> None:
+    """``data`` as the file ``out``, all or nothing (temp file + rename)."""
+    with _atomic(Path(out), None) as fh:
+        fh.write(data)
+
+
 _LONG_VR_STR = {v.decode() for v in _LONG_VRS}
 
 
