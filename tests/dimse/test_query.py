@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
 from pydicom import Dataset
+from pynetdicom.dsutils import decode, encode
 
 from safepacs.dimse import caller_allowed, query
 
@@ -22,6 +25,17 @@ def test_non_empty_elements_match_and_every_element_returns():
     assert req.level == "study"
     assert req.filters == {"PatientName": "ZHANG^*", "StudyDate": "20240101-", "ModalitiesInStudy": "CT\\MR"}
     assert set(req.return_keys) == {"PatientName", "StudyDate", "StudyInstanceUID", "ModalitiesInStudy"}
+
+
+@pytest.mark.parametrize("charset", ["GB18030", "UTF-8", "ISO_IR192"])
+def test_a_name_queried_in_utf8_under_another_declaration_is_read_as_utf8(charset):
+    """As it comes off the wire (implicit VR): the declaration names another set, or the
+    right one spelled otherwise; the name's bytes are UTF-8."""
+    ds = identifier("STUDY", StudyInstanceUID="")
+    ds.SpecificCharacterSet = charset
+    ds.add_new(0x00100010, "PN", "张^伟明".encode())
+    received = decode(BytesIO(encode(ds, True, True)), True, True)
+    assert query.parse(received, model="study").filters["PatientName"] == "张^伟明"
 
 
 @pytest.mark.parametrize(("level", "model"), [("", "study"), ("FRAME", "study"), ("PATIENT", "study")])

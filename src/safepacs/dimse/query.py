@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pydicom.multival import MultiValue
 
+from safepacs.deid.mislabelled import read_as_written
+
 LEVELS = {"PATIENT": "study", "STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
 _NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
@@ -42,6 +44,7 @@ def parse(identifier: Dataset, *, model: str) -> Request:
         raise IdentifierError("QueryRetrieveLevel must be PATIENT, STUDY, SERIES or IMAGE")
     if model == "study" and dicom_level == "PATIENT":
         raise IdentifierError("the study root model has no PATIENT level")
+    read_as_written(identifier)  # query text too: in the set it is written in (a name matches)
     filters: dict[str, str] = {}
     keys: list[str] = []
     for elem in identifier:
