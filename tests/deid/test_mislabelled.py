@@ -22,7 +22,8 @@ from safepacs.deid.mislabelled import read_as_written, standard_terms, written_i
 NAME, GIVEN = "张", "伟明"
 
 
-def _file(charset: str | None, codec: str, *, in_sequence: bool = True, name: tuple[str, str] = (NAME, GIVEN)) -> bytes:
+def _file(charset: str | None, codec: str, *, in_sequence: bool = True, name: tuple[str, str] = (NAME, GIVEN),
+          item_codec: str | None = None) -> bytes:
     """A CR header whose text is encoded with ``codec`` while it declares ``charset``."""
     family, given = name
     chest = "胸" if _encodable("胸", codec) else "Chest"
@@ -39,7 +40,7 @@ def _file(charset: str | None, codec: str, *, in_sequence: bool = True, name: tu
     ds.add_new(0x00081030, "LO", f"{chest} {family}{given}".encode(codec))  # StudyDescription
     if in_sequence:
         item = Dataset()
-        item.add_new(0x00321060, "LO", f"{family}{given} {chest}".encode(codec))  # RequestedProcedureDescription
+        item.add_new(0x00321060, "LO", f"{family}{given} {chest}".encode(item_codec or codec))  # RequestedProcedureDescription
         ds.RequestAttributesSequence = Sequence([item])
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -115,6 +116,26 @@ def test_a_declaration_that_means_nothing_known_is_refused(tmp_path: Path):
     assert run.returncode == 1
     report = json.loads((tmp_path / "out" / "safepacs-deid-report.jsonl").read_text())
     assert report["status"] == "rejected" and "unknown SpecificCharacterSet term 'Big5'" in report["reason"]
+
+
+def test_utf8_text_in_a_sequence_of_a_genuine_gb18030_file_is_found(tmp_path: Path):
+    """Two systems, one file: the modality's own text in GB18030, the worklist's request in
+    UTF-8.  The name has other bytes in each, so no reading matches it in both: the text
+    that would be cleaned is removed."""
+    original = _file("GB18030", "gb18030", item_codec="utf-8")
+    assert written_in(_read(original)) == "ISO_IR 100"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dcm").write_bytes(original)
+    run = _cli("deid", tmp_path / "in", tmp_path / "out", "--key-file", tmp_path / "k.key", "--clean-descriptors")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "out" / "safepacs-deid-report.jsonl").read_text())
+    data = (tmp_path / "out" / report["output"]).read_bytes()
+    for secret in (NAME, GIVEN):
+        for codec in ("utf-8", "gb18030"):
+            assert secret.encode(codec) not in data
+    out = _read(data)  # text that cannot be cleaned across two sets is removed
+    assert "StudyDescription" not in out
+    assert "RequestedProcedureDescription" not in out.RequestAttributesSequence[0]
 
 
 def _write(ds: Dataset) -> bytes:

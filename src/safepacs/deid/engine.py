@@ -108,7 +108,8 @@ def deidentify_inplace(
             )
     walker = _Walker(ds, options, keys, profile or load_profile(), policy or load_policy())
     if relabelled is not None:
-        walker.delta.keep((), SPECIFIC_CHARACTER_SET, relabelled[0], relabelled[1], ds)
+        walker.delta.keep((), SPECIFIC_CHARACTER_SET, relabelled.original, relabelled.declared, ds)
+        walker.unsure_text = relabelled.mixed
     if known_identifiers is not None and walker._ids is not None:
         walker._ids = walker._ids.union(known_identifiers)
     walker.walk(ds, (), "normal", ds._character_set)
@@ -193,6 +194,8 @@ class _Walker:
         self._offset: int | None = None
         self._patient_key = patient_key(self.root)
         self._ids = None
+        #: text in two character sets: cleaning cannot match across them (see _clean)
+        self.unsure_text = False
         o = self.options
         if o.clean_descriptors or o.clean_structured_content or o.clean_graphics:
             # Collected before anything changes: cleaning removes what the header knows.
@@ -365,6 +368,10 @@ class _Walker:
             self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "TM":
             return  # whole-day shifts keep times coherent
+        elif vr in ("LO", "LT", "SH", "ST", "UT", "UC") and self.unsure_text:
+            # a name written in one set cannot be found in text written in another: when
+            # unsure whether text holds identity, remove it
+            self._remove(ds, path, tag)
         elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
             from safepacs.deid.freetext import scrub_text
             from safepacs.deid.identifiers import strip_escapes

@@ -16,7 +16,10 @@ in the set they are actually in when that differs from the declared one:
   GB text (even length, bytes from 0x81) and decodes as GB18030 is read as GB18030;
 * any other declaration a value does not decode in, when it is multi-byte or UTF-8, is
   read as ISO_IR 100: each byte is then one character, so the same bytes read the same
-  everywhere and a name is found wherever its bytes are.
+  everywhere and a name is found wherever its bytes are.  When that text mixes UTF-8 with
+  another set (a modality's own text in GB18030, a worklist's request in UTF-8), a name
+  written in one set has other bytes in the other: free text that would be cleaned is
+  removed instead (fail closed).
 
 Values with ISO 2022 escape sequences are text in the declared set, and a declaration
 whose first set (the one text without escapes is decoded in) is single-byte already reads
@@ -37,6 +40,7 @@ import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
+from typing import NamedTuple
 
 from pydicom import config
 from pydicom.charset import convert_encodings, python_encoding
@@ -55,6 +59,7 @@ UTF8_TERM, GB18030_TERM, LATIN1_TERM = "ISO_IR 192", "GB18030", "ISO_IR 100"
 #: engine's, after a caller that read the original header first) gets it for the delta
 _DONE = "_safepacs_declared_charset"
 _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
+_UTF8_CJK = re.compile(rb"[\xe0-\xef][\x80-\xbf][\x80-\xbf]")
 
 
 def declared_codecs(ds: Dataset) -> list[str]:
@@ -81,18 +86,51 @@ def written_in(ds: Dataset) -> str | None:
     The dataset's own values decide when they read as declared (sequences are written by
     the same system, and parsing them all would cost a fifth of de-identification); the
     values inside its sequences are read as well when it has no non-ASCII text of its own,
-    and to confirm any other answer."""
+    when they may hold UTF-8 text under a multi-byte declaration, and to confirm any other
+    answer."""
+    return _decide(ds)[0]
+
+
+def _decide(ds: Dataset) -> tuple[str | None, bool]:
+    """(:func:`written_in`'s answer, whether the text mixes UTF-8 with another set)."""
     declared = declared_codecs(ds)
     # text without escape sequences is decoded in the first set: only a multi-byte or UTF-8
     # one reads the same bytes differently in different places
     first = _canonical(declared[0]) if declared else ""
     if first != "utf-8" and first not in MULTI_BYTE:
-        return None
+        return None, False
     top = [raw for raw in _raw_texts(ds, deep=False) if not raw.isascii()]
     term = _written_in(first, top) if top else None
-    if top and term is None:
-        return None
-    return _written_in(first, [raw for raw in _raw_texts(ds, deep=True) if not raw.isascii()])
+    if top and term is None and (first == "utf-8" or not _utf8_in_sequences(ds)):
+        return None, False
+    values = [raw for raw in _raw_texts(ds, deep=True) if not raw.isascii()]
+    term = _written_in(first, values)
+    utf8 = [_decodes(raw, "utf-8") for raw in values]
+    return term, term is not None and any(utf8) and not all(utf8)
+
+
+def _utf8_in_sequences(ds: Dataset) -> bool:
+    """A sequence of ``ds`` may hold UTF-8 text: its bytes have a three-byte UTF-8 character
+    (CJK text in UTF-8 is made of them).  Cheap, and never wrong the other way: without one,
+    no sequence holds CJK text in UTF-8, so a multi-byte declaration the dataset's own text
+    bears out stands.  (GB text can look like one too; the sequences are then parsed.)"""
+    for elem in ds._dict.values():
+        if not isinstance(elem, RawDataElement):
+            if elem.VR == "SQ":
+                return True  # parsed already: look inside the proper way
+            continue
+        value = elem.value
+        if not value or value.isascii() or not _UTF8_CJK.search(value):
+            continue
+        vr = elem.VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(elem.tag)
+            except KeyError:
+                continue  # an unknown private tag: removed unless kept as safe
+        if vr == "SQ":
+            return True
+    return False
 
 
 def _written_in(first: str, values: list[bytes]) -> str | None:
@@ -133,13 +171,23 @@ def standard_terms(ds: Dataset) -> list[str] | None:
     return fixed  # type: ignore[return-value]
 
 
-def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str]] | None:
+class Relabel(NamedTuple):
+    """What :func:`read_as_written` changed."""
+
+    original: DataElement | RawDataElement  # the SpecificCharacterSet element as it was
+    declared: list[str]  # the codecs it named
+    #: the text mixes UTF-8 with another set: a name written in one cannot be matched in
+    #: text written in the other, so free text cannot be cleaned and is removed instead
+    mixed: bool
+
+
+def read_as_written(ds: Dataset) -> Relabel | None:
     """Declare, in place, the defined terms of a misspelled declaration
     (:func:`standard_terms`) and then the character set ``ds``'s text is written in when
     :func:`written_in` finds another than the declared one, so that every value not decoded
-    yet is decoded in it and written back byte for byte.  Returns the original
-    SpecificCharacterSet element and the codecs it named (for the identity delta), or None
-    when ``ds`` is left as it was.  Call it before anything reads a value."""
+    yet is decoded in it and written back byte for byte.  Returns what changed (for the
+    identity delta, and for cleaning), or None when ``ds`` is left as it was.  Call it
+    before anything reads a value."""
     if _DONE in ds.__dict__:  # already asked: the same answer again (values read since
         return ds.__dict__[_DONE]  # then are no longer raw, and must not change it)
     answer = None
@@ -149,11 +197,11 @@ def read_as_written(ds: Dataset) -> tuple[DataElement | RawDataElement, list[str
         spelled = standard_terms(ds)
         if spelled is not None:
             _declare(ds, spelled)
-        term = written_in(ds)
+        term, mixed = _decide(ds)
         if term is not None:
             _declare(ds, [term])
         if spelled is not None or term is not None:
-            answer = (original, declared)
+            answer = Relabel(original, declared, mixed)
     ds.__dict__[_DONE] = answer
     return answer
 
