@@ -34,8 +34,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from safepacs.dicom.quiet import skip_value_checks
 from safepacs.dicom.structure import StructureError, _Scanner, check_structure, meta_end
 from safepacs.errors import InvalidDicom, RejectedFile
+
+skip_value_checks()  # every reader of datasets comes through here: see safepacs.dicom.quiet
 
 
 class DuplicateObject(RejectedFile):

@@ -7,9 +7,9 @@ from the wild carry such values every day, so a ``safepacs deid`` run printed th
 server wrote them to its log, next to nothing else identifying.
 
 safepacs decides what a value may be by its own rules (de-identification removes or
-replaces it whatever its form), so pydicom's value checks are switched off process-wide, its
-remaining warnings are not shown, and any ``pydicom`` log record has what it quotes
-masked.  Installed on ``import safepacs``.
+replaces it whatever its form), so pydicom's warnings are not shown and any ``pydicom`` log
+record has what it quotes masked (installed on ``import safepacs``), and its value checks
+are switched off process-wide (by the modules that read datasets, on their import).
 """
 
 from __future__ import annotations
@@ -45,12 +45,19 @@ class MaskQuoted(logging.Filter):
 
 
 def quiet_pydicom() -> None:
-    """Switch off pydicom's value checks and mask its messages; safe to call again."""
-    from pydicom import config
-
-    config.settings.reading_validation_mode = config.IGNORE
-    config.settings.writing_validation_mode = config.IGNORE
+    """Mask what pydicom's log records quote and hide its warnings; safe to call again.
+    Needs no pydicom import (``import safepacs`` must not load numpy before the CLI has
+    set up its environment)."""
     logger = logging.getLogger("pydicom")
     if not any(isinstance(f, MaskQuoted) for f in logger.filters):
         logger.addFilter(MaskQuoted())
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+def skip_value_checks() -> None:
+    """Switch off pydicom's per-value VR checks (their messages are masked anyway; this
+    saves the work and the noise).  Called by the modules that read datasets."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
