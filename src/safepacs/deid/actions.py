@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+from pydicom.datadict import dictionary_VR
+
 #: VRs whose values are numbers or codes: they cannot carry a name, an ID or free text.
 #: "US or SS" is how an implicit VR file's palette descriptors and pixel value bounds read
 #: (the dictionary's alternatives): numbers either way.
@@ -19,6 +21,20 @@ NUMERIC_VRS = frozenset(
 #: VRs that can carry a name, identifier, date or free text.
 TEXT_VRS = frozenset({"PN", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "DA", "DT", "TM", "AS", "AE"})
 BINARY_VRS = frozenset({"OB", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
+
+
+
+def vr_of(elem: object) -> str:
+    """The VR an element is decided by: as read, else the dictionary's (implicit VR), else
+    UN (an unknown private tag)."""
+    vr = getattr(elem, "VR", None)
+    if vr:
+        return str(vr)
+    try:
+        return dictionary_VR(elem.tag)  # type: ignore[attr-defined]
+    except KeyError:
+        return "UN"
+
 
 DUMMY_DATE = "19000101"
 _DUMMIES: dict[str, object] = {

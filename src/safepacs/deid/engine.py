@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from pydicom import Dataset, config
 from pydicom.charset import python_encoding
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -41,6 +40,7 @@ from safepacs.deid.actions import (
     dummy_value,
     shift_date,
     shift_datetime,
+    vr_of,
 )
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import META, IdentityDelta, Path
@@ -170,16 +170,6 @@ def _is_empty(elem: DataElement | RawDataElement) -> bool:
 KEEP_AS_IS = "="
 
 
-def _vr_of(elem: DataElement | RawDataElement) -> str:
-    vr = elem.VR
-    if vr:
-        return str(vr)
-    try:
-        return dictionary_VR(elem.tag)
-    except KeyError:
-        return "UN"
-
-
 @dataclass
 class _Walker:
     root: Dataset
@@ -225,7 +215,7 @@ class _Walker:
         local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
         for elem in list(ds._dict.values()):  # order is irrelevant: one decision per element
             tag = int(elem.tag)  # plain ints: BaseTag's __eq__ is slow in set/dict lookups
-            vr = _vr_of(elem)
+            vr = vr_of(elem)
             action = self.decide(tag, vr, elem, mode, private_keep, local_code)
             if action == KEEP_AS_IS:
                 continue
@@ -368,11 +358,12 @@ class _Walker:
             self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "TM":
             return  # whole-day shifts keep times coherent
-        elif vr in ("LO", "LT", "SH", "ST", "UT", "UC") and self.unsure_text:
-            # a name written in one set cannot be found in text written in another: when
-            # unsure whether text holds identity, remove it
-            self._remove(ds, path, tag)
         elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
+            if self.unsure_text:
+                # a name written in one set cannot be found in text written in another:
+                # when unsure whether text holds identity, remove it
+                self._remove(ds, path, tag)
+                return
             from safepacs.deid.freetext import scrub_text
             from safepacs.deid.identifiers import strip_escapes
 
@@ -408,7 +399,7 @@ class _Walker:
             if creator is None:
                 continue
             vrs = self.policy.safe_private_vrs(creator, tag.group, tag.element & 0xFF)
-            if vrs and (_vr_of(elem) in vrs or _vr_of(elem) == "UN"):
+            if vrs and (vr_of(elem) in vrs or vr_of(elem) == "UN"):
                 keep.add(int(tag))
                 keep.add((tag.group << 16) | (tag.element >> 8))
         return keep

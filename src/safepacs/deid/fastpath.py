@@ -249,7 +249,7 @@ class FastDeid:
         return out
 
     def _vr(self, e: _Element) -> str:
-        """The VR the engine decides by (:func:`_vr_of`): as encoded, else the dictionary's."""
+        """The VR the engine decides by (:func:`~safepacs.deid.actions.vr_of`): as encoded, else the dictionary's."""
         if e.vr is not None:
             return e.vr.decode()
         vr = self._implicit_vrs.get(e.tag)

@@ -44,10 +44,11 @@ from typing import NamedTuple
 
 from pydicom import config
 from pydicom.charset import convert_encodings, python_encoding
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
+
+from safepacs.deid.actions import vr_of
 
 #: Python codecs of the multi-byte sets (canonical names), whose decoding depends on context
 MULTI_BYTE = frozenset({"gb18030", "gbk", "gb2312", "iso2022_jp", "iso2022_jp_2", "euc_kr", "shift_jis"})
@@ -62,19 +63,29 @@ _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 _UTF8_CJK = re.compile(rb"[\xe0-\xef][\x80-\xbf][\x80-\xbf]")
 
 
-def declared_codecs(ds: Dataset) -> list[str]:
-    """The Python codecs ``ds`` declares, in order (empty when it declares none or an
-    unknown one)."""
+def declared_terms(ds: Dataset) -> list[str]:
+    """The terms of ``ds``'s SpecificCharacterSet as written, padding stripped (an empty
+    first term kept: it names the default set); none when it declares nothing."""
     elem = ds.get_item(SPECIFIC_CHARACTER_SET)
     if elem is None or not elem.value:
         return []
     value = elem.value
     if isinstance(value, bytes):
-        value = value.decode("ascii", "replace").strip(" \x00").split("\\")
+        value = value.decode("ascii", "replace").split("\\")
+    terms = [value] if isinstance(value, str) else list(value)
+    return [str(t or "").strip(" \x00") for t in terms]
+
+
+def declared_codecs(ds: Dataset) -> list[str]:
+    """The Python codecs ``ds`` declares, in order (empty when it declares none or an
+    unknown one)."""
+    terms = declared_terms(ds)
+    if not terms:
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return list(convert_encodings(value))
+            return list(convert_encodings(terms))
         except (LookupError, ValueError, TypeError):
             return []
 
@@ -120,15 +131,7 @@ def _utf8_in_sequences(ds: Dataset) -> bool:
                 return True  # parsed already: look inside the proper way
             continue
         value = elem.value
-        if not value or value.isascii() or not _UTF8_CJK.search(value):
-            continue
-        vr = elem.VR
-        if vr is None:
-            try:
-                vr = dictionary_VR(elem.tag)
-            except KeyError:
-                continue  # an unknown private tag: removed unless kept as safe
-        if vr == "SQ":
+        if value and not value.isascii() and _UTF8_CJK.search(value) and vr_of(elem) == "SQ":
             return True
     return False
 
@@ -154,15 +157,8 @@ def _written_in(first: str, values: list[bytes]) -> str | None:
 def standard_terms(ds: Dataset) -> list[str] | None:
     """The defined terms ``ds``'s SpecificCharacterSet means when it is spelled otherwise
     (see the module); None when it is absent, standard already, or means nothing known."""
-    elem = ds.get_item(SPECIFIC_CHARACTER_SET)
-    if elem is None or not elem.value:
-        return None
-    value = elem.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace").rstrip(" \x00").split("\\")
-    terms = [value] if isinstance(value, str) else [str(v) for v in value]
-    terms = [t.strip(" \x00") for t in terms]
-    if all(t in python_encoding for t in terms):
+    terms = declared_terms(ds)
+    if not terms or all(t in python_encoding for t in terms):
         return None
     known = _spellings()
     fixed = [t if t in python_encoding else known.get(_normal(t)) for t in terms]
@@ -258,15 +254,10 @@ def _raw_texts(ds: Dataset, *, deep: bool) -> Iterator[bytes]:
     included, parsed in place (their text stays undecoded, and :func:`_declare` tells them
     a new declaration)."""
     for tag, elem in list(ds._dict.items()):
-        vr = elem.VR
         if isinstance(elem, RawDataElement):
             if not elem.value or elem.value.isascii():
                 continue  # no non-ASCII text in it, at any depth (the common case: cheap)
-            if vr is None:
-                try:
-                    vr = dictionary_VR(elem.tag)
-                except KeyError:
-                    continue  # an unknown private tag: removed unless kept as safe
+            vr = vr_of(elem)  # UN for an unknown private tag: removed unless kept as safe
             if vr in TEXT_VRS:
                 yield bytes(elem.value)
                 continue

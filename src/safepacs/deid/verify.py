@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import copy
 import json
 import logging
 import mmap
@@ -718,15 +719,14 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         if ds is None:
             result.originals_skipped += 1
             continue
+        # a declaration spelled otherwise, or text in another set than declared: its values
+        # as de-identification reads them, as well as as declared (safepacs.deid.mislabelled);
+        # copied before anything is decoded, rather than read from disk again
         mislabelled = standard_terms(ds) is not None or written_in(ds) is not None
+        again = copy.deepcopy(ds) if mislabelled else None
         index.add_dataset(ds)
-        if mislabelled:
-            # a declaration spelled otherwise, or text in another set than declared: its
-            # values as de-identification reads them, as well as as declared
-            # (safepacs.deid.mislabelled)
-            again = _read_original(path)
-            if again is not None and read_as_written(again) is not None:
-                index.add_dataset(again)
+        if again is not None and read_as_written(again) is not None:
+            index.add_dataset(again)
         result.originals_read += 1
     if unreadable:
         shown = index.matcher(frozenset())
