@@ -255,3 +255,14 @@ def test_a_control_character_in_a_value_the_engine_reads_is_re_encoded_as_the_en
     assert _assert_same(folder, tmp_path, HEADER_ONLY, monkeypatch) == 1
     written = pydicom.dcmread(next((tmp_path / "fast").rglob("*.dcm"))).get_item(0x00080016).value
     assert written == ds.SOPClassUID.encode() + b"\x00"
+
+
+def test_a_compressed_icon_is_removed_alike_by_both_paths(tmp_path, monkeypatch):
+    from tests.dicom.test_io import _with_compressed_icon
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _with_compressed_icon(inputs / "icon.dcm")
+    _assert_same(inputs, tmp_path, HEADER_ONLY, monkeypatch)
+    (written,) = [p for p in (tmp_path / "fast").rglob("*.dcm")]
+    assert "IconImageSequence" not in pydicom.dcmread(written)  # Annex E: X

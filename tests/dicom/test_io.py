@@ -368,3 +368,43 @@ def test_bytes_written_atomically_or_not_at_all(tmp_path):
         write_bytes_atomic(target, "not bytes")  # type: ignore[arg-type] - fails mid-write
     assert target.read_bytes() == b"sealed"  # the file there is untouched
     assert list(target.parent.iterdir()) == [target]  # and no temp file is left behind
+
+
+def _with_compressed_icon(path: Path, fragment: bytes = b"\xff\x4f\xff\x51" + b"\x00" * 28) -> Path:
+    """A JPEG 2000 object whose Icon Image Sequence holds encapsulated pixel data, as PS3.5
+    A.4 has it for a compressed object (written so by scanners of several vendors)."""
+    from pydicom.dataset import Dataset
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(get_testdata_file("JPEG2000.dcm"))
+    icon = Dataset()
+    icon.Rows = icon.Columns = 8
+    icon.BitsAllocated = 8
+    icon.PixelData = encapsulate([fragment])
+    icon["PixelData"].VR = "OB"
+    icon["PixelData"].is_undefined_length = True
+    ds.IconImageSequence = [icon]
+    ds.save_as(path)
+    return path
+
+
+def test_compressed_pixel_data_nested_in_an_icon_is_read(tmp_path):
+    path = _with_compressed_icon(tmp_path / "icon.dcm")
+    src = read_header(path)
+    assert src.pixel_start is not None
+    nested = src.dataset.IconImageSequence[0]["PixelData"]
+    assert nested.is_undefined_length
+    out = tmp_path / "o.dcm"
+    write_atomic(src, src.dataset, out)
+    assert pydicom.dcmread(out).PixelData == pydicom.dcmread(path).PixelData
+
+
+def test_a_cut_fragment_in_a_nested_icon_is_malformed(tmp_path):
+    path = _with_compressed_icon(tmp_path / "icon.dcm")
+    data = bytearray(path.read_bytes())
+    i = data.find(b"\xfe\xff\x00\xe0\x20\x00\x00\x00")  # the icon's 32-byte fragment item
+    assert i > 0
+    data[i + 4 : i + 8] = (0x7FFF).to_bytes(4, "little")  # longer than the file
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidDicom, match="fragment at byte"):
+        read_header(path)

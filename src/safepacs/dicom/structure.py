@@ -100,6 +100,10 @@ class _Scanner:
                 inner_implicit = implicit
             if is_sq:
                 pos = self.sequence(value, end, length, inner_implicit, depth + 1)
+            elif length == UNDEFINED and tag in _PIXEL_TAGS and vr in (None, b"OB", b"OW"):
+                # compressed pixel data nested in an item (an Icon Image Sequence of a
+                # compressed object is encapsulated too, PS3.5 A.4)
+                pos = self.fragments(value, end)
             elif length == UNDEFINED:
                 raise StructureError(f"element {_tag_str(tag)} at byte {pos} has undefined length")
             else:
@@ -112,6 +116,19 @@ class _Scanner:
         if until_item_end:
             raise StructureError("item not terminated (truncated file)")
         return pos
+
+    def fragments(self, pos: int, end: int) -> int:
+        """Check encapsulated pixel data from its first item; return the offset past its
+        sequence delimiter."""
+        while True:
+            tag, _, length, value = self.header(pos, end, True)
+            if tag == _SEQ_END:
+                return value
+            if tag != _ITEM or length == UNDEFINED:
+                raise StructureError(f"encapsulated pixel data: no fragment item at byte {pos}")
+            pos = value + length
+            if pos > end:
+                raise StructureError(f"fragment at byte {value} needs {length} bytes (truncated)")
 
     def sequence(self, pos: int, end: int, length: int, implicit: bool, depth: int) -> int:
         if length != UNDEFINED:
