@@ -291,3 +291,30 @@ def test_instance_is_only_found_under_its_own_study_and_series(served, loaded):
         assert h.get(f"/dicomweb/studies/{other}/series/{se}/instances/{sop}").status_code == 404
         assert h.get(f"/dicomweb/studies/{a['0020000D']['Value'][0]}/series/{other}/instances/{sop}").status_code == 404
         assert h.get(f"/dicomweb/studies/{a['0020000D']['Value'][0]}/series/{se}/instances/{sop}").status_code == 200
+
+
+def test_a_malformed_frame_count_is_refused_without_quoting_it(served, loaded):
+    """A stored object whose NumberOfFrames is not a number (seen in the wild): the object
+    is served as stored, its frames and renders are refused, and no answer quotes it."""
+    from pydicom.data import get_testdata_file
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.BurnedInAnnotation = "NO"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", 4, b"7QX ", 0, False, True)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with served.client() as h:
+        stored = h.post("/dicomweb/studies", content=mp_body(buf.getvalue()),
+                        headers={"Content-Type": DICOM_MP, "Accept": "application/dicom+json"})
+        assert stored.status_code == 200, stored.text
+        url = stored.json()["00081199"]["Value"][0]["00081190"]["Value"][0].split(served.url)[1]
+        whole = h.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+        answers = [h.get(url + "/frames/1"), h.get(url + "/rendered", headers={"Accept": "image/png"}),
+                   h.get(url + "/rendered", headers={"Accept": "image/jpeg"})]
+    assert whole.status_code == 200 and b"7QX" in whole.content  # a count, not identity: kept
+    for r in answers:
+        assert r.status_code in (404, 500), r.text
+        assert "7QX" not in r.text and json.loads(r.text)["error"]

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 from safepacs.api import pixels
+from safepacs.archive.errors import BadFrame
 
 
 def image(arr: np.ndarray, photometric: str = "MONOCHROME2", **extra) -> Dataset:
@@ -42,8 +45,36 @@ def test_native_frames_are_byte_slices():
     ds = image(arr)
     got = pixels.frames(ds, [3, 1])
     assert got == [arr[2].astype("<u2").tobytes(), arr[0].astype("<u2").tobytes()]
-    with pytest.raises(ValueError):
+    with pytest.raises(BadFrame):
         pixels.frames(ds, [4])
+
+
+@pytest.mark.parametrize("rows,columns", [(4, 4), (3, 5)], ids=["byte-aligned", "mid-byte"])
+def test_one_bit_frames_are_repacked_from_their_own_first_bit(rows, columns):
+    rng = np.random.default_rng(7)
+    masks = rng.integers(0, 2, size=(3, rows, columns), dtype=np.uint8)
+    ds = image(np.zeros((3, rows, columns)))
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    ds.PixelData = np.packbits(masks.ravel(), bitorder="little").tobytes()  # frames unpadded
+    got = pixels.frames(ds, [2, 3, 1])
+    for data, k in zip(got, [2, 3, 1], strict=True):
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        assert len(data) == (rows * columns + 7) // 8
+        assert (bits[: rows * columns].reshape(rows, columns) == masks[k - 1]).all()
+        assert not bits[rows * columns :].any()
+    with pytest.raises(BadFrame):
+        pixels.frames(ds, [4])
+
+
+@pytest.mark.parametrize("value", ["1A", "-2"])
+def test_a_malformed_frame_count_is_unsplittable_not_echoed(value):
+    ds = image(np.zeros((2, 4, 4)))
+    raw = value.encode() + b" " * (len(value) % 2)  # as written by a careless modality
+    ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", len(raw), raw, 0, False, True)
+    with pytest.raises(LookupError) as err:
+        pixels.frames(ds, [1])
+    assert value not in str(err.value)
 
 
 def test_render_stretches_to_the_data_range_without_a_window():

@@ -34,6 +34,7 @@ from safepacs.api.tokens import TokenCache, token_in_query
 from safepacs.archive import errors as aerr
 from safepacs.archive.masking import DisplayRequest
 from safepacs.errors import SafepacsError
+from safepacs.index.query import QueryError
 from safepacs.render.render import RenderError
 from safepacs.store.blobs import StoreError
 from safepacs.store.sealing import SEALED_MESSAGE, Sealed
@@ -384,8 +385,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         numbers = _frame_numbers(frame_list)
         ds = dataset(who, study, series, sop)
         try:
-            with bad_request():
-                got = pixels.frames(ds, numbers)
+            got = pixels.frames(ds, numbers)
+        except aerr.BadFrame as exc:
+            raise ApiError(400, str(exc)) from None
         except LookupError as exc:
             raise ApiError(404, str(exc)) from None
         ts = str(ds.file_meta.TransferSyntaxUID)
@@ -414,8 +416,9 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         # the pixels of the reader's level, marked in display values under one serial
         want = DisplayRequest(frame=frame, window=window, fmt=fmt, quality=int(quality))
         try:
-            with bad_request():
-                image = one_instance(who, study, series, sop, display=want)
+            image = one_instance(who, study, series, sop, display=want)
+        except aerr.BadFrame as exc:
+            raise ApiError(400, str(exc)) from None
         except LookupError as exc:
             raise ApiError(404, str(exc)) from None
         return Response(bytes(image), media_type=f"image/{fmt}")
@@ -489,11 +492,12 @@ class BadRequest(Exception):
 
 @contextlib.contextmanager
 def bad_request() -> Iterator[None]:
-    """ValueErrors of the block become 400s with their message; elsewhere a ValueError is a
-    500 without one, since a library's message may quote file contents."""
+    """:class:`QueryError` of the block (a malformed request, named without values) becomes
+    a 400 with its message; any other error is a 500 without one, since a library's message
+    may quote file contents (a ValueError from parsing a stored object, say)."""
     try:
         yield
-    except ValueError as exc:
+    except QueryError as exc:
         raise BadRequest(str(exc)) from None
 
 

@@ -12,34 +12,65 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.encaps import generate_frames
 
+from safepacs.archive.errors import BadFrame
+from safepacs.index.query import QueryError
+from safepacs.render.display import frame_count
 
-def number_of_frames(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
+_UNSPLITTABLE = "pixel data cannot be split into frames"
 
 
 def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
-    """The bytes of the requested 1-based frames; ValueError if one is out of range."""
+    """The bytes of the requested 1-based frames; :class:`BadFrame` if one is out of range,
+    LookupError when the object has no pixel data or its pixel description is unusable."""
     if "PixelData" not in ds:
         raise LookupError("the instance has no pixel data")
-    n = number_of_frames(ds)
+    n = frame_count(ds)
+    if n is None:
+        raise LookupError(_UNSPLITTABLE)
     for k in numbers:
         if not 1 <= k <= n:
-            raise ValueError("frame number out of range")
+            raise BadFrame("frame number out of range")
     data = ds.PixelData
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        allf = list(generate_frames(data, number_of_frames=n))
+        try:
+            allf = list(generate_frames(data, number_of_frames=n))
+        except Exception:  # noqa: BLE001 - malformed fragments; pydicom's messages may quote bytes
+            raise LookupError(_UNSPLITTABLE) from None
+        if len(allf) < n:
+            raise LookupError(_UNSPLITTABLE)
         return [allf[k - 1] for k in numbers]
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    spp = int(ds.get("SamplesPerPixel", 1))
-    bits = int(ds.BitsAllocated)
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        raise LookupError(_UNSPLITTABLE) from None
+    if bits == 1:
+        return _bit_frames(data, rows * cols * spp, n, numbers)
     size = rows * cols * spp * bits // 8
-    if bits == 1 or len(data) < size * n:
-        raise LookupError("pixel data cannot be split into frames")
+    if bits % 8 or size <= 0 or len(data) < size * n:
+        raise LookupError(_UNSPLITTABLE)
     view = memoryview(data)
     return [bytes(view[(k - 1) * size : k * size]) for k in numbers]
+
+
+def _bit_frames(data: bytes, pixels: int, n: int, numbers: list[int]) -> list[bytes]:
+    """Frames of 1-bit data (segmentations, overlays-as-images): packed without padding
+    between frames (PS3.5 8.1.1), so a frame may start inside a byte.  Each is returned
+    repacked from its own first bit, least significant bit first, zero-padded to a byte."""
+    if pixels <= 0 or len(data) * 8 < pixels * n:
+        raise LookupError(_UNSPLITTABLE)
+    if pixels % 8 == 0:
+        size = pixels // 8
+        view = memoryview(data)
+        return [bytes(view[(k - 1) * size : k * size]) for k in numbers]
+    out = []
+    for k in numbers:
+        first, last = (k - 1) * pixels, k * pixels
+        chunk = np.frombuffer(data, np.uint8, count=(last + 7) // 8 - first // 8, offset=first // 8)
+        bits = np.unpackbits(chunk, bitorder="little")[first % 8 : first % 8 + pixels]
+        out.append(np.packbits(bits, bitorder="little").tobytes())
+    return out
 
 
 def rendered_format(accept: str | None) -> str | None:
@@ -57,13 +88,13 @@ def parse_window(value: str | None) -> tuple[float, float] | None:
         return None
     parts = value.split(",")
     if len(parts) not in (2, 3):
-        raise ValueError("window must be center,width[,function]")
+        raise QueryError("window must be center,width[,function]")
     try:
         center, width = float(parts[0]), float(parts[1])
     except ValueError:
-        raise ValueError("window must be center,width[,function]") from None
+        raise QueryError("window must be center,width[,function]") from None
     if width <= 0 or not np.isfinite(center) or not np.isfinite(width):
-        raise ValueError("window width must be positive")
+        raise QueryError("window width must be positive")
     return center, width
 
 
@@ -73,6 +104,6 @@ def render(ds: Dataset, *, frame: int = 1, window: tuple[float, float] | None = 
     its copies through ``Masking.rendered_image``; both use ``safepacs.render.display``)."""
     from safepacs.render import display
 
-    if not 1 <= frame <= number_of_frames(ds):
-        raise ValueError("frame number out of range")
+    if not 1 <= frame <= (frame_count(ds) or 1):
+        raise BadFrame("frame number out of range")
     return display.rendered(ds, serial=None, key=None, frame=frame, window=window, fmt=fmt, quality=quality)

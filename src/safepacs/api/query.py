@@ -1,7 +1,7 @@
 """QIDO-RS query parameters (PS3.18 8.3.4) to the archive's search arguments.
 
 Pure: takes the decoded ``(name, value)`` pairs of the query string, returns a ``Query`` or
-raises ``ValueError`` naming the parameter (never echoing a value).  Attributes may be named
+raises ``QueryError`` (a ValueError) naming the parameter (never echoing a value).  Attributes may be named
 by keyword (``PatientName``) or tag (``00100010``); a repeated attribute or a comma-separated
 UID list becomes a backslash-separated list, the DICOM form the archive matches on.
 """
@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from safepacs.index.query import QueryError
 
 MAX_LIMIT = 10_000
 _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
@@ -34,12 +36,12 @@ def keyword_of(name: str) -> str:
     if _TAG.match(name):
         kw = keyword_for_tag(int(name, 16))
         if not kw:
-            raise ValueError(f"unknown attribute tag {name.upper()}")
+            raise QueryError(f"unknown attribute tag {name.upper()}")
         return kw
     if "." in name:
-        raise ValueError("sequence attribute paths are not supported in queries")
+        raise QueryError("sequence attribute paths are not supported in queries")
     if tag_for_keyword(name) is None:
-        raise ValueError("unknown attribute keyword in query")
+        raise QueryError("unknown attribute keyword in query")
     return name
 
 
@@ -53,14 +55,14 @@ def parse(pairs: Iterable[tuple[str, str]]) -> Query:
     for name, value in pairs:
         lname = name.lower()
         if lname in _FORBIDDEN:
-            raise ValueError("credentials are not accepted in URLs; use the Authorization header")
+            raise QueryError("credentials are not accepted in URLs; use the Authorization header")
         if lname == "limit":
             limit = _int(value, "limit", 0, MAX_LIMIT)
         elif lname == "offset":
             offset = _int(value, "offset", 0, 10**9)
         elif lname == "fuzzymatching":
             if value.lower() not in ("true", "false"):
-                raise ValueError("fuzzymatching must be true or false")
+                raise QueryError("fuzzymatching must be true or false")
             fuzzy = value.lower() == "true"
         elif lname == "includefield":
             for item in value.split(","):
@@ -74,7 +76,7 @@ def parse(pairs: Iterable[tuple[str, str]]) -> Query:
         else:
             kw = keyword_of(name)
             if "\x00" in value or len(value) > 1024:
-                raise ValueError(f"query value for {kw} is malformed")
+                raise QueryError(f"query value for {kw} is malformed")
             filters.setdefault(kw, []).append(value)
     return Query(
         filters={kw: _join(kw, vals) for kw, vals in filters.items()},
@@ -95,8 +97,8 @@ def _join(keyword: str, values: list[str]) -> str | list[str]:
 
 def _int(value: str, name: str, lo: int, hi: int) -> int:
     if not value.isdigit():
-        raise ValueError(f"{name} must be a non-negative integer")
+        raise QueryError(f"{name} must be a non-negative integer")
     n = int(value)
     if not lo <= n <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}")
+        raise QueryError(f"{name} must be between {lo} and {hi}")
     return n

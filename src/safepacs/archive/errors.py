@@ -26,5 +26,9 @@ class Unauthorized(ArchiveError):
     """No valid token."""
 
 
+class BadFrame(ArchiveError, ValueError):
+    """A frame number outside the object's frames (the caller's mistake: 400)."""
+
+
 class NotAcceptable(ArchiveError):
     """The object is not stored in a transfer syntax the reader asked for (no transcoding)."""

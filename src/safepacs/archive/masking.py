@@ -44,7 +44,9 @@ from sqlalchemy import Engine, select
 
 from safepacs.access.levels import LevelRegistry
 from safepacs.access.principal import Decision, Principal
+from safepacs.archive.errors import BadFrame
 from safepacs.index.models import Instance, Patient, Series, Study
+from safepacs.index.query import QueryError
 from safepacs.render import display
 from safepacs.render import render as rnd
 from safepacs.render.cache import RenderCache
@@ -211,9 +213,15 @@ class Masking:
             ds = _parse(plain())
             if "PixelData" not in ds:
                 raise LookupError("the instance has no pixel data")
-            if not 1 <= want.frame <= max(1, int(ds.get("NumberOfFrames", 1) or 1)):
-                raise ValueError("frame number out of range")
-            image = display.to_display(ds, frame=want.frame, window=want.window)
+            frames = display.frame_count(ds)
+            if frames is None:
+                raise rnd.RenderError("the object's NumberOfFrames is malformed: it cannot be rendered")
+            if not 1 <= want.frame <= frames:
+                raise BadFrame("frame number out of range")
+            try:
+                image = display.to_display(ds, frame=want.frame, window=want.window)
+            except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
+                raise rnd.RenderError(f"pixel data cannot be rendered ({exc.__class__.__name__})") from None
             self.cache.put(sop_uid, slot, part, _pack_image(image), account=principal.account_id)
         if not level.watermark:
             return display.encode(image, want.fmt, want.quality)
@@ -333,7 +341,7 @@ class Masking:
             return ",".join(inward.get(v, v) for v in value.split(",")) if "," in value and keyword in _UID_FILTERS \
                 else inward.get(value, value)
         if keyword in _IDENTITY_FILTERS:
-            raise ValueError(f"{keyword} cannot be used as a filter at your access level")
+            raise QueryError(f"{keyword} cannot be used as a filter at your access level")
         return value
 
     def _space(self, principal: Principal) -> _Space:

@@ -871,7 +871,7 @@ class Archive:
         everybody else sees the values of their level.
         """
         if level not in query.LEVELS:
-            raise ValueError(f"query level must be one of {', '.join(query.LEVELS)}")
+            raise query.QueryError(f"query level must be one of {', '.join(query.LEVELS)}")
         plain: dict[str, str | list[str]] = {}
         extra: list[ColumnElement[bool]] = [self.access.visible_studies(principal)]
         identity_ok = self.masking.may_match_identity(principal)

@@ -4,7 +4,7 @@ Supported: universal matching (empty value), single value, wildcards ``*`` and `
 UID list matching (``a\\b``, no wildcards), date and time ranges (``A-B``, ``-B``, ``A-``),
 value lists for coded strings, and PN matching.  PN matching is case-insensitive (as most
 archives do, and as PS3.4 allows "literal or case-insensitive" for PN); other text is
-case-sensitive as the standard says.  Malformed filters raise ``ValueError`` with a message
+case-sensitive as the standard says.  Malformed filters raise ``QueryError`` (a ValueError) with a message
 that names the attribute, never the value.
 """
 
@@ -22,6 +22,11 @@ from safepacs.index.models import Instance, Patient, Series, Study
 LEVELS = ("study", "series", "instance")
 _LEVEL_RANK = {"patient": 0, "study": 0, "series": 1, "instance": 2}
 _TABLES = {"patient": Patient, "study": Study, "series": Series, "instance": Instance}
+
+
+class QueryError(ValueError):
+    """A malformed query.  Its message names the problem and at most the caller's own
+    parameter, never a stored value, so it may be shown to the caller (400, DICOM status)."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +105,14 @@ def keyword(key: str) -> str:
 def attr(key: str) -> Attr:
     kw = keyword(key)
     if kw not in ATTRS:
-        raise ValueError(f"query attribute {kw[:64]!r} is not supported")
+        raise QueryError(f"query attribute {kw[:64]!r} is not supported")
     return ATTRS[kw]
 
 
 def check_uid(value: str, what: str = "UID") -> str:
     """A syntactically valid UID (digits and dots, 64 characters at most)."""
     if not (0 < len(value) <= 64 and _UID.fullmatch(value)):
-        raise ValueError(f"{what} is not a valid UID")
+        raise QueryError(f"{what} is not a valid UID")
     return value
 
 
@@ -141,9 +146,9 @@ def _range(value: str, what: str, pattern: re.Pattern[str], form: str) -> tuple[
         hi = lo
     for part in (lo, hi):
         if part and not pattern.fullmatch(part):
-            raise ValueError(f"{what}: {form}")
+            raise QueryError(f"{what}: {form}")
     if not lo and not hi:
-        raise ValueError(f"{what}: an empty range")
+        raise QueryError(f"{what}: an empty range")
     return lo, hi
 
 
@@ -151,7 +156,7 @@ def date_range(value: str, what: str) -> tuple[str | None, str | None]:
     """``A``, ``A-B``, ``-B`` or ``A-`` (YYYYMMDD; ISO ``YYYY-MM-DD`` is not DICOM)."""
     lo, hi = _range(value, what, _DATE, "dates must be YYYYMMDD, or a range A-B, -B, A-")
     if lo and hi and lo > hi:
-        raise ValueError(f"{what}: range start is after its end")
+        raise QueryError(f"{what}: range start is after its end")
     return lo or None, hi or None
 
 
@@ -176,14 +181,14 @@ def condition(a: Attr, value: str | list[str]) -> ColumnElement[bool] | None:
     conds = []
     for raw in values:
         if not isinstance(raw, str):
-            raise ValueError(f"{a.keyword}: value must be text")
+            raise QueryError(f"{a.keyword}: value must be text")
         v = raw.strip()
         if v == "":
             continue
         col = getattr(_TABLES[a.level], a.column)
         if a.kind == "UI":
             if has_wildcard(v):
-                raise ValueError(f"{a.keyword}: wildcards are not allowed in UIDs")
+                raise QueryError(f"{a.keyword}: wildcards are not allowed in UIDs")
             conds.append(col.in_(uid_list(v, a.keyword)))
         elif a.kind == "DA":
             lo, hi = date_range(v, a.keyword)
@@ -205,13 +210,13 @@ def condition(a: Attr, value: str | list[str]) -> ColumnElement[bool] | None:
             try:
                 conds.append(col.in_([int(x) for x in v.split("\\")]))
             except ValueError:
-                raise ValueError(f"{a.keyword}: must be an integer") from None
+                raise QueryError(f"{a.keyword}: must be an integer") from None
         elif a.kind == "MODS":
             mods = v.split("\\")
             ors = []
             for mod in mods:
                 if "|" in mod or "%" in mod:
-                    raise ValueError(f"{a.keyword}: invalid modality")
+                    raise QueryError(f"{a.keyword}: invalid modality")
                 ors.append(col.like("%|" + like_pattern(mod) + "|%", escape="\\"))
             conds.append(or_(*ors))
         elif a.kind == "PN":
@@ -243,7 +248,7 @@ def return_attributes(level: str, include: Sequence[str] = (), *, scoped: bool =
             if _LEVEL_RANK[ATTRS[kw].level] <= rank:
                 wanted.append(kw)
         elif tag_for_keyword(kw) is None:
-            raise ValueError(f"includefield {kw[:64]!r} is not a DICOM attribute")
+            raise QueryError(f"includefield {kw[:64]!r} is not a DICOM attribute")
     return list(dict.fromkeys(wanted))
 
 
@@ -264,7 +269,7 @@ def base_select(level: str) -> Select:
             .join(Study, Series.study_pk == Study.pk)
             .join(Patient, Study.patient_pk == Patient.pk)
         )
-    raise ValueError(f"query level must be one of {', '.join(LEVELS)}")
+    raise QueryError(f"query level must be one of {', '.join(LEVELS)}")
 
 
 def build(
@@ -278,14 +283,14 @@ def build(
     """A SELECT for a QIDO search; ``extra`` holds conditions the caller adds (scope,
     identity-index matches)."""
     if limit is not None and limit < 0 or offset < 0:
-        raise ValueError("limit and offset must not be negative")
+        raise QueryError("limit and offset must not be negative")
     stmt = base_select(level)
     for key, value in filters.items():
         a = attr(key)
         if _LEVEL_RANK[a.level] > _LEVEL_RANK[level]:
-            raise ValueError(f"{a.keyword} is not an attribute of the {level} level")
+            raise QueryError(f"{a.keyword} is not an attribute of the {level} level")
         if not a.searchable:
-            raise ValueError(f"{a.keyword} cannot be used as a filter")
+            raise QueryError(f"{a.keyword} cannot be used as a filter")
         cond = condition(a, value)
         if cond is not None:
             stmt = stmt.where(cond)

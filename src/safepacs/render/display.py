@@ -23,10 +23,22 @@ from safepacs.render.watermark import TILE, embed, tile
 DISPLAY_AMPLITUDE = 2
 
 
+def frame_count(ds: Dataset) -> int | None:
+    """NumberOfFrames as a count (1 when absent or empty); None when it is not a positive
+    integer (seen in the wild: ``1A``), so that callers refuse rather than guess."""
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+    return n if n >= 1 else None
+
+
 def to_display(ds: Dataset, *, frame: int = 1, window: tuple[float, float] | None = None) -> np.ndarray:
     """One frame as 8-bit display values (modality LUT, window, MONOCHROME1 inverted)."""
+    frames = frame_count(ds)
+    if frames is None:
+        raise ValueError("NumberOfFrames is malformed")
     arr = decode(ds)[0]  # never GDCM when another plugin can: see safepacs.deid.pixels.frames
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         arr = arr[frame - 1]
     if arr.ndim == 3:
