@@ -255,3 +255,19 @@ def test_p_data_decoder_gives_what_pynetdicoms_decoder_gives_without_copies():
     truncated[2:6] = (len(truncated) - 6).to_bytes(4, "big")
     with pytest.raises(ValueError):
         decode_p_data(P_DATA_TF(), truncated)
+
+
+def test_a_retired_storage_class_is_accepted(scp, corpus, tmp_path):
+    """An old ultrasound machine sends US Image Storage (Retired): refusing the association
+    (as pynetdicom's current-only list did) would lose the image."""
+    archive, port, _ = scp
+    ds = pydicom.dcmread(next(f for f in corpus if pydicom.dcmread(f, stop_before_pixels=True).Modality == "US"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    path = tmp_path / "us-retired.dcm"
+    ds.save_as(path)
+    before = len(archive.search("instance", {}, principal=reader(archive)))
+    # -R: propose the file's own class (storescu's default list has no retired ones)
+    r = dcmtk("storescu", "-R", "-aec", "SAFEPACS", "127.0.0.1", str(port), str(path))
+    assert r.returncode == 0, r.stderr
+    assert len(archive.search("instance", {}, principal=reader(archive))) == before + 1

@@ -30,9 +30,17 @@ from typing import Any
 
 import pydicom
 from pydicom import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context, evt
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID_dictionary
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    build_context,
+    evt,
+    register_uid,
+)
 from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -498,6 +506,19 @@ def _speed_up_pynetdicom() -> None:
         P_DATA_TF.decode = decode_p_data  # type: ignore[method-assign]
 
 
+#: Retired storage SOP classes that old modalities still send (pynetdicom lists current
+#: ones only): refusing the association would lose their images.  Stored like any other.
+RETIRED_STORAGE = {
+    uid: entry[4] for uid, entry in UID_dictionary.items()
+    if entry[4] in {
+        "UltrasoundImageStorageRetired", "UltrasoundMultiFrameImageStorageRetired",
+        "NuclearMedicineImageStorageRetired", "XRayAngiographicBiPlaneImageStorage",
+        "VLImageStorageTrial", "VLMultiFrameImageStorageTrial", "TextSRStorageTrial",
+        "DetailSRStorageTrial", "ComprehensiveSRStorageTrial", "WaveformStorageTrial",
+    }
+}
+
+
 def make_ae(ae_title: str) -> AE:
     _speed_up_pynetdicom()
     ae = AE(ae_title=ae_title)
@@ -505,8 +526,10 @@ def make_ae(ae_title: str) -> AE:
     ae.network_timeout = 60
     ae.dimse_timeout = 120
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False)
+    for uid, keyword in RETIRED_STORAGE.items():
+        register_uid(uid, keyword, StorageServiceClass)  # else pynetdicom aborts their C-STOREs
+    for uid in (*(cx.abstract_syntax for cx in AllStoragePresentationContexts), *RETIRED_STORAGE):
+        ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False)
     for model in (*_FIND_MODELS, *_GET_MODELS, *_MOVE_MODELS):
         ae.add_supported_context(model)
     return ae
