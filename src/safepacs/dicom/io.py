@@ -35,7 +35,13 @@ from pydicom.uid import (
 )
 
 from safepacs.dicom.quiet import skip_value_checks
-from safepacs.dicom.structure import StructureError, _Scanner, check_structure, meta_end
+from safepacs.dicom.structure import (
+    StructureError,
+    _Scanner,
+    check_structure,
+    meta_end,
+    top_level_spans,
+)
 from safepacs.errors import InvalidDicom, RejectedFile
 
 skip_value_checks()  # every reader of datasets comes through here: see safepacs.dicom.quiet
@@ -441,6 +447,7 @@ def write_atomic(
     exclusive_since: float | None = None,
     enforce_meta: bool = True,
     pixel_bytes: bytes | None = None,
+    group_lengths: bool = False,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
@@ -454,9 +461,13 @@ def write_atomic(
     time), a file already written by this run is never replaced: two inputs with the same
     SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
     preamble can carry anything (TIFF headers, text) and nothing in it is needed.
+
+    ``group_lengths`` (restore): the retired group length elements ``ds`` holds are written
+    too, with the values they hold (pydicom's writer drops them all), so that a restored
+    original has every element of the original, stale lengths included.
     """
     with written_back(src.path.name):
-        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes)
+        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths)
 
 
 @contextmanager
@@ -478,11 +489,12 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 
 
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
-                  enforce_meta: bool, pixel_bytes: bytes | None) -> None:
+                  enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
     little = tsuid != ExplicitVRBigEndian
+    groups = _group_lengths(ds) if group_lengths else {}
     with _atomic(Path(out), exclusive_since) as fh:
         fp = DicomBytesIO()
         fp.write(b"\x00" * 128 + b"DICM")
@@ -498,7 +510,9 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
             and _PIXEL_DATA not in ds
         ):
             head, tail = _split_at_pixels(ds)
-            _write_fast(fp, head, implicit, little)
+            _write_body(fp, head, implicit, little, groups)
+            if _PIXEL_GROUP in groups and not _starts_with_group_length(src, pixel_bytes):
+                fp.write(_group_length_element(_PIXEL_GROUP, groups[_PIXEL_GROUP], implicit, little))
             fh.write(fp.getvalue())
             fh.flush()
             if pixel_bytes is not None:
@@ -515,8 +529,64 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
                 write_dataset(fp, tail)
                 fh.write(fp.getvalue())
         else:
-            _write_fast(fp, ds, implicit, little)
+            _write_body(fp, ds, implicit, little, groups)
             fh.write(fp.getvalue())
+
+
+def _group_lengths(ds: Dataset) -> dict[int, int]:
+    """The retired group lengths ``ds`` holds (groups after file meta and command), by group."""
+    found = {}
+    for tag in ds.keys():
+        if not tag & 0xFFFF and tag >> 16 > 6:
+            try:
+                found[tag >> 16] = int(ds[tag].value)
+            except (TypeError, ValueError):
+                continue  # not a number: nothing a reader could use
+    return found
+
+
+def _group_length_element(group: int, value: int, implicit: bool, little: bool) -> bytes:
+    en = "<" if little else ">"
+    length = struct.pack(en + "L", 4) if implicit else b"UL" + struct.pack(en + "H", 4)
+    return struct.pack(en + "HH", group, 0) + length + struct.pack(en + "L", value & 0xFFFFFFFF)
+
+
+def _starts_with_group_length(src: DicomFile, pixel_bytes: bytes | None) -> bool:
+    """Whether the pixel group about to be written holds its own (7FE0,0000) already."""
+    if pixel_bytes is not None:
+        head = pixel_bytes[:4]
+    else:
+        assert src.pixel_start is not None
+        with open(src.path, "rb") as fh:
+            head = os.pread(fh.fileno(), 4, src.pixel_start)
+    return head in (b"\xe0\x7f\x00\x00", b"\x7f\xe0\x00\x00")
+
+
+def _write_body(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool, groups: dict[int, int]) -> None:
+    """``ds`` written to ``fp``; each group in ``groups`` gets its length element back."""
+    if not groups:
+        _write_fast(fp, ds, implicit, little)
+        return
+    body = DicomBytesIO()
+    body.is_implicit_VR, body.is_little_endian = implicit, little
+    _write_fast(body, ds, implicit, little)
+    fp.write(with_group_lengths(body.getvalue(), groups, implicit, little))
+
+
+def with_group_lengths(body: bytes, groups: dict[int, int], implicit: bool, little: bool) -> bytes:
+    """``body`` (a dataset's elements, none of them a group length) with the group length
+    element (gggg,0000) UL of each group in ``groups`` put back before the group's first
+    element."""
+    firsts: dict[int, int] = {}
+    for tag, start, _ in top_level_spans(body, implicit, little):
+        firsts.setdefault(tag >> 16, start)
+    out, pos = [], 0
+    for group in sorted(g for g in firsts if g in groups):
+        out.append(body[pos : firsts[group]])
+        out.append(_group_length_element(group, groups[group], implicit, little))
+        pos = firsts[group]
+    out.append(body[pos:])
+    return b"".join(out)
 
 
 @contextmanager

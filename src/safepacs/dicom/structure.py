@@ -74,7 +74,7 @@ class _Scanner:
 
     def dataset(
         self, pos: int, end: int, implicit: bool, depth: int, *, stop_at_pixels: bool = False,
-        until_item_end: bool = False,
+        until_item_end: bool = False, stop_after_one: bool = False,
     ) -> int:
         """Check a dataset from ``pos``; return the offset where it ended."""
         if depth > _MAX_DEPTH:
@@ -113,6 +113,8 @@ class _Scanner:
                         f"element {_tag_str(tag)} at byte {value} needs {length} bytes, "
                         f"{max(end - value, 0)} present (truncated file or wrong length)"
                     )
+            if stop_after_one:
+                return pos
         if until_item_end:
             raise StructureError("item not terminated (truncated file)")
         return pos
@@ -162,6 +164,20 @@ def check_structure(buf: bytes, start: int, implicit: bool, little: bool) -> int
     (or the end of the buffer).  Raises :class:`StructureError`."""
     scanner = _Scanner(buf, implicit, little)
     return scanner.dataset(start, len(buf), implicit, 0, stop_at_pixels=True)
+
+
+def top_level_spans(buf: bytes, implicit: bool, little: bool) -> list[tuple[int, int, int]]:
+    """(tag, start, end) of each top-level element of the dataset in ``buf`` (checked as
+    :func:`check_structure` checks it)."""
+    scanner = _Scanner(buf, implicit, little)
+    spans = []
+    pos = 0
+    while pos < len(buf):
+        tag, _, _, _ = scanner.header(pos, len(buf), implicit)
+        end = scanner.dataset(pos, len(buf), implicit, 0, stop_after_one=True)
+        spans.append((tag, pos, end))
+        pos = end
+    return spans
 
 
 def meta_end(buf: bytes) -> int:

@@ -1,0 +1,44 @@
+"""restore gives back every element of the original, the retired group lengths included."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.data import get_charset_files, get_testdata_file
+
+from safepacs.deid.batch import Job, discover, run
+from safepacs.deid.options import Options
+from safepacs.deid.restore import restore_tree
+
+HEADER_ONLY = Options(clean_pixels="never", accept_burned_in_risk=True)
+
+
+def _group_lengths(ds: pydicom.Dataset) -> dict[int, int]:
+    return {int(t): ds[t].value for t in ds.keys() if not t & 0xFFFF and t >> 16 > 2}
+
+
+# chrJapMulti: little endian, (0010,0000) stale (106, the group holds 190 bytes);
+# ExplVR_BigEnd: big endian, the pixel group's length too
+@pytest.mark.parametrize("name", ["chrJapMulti.dcm", "ExplVR_BigEnd.dcm"])
+def test_group_lengths_come_back_with_their_original_values(tmp_path, keys, name):
+    src = Path(get_testdata_file(name) or get_charset_files(name)[0])
+    original = pydicom.dcmread(src)
+    assert len(_group_lengths(original)) >= 3
+    (tmp_path / "in").mkdir()
+    shutil.copy(src, tmp_path / "in" / name)
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+    [deid] = (tmp_path / "out").rglob("*.dcm")
+    assert not _group_lengths(pydicom.dcmread(deid))  # stale after de-identification: dropped
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    restored = pydicom.dcmread(back)
+    assert _group_lengths(restored) == _group_lengths(original)
+    assert restored == original
