@@ -40,3 +40,30 @@ def test_deid_adds_no_conformance_error_on_real_world_samples(tmp_path):
     cli("deid", TCIA, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk", check=1)
     originals = sorted(p for p in TCIA.iterdir() if p.suffix in (".dcm", ".dicom"))
     assert _errors(sorted(out.rglob("*.dcm"))) <= _errors(originals)
+
+
+# Real files of other projects whose required attributes the fail-closed rule for unlisted text
+# removed (SEG segment labels, RT image label, LUT labels, waveform annotation text, enhanced
+# MR coil names and stack IDs) or which write standard elements as UN (explicit_VR-UN).
+_REQUIRED_TEXT_SAMPLES = ["liver.dcm", "eCT_Supplemental.dcm", "explicit_VR-UN.dcm", "emri_small.dcm",
+                          "mlut_18.dcm", "waveform_ecg.dcm"]
+
+
+def test_deid_keeps_required_attributes_of_real_files(tmp_path):
+    import json
+
+    import pynetdicom
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in _REQUIRED_TEXT_SAMPLES:
+        shutil.copy(get_testdata_file(name), src / name)
+    shutil.copy(Path(pynetdicom.__file__).parent / "tests/dicom_files/RTImageStorage.dcm", src)
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", "--accept-burned-in-risk")
+    report = [json.loads(line) for line in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    assert len(report) == len(_REQUIRED_TEXT_SAMPLES) + 1 and all(r["status"] == "ok" for r in report)
+    for r in report:
+        added = _errors([out / r["output"]]) - _errors([src / r["input"]])
+        assert not added, (r["input"], added)

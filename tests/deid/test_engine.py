@@ -220,3 +220,37 @@ def test_palette_descriptors_of_an_implicit_vr_file_are_kept(keys, name):
     out, _ = deidentify(ds, Options(accept_burned_in_risk=True), keys)
     assert [list(out[t].value) for t in descriptors] == [list(ds[t].value) for t in descriptors]
     assert apply_color_lut(out.pixel_array, out).shape[-1] == 3
+
+
+def test_required_unlisted_text_is_replaced_not_removed(keys):
+    """Type 1 / Type 2 text the table does not list: the value goes, the attribute stays
+    (a dummy, or empty), so the object stays conformant."""
+    ds = make_ct()
+    ds.SegmentLabel = "ZHANG WEI tumour"  # Type 1 in SEG, typed by people
+    ds.ContentDescription = "for Dr ZHANG"  # Type 2
+    ds.SegmentDescription = "ZHANG again"  # Type 3: removed
+    ds.StackID = "1"  # technical (keep-list): InStackPositionNumber needs it
+    out, _ = deidentify(ds, Options(), keys)
+    assert out.SegmentLabel == "ANONYMIZED"
+    assert "ContentDescription" in out and out.ContentDescription == ""
+    assert "SegmentDescription" not in out
+    assert out.StackID == "1"
+
+
+def test_standard_elements_written_as_un_are_decided_by_their_tag(keys):
+    """A converter that lost the VRs writes known elements as UN: a slice thickness is
+    still a number (kept), a listed name is still replaced, unlisted text still removed."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    ds = make_ct()
+    for tag, raw in ((0x00180050, b"2.5 "), (0x00081070, b"OPERATOR^ONE"), (0x00620006, b"ZHANG "),
+                     (0x00200013, b"7 ")):
+        ds[tag] = RawDataElement(Tag(tag), "UN", len(raw), raw, 0, False, True)
+    out, _ = deidentify(ds, Options(), keys)
+    assert out[0x00180050].value in (b"2.5 ", "2.5")  # SliceThickness kept
+    assert out[0x00200013].value in (b"7 ", 7)  # InstanceNumber kept
+    assert 0x00620006 not in out  # SegmentDescription: unlisted text, removed
+    if 0x00081070 in out:  # OperatorsName: listed (X/Z/D), never kept
+        value = out[0x00081070].value
+        assert b"OPERATOR" not in (value if isinstance(value, bytes) else str(value or "").encode())

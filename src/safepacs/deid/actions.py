@@ -36,6 +36,17 @@ def vr_of(elem: object) -> str:
         return "UN"
 
 
+def public_vr(tag: int) -> str | None:
+    """The dictionary VR of a standard element written as UN (a converter that lost the VR),
+    for deciding by what it holds; None for tags not in the dictionary and for sequences (UN
+    bytes are not walked as items).  Of two VRs ("US or SS") the first: both alike here."""
+    try:
+        vr = dictionary_VR(tag).split(" or ")[0]
+    except KeyError:
+        return None
+    return None if vr == "SQ" else vr
+
+
 DUMMY_DATE = "19000101"
 _DUMMIES: dict[str, object] = {
     "PN": "ANONYMIZED",

@@ -38,6 +38,7 @@ from safepacs.deid.actions import (
     NUMERIC_VRS,
     TEXT_VRS,
     dummy_value,
+    public_vr,
     shift_date,
     shift_datetime,
     vr_of,
@@ -259,6 +260,8 @@ class _Walker:
         return scheme in self.policy.standard_schemes
 
     def _unlisted(self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str) -> str:
+        if vr == "UN" and not tag >> 16 & 1:
+            vr = public_vr(tag) or vr  # a standard element written as UN is what its tag says
         if vr == "SQ":
             return "U"  # walk inside; the items' elements get their own decisions
         if vr in NUMERIC_VRS or vr == "CS" or tag in self.policy.keep_tags:
@@ -270,6 +273,10 @@ class _Walker:
             return "K" if keep else "X"
         if vr in TEXT_VRS and mode in ("D", "C") and tag in self.policy.free_text_tags:
             return mode
+        if tag in self.policy.dummy_tags:
+            return "D"
+        if tag in self.policy.empty_tags:
+            return "Z"
         return "X"
 
     def _all_registered_uids(self, elem: DataElement | RawDataElement) -> bool:

@@ -30,6 +30,9 @@ class Policy:
     safe_private: dict[str, SafePrivate]  # creator (stripped, upper case) -> entries
     standard_schemes: frozenset[str] = frozenset()
     free_text_tags: frozenset[int] = frozenset()
+    #: unlisted text that the IOD requires: replaced by a dummy (Type 1) or emptied (Type 2)
+    dummy_tags: frozenset[int] = frozenset()
+    empty_tags: frozenset[int] = frozenset()
 
     def safe_private_vrs(self, creator: str, group: int, offset: int) -> frozenset[str] | None:
         entry = self.safe_private.get(creator.strip().upper())
@@ -71,4 +74,6 @@ def load_policy() -> Policy:
         safe_private=safe,
         standard_schemes=frozenset(s.upper() for s in keep["standard_coding_schemes"]),
         free_text_tags=_tags(keep["free_text_keywords"], "keep_list.json"),
+        dummy_tags=_tags(keep["required_dummy_keywords"], "keep_list.json"),
+        empty_tags=_tags(keep["required_empty_keywords"], "keep_list.json"),
     )
