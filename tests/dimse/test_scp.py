@@ -271,3 +271,37 @@ def test_a_retired_storage_class_is_accepted(scp, corpus, tmp_path):
     r = dcmtk("storescu", "-R", "-aec", "SAFEPACS", "127.0.0.1", str(port), str(path))
     assert r.returncode == 0, r.stderr
     assert len(archive.search("instance", {}, principal=reader(archive))) == before + 1
+
+
+@pytest.mark.parametrize("sample", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm"])
+def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(scp, tmp_path, sample):
+    """getscu proposes uncompressed little endian only: an object stored compressed (or big
+    endian) is converted for it instead of failing the sub-operation (0xA702), with the
+    same pixel values."""
+    from pydicom.data import get_testdata_file
+
+    archive, port, _ = scp
+    ds = pydicom.dcmread(get_testdata_file(sample))
+    ds.BurnedInAnnotation = "NO"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    path = tmp_path / "in.dcm"
+    ds.save_as(path)
+    opts = {"MR_small_jp2klossless.dcm": "-xv", "MR_small_RLE.dcm": "-xr", "MR_small_bigendian.dcm": "-xb"}
+    def studies() -> set[str]:
+        return {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)}
+
+    before = studies()
+    r = dcmtk("storescu", opts[sample], "-aec", "SAFEPACS", "127.0.0.1", str(port), str(path))
+    assert r.returncode == 0, r.stderr
+    [study] = studies() - before
+    out = tmp_path / "got"
+    out.mkdir()
+    r = dcmtk("getscu", "-S", "-aec", "SAFEPACS", "-od", str(out), "127.0.0.1", str(port),
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
+    assert r.returncode == 0 and "0xa702" not in (r.stdout + r.stderr).lower(), r.stderr
+    [got] = list(out.iterdir())
+    received = pydicom.dcmread(got)
+    assert not received.file_meta.TransferSyntaxUID.is_compressed
+    assert received.file_meta.TransferSyntaxUID != pydicom.uid.ExplicitVRBigEndian
+    assert (received.pixel_array == ds.pixel_array).all()

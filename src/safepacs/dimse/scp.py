@@ -25,12 +25,18 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pydicom
 from pydicom import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID_dictionary
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    UID_dictionary,
+)
 from pynetdicom import (
     AE,
     ALL_TRANSFER_SYNTAXES,
@@ -346,7 +352,8 @@ class Provider:
             return
         self._audit(event, "C-GET", who=who, event_id=ev.INSTANCES_TRANSFERRED, count=len(rows))
         yield len(rows)
-        yield from self._send(event, rows, who)
+        contexts = list(event.assoc.accepted_contexts)
+        yield from self._send(event, rows, who, lambda ds: in_accepted_syntax(ds, contexts))
 
     def on_move(self, event: Any) -> Iterator[Any]:
         from safepacs.audit import events as ev
@@ -385,7 +392,8 @@ class Provider:
         yield len(rows)
         yield from self._send(event, rows, who)
 
-    def _send(self, event: Any, rows: list[Any], who: Any) -> Iterator[Any]:
+    def _send(self, event: Any, rows: list[Any], who: Any,
+              convert: Callable[[Dataset], Dataset] | None = None) -> Iterator[Any]:
         for ds in self._instances_safely(rows, who):
             if event.is_cancelled:
                 yield CANCEL, None
@@ -396,7 +404,7 @@ class Provider:
             if isinstance(ds, _Refusal):
                 yield ds.status, None
                 return
-            yield PENDING, ds
+            yield PENDING, convert(ds) if convert is not None else ds
 
     def _instances_safely(self, rows: list[Any], who: Any) -> Iterator[Dataset | _Refusal | None]:
         try:
@@ -407,6 +415,50 @@ class Provider:
         except Exception as exc:  # noqa: BLE001 - never send anything after a failed check
             log.error("retrieval failed with %s", type(exc).__name__)
             yield None
+
+
+def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
+    """``ds`` as the C-GET requester can take it.  A requester that accepted the object's
+    SOP class only in uncompressed transfer syntaxes (DCMTK's getscu by default, many
+    viewers) gets compressed pixel data decompressed, rather than a failed sub-operation; a
+    lossy original stays marked lossy.  Anything else is sent as stored (and fails there
+    if the requester accepted nothing for it, as before)."""
+    stored = UID(str(ds.file_meta.TransferSyntaxUID))
+    sop_class = str(ds.get("SOPClassUID", ""))
+    offered = {str(cx.transfer_syntax[0]) for cx in contexts
+               if str(cx.abstract_syntax) == sop_class and getattr(cx, "as_scu", True)}
+    if stored in offered or not (stored.is_compressed or stored == ExplicitVRBigEndian):
+        return ds
+    if not any(not UID(t).is_compressed and UID(t) != ExplicitVRBigEndian for t in offered):
+        return ds
+    try:
+        if stored.is_compressed:
+            ds.decompress()
+        else:
+            _to_little_endian(ds)
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
+        log.warning("C-GET: a stored object could not be converted for the requester (%s)",
+                    type(exc).__name__)
+    return ds
+
+
+def _to_little_endian(ds: Dataset) -> None:
+    """A big endian object (retired syntax) as explicit VR little endian.  Every value is
+    decoded first, so the writer encodes it anew; the pixel values are written out little
+    endian here (the writer copies OB/OW bytes as they are), sample-interleaved.  Subsampled
+    colour (YBR_FULL_422) is left as it is."""
+    if str(ds.get("PhotometricInterpretation", "")).startswith("YBR_FULL_422"):
+        return
+    if "PixelData" in ds:
+        pixels = ds.pixel_array
+        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+            ds.PlanarConfiguration = 0  # pixel_array gives samples last
+        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW" if pixels.dtype.itemsize > 1 else "OB"
+    for _ in ds.iterall():
+        pass  # decodes every raw (big endian) element
+    ds.set_original_encoding(False, True, ds.original_character_set)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 class NotAuthorized(Exception):
