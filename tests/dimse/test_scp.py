@@ -305,3 +305,35 @@ def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(s
     assert not received.file_meta.TransferSyntaxUID.is_compressed
     assert received.file_meta.TransferSyntaxUID != pydicom.uid.ExplicitVRBigEndian
     assert (received.pixel_array == ds.pixel_array).all()
+
+
+def test_move_converts_a_compressed_object_for_a_destination_taking_uncompressed_only(scp, tmp_path):
+    """storescp accepts uncompressed syntaxes only by default: a JPEG 2000 object is
+    decompressed for it instead of failing the sub-operation."""
+    from pydicom.data import get_testdata_file
+
+    archive, port, dest_port = scp
+    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    ds.BurnedInAnnotation = "NO"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(tmp_path / "in.dcm")
+    before = {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)}
+    assert dcmtk("storescu", "-xv", "-aec", "SAFEPACS", "127.0.0.1", str(port), str(tmp_path / "in.dcm")).returncode == 0
+    [study] = {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)} - before
+    out = tmp_path / "dest"
+    out.mkdir()
+    dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(out), str(dest_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        r = dcmtk("movescu", "-S", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1", str(port),
+                  "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
+        assert r.returncode == 0, r.stderr
+    finally:
+        dest.terminate()
+        dest.wait(10)
+    [got] = list(out.iterdir())
+    received = pydicom.dcmread(got)
+    assert not received.file_meta.TransferSyntaxUID.is_compressed
+    assert (received.pixel_array == ds.pixel_array).all()

@@ -388,9 +388,17 @@ class Provider:
             return
         contexts = contexts_for(rows)
         self._audit(event, "C-MOVE", who=who, event_id=ev.INSTANCES_TRANSFERRED, count=len(rows))
-        yield str(dest[0]), int(dest[1]), {"contexts": contexts}
+        # pynetdicom opens the sub-association itself: its accepted contexts are caught as it
+        # is established, so each object can be sent in a syntax the destination took
+        established: list[Any] = []
+        handlers = [(evt.EVT_ESTABLISHED, lambda e: established.append(e.assoc))]
+        yield str(dest[0]), int(dest[1]), {"contexts": contexts, "evt_handlers": handlers}
         yield len(rows)
-        yield from self._send(event, rows, who)
+
+        def convert(ds: Dataset) -> Dataset:
+            return in_accepted_syntax(ds, list(established[-1].accepted_contexts)) if established else ds
+
+        yield from self._send(event, rows, who, convert)
 
     def _send(self, event: Any, rows: list[Any], who: Any,
               convert: Callable[[Dataset], Dataset] | None = None) -> Iterator[Any]:
@@ -498,13 +506,19 @@ def part10(event: Any) -> bytes:
 
 
 def contexts_for(refs: list[Any]) -> list[Any]:
-    """Presentation contexts for a C-MOVE sub-association: each SOP class with its stored
-    transfer syntaxes (pynetdicom sends each object in the syntax it is encoded in)."""
-    syntaxes: dict[str, set[str]] = {}
+    """Presentation contexts for a C-MOVE sub-association: for each SOP class one context
+    of the uncompressed little endian syntaxes, and one per other stored syntax, so that a
+    destination may accept each apart (an object is then sent as stored, or converted by
+    :func:`in_accepted_syntax`).  At most 128 (the standard's limit), uncompressed first."""
+    plain = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    others: dict[str, set[str]] = {}
     for r in refs:
-        syntaxes.setdefault(r.sop_class_uid, {ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(
-            r.transfer_syntax_uid)
-    return [build_context(c, sorted(ts)) for c, ts in sorted(syntaxes.items())][:128]
+        others.setdefault(r.sop_class_uid, set())
+        if r.transfer_syntax_uid not in plain:
+            others[r.sop_class_uid].add(r.transfer_syntax_uid)
+    contexts = [build_context(c, plain) for c in sorted(others)]
+    contexts += [build_context(c, [ts]) for c, syntaxes in sorted(others.items()) for ts in sorted(syntaxes)]
+    return contexts[:128]
 
 
 def _recv_exact(self: Any, nr_bytes: int) -> bytearray:
