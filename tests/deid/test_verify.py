@@ -386,3 +386,22 @@ def test_many_files_are_checked_quickly(tmp_path: Path) -> None:
     result = verify_paths(tmp_path / "orig", tmp_path / "deid")
     assert result.ok and result.files_checked == 40
     assert time.perf_counter() - started < 10
+
+
+def test_safe_private_values_are_allowed_under_113111_only(tmp_path: Path, original: Dataset) -> None:
+    """A value on the reviewed safe private list (GE's ScanPitchRatio) that Retain Safe
+    Private kept is not a leak; the same value off the list, or without the option, is."""
+    original.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", "/1.375:1.9")
+    original.private_block(0x0045, "ACME_NOTES", create=True).add_new(0x10, "LO", "ROOM-7731-B")
+    save(original, tmp_path / "orig" / "ZHANG_WEI" / "1.dcm")
+    kept = deidentified(original, "113111")
+    kept.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", "/1.375:1.9")
+    save(kept, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    kept.private_block(0x0045, "ACME_NOTES", create=True).add_new(0x10, "LO", "ROOM-7731-B")
+    save(kept, tmp_path / "deid" / "a.dcm")
+    assert [f.kind for f in leaks(tmp_path)] == ["private"]
+    plain = deidentified(original)
+    plain.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", "/1.375:1.9")
+    save(plain, tmp_path / "deid" / "a.dcm")
+    assert [f.kind for f in leaks(tmp_path)] == ["private"]

@@ -48,7 +48,7 @@ from safepacs.deid.delta import META, IdentityDelta, Path
 from safepacs.deid.keys import Keys
 from safepacs.deid.mislabelled import SPECIFIC_CHARACTER_SET, read_as_written
 from safepacs.deid.options import CLEAN_PIXEL_DATA_CODE, Options
-from safepacs.deid.policy import Policy, load_policy
+from safepacs.deid.policy import Policy, load_policy, safe_private_tags
 from safepacs.deid.profile import Profile, load_profile
 from safepacs.errors import InvalidDicom, RejectedFile
 
@@ -390,26 +390,7 @@ class _Walker:
     # --- private attributes -------------------------------------------------------
     def _safe_private(self, ds: Dataset) -> set[int]:
         """Tags of ``ds`` kept under Retain Safe Private: listed elements and their creators."""
-        keep: set[int] = set()
-        creators: dict[tuple[int, int], str] = {}
-        for elem in ds.elements():
-            tag = BaseTag(elem.tag)
-            if tag.group & 1 and 0x10 <= tag.element <= 0xFF:
-                value = ds[tag].value
-                if isinstance(value, str):
-                    creators[(tag.group, tag.element)] = value
-        for elem in ds.elements():
-            tag = BaseTag(elem.tag)
-            if not tag.group & 1 or tag.element < 0x1000:
-                continue
-            creator = creators.get((tag.group, tag.element >> 8))
-            if creator is None:
-                continue
-            vrs = self.policy.safe_private_vrs(creator, tag.group, tag.element & 0xFF)
-            if vrs and (vr_of(elem) in vrs or vr_of(elem) == "UN"):
-                keep.add(int(tag))
-                keep.add((tag.group << 16) | (tag.element >> 8))
-        return keep
+        return safe_private_tags(ds, self.policy)
 
     # --- file meta and marking ----------------------------------------------------
     def walk_meta(self, meta: Dataset) -> None:

@@ -24,6 +24,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 
+from safepacs.deid.policy import load_policy, safe_private_tags
 from safepacs.deid.profile import Profile, Row, load_profile
 
 #: The kinds of identifying value, one frozenset each in :class:`Identifiers`.
@@ -168,6 +169,7 @@ class _Context:
 
 
 _PRIVATE_CONTEXT = _Context(PRIVATE, frozenset(), concept_codes=True)
+_SAFE_PRIVATE_WAIVER = frozenset({"retain_safe_private"})
 
 
 # --------------------------------------------------------------------------- classification
@@ -345,13 +347,16 @@ def _walk(
     ds: Dataset, profile: Profile, ctx: _Context | None, encodings: list[str]
 ) -> Iterator[Value]:
     encodings = dataset_encodings(ds, encodings) if "SpecificCharacterSet" in ds else encodings
+    safe: set[int] | None = None
     for tag in list(ds.keys()):
         try:
             elem = ds[tag]
         except Exception:  # malformed value: nothing we can read, nothing to search for
             continue
         if elem.tag.is_private:
-            yield from _private_values(elem, profile, encodings)
+            if safe is None:
+                safe = safe_private_tags(ds, load_policy())
+            yield from _private_values(elem, profile, encodings, safe=int(elem.tag) in safe)
             continue
         row = profile.row_for(int(elem.tag))
         if elem.VR == "SQ":
@@ -369,8 +374,10 @@ def _walk(
             yield Value(kind, text, elem.VR, elem.keyword, waivers)
 
 
-def _private_values(elem: DataElement, profile: Profile, encodings: list[str]) -> Iterator[Value]:
-    """Private values: creators identify a vendor, everything else is a private value."""
+def _private_values(elem: DataElement, profile: Profile, encodings: list[str], *,
+                    safe: bool = False) -> Iterator[Value]:
+    """Private values: creators identify a vendor, everything else is a private value.
+    One on the reviewed safe private list may remain under Retain Safe Private."""
     if elem.tag.is_private_creator:
         for text in element_texts(elem, encodings):
             yield Value(NON_IDENTIFYING, text, elem.VR, "", frozenset())
@@ -382,8 +389,9 @@ def _private_values(elem: DataElement, profile: Profile, encodings: list[str]) -
     if elem.VR in ("UI", "TM", "CS") or (elem.VR not in TEXT_VRS and elem.VR not in ("UN", "OB")):
         return
     kind = "name" if elem.VR == "PN" else PRIVATE
+    waivers = _SAFE_PRIVATE_WAIVER if safe and kind == PRIVATE else frozenset()
     for text in element_texts(elem, encodings):
-        yield Value(kind, text, elem.VR, "", frozenset())
+        yield Value(kind, text, elem.VR, "", waivers)
 
 
 # --------------------------------------------------------------------------- forms

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
+from pydicom.tag import BaseTag
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,30 @@ def load_policy() -> Policy:
         dummy_tags=_tags(keep["required_dummy_keywords"], "keep_list.json"),
         empty_tags=_tags(keep["required_empty_keywords"], "keep_list.json"),
     )
+
+
+def safe_private_tags(ds: Dataset, policy: Policy) -> set[int]:
+    """Tags of ``ds`` (one level) on the safe private list: the listed elements, by their
+    block's creator, group and offset and with an allowed VR (UN: read without VRs), and
+    their creators.  What Retain Safe Private keeps, and what verify-deid then expects."""
+    keep: set[int] = set()
+    creators: dict[tuple[int, int], str] = {}
+    for elem in ds.elements():
+        tag = BaseTag(elem.tag)
+        if tag.group & 1 and 0x10 <= tag.element <= 0xFF:
+            value = ds[tag].value
+            if isinstance(value, str):
+                creators[(tag.group, tag.element)] = value
+    for elem in ds.elements():
+        tag = BaseTag(elem.tag)
+        if not tag.group & 1 or tag.element < 0x1000:
+            continue
+        creator = creators.get((tag.group, tag.element >> 8))
+        if creator is None:
+            continue
+        vrs = policy.safe_private_vrs(creator, tag.group, tag.element & 0xFF)
+        vr = str(getattr(elem, "VR", None) or "UN")
+        if vrs and (vr in vrs or vr == "UN"):
+            keep.add(int(tag))
+            keep.add((tag.group << 16) | (tag.element >> 8))
+    return keep
