@@ -131,18 +131,9 @@ def test_move_to_configured_destination(stored, scp, tmp_path):
     archive, port, dest_port = scp
     study = archive.search("study", {}, principal=reader(archive))[-1]
     expected = {r.sop_uid for r in archive.instances(study_uid=str(study.StudyInstanceUID), principal=reader(archive))}
-    dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(tmp_path), str(dest_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        r = dcmtk("movescu", "-S", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1", str(port),
-                  "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.StudyInstanceUID}")
-        assert r.returncode == 0, r.stderr
-        got = {str(pydicom.dcmread(f).SOPInstanceUID) for f in tmp_path.iterdir()}
-        assert got == expected
-    finally:
-        dest.terminate()
-        dest.wait(10)
+    r = _move(port, dest_port, str(study.StudyInstanceUID), tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert {str(pydicom.dcmread(f).SOPInstanceUID) for f in tmp_path.iterdir()} == expected
 
 
 def test_callers_without_an_account_or_from_the_wrong_address_get_nothing(stored, scp, tmp_path):
@@ -273,11 +264,9 @@ def test_a_retired_storage_class_is_accepted(scp, corpus, tmp_path):
     assert len(archive.search("instance", {}, principal=reader(archive))) == before + 1
 
 
-@pytest.mark.parametrize("sample", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm"])
-def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(scp, tmp_path, sample):
-    """getscu proposes uncompressed little endian only: an object stored compressed (or big
-    endian) is converted for it instead of failing the sub-operation (0xA702), with the
-    same pixel values."""
+def _stored_anew(scp, tmp_path: Path, sample: str, propose: str) -> tuple[pydicom.Dataset, str]:
+    """pydicom's ``sample`` stored through storescu (``propose``: its syntax option) as a new
+    study; (the sent dataset, the stored study's UID)."""
     from pydicom.data import get_testdata_file
 
     archive, port, _ = scp
@@ -285,19 +274,41 @@ def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(s
     ds.BurnedInAnnotation = "NO"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    path = tmp_path / "in.dcm"
-    ds.save_as(path)
-    opts = {"MR_small_jp2klossless.dcm": "-xv", "MR_small_RLE.dcm": "-xr", "MR_small_bigendian.dcm": "-xb"}
+    ds.save_as(tmp_path / "in.dcm")
+
     def studies() -> set[str]:
         return {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)}
 
     before = studies()
-    r = dcmtk("storescu", opts[sample], "-aec", "SAFEPACS", "127.0.0.1", str(port), str(path))
+    r = dcmtk("storescu", propose, "-aec", "SAFEPACS", "127.0.0.1", str(port), str(tmp_path / "in.dcm"))
     assert r.returncode == 0, r.stderr
     [study] = studies() - before
+    return ds, study
+
+
+def _move(port: int, dest_port: int, study: str, out: Path) -> subprocess.CompletedProcess:
+    """movescu of ``study`` to DEST, a storescp (its defaults) writing into ``out``."""
+    dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(out), str(dest_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        return dcmtk("movescu", "-S", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1", str(port),
+                     "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
+    finally:
+        dest.terminate()
+        dest.wait(10)
+
+
+@pytest.mark.parametrize("sample,propose", [("MR_small_jp2klossless.dcm", "-xv"), ("MR_small_RLE.dcm", "-xr"),
+                                            ("MR_small_bigendian.dcm", "-xb")])
+def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(scp, tmp_path, sample, propose):
+    """getscu proposes uncompressed little endian only: an object stored compressed (or big
+    endian) is converted for it instead of failing the sub-operation (0xA702), with the
+    same pixel values."""
+    ds, study = _stored_anew(scp, tmp_path, sample, propose)
     out = tmp_path / "got"
     out.mkdir()
-    r = dcmtk("getscu", "-S", "-aec", "SAFEPACS", "-od", str(out), "127.0.0.1", str(port),
+    r = dcmtk("getscu", "-S", "-aec", "SAFEPACS", "-od", str(out), "127.0.0.1", str(scp[1]),
               "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
     assert r.returncode == 0 and "0xa702" not in (r.stdout + r.stderr).lower(), r.stderr
     [got] = list(out.iterdir())
@@ -310,29 +321,11 @@ def test_getscu_gets_compressed_and_big_endian_objects_in_a_syntax_it_accepted(s
 def test_move_converts_a_compressed_object_for_a_destination_taking_uncompressed_only(scp, tmp_path):
     """storescp accepts uncompressed syntaxes only by default: a JPEG 2000 object is
     decompressed for it instead of failing the sub-operation."""
-    from pydicom.data import get_testdata_file
-
-    archive, port, dest_port = scp
-    ds = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
-    ds.BurnedInAnnotation = "NO"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    ds.save_as(tmp_path / "in.dcm")
-    before = {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)}
-    assert dcmtk("storescu", "-xv", "-aec", "SAFEPACS", "127.0.0.1", str(port), str(tmp_path / "in.dcm")).returncode == 0
-    [study] = {str(s.StudyInstanceUID) for s in archive.search("study", {}, principal=reader(archive), limit=1000)} - before
+    ds, study = _stored_anew(scp, tmp_path, "MR_small_jp2klossless.dcm", "-xv")
     out = tmp_path / "dest"
     out.mkdir()
-    dest = subprocess.Popen(["storescp", "-aet", "DEST", "-od", str(out), str(dest_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        r = dcmtk("movescu", "-S", "-aec", "SAFEPACS", "-aem", "DEST", "127.0.0.1", str(port),
-                  "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}")
-        assert r.returncode == 0, r.stderr
-    finally:
-        dest.terminate()
-        dest.wait(10)
+    r = _move(scp[1], scp[2], study, out)
+    assert r.returncode == 0, r.stderr
     [got] = list(out.iterdir())
     received = pydicom.dcmread(got)
     assert not received.file_meta.TransferSyntaxUID.is_compressed
