@@ -23,7 +23,6 @@ TEXT_VRS = frozenset({"PN", "LO", "LT", "SH", "ST", "UT", "UC", "UR", "DA", "DT"
 BINARY_VRS = frozenset({"OB", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"})
 
 
-
 def vr_of(elem: object) -> str:
     """The VR an element is decided by: as read, else the dictionary's (implicit VR), else
     UN (an unknown private tag)."""

@@ -426,11 +426,12 @@ class Provider:
 
 
 def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
-    """``ds`` as the C-GET requester can take it.  A requester that accepted the object's
-    SOP class only in uncompressed transfer syntaxes (DCMTK's getscu by default, many
-    viewers) gets compressed pixel data decompressed, rather than a failed sub-operation; a
-    lossy original stays marked lossy.  Anything else is sent as stored (and fails there
-    if the requester accepted nothing for it, as before)."""
+    """``ds`` as the receiver of a C-GET or C-MOVE can take it, by the ``contexts`` its
+    association accepted.  A receiver that accepted the object's SOP class only in
+    uncompressed little endian syntaxes (DCMTK's getscu and storescp by default, many
+    viewers) gets compressed pixel data decompressed, or big endian data re-encoded, rather
+    than a failed sub-operation; a lossy original stays marked lossy.  Anything else is sent
+    as stored (and fails there if the receiver accepted nothing for it, as before)."""
     stored = UID(str(ds.file_meta.TransferSyntaxUID))
     sop_class = str(ds.get("SOPClassUID", ""))
     offered = {str(cx.transfer_syntax[0]) for cx in contexts
@@ -445,7 +446,7 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
         else:
             _to_little_endian(ds)
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
-        log.warning("C-GET: a stored object could not be converted for the requester (%s)",
+        log.warning("retrieval: a stored object could not be converted for the receiver (%s)",
                     type(exc).__name__)
     return ds
 
