@@ -318,3 +318,48 @@ def test_a_malformed_frame_count_is_refused_without_quoting_it(served, loaded):
     for r in answers:
         assert r.status_code in (404, 500), r.text
         assert "7QX" not in r.text and json.loads(r.text)["error"]
+
+
+def parametric_map(keyword: str, values: np.ndarray) -> bytes:
+    """A two-frame Parametric Map whose values are in (Double) Float Pixel Data."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.30"  # Parametric Map Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.Modality = "MAP^PARA", "PM-1", "MR"
+    ds.NumberOfFrames, (ds.Rows, ds.Columns) = values.shape[0], values.shape[1:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = values.itemsize * 8
+    setattr(ds, keyword, values.tobytes())
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("keyword,vr,dtype", [("FloatPixelData", "OF", "<f4"), ("DoubleFloatPixelData", "OD", "<f8")])
+def test_parametric_map_pixels_are_linked_framed_and_rendered(served, keyword, vr, dtype):
+    """Float pixels (Parametric Maps: ADC, perfusion) are served as Pixel Data is; they were
+    answered 404 'no pixel data', and metadata linked a Pixel Data that was not there."""
+    values = (np.arange(2 * 6 * 8).reshape(2, 6, 8) / 7.0).astype(dtype)
+    with served.client() as h:
+        stored = h.post("/dicomweb/studies", content=mp_body(parametric_map(keyword, values)),
+                        headers={"Content-Type": DICOM_MP, "Accept": "application/dicom+json"})
+        assert stored.status_code == 200, stored.text
+        url = stored.json()["00081199"]["Value"][0]["00081190"]["Value"][0].split(served.url)[1]
+        meta = h.get(url + "/metadata").json()[0]
+        tag = f"{int(pydicom.tag.Tag(keyword)):08X}"
+        assert "7FE00010" not in meta and meta[tag]["vr"] == vr
+        bulk = h.get(meta[tag]["BulkDataURI"].split(served.url)[1])
+        frame = h.get(url + "/frames/2")
+        png = h.get(url + "/frames/2/rendered", headers={"Accept": "image/png"})
+    assert bulk.status_code == 200 and values.tobytes() in bulk.content
+    assert frame.status_code == 200 and values[1].tobytes() in frame.content
+    assert png.status_code == 200, png.text
+    img = np.asarray(Image.open(io.BytesIO(png.content)))
+    assert img.shape == values.shape[1:] and img.max() > img.min()

@@ -115,3 +115,16 @@ def test_jpeg_output_and_frame_choice():
 def test_malformed_window_is_refused(bad):
     with pytest.raises(ValueError):
         pixels.parse_window(bad)
+
+
+@pytest.mark.parametrize("keyword,dtype", [("FloatPixelData", "<f4"), ("DoubleFloatPixelData", "<f8")])
+def test_parametric_map_frames_are_sliced_from_float_pixel_data(keyword, dtype):
+    """A Parametric Map keeps its values in (Double) Float Pixel Data, never Pixel Data."""
+    arr = (np.arange(3 * 4 * 5).reshape(3, 4, 5) / 7.0).astype(dtype)
+    ds = image(np.zeros((3, 4, 5)))
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation  # not in these modules
+    ds.BitsAllocated = arr.itemsize * 8
+    setattr(ds, keyword, arr.tobytes())
+    assert pixels.frames(ds, [2, 3]) == [arr[1].tobytes(), arr[2].tobytes()]
+    with pytest.raises(BadFrame):
+        pixels.frames(ds, [4])

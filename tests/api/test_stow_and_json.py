@@ -49,7 +49,7 @@ def test_json_keeps_chinese_names_and_links_bulk_data():
     ds.add_new(0x00091010, "OB", b"\x00" * 5000)
     ds.add_new(0x00091011, "OB", b"\x01\x02")
     obj = dicomjson.to_json(ds, bulk_base="http://h/i")
-    dicomjson.add_bulk_pixel_link(obj, ds, "http://h/i")
+    dicomjson.add_bulk_pixel_link(obj, (0x7FE00010, "OW"), "http://h/i")
     text = dicomjson.dumps([obj]).decode("utf-8")
     assert "张^伟" in text
     back = json.loads(text)[0]
@@ -57,3 +57,11 @@ def test_json_keeps_chinese_names_and_links_bulk_data():
     assert back["00091010"] == {"vr": "OB", "BulkDataURI": "http://h/i/bulkdata/00091010"}
     assert back["00091011"]["InlineBinary"] == "AQI="
     assert back["7FE00010"] == {"vr": "OW", "BulkDataURI": "http://h/i/bulkdata/7FE00010"}
+
+
+def test_pixel_link_names_the_element_the_object_has_and_none_without_pixels():
+    float_map, header_only = {}, {}
+    dicomjson.add_bulk_pixel_link(float_map, (0x7FE00008, "OF"), "http://h/i")
+    dicomjson.add_bulk_pixel_link(header_only, None, "http://h/i")
+    assert float_map == {"7FE00008": {"vr": "OF", "BulkDataURI": "http://h/i/bulkdata/7FE00008"}}
+    assert header_only == {}

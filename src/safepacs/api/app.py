@@ -341,13 +341,13 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
         b = base(request)
         out = []
         for r in found:
-            ds = archive.metadata(r.sop_uid, principal=who)
+            ds, pixel = archive.header(r.sop_uid, principal=who)
             # the UIDs this reader's URLs use: a research project's or a grant's own, the
             # archive's for everybody else (an identified copy's original UIDs name nothing here)
             uids = tuple(archive.masking.outward(who, u) for u in (r.study_uid, r.series_uid, r.sop_uid))
             link = "{}/studies/{}/series/{}/instances/{}".format(b, *uids)
             obj = dicomjson.to_json(ds, bulk_base=link)
-            dicomjson.add_bulk_pixel_link(obj, ds, link)
+            dicomjson.add_bulk_pixel_link(obj, pixel, link)
             out.append(obj)
         return Response(dicomjson.dumps(out), media_type=DICOM_JSON)
 

@@ -61,11 +61,13 @@ def _number_or_text(value: Any) -> int | float | str | None:
     return text
 
 
-def add_bulk_pixel_link(out: dict[str, Any], ds: Dataset, bulk_base: str) -> None:
-    """Metadata read without pixel data still advertises where the pixels are."""
-    if "Rows" in ds and f"{PIXEL_DATA:08X}" not in out:
-        vr = "OW" if int(ds.get("BitsAllocated", 8)) > 8 else "OB"
-        out[f"{PIXEL_DATA:08X}"] = {"vr": vr, "BulkDataURI": f"{bulk_base}/bulkdata/{PIXEL_DATA:08X}"}
+def add_bulk_pixel_link(out: dict[str, Any], pixel: tuple[int, str] | None, bulk_base: str) -> None:
+    """Metadata read without pixel data still advertises where the pixels are: ``pixel`` is
+    the tag and VR of the object's pixel data element (``Archive.header``), None when it has
+    none (a header-only object gets no link that would answer 404)."""
+    if pixel is not None and f"{pixel[0]:08X}" not in out:
+        key = f"{pixel[0]:08X}"
+        out[key] = {"vr": pixel[1], "BulkDataURI": f"{bulk_base}/bulkdata/{key}"}
 
 
 def dumps(objects: list[dict[str, Any]]) -> bytes:

@@ -14,15 +14,15 @@ from pydicom.encaps import generate_frames
 
 from safepacs.archive.errors import BadFrame
 from safepacs.index.query import QueryError
-from safepacs.render.display import frame_count
+from safepacs.render.display import frame_count, pixel_keyword
 
 _UNSPLITTABLE = "pixel data cannot be split into frames"
-
 
 def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     """The bytes of the requested 1-based frames; :class:`BadFrame` if one is out of range,
     LookupError when the object has no pixel data or its pixel description is unusable."""
-    if "PixelData" not in ds:
+    keyword = pixel_keyword(ds)
+    if keyword is None:
         raise LookupError("the instance has no pixel data")
     n = frame_count(ds)
     if n is None:
@@ -30,8 +30,8 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     for k in numbers:
         if not 1 <= k <= n:
             raise BadFrame("frame number out of range")
-    data = ds.PixelData
-    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+    data = ds[keyword].value
+    if keyword == "PixelData" and ds.file_meta.TransferSyntaxUID.is_encapsulated:
         try:
             allf = list(generate_frames(data, number_of_frames=n))
         except Exception:  # noqa: BLE001 - malformed fragments; pydicom's messages may quote bytes

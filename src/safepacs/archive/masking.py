@@ -211,7 +211,7 @@ class Masking:
             image = _unpack_image(cached)
         else:
             ds = _parse(plain())
-            if "PixelData" not in ds:
+            if display.pixel_keyword(ds) is None:
                 raise LookupError("the instance has no pixel data")
             frames = display.frame_count(ds)
             if frames is None:

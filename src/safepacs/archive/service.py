@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Literal
 
 import blake3
-import pydicom
 from pydicom import Dataset
+from pydicom.filereader import read_partial
+from pydicom.tag import BaseTag
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -99,6 +100,8 @@ _INSTANCES = (
 # Ingest statements, built once (building a statement costs more than running it).
 _SQL_EXISTING = select(Instance.content_hash).where(Instance.sop_uid == bindparam("b_sop"))
 _PATIENT_ID_TAG = 0x00100020
+#: the pixel data elements and the VR each has in implicit VR (PS3.5 A.1: Pixel Data is OW)
+_PIXEL_TAGS = {0x7FE00008: "OF", 0x7FE00009: "OD", 0x7FE00010: "OW"}
 _SQL_PATIENT = select(Patient.pk).where(Patient.patient_id == bindparam("b_pid"))
 _SQL_IDENTITY = select(Identity.pk).where(
     Identity.patient_pk == bindparam("b_ppk"), Identity.entry_hash == bindparam("b_entry")
@@ -842,10 +845,24 @@ class Archive:
     def metadata(self, sop_uid: str, *, principal: Principal) -> Dataset:
         """The header at the caller's access level, without pixel data (read unmarked: no
         pixels leave, so no copy is issued)."""
+        return self.header(sop_uid, principal=principal)[0]
+
+    def header(self, sop_uid: str, *, principal: Principal) -> tuple[Dataset, tuple[int, str] | None]:
+        """:meth:`metadata`, and the tag and VR of the pixel data element the object has, if
+        any: WADO-RS metadata links the pixels by their own tag (a Parametric Map's are Float
+        or Double Float Pixel Data), and only when there are pixels."""
         data = self.read_instance(sop_uid, principal=principal, header_only=True)
+        found: list[tuple[int, str]] = []
+
+        def at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
+            if tag in _PIXEL_TAGS:
+                found.append((int(tag), str(vr) if vr else _PIXEL_TAGS[tag]))
+            return tag.group == 0x7FE0 or tag >= 0x7FE00008
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            ds = read_partial(io.BytesIO(data), stop_when=at_pixels)
+        return ds, (found[0] if found else None)
 
     # --- search -------------------------------------------------------------------
     def search(

@@ -22,6 +22,15 @@ from safepacs.render.watermark import TILE, embed, tile
 
 DISPLAY_AMPLITUDE = 2
 
+#: the three elements that hold an image's pixels (PS3.3 C.7.6.3, C.7.6.24, C.7.6.25): a
+#: Parametric Map keeps its values in Float or Double Float Pixel Data, never in Pixel Data
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def pixel_keyword(ds: Dataset) -> str | None:
+    """Which of the pixel data elements ``ds`` has, or None."""
+    return next((k for k in PIXEL_KEYWORDS if k in ds), None)
+
 
 def frame_count(ds: Dataset) -> int | None:
     """NumberOfFrames as a count (1 when absent or empty); None when it is not a positive
