@@ -42,3 +42,22 @@ def test_group_lengths_come_back_with_their_original_values(tmp_path, keys, name
     restored = pydicom.dcmread(back)
     assert _group_lengths(restored) == _group_lengths(original)
     assert restored == original
+
+
+def test_a_dual_personality_preamble_is_zeroed_and_restored_byte_for_byte(tmp_path, keys):
+    """A DICOM-TIFF file's TIFF header lives in the preamble (real test files of other
+    projects have one): the de-identified file gets zeros, restore the original bytes."""
+    body = Path(get_testdata_file("CT_small.dcm")).read_bytes()[128:]
+    preamble = (b"II*\x00\x08\x00\x00\x00" + b"DOE^JOHN scanned 2024-03-05").ljust(128, b"\x00")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "tiff.dcm").write_bytes(preamble + body)
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+    [deid] = (tmp_path / "out").rglob("*.dcm")
+    assert deid.read_bytes()[:128] == b"\x00" * 128
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == preamble + body

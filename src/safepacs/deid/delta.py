@@ -87,6 +87,9 @@ class IdentityDelta:
 
     entries: dict[tuple[Path, int], _Entry] = field(default_factory=dict)
     pixels: PixelDelta | None = None
+    #: the original's 128-byte preamble when it held anything (de-identified files get a
+    #: zeroed one): a DICOM-TIFF file's TIFF header lives there, so restore gives it back
+    preamble: bytes | None = None
 
     def record(self, path: Path, container: Dataset, tag: int, charset: object = None) -> None:
         """Remember the original element before the engine changes it (first change wins).
@@ -129,6 +132,8 @@ class IdentityDelta:
         doc: dict = {"v": _VERSION, "entries": out}
         if self.pixels is not None:
             doc["px"] = self.pixels.to_doc()
+        if self.preamble is not None:
+            doc["pre"] = base64.b64encode(self.preamble).decode("ascii")
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
 
     @classmethod
@@ -141,7 +146,8 @@ class IdentityDelta:
             version = doc.get("v") if isinstance(doc, dict) else None
             raise DeltaError(f"identity delta version {version!r} is not supported")
         pixels = doc.get("px")
-        return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels))
+        preamble = _preamble(doc.get("pre"))
+        return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels), preamble)
 
     # --- encryption ---------------------------------------------------------------
     def seal(self, key: bytes, sop_instance_uid: str) -> bytes:
@@ -154,6 +160,7 @@ class LoadedDelta:
 
     entries: list[dict]
     pixels: PixelDelta | None = None
+    preamble: bytes | None = None
 
     def apply(self, ds: Dataset) -> Dataset:
         """Return a copy of ``ds`` with every original header element put back (the pixel
@@ -174,7 +181,21 @@ class LoadedDelta:
         # are, never decoded and encoded again into the restored declaration.
         implicit, little = out.original_encoding
         out.set_original_encoding(implicit, little, out._character_set)
+        if self.preamble is not None and hasattr(out, "preamble"):
+            out.preamble = self.preamble
         return out
+
+
+def _preamble(b64: object) -> bytes | None:
+    if b64 is None:
+        return None
+    try:
+        preamble = base64.b64decode(str(b64), validate=True)
+    except ValueError:
+        preamble = b""
+    if len(preamble) != 128:
+        raise DeltaError("identity delta preamble is corrupt")
+    return preamble
 
 
 def _sort_key(key: tuple[Path, int]) -> tuple:

@@ -114,6 +114,9 @@ def deidentify_inplace(
     if known_identifiers is not None and walker._ids is not None:
         walker._ids = walker._ids.union(known_identifiers)
     walker.walk(ds, (), "normal", ds._character_set)
+    preamble = getattr(ds, "preamble", None)
+    if preamble and any(preamble) and len(preamble) == 128:  # written zeroed: kept for restore
+        walker.delta.preamble = bytes(preamble)
     if getattr(ds, "file_meta", None) is not None:
         walker.walk_meta(ds.file_meta)
     walker.mark(ds)

@@ -448,6 +448,7 @@ def write_atomic(
     enforce_meta: bool = True,
     pixel_bytes: bytes | None = None,
     group_lengths: bool = False,
+    preamble: bytes | None = None,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
@@ -460,14 +461,15 @@ def write_atomic(
     interrupted run leaves no half-written file.  With ``exclusive_since`` (a run's start
     time), a file already written by this run is never replaced: two inputs with the same
     SOP Instance UID are a conflict, not a silent overwrite.  The 128-byte preamble is zeroed: a
-    preamble can carry anything (TIFF headers, text) and nothing in it is needed.
+    preamble can carry anything (TIFF headers, text) and nothing in it is needed; restore
+    passes the original's as ``preamble``.
 
     ``group_lengths`` (restore): the retired group length elements ``ds`` holds are written
     too, with the values they hold (pydicom's writer drops them all), so that a restored
     original has every element of the original, stale lengths included.
     """
     with written_back(src.path.name):
-        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths)
+        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble)
 
 
 @contextmanager
@@ -489,7 +491,8 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 
 
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
-                  enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False) -> None:
+                  enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False,
+                  preamble: bytes | None = None) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
@@ -497,7 +500,7 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
     groups = _group_lengths(ds) if group_lengths else {}
     with _atomic(Path(out), exclusive_since) as fh:
         fp = DicomBytesIO()
-        fp.write(b"\x00" * 128 + b"DICM")
+        fp.write((preamble if preamble is not None and len(preamble) == 128 else b"\x00" * 128) + b"DICM")
         write_meta(fp, meta, enforce_standard=enforce_meta)
         fp.is_implicit_VR = implicit
         fp.is_little_endian = little
