@@ -61,3 +61,24 @@ def test_a_dual_personality_preamble_is_zeroed_and_restored_byte_for_byte(tmp_pa
     assert [r.status for r in results] == ["ok"]
     [back] = (tmp_path / "back").rglob("*.dcm")
     assert back.read_bytes() == preamble + body
+
+
+def test_a_file_meta_without_its_group_length_comes_back_without_it(tmp_path, keys):
+    """Real files (dicomweb-client's, DicomRTTool's templates) leave out (0002,0000): the
+    de-identified file has it (Part 10 requires it), the restored original does not."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del ds.file_meta.FileMetaInformationGroupLength
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "nolength.dcm", enforce_file_format=False)
+    original = (tmp_path / "in" / "nolength.dcm").read_bytes()
+    assert original[132:136] == b"\x02\x00\x01\x00"  # the meta starts with its version
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+    [deid] = (tmp_path / "out").rglob("*.dcm")
+    assert "FileMetaInformationGroupLength" in pydicom.dcmread(deid).file_meta
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == original

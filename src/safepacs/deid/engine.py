@@ -413,7 +413,10 @@ class _Walker:
             else:  # source/sending/receiving AE titles, addresses, private information
                 self._remove(meta, path, tag)
         # Always written by safepacs (pydicom adds the version if absent): record them so
-        # that restore reproduces the original meta exactly.
+        # that restore reproduces the original meta exactly (a meta group without its length
+        # is seen in the wild; the value here is a placeholder, the writer computes it).
+        if 0x00020000 not in meta:
+            self._replace(meta, (META,), BaseTag(0x00020000), DataElement(0x00020000, "UL", 0))
         if 0x00020001 not in meta:
             self._replace(meta, (META,), BaseTag(0x00020001),
                           DataElement(0x00020001, "OB", b"\x00\x01"))
