@@ -3,6 +3,7 @@ restore gives back, and what happens to files whose pixels cannot be cleaned."""
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 
@@ -85,6 +86,35 @@ def test_files_at_risk_are_cleaned_marked_and_restored_byte_for_byte(tmp_path, k
             assert np.array_equal(shown[b.y : b.y + b.h, b.x : b.x + b.w],
                                   before[b.y : b.y + b.h, b.x : b.x + b.w])
     assert _restored_bytes_equal(tmp_path, keys, originals) == dict.fromkeys(originals, True)
+
+
+@pytest.mark.parametrize("bare", [False, True], ids=["part10", "bare-dataset"])
+def test_a_cleaned_file_gets_its_pixel_group_length_back_on_restore(tmp_path, keys, bare):
+    """An uncompressed original with (7FE0,0000), with file meta or as a bare implicit VR
+    dataset (pydicom's OT-PAL-8-face): cleaning rewrites the pixel data without it, restore
+    gives it back with the pixels."""
+    cr = chest_xray(205).dataset
+    cr.BurnedInAnnotation = "YES"
+    path = tmp_path / "in" / "cr.dcm"
+    if bare:
+        path.parent.mkdir(parents=True)
+        cr.preamble, cr.file_meta = None, pydicom.dataset.FileMetaDataset()
+        pydicom.dcmwrite(path, cr, implicit_vr=True, little_endian=True)
+    else:
+        _save(cr, path)
+    data = path.read_bytes()
+    at = data.rindex(b"\xe0\x7f\x10\x00")  # the Pixel Data element, last in the file
+    vr = b"" if bare else b"UL\x04\x00"
+    length = b"\xe0\x7f\x00\x00" + (vr or struct.pack("<L", 4)) + struct.pack("<L", len(data) - at)
+    path.write_bytes(data[:at] + length + data[at:])
+    assert pydicom.dcmread(path, force=True)[0x7FE00000].value == len(data) - at
+    result = _deid(tmp_path / "in", tmp_path, keys)["cr.dcm"]
+    assert result.status == "ok" and result.pixels["boxes_removed"] >= 1, result.reason
+    [back] = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "restored", keys)
+    assert back.status == "ok", back.reason
+    restored = pydicom.dcmread(back.output, force=True)
+    assert restored[0x7FE00000].value == len(data) - at
+    assert restored.PixelData == pydicom.dcmread(path, force=True).PixelData
 
 
 def test_images_flagged_no_keep_the_header_only_path(tmp_path, keys):

@@ -360,8 +360,11 @@ def locate_bare(data: bytes, name: str) -> Located:
 
 
 def at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
-    """``read_dataset``'s stop_when: the pixel data, or anything after it, comes next."""
-    return tag.group == 0x7FE0 or tag >= 0x7FE00008
+    """``read_dataset``'s stop_when: the pixel data, or anything after it, comes next.
+    Where pydicom's ``stop_before_pixels`` stops for a Part 10 file: the pixel group's length
+    (7FE0,0000) and offset tables before the pixels stay in the header, so that a bare
+    dataset's are recorded (and restored) like any other header element's."""
+    return tag >= 0x7FE00008
 
 
 def bare_header_is_whole(ds: Dataset) -> bool:
