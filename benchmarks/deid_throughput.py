@@ -50,6 +50,10 @@ cannot be judged on a busy machine.
 
 Then the ratios the project targets: safepacs(1 worker) files/s vs dicognito (>= 3x),
 vs pydicom read + write (faster), vs gdcmanon (at least as fast), and safepacs(2)/(1) (>= 1.7).
+Beside them, safepacs' start-up: ``safepacs deid`` of one small file, best of three, the
+time every run pays before its first file (interpreter, pydicom with its pixel plugins, the
+CLI) and that workers do not divide; and the ceiling it leaves for two workers over one,
+1-worker time / (start-up + the rest / 2).
 
 Usage::
 
@@ -244,6 +248,25 @@ def measure(cmds: list[list[str]], log: Path, timeout: float, nice: int = 0) -> 
         if busy0 is not None and busy1 is not None:
             run.others_cpu = max(0.0, busy1 - busy0 - run.cpu)
     return run
+
+
+def startup(safepacs_cmd: list[str], inp: Path, out: Path, log: Path, args) -> float | None:
+    """Wall time of ``safepacs deid`` on the corpus' smallest file, best of three: what every
+    run pays before its first file (interpreter, imports, key, output folder) and what no
+    number of workers divides.  None when it failed."""
+    one = min((f for f in inp.rglob("*.dcm")), key=lambda f: f.stat().st_size, default=None)
+    if one is None:
+        return None
+    cmd = [safepacs_cmd[0], "deid", str(one), str(out / "one"), *safepacs_cmd[4:-2]]
+    best = None
+    for _ in range(3):
+        shutil.rmtree(out, ignore_errors=True)
+        r = measure([cmd], log, args.timeout, nice=args.nice)
+        if r.status == "timeout" or r.returncode != 0:
+            return None
+        best = r.wall if best is None else min(best, r.wall)
+    shutil.rmtree(out, ignore_errors=True)
+    return best
 
 
 def count_files(folder: Path) -> int:
@@ -696,12 +719,18 @@ def _bench(args, work: Path) -> int:
             if prev.status == "pending" or better:
                 results[name] = r
             results[name].walls = walls[name]
+    start = None
+    safepacs_rows = dict((name, cmds) for name, _what, cmds in active if name == "safepacs1")
+    if "safepacs1" in safepacs_rows and results["safepacs1"].status == "ok":
+        print("timing safepacs start-up (a one-file run, best of 3) ...", flush=True)
+        start = startup(safepacs_rows["safepacs1"][0], inp, out, logs / "startup.log", args)
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "corpus": {"files": n_files, "bytes": n_bytes, "mix": mix, "detail": detail},
                     "runs": {k: asdict(v) for k, v in results.items()},
+                    "safepacs_startup_s": start,
                 },
                 indent=2,
             )
@@ -709,7 +738,7 @@ def _bench(args, work: Path) -> int:
     if not args.keep:
         shutil.rmtree(out, ignore_errors=True)
 
-    report(args, results, n_files, n_bytes, mix, detail, warm)
+    report(args, results, n_files, n_bytes, mix, detail, warm, start)
     return 0
 
 
@@ -721,6 +750,7 @@ def report(
     mix: str,
     detail: list[str],
     warm: Run,
+    start: float | None = None,
 ) -> None:
     from rich import box
     from rich.console import Console
@@ -848,6 +878,14 @@ def report(
         fa, fb = fps(a), fps(b)
         if fa is not None and fb is not None:
             rt.add_row(label, f"{fa / fb:.2f}x", "(info)", "", busy_elsewhere(a, b))
+    one = results.get("safepacs1")
+    if start is not None and one is not None and one.status == "ok" and one.wall > start:
+        # Amdahl: start-up runs once whatever the workers; the rest divides at best by two
+        ceiling = one.wall / (start + (one.wall - start) / 2)
+        rt.add_row(f"safepacs start-up (a one-file run: {start:.2f} s of the 1-worker {one.wall:.2f} s)",
+                   f"{start / one.wall:.0%}", "(info)", "", "")
+        rt.add_row("ceiling of safepacs(2) / safepacs(1) with that start-up (Amdahl)",
+                   f"{ceiling:.2f}x", "(info)", "", "")
     # CPU time is far less sensitive than wall time to other people's load on the machine.
     for other, label in [
         ("dicognito", "dicognito"),
