@@ -124,7 +124,8 @@ def test_direct_copy_refuses_what_it_cannot_copy_faithfully():
     assert _raw_bytes(raw(None, b"DOE^JO", implicit=True)) == b"\x10\x00\x10\x00PN\x06\x00DOE^JO"
     assert _raw_bytes(raw(None, b"DOE^JO", implicit=True, tag=0x00091001)) is None
     assert _raw_bytes(raw(None, b"\x01\x00", implicit=True, tag=0x00280106)) is None  # US or SS
-    assert _raw_bytes(raw("UN", b"DOE^JO")) is None  # pydicom may know its real VR
+    # UN as written (explicit VR): kept as UN, whatever VR pydicom would give it on reading
+    assert _raw_bytes(raw("UN", b"DOE^JO")) == b"\x10\x00\x10\x00UN\x00\x00\x06\x00\x00\x00DOE^JO"
     assert _raw_bytes(raw("US or SS", b"\x01\x00")) is None
     assert _raw_bytes(raw("PN", b"DOE^JO", little=False)) is None
     assert _raw_bytes(raw("SQ", b"")) is None

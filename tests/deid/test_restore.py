@@ -82,3 +82,21 @@ def test_a_file_meta_without_its_group_length_comes_back_without_it(tmp_path, ke
     assert [r.status for r in results] == ["ok"]
     [back] = (tmp_path / "back").rglob("*.dcm")
     assert back.read_bytes() == original
+
+
+@pytest.mark.parametrize("name", ["chrJapMulti.dcm", "chrKoreanMulti.dcm"])
+def test_private_elements_written_as_un_come_back_as_un(tmp_path, keys, name):
+    """Explicit VR files whose private elements are written UN (pydicom's chrJapMulti and
+    chrKoreanMulti): they came back under their private dictionary VR (SH, LO, US), the same
+    values in pydicom's eyes but other bytes. Restore gives the original byte for byte."""
+    src = Path(get_charset_files(name)[0])
+    (tmp_path / "in").mkdir()
+    shutil.copy(src, tmp_path / "in" / name)
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == src.read_bytes()

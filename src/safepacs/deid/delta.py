@@ -27,6 +27,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
+from pydicom.tag import BaseTag
 
 from safepacs.errors import DeltaError
 
@@ -175,7 +176,13 @@ class LoadedDelta:
                 if tag in container:
                     del container[tag]
             else:
-                container[tag] = _decode_element(entry["e"], entry["c"], container)
+                elem = _decode_element(entry["e"], entry["c"], container)
+                if isinstance(elem, RawDataElement):
+                    # as recorded: item assignment would convert a private element whose
+                    # creator is present (UN becomes its private dictionary VR)
+                    container._dict[BaseTag(tag)] = elem
+                else:
+                    container[tag] = elem
         # Raw values are the original's bytes, in the character set it declared (which
         # de-identification may have corrected: safepacs.deid.mislabelled): written as they
         # are, never decoded and encoded again into the restored declaration.
@@ -234,7 +241,7 @@ def _raw_bytes(elem: object) -> bytes | None:
         return None
     tag = int(elem.tag)
     head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
-    if vr in _LONG_VRS:
+    if vr in _LONG_VRS or vr == "UN":  # UN as read (explicit): implicit reads never give it
         return head + vr.encode("ascii") + struct.pack("<HL", 0, len(value)) + value
     if vr in _SHORT_VRS and len(value) <= 0xFFFF:
         return head + vr.encode("ascii") + struct.pack("<H", len(value)) + value
@@ -281,6 +288,11 @@ def _decode_element(b64: str, charset: list[str], container: Dataset | None = No
         # Text comes back as the bytes it was, padding and all: converting would strip
         # trailing spaces, and the original would no longer be restored byte for byte.
         # (Text has no byte order, so these bytes suit any transfer syntax.)
+        return raw
+    if isinstance(raw, RawDataElement) and raw.VR == "UN" and raw.length != 0xFFFFFFFF:
+        # UN as it was written (private elements of an explicit VR file, often): converted,
+        # it would come back under its private dictionary VR (SH for UN). Its bytes are
+        # the original's in any byte order; pydicom converts it when it is read.
         return raw
     if isinstance(raw, RawDataElement):
         encoding = charset if len(charset) != 1 else charset[0]
