@@ -128,3 +128,14 @@ def test_parametric_map_frames_are_sliced_from_float_pixel_data(keyword, dtype):
     assert pixels.frames(ds, [2, 3]) == [arr[1].tobytes(), arr[2].tobytes()]
     with pytest.raises(BadFrame):
         pixels.frames(ds, [4])
+
+
+def test_frames_are_split_by_fragment_when_the_offset_table_cannot_be_right():
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from tests.deid.pixels.test_frames import with_wrong_offset_table
+
+    good = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
+    bad = with_wrong_offset_table(good)
+    assert pixels.frames(bad, [1, 7, 10]) == pixels.frames(good, [1, 7, 10])

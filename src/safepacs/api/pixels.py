@@ -13,6 +13,7 @@ from pydicom import Dataset
 from pydicom.encaps import generate_frames
 
 from safepacs.archive.errors import BadFrame
+from safepacs.dicom.encaps import without_unusable_offsets
 from safepacs.index.query import QueryError
 from safepacs.render.display import frame_count, pixel_keyword
 
@@ -32,6 +33,7 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
             raise BadFrame("frame number out of range")
     data = ds[keyword].value
     if keyword == "PixelData" and ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        data = without_unusable_offsets(data, n) or data  # a table that cannot be right
         try:
             allf = list(generate_frames(data, number_of_frames=n))
         except Exception:  # noqa: BLE001 - malformed fragments; pydicom's messages may quote bytes

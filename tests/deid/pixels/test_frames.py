@@ -243,3 +243,32 @@ def test_damaged_jpeg_is_never_handed_to_gdcm(monkeypatch):
     except PixelError as exc:
         assert "cannot be decoded" in str(exc)
     assert tried and "gdcm" not in tried
+
+
+def with_wrong_offset_table(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """``ds`` (encapsulated, a table of one offset per frame) with the table GDCM's example
+    00191113.dcm has: one offset too many (the end), each off by its frame number."""
+    import struct
+
+    data = ds.PixelData
+    (length,) = struct.unpack_from("<L", data, 4)
+    offsets = list(struct.unpack_from(f"<{length // 4}L", data, 8))
+    end = len(data) - 8 - length
+    wrong = [o + k for k, o in enumerate(offsets + [end])]
+    table = struct.pack(f"<{len(wrong)}L", *wrong)
+    bad = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
+    bad.PixelData = data[:4] + struct.pack("<L", len(table)) + table + data[8 + length :]
+    return bad
+
+
+def test_a_basic_offset_table_that_cannot_be_right_is_ignored():
+    """A real multi-frame JPEG Lossless file (GDCM's examples) has a table that does not fit
+    its fragments: pydicom trusts it and cannot decode; read as DCMTK reads it, by its
+    fragments, the file decodes to its frames (it was refused as undecodable)."""
+    good = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
+    bad = with_wrong_offset_table(good)
+    before = bytes(bad.PixelData)
+    with pytest.raises(Exception):  # noqa: B017 - pydicom's own reading fails, whatever its error
+        bad.pixel_array  # noqa: B018
+    assert np.array_equal(stored_frames(bad).array, stored_frames(good).array)
+    assert bad.PixelData == before  # read from a copy: the object is unchanged

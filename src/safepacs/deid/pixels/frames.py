@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian
 
+from safepacs.dicom.encaps import without_unusable_offsets
 from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import SafepacsError
 
@@ -135,6 +137,7 @@ def decode(ds: Dataset, transfer_syntax: str | None = None) -> tuple[np.ndarray,
     from pydicom.pixels import get_decoder
 
     tsuid = transfer_syntax or str(ds.file_meta.TransferSyntaxUID)
+    ds = _with_usable_offsets(ds, tsuid)
     try:
         decoder = get_decoder(tsuid)
     except NotImplementedError:
@@ -157,6 +160,35 @@ def decode(ds: Dataset, transfer_syntax: str | None = None) -> tuple[np.ndarray,
     finally:
         logger.disabled = disabled
     raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
+
+
+#: what a decoder reads besides the pixel data itself (PS3.3 C.7.6.3, C.7.6.6)
+_PIXEL_DESCRIPTION = ("SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
+                      "NumberOfFrames", "Rows", "Columns", "BitsAllocated", "BitsStored",
+                      "HighBit", "PixelRepresentation")
+
+
+def _with_usable_offsets(ds: Dataset, tsuid: str) -> Dataset:
+    """``ds``, or a copy of its pixel description and data read without a Basic Offset Table
+    that does not fit the fragments (:mod:`safepacs.dicom.encaps`); ``ds`` is not changed."""
+    if not UID(tsuid).is_encapsulated or "PixelData" not in ds:
+        return ds
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return ds  # the decoder refuses it with its own reason
+    data = without_unusable_offsets(ds.PixelData, frames)
+    if data is None:
+        return ds
+    copy = Dataset()
+    copy.file_meta = FileMetaDataset()
+    copy.file_meta.TransferSyntaxUID = UID(tsuid)
+    for keyword in _PIXEL_DESCRIPTION:
+        if keyword in ds:
+            copy[keyword] = ds[keyword]
+    copy.PixelData = data
+    copy["PixelData"].VR = ds["PixelData"].VR
+    return copy
 
 
 def _decoded(ds: Dataset, lay: Layout) -> Stored:
