@@ -330,3 +330,24 @@ def test_move_converts_a_compressed_object_for_a_destination_taking_uncompressed
     received = pydicom.dcmread(got)
     assert not received.file_meta.TransferSyntaxUID.is_compressed
     assert (received.pixel_array == ds.pixel_array).all()
+
+
+def test_an_object_whose_offset_table_cannot_be_right_is_converted_whole():
+    """GDCM's example 00191113.dcm (JPEG Lossless, four frames, five wrong offsets) reached
+    getscu decompressed as three frames, NumberOfFrames changed to match: pydicom trusts the
+    table. Read by its fragments, every frame arrives."""
+    from types import SimpleNamespace
+
+    from pydicom.data import get_testdata_file
+
+    from safepacs.dimse.scp import in_accepted_syntax
+    from tests.deid.pixels.test_frames import with_wrong_offset_table
+
+    good = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
+    bad = with_wrong_offset_table(good)
+    context = SimpleNamespace(abstract_syntax=str(bad.SOPClassUID), as_scu=True,
+                              transfer_syntax=[pydicom.uid.ExplicitVRLittleEndian])
+    sent = in_accepted_syntax(bad, [context])
+    assert sent.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert int(sent.NumberOfFrames) == 10
+    assert (sent.pixel_array == good.pixel_array).all()

@@ -58,6 +58,7 @@ from pynetdicom.sop_class import (
 )
 
 from safepacs.api import stow
+from safepacs.dicom.encaps import without_unusable_offsets
 from safepacs.dimse import query
 from safepacs.errors import SafepacsError
 from safepacs.store.sealing import Sealed
@@ -442,6 +443,11 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
         return ds
     try:
         if stored.is_compressed:
+            # a Basic Offset Table that cannot be right: pydicom would trust it and return
+            # fewer frames, changing NumberOfFrames to match (safepacs.dicom.encaps)
+            fixed = without_unusable_offsets(ds.PixelData, int(ds.get("NumberOfFrames", 1) or 1))
+            if fixed is not None:
+                ds.PixelData = fixed
             ds.decompress()
         else:
             _to_little_endian(ds)
