@@ -100,3 +100,26 @@ def test_private_elements_written_as_un_come_back_as_un(tmp_path, keys, name):
     assert [r.status for r in results] == ["ok"]
     [back] = (tmp_path / "back").rglob("*.dcm")
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_uids_padded_with_a_space_come_back_with_it(tmp_path, keys):
+    """GDCM's example 00191113.dcm pads its UIDs with a space, not the NUL the standard
+    asks for: the remapped UIDs were recorded as pydicom decoded them, and came back padded
+    with NUL, four bytes unlike the original's."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.59"
+    ds.StudyInstanceUID = "1.2.3.4.69"
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "padded.dcm")
+    written = (tmp_path / "in" / "padded.dcm").read_bytes()  # pydicom pads with NUL: by hand
+    original = written.replace(b"1.2.3.4.59", b"1.2.3.4.5 ").replace(b"1.2.3.4.69", b"1.2.3.4.6 ")
+    (tmp_path / "in" / "padded.dcm").write_bytes(original)
+    assert original.count(b"1.2.3.4.5 ") == 2 and b"1.2.3.4.6 " in original
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == original

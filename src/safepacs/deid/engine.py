@@ -312,7 +312,9 @@ class _Walker:
                 value = dummy_value(vr) if action == "D" else (None if vr in BINARY_VRS else "")
                 self._replace(ds, path, tag, _new(tag, vr, value))
             return
+        raw = ds._dict.get(tag)
         elem = ds[tag]  # converts a raw element: we need its value
+        ds._dict[tag] = raw  # the delta records the element as read: its bytes come back exactly
         if action == "Z":
             if not elem.is_empty:
                 self._replace(ds, path, tag, _new(tag, vr, None if vr in BINARY_VRS else ""))
@@ -403,7 +405,9 @@ class _Walker:
             if tag in _META_KEEP:
                 continue
             if tag == 0x00020003 and not self.options.retain_uids:
-                self._replace_uids(meta, path, tag, meta[tag])
+                value = meta[tag]  # converts the raw element: the delta records it as read
+                meta._dict[tag] = elem
+                self._replace_uids(meta, path, tag, value)
             elif tag == 0x00020003:
                 continue
             elif tag == 0x00020012:
