@@ -237,6 +237,17 @@ def test_required_unlisted_text_is_replaced_not_removed(keys):
     assert out.StackID == "1"
 
 
+def test_an_animal_patients_species_and_breed_are_replaced_not_removed(keys):
+    """A veterinary file (the deid project's cat): species is Type 1C and breed Type 2C when
+    the patient is an animal; removed as unlisted text, the object lost conformance."""
+    ds = make_ct()
+    ds.PatientSpeciesDescription = "Feline, owner ZHANG"  # free text: typed by people
+    ds.PatientBreedDescription = "Maine Coon from ZHANG's cattery"
+    out, _ = deidentify(ds, Options(), keys)
+    assert out.PatientSpeciesDescription == "ANONYMIZED"
+    assert "PatientBreedDescription" in out and out.PatientBreedDescription == ""
+
+
 def test_standard_elements_written_as_un_are_decided_by_their_tag(keys):
     """A converter that lost the VRs writes known elements as UN: a slice thickness is
     still a number (kept), a listed name is still replaced, unlisted text still removed."""
