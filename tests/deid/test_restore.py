@@ -123,3 +123,27 @@ def test_uids_padded_with_a_space_come_back_with_it(tmp_path, keys):
     assert [r.status for r in results] == ["ok"]
     [back] = (tmp_path / "back").rglob("*.dcm")
     assert back.read_bytes() == original
+
+
+def test_a_delta_is_never_applied_to_another_object_with_the_same_sop_instance_uid(tmp_path, keys):
+    """Real test data reuses a SOP Instance UID in two studies (dcm_classifier's): both are
+    de-identified (their paths differ), but one delta file name serves both, the second
+    overwrites the first, and restore gave the first object the second's patient. Now the
+    object whose delta is gone is refused, and no object comes back as another patient."""
+    (tmp_path / "in").mkdir()
+    for name, study in (("ALPHA^ONE", "1.2.3.1"), ("BETA^TWO", "1.2.3.2")):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.PatientName, ds.StudyInstanceUID = name, study
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.99"
+        ds.save_as(tmp_path / "in" / f"{name[0]}.dcm")
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    run(list(discover(tmp_path / "in")), job)
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results].count("ok") == 1, [r.reason for r in results]
+    for r in results:
+        deid = pydicom.dcmread(tmp_path / "out" / r.input)
+        if r.status == "ok":  # the original of this very object, not of the other
+            assert keys.uid(pydicom.dcmread(r.output).StudyInstanceUID) == deid.StudyInstanceUID
+        else:
+            assert "another object's" in r.reason

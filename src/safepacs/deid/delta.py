@@ -163,6 +163,16 @@ class LoadedDelta:
     pixels: PixelDelta | None = None
     preamble: bytes | None = None
 
+    def original_text(self, tag: int) -> str | None:
+        """The recorded original value of the top-level text element ``tag`` (a UID, say),
+        or None when the delta holds none (kept, or absent from the original)."""
+        for entry in self.entries:
+            if entry["p"] == [] and entry["t"] == tag and entry["e"] is not None:
+                value = _decode_element(entry["e"], entry["c"]).value
+                text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+                return text.strip().rstrip("\x00")
+        return None
+
     def apply(self, ds: Dataset) -> Dataset:
         """Return a copy of ``ds`` with every original header element put back (the pixel
         section is applied by :func:`safepacs.deid.pixels.clean.restore_pixels`)."""

@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from pydicom import Dataset
+
 from safepacs.deid.batch import _SAFE, Result, _strip_name, discover
-from safepacs.deid.delta import DELTA_KEY_PURPOSE, unseal
+from safepacs.deid.delta import DELTA_KEY_PURPOSE, LoadedDelta, unseal
 from safepacs.deid.keys import Keys
 from safepacs.dicom.io import load_pixel_group, read_header, write_atomic
 from safepacs.errors import SafepacsError
@@ -23,28 +25,30 @@ def restore_tree(
 ) -> list[Result]:
     """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
     ``deltas``, open it with the key and write the original to ``out`` (same relative path)."""
-    key = keys.derive(DELTA_KEY_PURPOSE)
     results = []
     single = Path(deid).is_file()
     for task in discover(Path(deid)):
         if task.problem or task.path is None:
             result = Result(task.rel, None, "rejected", task.problem)
         else:
-            result = _restore_one(task.path, task.rel, deltas, out, key, single)
+            result = _restore_one(task.path, task.rel, deltas, out, keys, single)
         results.append(result)
         if on_result:
             on_result(result)
     return results
 
 
-def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, single: bool) -> Result:
+def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, single: bool) -> Result:
     try:
         src = read_header(path)
         sop = str(src.dataset.get("SOPInstanceUID", ""))
         delta_path = Path(deltas) / (_SAFE.sub("_", sop) + ".delta")
         if not delta_path.is_file():
             return Result(rel, None, "rejected", "no identity delta for this object")
-        delta = unseal(delta_path.read_bytes(), key, sop)
+        delta = unseal(delta_path.read_bytes(), keys.derive(DELTA_KEY_PURPOSE), sop)
+        if not _is_own(delta, src.dataset, keys):
+            return Result(rel, None, "rejected", "the identity delta is another object's: same SOP Instance "
+                          "UID, other study or series (restoring it would give this object another identity)")
         if delta.pixels is not None and not delta.pixels.group:
             load_pixel_group(src)  # uncompressed: the patches go back into these pixels
         restored = delta.apply(src.dataset)
@@ -62,3 +66,16 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, key: bytes, sing
     except Exception as exc:  # noqa: BLE001
         return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     return Result(rel, os.fspath(target), "ok")
+
+
+def _is_own(delta: LoadedDelta, ds: Dataset, keys: Keys) -> bool:
+    """Whether ``delta`` was made for ``ds``: a delta is found and sealed by the SOP Instance
+    UID alone, and two objects of a run can share one (a reused UID in another study, seen in
+    real test data); their remapped Study and Series Instance UIDs tell them apart."""
+    for tag in (0x0020000D, 0x0020000E):
+        original = delta.original_text(tag)
+        elem = ds.get(tag)
+        current = str(elem.value if elem is not None else "").strip().rstrip("\x00")
+        if original is not None and keys.uid(original) != current:
+            return False
+    return True
