@@ -147,3 +147,24 @@ def test_a_delta_is_never_applied_to_another_object_with_the_same_sop_instance_u
             assert keys.uid(pydicom.dcmread(r.output).StudyInstanceUID) == deid.StudyInstanceUID
         else:
             assert "another object's" in r.reason
+
+
+def test_kept_values_keep_their_padding_when_descriptors_are_cleaned(tmp_path, keys):
+    """Cleaning descriptors reads every value of the file for identity; pydicom kept them
+    decoded and the writer encoded them anew, so a kept ImageType padded with spaces (a real
+    GDCM-written test file) lost two bytes the delta did not hold: restore was not exact."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIALQQQ"]
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "padded.dcm")
+    original = (tmp_path / "in" / "padded.dcm").read_bytes().replace(b"AXIALQQQ", b"AXIAL   ")
+    (tmp_path / "in" / "padded.dcm").write_bytes(original)
+    options = Options(clean_pixels="never", accept_burned_in_risk=True, clean_descriptors=True)
+    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == original

@@ -330,6 +330,18 @@ def strip_escapes(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- walking
+def read_value(ds: Dataset, tag: int) -> DataElement:
+    """``ds[tag]``, leaving the element in ``ds`` as it was read: pydicom keeps what it
+    decodes, and the writer then encodes it anew (padding spaces dropped) where it copied the
+    element's own bytes, so a de-identified file lost bytes its identity delta does not hold
+    and restore was no longer exact.  Sequences stay decoded (their items are walked)."""
+    raw = ds.get_item(tag)
+    elem = ds[tag]
+    if elem is not raw and elem.VR != "SQ":
+        ds._dict[elem.tag] = raw
+    return elem
+
+
 def iter_values(ds: Dataset, profile: Profile | None = None) -> Iterator[Value]:
     """Every textual value of ``ds`` at every depth (file meta and sequences included).
 
@@ -350,7 +362,7 @@ def _walk(
     safe: set[int] | None = None
     for tag in list(ds.keys()):
         try:
-            elem = ds[tag]
+            elem = read_value(ds, tag)
         except Exception:  # malformed value: nothing we can read, nothing to search for
             continue
         if elem.tag.is_private:
@@ -559,7 +571,8 @@ class Identifiers:
         found: set[str] = set()
 
         def walk(node: Dataset, encodings: list[str]) -> None:
-            for elem in node:
+            for tag in list(node.keys()):
+                elem = read_value(node, tag)
                 if elem.VR == "SQ":
                     for item in elem.value:
                         walk(item, encodings)
