@@ -168,3 +168,23 @@ def test_kept_values_keep_their_padding_when_descriptors_are_cleaned(tmp_path, k
     assert [r.status for r in results] == ["ok"]
     [back] = (tmp_path / "back").rglob("*.dcm")
     assert back.read_bytes() == original
+
+
+@pytest.mark.parametrize("name", ["J2K_pixelrep_mismatch.dcm", "chrJapMulti.dcm"])
+def test_private_creators_written_as_un_stay_un_with_retain_safe_private(tmp_path, keys, name):
+    """Retain Safe Private reads the private creators to find the safe elements; pydicom kept
+    them decoded (UN became LO, in the output and so in the restored original) though the
+    delta held nothing for them."""
+    src = Path(get_testdata_file(name) or get_charset_files(name)[0])
+    (tmp_path / "in").mkdir()
+    shutil.copy(src, tmp_path / "in" / name)
+    options = Options(clean_pixels="never", accept_burned_in_risk=True, retain_safe_private=True,
+                      clean_descriptors=True)
+    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    assert back.read_bytes() == src.read_bytes()

@@ -26,6 +26,7 @@ from pydicom.multival import MultiValue
 
 from safepacs.deid.policy import load_policy, safe_private_tags
 from safepacs.deid.profile import Profile, Row, load_profile
+from safepacs.dicom.io import read_value
 
 #: The kinds of identifying value, one frozenset each in :class:`Identifiers`.
 KINDS: tuple[str, ...] = (
@@ -330,18 +331,6 @@ def strip_escapes(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- walking
-def read_value(ds: Dataset, tag: int) -> DataElement:
-    """``ds[tag]``, leaving the element in ``ds`` as it was read: pydicom keeps what it
-    decodes, and the writer then encodes it anew (padding spaces dropped) where it copied the
-    element's own bytes, so a de-identified file lost bytes its identity delta does not hold
-    and restore was no longer exact.  Sequences stay decoded (their items are walked)."""
-    raw = ds.get_item(tag)
-    elem = ds[tag]
-    if elem is not raw and elem.VR != "SQ":
-        ds._dict[elem.tag] = raw
-    return elem
-
-
 def iter_values(ds: Dataset, profile: Profile | None = None) -> Iterator[Value]:
     """Every textual value of ``ds`` at every depth (file meta and sequences included).
 

@@ -15,6 +15,8 @@ from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.tag import BaseTag
 
+from safepacs.dicom.io import read_value
+
 
 @dataclass(frozen=True)
 class SafePrivate:
@@ -90,7 +92,7 @@ def safe_private_tags(ds: Dataset, policy: Policy) -> set[int]:
     for elem in ds.elements():
         tag = BaseTag(elem.tag)
         if tag.group & 1 and 0x10 <= tag.element <= 0xFF:
-            value = ds[tag].value
+            value = read_value(ds, tag).value
             if isinstance(value, str):
                 creators[(tag.group, tag.element)] = value
     for elem in ds.elements():

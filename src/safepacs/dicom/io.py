@@ -22,11 +22,12 @@ from typing import BinaryIO
 import pydicom
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_data_element, write_dataset, write_sequence_item
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -357,6 +358,25 @@ def locate_bare(data: bytes, name: str) -> Located:
         give_bare_dataset_meta(ds, implicit)
         return ds, (None if end is None else pos), end, trailer
     raise InvalidDicom(f"{name}: not a DICOM file (no DICM prefix at byte 128)")
+
+
+def read_value(ds: Dataset, tag: int) -> DataElement:
+    """``ds[tag]``, leaving the dataset as it was read: pydicom keeps what it decodes (the
+    element, and for a private element its creator), and the writer then encodes it anew
+    (padding dropped, UN written as the dictionary's VR) where it copied the element's own
+    bytes, so a de-identified file lost bytes its identity delta does not hold and restore
+    was no longer exact.  Sequences stay decoded (their items are walked)."""
+    tag = BaseTag(tag)
+    touched = [tag]
+    if tag.is_private and tag.element >= 0x1000:
+        touched.append(BaseTag((tag.group << 16) | (tag.element >> 8)))  # its creator
+    before = {t: ds.get_item(t) for t in touched if t in ds}
+    elem = ds[tag]
+    for t, raw in before.items():
+        now = ds._dict.get(t)
+        if now is not raw and now is not None and now.VR != "SQ":
+            ds._dict[t] = raw
+    return elem
 
 
 def at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]
