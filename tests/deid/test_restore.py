@@ -125,11 +125,9 @@ def test_uids_padded_with_a_space_come_back_with_it(tmp_path, keys):
     assert back.read_bytes() == original
 
 
-def test_a_delta_is_never_applied_to_another_object_with_the_same_sop_instance_uid(tmp_path, keys):
-    """Real test data reuses a SOP Instance UID in two studies (dcm_classifier's): both are
-    de-identified (their paths differ), but one delta file name serves both, the second
-    overwrites the first, and restore gave the first object the second's patient. Now the
-    object whose delta is gone is refused, and no object comes back as another patient."""
+def _same_sop_in_two_studies(tmp_path, keys) -> dict[str, bytes]:
+    """Two inputs that reuse one SOP Instance UID in two studies, as real test data does
+    (dcm_classifier's), de-identified with deltas; their original bytes by input name."""
     (tmp_path / "in").mkdir()
     for name, study in (("ALPHA^ONE", "1.2.3.1"), ("BETA^TWO", "1.2.3.2")):
         ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
@@ -137,10 +135,33 @@ def test_a_delta_is_never_applied_to_another_object_with_the_same_sop_instance_u
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.99"
         ds.save_as(tmp_path / "in" / f"{name[0]}.dcm")
     job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    run(list(discover(tmp_path / "in")), job)
+    assert [r.status for r in run(list(discover(tmp_path / "in")), job)] == ["ok", "ok"]
+    return {f.name: f.read_bytes() for f in (tmp_path / "in").iterdir()}
+
+
+def test_objects_that_share_a_sop_instance_uid_keep_a_delta_each(tmp_path, keys):
+    """The second object's delta went over the first's (one file name served both): the
+    first could then not be restored, or came back as the other patient."""
+    originals = _same_sop_in_two_studies(tmp_path, keys)
+    assert len(list((tmp_path / "deltas").iterdir())) == 2
 
     results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results].count("ok") == 1, [r.reason for r in results]
+    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
+    back = sorted(Path(r.output).read_bytes() for r in results)
+    assert back == sorted(originals.values())
+
+
+def test_a_delta_is_never_applied_to_another_object_with_the_same_sop_instance_uid(tmp_path, keys):
+    """A delta is found and sealed by the SOP Instance UID alone: one of another object with
+    the same UID (a delta folder mixed by hand, or written by an older version) is refused,
+    never applied, so no object comes back as another patient."""
+    _same_sop_in_two_studies(tmp_path, keys)
+    deltas = sorted((tmp_path / "deltas").iterdir(), key=lambda f: len(f.name))
+    usual, own = deltas  # <sop>.delta (the first object's), <sop>.<digest>.delta
+    own.unlink()
+
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert sorted(r.status for r in results) == ["ok", "rejected"]
     for r in results:
         deid = pydicom.dcmread(tmp_path / "out" / r.input)
         if r.status == "ok":  # the original of this very object, not of the other

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import os
 import re
 import stat
@@ -29,6 +30,7 @@ from safepacs.deid.mislabelled import read_as_written
 from safepacs.deid.options import Options
 from safepacs.dicom.io import (
     DicomFile,
+    DuplicateObject,
     _pixel_extent,
     load_pixel_group,
     read_header,
@@ -217,9 +219,12 @@ def process(task: Task) -> Result:
         out = output_path(job, ds)
         write_atomic(src, ds, out, exclusive_since=job.started)
         if job.delta_dir is not None:
-            sop = str(ds.get("SOPInstanceUID", ""))
-            sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), sop)
-            write_bytes_atomic(job.delta_dir / (_SAFE.sub("_", sop) + ".delta"), sealed)
+            sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), str(ds.get("SOPInstanceUID", "")))
+            usual, own = delta_names(ds)
+            try:
+                write_bytes_atomic(job.delta_dir / usual, sealed, exclusive_since=job.started)
+            except DuplicateObject:  # another object of this run has this SOP Instance UID
+                write_bytes_atomic(job.delta_dir / own, sealed)
     except SafepacsError as exc:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:
@@ -231,6 +236,18 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
     return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
+
+
+def delta_names(ds: Dataset) -> tuple[str, str]:
+    """File names of the identity delta of the de-identified ``ds``: ``<SOPInstanceUID>.delta``,
+    and the one used when another object of the same run has taken it (a SOP Instance UID
+    reused in another study or for another patient, seen in real test data): the UID and a
+    digest of the object's pseudonymous PatientID, Study and Series Instance UIDs, which
+    restore computes from the de-identified object alike."""
+    sop = _SAFE.sub("_", str(ds.get("SOPInstanceUID", "")))
+    where = "\\".join(str(ds.get(k, "")) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"))
+    digest = hashlib.sha256(where.encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{sop}.delta", f"{sop}.{digest}.delta"
 
 
 #: the header is looked for in this much of the file's start (a longer one: engine's path)

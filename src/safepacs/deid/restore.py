@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from safepacs.deid.batch import _SAFE, Result, _strip_name, discover
+from safepacs.deid.batch import Result, _strip_name, delta_names, discover
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, LoadedDelta, unseal
 from safepacs.deid.keys import Keys
 from safepacs.dicom.io import load_pixel_group, read_header, write_atomic
@@ -41,14 +41,9 @@ def restore_tree(
 def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, single: bool) -> Result:
     try:
         src = read_header(path)
-        sop = str(src.dataset.get("SOPInstanceUID", ""))
-        delta_path = Path(deltas) / (_SAFE.sub("_", sop) + ".delta")
-        if not delta_path.is_file():
-            return Result(rel, None, "rejected", "no identity delta for this object")
-        delta = unseal(delta_path.read_bytes(), keys.derive(DELTA_KEY_PURPOSE), sop)
-        if not _is_own(delta, src.dataset, keys):
-            return Result(rel, None, "rejected", "the identity delta is another object's: same SOP Instance "
-                          "UID, other study or series (restoring it would give this object another identity)")
+        delta = _own_delta(src.dataset, Path(deltas), keys)
+        if isinstance(delta, str):
+            return Result(rel, None, "rejected", delta)
         if delta.pixels is not None and not delta.pixels.group:
             load_pixel_group(src)  # uncompressed: the patches go back into these pixels
         restored = delta.apply(src.dataset)
@@ -66,6 +61,27 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, sing
     except Exception as exc:  # noqa: BLE001
         return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     return Result(rel, os.fspath(target), "ok")
+
+
+def _own_delta(ds: Dataset, deltas: Path, keys: Keys) -> LoadedDelta | str:
+    """The identity delta of the de-identified ``ds``, or why there is none.  The name that
+    holds the object's own digest comes first: it exists only when another object of the run
+    took the usual name (see :func:`safepacs.deid.batch.delta_names`)."""
+    sop = str(ds.get("SOPInstanceUID", ""))
+    usual, own = delta_names(ds)
+    found = False
+    for name in (own, usual):
+        path = deltas / name
+        if not path.is_file():
+            continue
+        found = True
+        delta = unseal(path.read_bytes(), keys.derive(DELTA_KEY_PURPOSE), sop)
+        if _is_own(delta, ds, keys):
+            return delta
+    if not found:
+        return "no identity delta for this object"
+    return ("the identity delta is another object's: same SOP Instance UID, other study or series "
+            "(restoring it would give this object another identity)")
 
 
 def _is_own(delta: LoadedDelta, ds: Dataset, keys: Keys) -> bool:

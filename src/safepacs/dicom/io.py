@@ -636,9 +636,11 @@ def _atomic(out: Path, exclusive_since: float | None) -> Iterator[BinaryIO]:
         raise
 
 
-def write_bytes_atomic(out: Path, data: bytes) -> None:
-    """``data`` as the file ``out``, all or nothing (temp file + rename)."""
-    with _atomic(Path(out), None) as fh:
+def write_bytes_atomic(out: Path, data: bytes, *, exclusive_since: float | None = None) -> None:
+    """``data`` as the file ``out``, all or nothing (temp file + rename); with
+    ``exclusive_since`` (a run's start), :class:`DuplicateObject` rather than over a file of
+    this run."""
+    with _atomic(Path(out), exclusive_since) as fh:
         fh.write(data)
 
 
