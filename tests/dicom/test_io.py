@@ -51,6 +51,19 @@ def test_malformed_files_are_refused_with_a_reason(tmp_path, name, mutate, reaso
     assert str(err.value).startswith(name)
 
 
+def test_an_object_named_only_by_its_file_meta_is_refused_as_incomplete(tmp_path):
+    """Derived volumes of research tools, seen in the wild, lack SOPClassUID and
+    SOPInstanceUID in the dataset while the file meta names them: refused, and the reason
+    says what is missing rather than that the file is no DICOM at all."""
+    ds = pydicom.dcmread(CT)
+    del ds.SOPInstanceUID, ds.SOPClassUID
+    ds.save_as(tmp_path / "derived.dcm")
+    with pytest.raises(InvalidDicom, match="only its file meta names the object") as err:
+        read_header(tmp_path / "derived.dcm")
+    assert "not a DICOM object" not in str(err.value)
+    assert str(ds.PatientName) not in str(err.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; see the missing-file case")
 def test_unreadable_file_is_refused(tmp_path):
     path = _write(tmp_path, "locked.dcm", CT.read_bytes())

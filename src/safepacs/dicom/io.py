@@ -226,6 +226,11 @@ def _validate_header(ds: Dataset, name: str) -> None:
     the engine keeps are copied as they were, the others are decoded when acted on.
     """
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None and ("MediaStorageSOPInstanceUID" in meta or "MediaStorageSOPClassUID" in meta):
+            # seen in the wild (derived volumes written by research tools)
+            raise InvalidDicom(f"{name}: the dataset has no SOPClassUID or SOPInstanceUID (Type 1); only "
+                               "its file meta names the object: an incomplete object, not processed")
         raise InvalidDicom(f"{name}: no SOPClassUID or SOPInstanceUID: not a DICOM object")
 
 
