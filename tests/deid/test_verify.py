@@ -367,6 +367,19 @@ def test_corrupt_original_exits_two_and_masks_its_path(tmp_path: Path, original:
     assert "could not be read" in out and "ZHANG" not in out
 
 
+def test_a_corrupt_original_does_not_hide_the_leaks_of_the_others(tmp_path: Path, original: Dataset) -> None:
+    """One unreadable original (a truncated file that deid rejected, in real test sets)
+    stopped the whole check: the other files' leaks went unreported."""
+    bad = tmp_path / "orig" / "ZHANG_WEI" / "2.dcm"
+    bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff")
+    leaky = deidentified(original)
+    leaky.StudyDescription = str(original.PatientName)
+    save(leaky, tmp_path / "deid" / "x.dcm")
+    code, out = run(tmp_path)
+    assert code == 1
+    assert "StudyDescription" in out and "could not be read" in out and "ZHANG" not in out
+
+
 def test_single_files_can_be_compared(tmp_path: Path, original: Dataset) -> None:
     clean = save(deidentified(original), tmp_path / "deid" / "x.dcm")
     result = verify_paths(tmp_path / "orig" / "ZHANG_WEI" / "1.dcm", clean)

@@ -732,9 +732,10 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         shown = index.matcher(frozenset())
         names = ", ".join(shown.mask_text(_display(p, original)) for p in unreadable[:5])
         more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
-        raise VerifyInputError(
-            f"{len(unreadable)} original file(s) could not be read as DICOM: {names}{more}"
-        )
+        # its identity cannot be collected, so the run cannot be called clean; the other
+        # originals are still searched for, so that their leaks are reported too
+        result.errors.append(f"{len(unreadable)} original file(s) could not be read as DICOM "
+                             f"(their identity was not searched for): {names}{more}")
     if not result.originals_read:
         raise VerifyInputError(f"ORIGINAL holds no readable DICOM files: {original}")
     result.needles = len(index)
@@ -895,7 +896,8 @@ def run_verify(
 ) -> int:
     """The ``verify-deid`` command: print leaks, write the report, return the exit code.
 
-    0: no leak; 1: at least one leak; 2: an input is missing or unreadable.
+    0: no leak; 1: at least one leak; 2: no leak found, but an input is missing or
+    unreadable (an unreadable original's identity could not be searched for).
     """
     try:
         result = verify_paths(original, deid, keys)
