@@ -21,6 +21,23 @@ def _group_lengths(ds: pydicom.Dataset) -> dict[int, int]:
     return {int(t): ds[t].value for t in ds.keys() if not t & 0xFFFF and t >> 16 > 2}
 
 
+def _deidentify(tmp_path, keys, options: Options = HEADER_ONLY) -> Path:
+    """De-identify the one file under ``tmp_path/in``, with deltas; the output file."""
+    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "ok", result.reason
+    [deid] = (tmp_path / "out").rglob("*.dcm")
+    return deid
+
+
+def _restored(tmp_path, keys) -> Path:
+    """Restore ``tmp_path/out`` with its deltas; the one restored file."""
+    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+    assert [r.status for r in results] == ["ok"], [r.reason for r in results]
+    [back] = (tmp_path / "back").rglob("*.dcm")
+    return back
+
+
 # chrJapMulti: little endian, (0010,0000) stale (106, the group holds 190 bytes);
 # ExplVR_BigEnd: big endian, the pixel group's length too
 @pytest.mark.parametrize("name", ["chrJapMulti.dcm", "ExplVR_BigEnd.dcm"])
@@ -30,15 +47,10 @@ def test_group_lengths_come_back_with_their_original_values(tmp_path, keys, name
     assert len(_group_lengths(original)) >= 3
     (tmp_path / "in").mkdir()
     shutil.copy(src, tmp_path / "in" / name)
-    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
-    [deid] = (tmp_path / "out").rglob("*.dcm")
+    deid = _deidentify(tmp_path, keys)
     assert not _group_lengths(pydicom.dcmread(deid))  # stale after de-identification: dropped
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     restored = pydicom.dcmread(back)
     assert _group_lengths(restored) == _group_lengths(original)
     assert restored == original
@@ -51,15 +63,10 @@ def test_a_dual_personality_preamble_is_zeroed_and_restored_byte_for_byte(tmp_pa
     preamble = (b"II*\x00\x08\x00\x00\x00" + b"DOE^JOHN scanned 2024-03-05").ljust(128, b"\x00")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "tiff.dcm").write_bytes(preamble + body)
-    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
-    [deid] = (tmp_path / "out").rglob("*.dcm")
+    deid = _deidentify(tmp_path, keys)
     assert deid.read_bytes()[:128] == b"\x00" * 128
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == preamble + body
 
 
@@ -72,15 +79,10 @@ def test_a_file_meta_without_its_group_length_comes_back_without_it(tmp_path, ke
     ds.save_as(tmp_path / "in" / "nolength.dcm", enforce_file_format=False)
     original = (tmp_path / "in" / "nolength.dcm").read_bytes()
     assert original[132:136] == b"\x02\x00\x01\x00"  # the meta starts with its version
-    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
-    [deid] = (tmp_path / "out").rglob("*.dcm")
+    deid = _deidentify(tmp_path, keys)
     assert "FileMetaInformationGroupLength" in pydicom.dcmread(deid).file_meta
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == original
 
 
@@ -92,13 +94,9 @@ def test_private_elements_written_as_un_come_back_as_un(tmp_path, keys, name):
     src = Path(get_charset_files(name)[0])
     (tmp_path / "in").mkdir()
     shutil.copy(src, tmp_path / "in" / name)
-    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
+    _deidentify(tmp_path, keys)
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == src.read_bytes()
 
 
@@ -115,13 +113,9 @@ def test_uids_padded_with_a_space_come_back_with_it(tmp_path, keys):
     original = written.replace(b"1.2.3.4.59", b"1.2.3.4.5 ").replace(b"1.2.3.4.69", b"1.2.3.4.6 ")
     (tmp_path / "in" / "padded.dcm").write_bytes(original)
     assert original.count(b"1.2.3.4.5 ") == 2 and b"1.2.3.4.6 " in original
-    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
+    _deidentify(tmp_path, keys)
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == original
 
 
@@ -181,13 +175,9 @@ def test_kept_values_keep_their_padding_when_descriptors_are_cleaned(tmp_path, k
     original = (tmp_path / "in" / "padded.dcm").read_bytes().replace(b"AXIALQQQ", b"AXIAL   ")
     (tmp_path / "in" / "padded.dcm").write_bytes(original)
     options = Options(clean_pixels="never", accept_burned_in_risk=True, clean_descriptors=True)
-    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
+    _deidentify(tmp_path, keys, options)
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == original
 
 
@@ -201,11 +191,7 @@ def test_private_creators_written_as_un_stay_un_with_retain_safe_private(tmp_pat
     shutil.copy(src, tmp_path / "in" / name)
     options = Options(clean_pixels="never", accept_burned_in_risk=True, retain_safe_private=True,
                       clean_descriptors=True)
-    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
-    [result] = run(list(discover(tmp_path / "in")), job)
-    assert result.status == "ok", result.reason
+    _deidentify(tmp_path, keys, options)
 
-    results = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
-    assert [r.status for r in results] == ["ok"]
-    [back] = (tmp_path / "back").rglob("*.dcm")
+    back = _restored(tmp_path, keys)
     assert back.read_bytes() == src.read_bytes()
