@@ -351,3 +351,24 @@ def test_an_object_whose_offset_table_cannot_be_right_is_converted_whole():
     assert sent.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert int(sent.NumberOfFrames) == 10
     assert (sent.pixel_array == good.pixel_array).all()
+
+
+def test_an_object_whose_frames_do_not_match_its_frame_count_is_not_converted():
+    """pydicom's decompress sets NumberOfFrames to what it decoded: an RLE object that says
+    three frames but holds two fragments went out as a two-frame object. It is sent as
+    stored (the receiver then refuses it) rather than changed."""
+    from types import SimpleNamespace
+
+    from pydicom.data import get_testdata_file
+
+    from safepacs.dimse.scp import in_accepted_syntax
+
+    stored = pydicom.dcmread(get_testdata_file("SC_rgb_2frame.dcm"))
+    stored.compress(pydicom.uid.RLELossless)
+    stored.NumberOfFrames = 3
+    pixels = stored.PixelData
+    context = SimpleNamespace(abstract_syntax=str(stored.SOPClassUID), as_scu=True,
+                              transfer_syntax=[pydicom.uid.ExplicitVRLittleEndian])
+    sent = in_accepted_syntax(stored, [context])
+    assert sent.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert int(sent.NumberOfFrames) == 3 and sent.PixelData == pixels

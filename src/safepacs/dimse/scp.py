@@ -20,6 +20,7 @@ Status codes for ingest errors are those of STOW-RS (``safepacs.api.stow``).
 
 from __future__ import annotations
 
+import copy
 import io
 import ipaddress
 import logging
@@ -442,19 +443,26 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
     if not any(not UID(t).is_compressed and UID(t) != ExplicitVRBigEndian for t in offered):
         return ds
     try:
+        out = copy.deepcopy(ds)  # the stored object stays whole if conversion fails
         if stored.is_compressed:
+            frames = int(out.get("NumberOfFrames", 1) or 1)
             # a Basic Offset Table that cannot be right: pydicom would trust it and return
             # fewer frames, changing NumberOfFrames to match (safepacs.dicom.encaps)
-            fixed = without_unusable_offsets(ds.PixelData, int(ds.get("NumberOfFrames", 1) or 1))
+            fixed = without_unusable_offsets(out.PixelData, frames)
             if fixed is not None:
-                ds.PixelData = fixed
-            ds.decompress()
+                out.PixelData = fixed
+            out.decompress()
+            # pydicom sets NumberOfFrames to what it decoded (two fragments of a three-frame
+            # RLE object become two frames): never send an object other than the one stored
+            if int(out.get("NumberOfFrames", 1) or 1) != frames:
+                raise ValueError("decoded frames do not match NumberOfFrames")
         else:
-            _to_little_endian(ds)
+            _to_little_endian(out)
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
         log.warning("retrieval: a stored object could not be converted for the receiver (%s)",
                     type(exc).__name__)
-    return ds
+        return ds
+    return out
 
 
 def _to_little_endian(ds: Dataset) -> None:
