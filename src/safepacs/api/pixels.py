@@ -19,6 +19,7 @@ from safepacs.render.display import frame_count, pixel_keyword
 
 _UNSPLITTABLE = "pixel data cannot be split into frames"
 
+
 def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     """The bytes of the requested 1-based frames; :class:`BadFrame` if one is out of range,
     LookupError when the object has no pixel data or its pixel description is unusable."""

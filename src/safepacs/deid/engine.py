@@ -50,6 +50,7 @@ from safepacs.deid.mislabelled import SPECIFIC_CHARACTER_SET, read_as_written
 from safepacs.deid.options import CLEAN_PIXEL_DATA_CODE, Options
 from safepacs.deid.policy import Policy, load_policy, safe_private_tags
 from safepacs.deid.profile import Profile, load_profile
+from safepacs.dicom.io import read_value
 from safepacs.errors import InvalidDicom, RejectedFile
 
 #: ImplementationClassUID of files safepacs writes (a 2.25 UID derived from a fixed UUID).
@@ -215,7 +216,7 @@ class _Walker:
         if "SpecificCharacterSet" in ds:
             charset = ds._character_set
         self._charset = charset
-        private_keep = self._safe_private(ds) if self.options.retain_safe_private else None
+        private_keep = safe_private_tags(ds, self.policy) if self.options.retain_safe_private else None
         local_code = _CODE_MEANING in ds and not self._standard_scheme(ds)
         for elem in list(ds._dict.values()):  # order is irrelevant: one decision per element
             tag = int(elem.tag)  # plain ints: BaseTag's __eq__ is slow in set/dict lookups
@@ -312,9 +313,7 @@ class _Walker:
                 value = dummy_value(vr) if action == "D" else (None if vr in BINARY_VRS else "")
                 self._replace(ds, path, tag, _new(tag, vr, value))
             return
-        raw = ds._dict.get(tag)
-        elem = ds[tag]  # converts a raw element: we need its value
-        ds._dict[tag] = raw  # the delta records the element as read: its bytes come back exactly
+        elem = read_value(ds, tag)  # the value, while the delta records the element as read
         if action == "Z":
             if not elem.is_empty:
                 self._replace(ds, path, tag, _new(tag, vr, None if vr in BINARY_VRS else ""))
@@ -393,10 +392,6 @@ class _Walker:
             self._remove(ds, path, tag)
 
     # --- private attributes -------------------------------------------------------
-    def _safe_private(self, ds: Dataset) -> set[int]:
-        """Tags of ``ds`` kept under Retain Safe Private: listed elements and their creators."""
-        return safe_private_tags(ds, self.policy)
-
     # --- file meta and marking ----------------------------------------------------
     def walk_meta(self, meta: Dataset) -> None:
         for elem in list(meta.elements()):
@@ -405,9 +400,7 @@ class _Walker:
             if tag in _META_KEEP:
                 continue
             if tag == 0x00020003 and not self.options.retain_uids:
-                value = meta[tag]  # converts the raw element: the delta records it as read
-                meta._dict[tag] = elem
-                self._replace_uids(meta, path, tag, value)
+                self._replace_uids(meta, path, tag, read_value(meta, tag))
             elif tag == 0x00020003:
                 continue
             elif tag == 0x00020012:

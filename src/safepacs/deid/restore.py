@@ -26,22 +26,24 @@ def restore_tree(
     """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
     ``deltas``, open it with the key and write the original to ``out`` (same relative path)."""
     results = []
+    key = keys.derive(DELTA_KEY_PURPOSE)
     single = Path(deid).is_file()
     for task in discover(Path(deid)):
         if task.problem or task.path is None:
             result = Result(task.rel, None, "rejected", task.problem)
         else:
-            result = _restore_one(task.path, task.rel, deltas, out, keys, single)
+            result = _restore_one(task.path, task.rel, deltas, out, keys, key, single)
         results.append(result)
         if on_result:
             on_result(result)
     return results
 
 
-def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, single: bool) -> Result:
+def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key: bytes,
+                 single: bool) -> Result:
     try:
         src = read_header(path)
-        delta = _own_delta(src.dataset, Path(deltas), keys)
+        delta = _own_delta(src.dataset, Path(deltas), keys, key)
         if isinstance(delta, str):
             return Result(rel, None, "rejected", delta)
         if delta.pixels is not None and not delta.pixels.group:
@@ -63,7 +65,7 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, sing
     return Result(rel, os.fspath(target), "ok")
 
 
-def _own_delta(ds: Dataset, deltas: Path, keys: Keys) -> LoadedDelta | str:
+def _own_delta(ds: Dataset, deltas: Path, keys: Keys, key: bytes) -> LoadedDelta | str:
     """The identity delta of the de-identified ``ds``, or why there is none.  The name that
     holds the object's own digest comes first: it exists only when another object of the run
     took the usual name (see :func:`safepacs.deid.batch.delta_names`)."""
@@ -75,7 +77,7 @@ def _own_delta(ds: Dataset, deltas: Path, keys: Keys) -> LoadedDelta | str:
         if not path.is_file():
             continue
         found = True
-        delta = unseal(path.read_bytes(), keys.derive(DELTA_KEY_PURPOSE), sop)
+        delta = unseal(path.read_bytes(), key, sop)
         if _is_own(delta, ds, keys):
             return delta
     if not found:
