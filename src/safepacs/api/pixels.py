@@ -14,8 +14,8 @@ from pydicom.encaps import generate_frames
 
 from safepacs.archive.errors import BadFrame
 from safepacs.dicom.encaps import without_unusable_offsets
+from safepacs.dicom.image import frame_count, pixel_keyword
 from safepacs.index.query import QueryError
-from safepacs.render.display import frame_count, pixel_keyword
 
 _UNSPLITTABLE = "pixel data cannot be split into frames"
 

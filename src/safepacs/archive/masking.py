@@ -45,6 +45,7 @@ from sqlalchemy import Engine, select
 from safepacs.access.levels import LevelRegistry
 from safepacs.access.principal import Decision, Principal
 from safepacs.archive.errors import BadFrame
+from safepacs.dicom.image import frame_count, pixel_keyword
 from safepacs.index.models import Instance, Patient, Series, Study
 from safepacs.index.query import QueryError
 from safepacs.render import display
@@ -211,9 +212,9 @@ class Masking:
             image = _unpack_image(cached)
         else:
             ds = _parse(plain())
-            if display.pixel_keyword(ds) is None:
+            if pixel_keyword(ds) is None:
                 raise LookupError("the instance has no pixel data")
-            frames = display.frame_count(ds)
+            frames = frame_count(ds)
             if frames is None:
                 raise rnd.RenderError("the object's NumberOfFrames is malformed: it cannot be rendered")
             if not 1 <= want.frame <= frames:

@@ -68,6 +68,7 @@ from safepacs.deid.keys import Keys
 from safepacs.deid.mislabelled import read_as_written
 from safepacs.deid.options import Options
 from safepacs.dicom import memio
+from safepacs.dicom.image import PIXEL_TAGS
 from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import InvalidDicom
 from safepacs.index import db, query
@@ -100,8 +101,6 @@ _INSTANCES = (
 # Ingest statements, built once (building a statement costs more than running it).
 _SQL_EXISTING = select(Instance.content_hash).where(Instance.sop_uid == bindparam("b_sop"))
 _PATIENT_ID_TAG = 0x00100020
-#: the pixel data elements and the VR each has in implicit VR (PS3.5 A.1: Pixel Data is OW)
-_PIXEL_TAGS = {0x7FE00008: "OF", 0x7FE00009: "OD", 0x7FE00010: "OW"}
 _SQL_PATIENT = select(Patient.pk).where(Patient.patient_id == bindparam("b_pid"))
 _SQL_IDENTITY = select(Identity.pk).where(
     Identity.patient_pk == bindparam("b_ppk"), Identity.entry_hash == bindparam("b_entry")
@@ -855,8 +854,8 @@ class Archive:
         found: list[tuple[int, str]] = []
 
         def at_pixels(tag: BaseTag, vr: str | None, length: int) -> bool:
-            if tag in _PIXEL_TAGS:
-                found.append((int(tag), str(vr) if vr else _PIXEL_TAGS[tag]))
+            if tag in PIXEL_TAGS:
+                found.append((int(tag), str(vr) if vr else PIXEL_TAGS[tag]))
             return tag.group == 0x7FE0 or tag >= 0x7FE00008
 
         with warnings.catch_warnings():

@@ -46,6 +46,7 @@ from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.deid.policy import load_policy
 from safepacs.deid.profile import load_profile
+from safepacs.dicom.image import PIXEL_TAGS
 from safepacs.dicom.io import _ITEM as _ITEM_HEAD
 from safepacs.dicom.io import _ITEM_END as _ITEM_END_BYTES
 from safepacs.dicom.io import _SEQUENCE_END as _SEQ_END_BYTES
@@ -55,7 +56,6 @@ from safepacs.dicom.structure import (
     _ITEM_END,
     _LONG,
     _MAX_DEPTH,
-    _PIXEL_TAGS,
     _SEQ_END,
     _VRS,
     UNDEFINED,
@@ -378,7 +378,7 @@ def _dataset(buf: memoryview, pos: int, end: int, implicit: bool, depth: int, *,
             raise _Unsupported
         group, number = struct.unpack_from("<HH", buf, pos)
         tag = (group << 16) | number
-        if top and tag in _PIXEL_TAGS:  # where the engine's reader (stop_before_pixels) stops
+        if top and tag in PIXEL_TAGS:  # where the engine's reader (stop_before_pixels) stops
             return out, pos
         if group == 0xFFFE:
             if item_end and tag == _ITEM_END:

@@ -14,6 +14,8 @@ import struct
 
 from pydicom.datadict import dictionary_VR
 
+from safepacs.dicom.image import PIXEL_TAGS
+
 UNDEFINED = 0xFFFFFFFF
 _VRS = {
     b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB",
@@ -23,7 +25,6 @@ _VRS = {
 _LONG = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _MAX_DEPTH = 32
-_PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
 
 
 class StructureError(ValueError):
@@ -86,7 +87,7 @@ class _Scanner:
                 return value
             if tag >> 16 == 0xFFFE:
                 raise StructureError(f"unexpected delimiter {_tag_str(tag)} at byte {pos}")
-            if stop_at_pixels and depth == 0 and tag in _PIXEL_TAGS:
+            if stop_at_pixels and depth == 0 and tag in PIXEL_TAGS:
                 return pos
             if tag <= last:
                 raise StructureError(
@@ -100,7 +101,7 @@ class _Scanner:
                 inner_implicit = implicit
             if is_sq:
                 pos = self.sequence(value, end, length, inner_implicit, depth + 1)
-            elif length == UNDEFINED and tag in _PIXEL_TAGS and vr in (None, b"OB", b"OW"):
+            elif length == UNDEFINED and tag in PIXEL_TAGS and vr in (None, b"OB", b"OW"):
                 # compressed pixel data nested in an item (an Icon Image Sequence of a
                 # compressed object is encapsulated too, PS3.5 A.4)
                 pos = self.fragments(value, end)

@@ -60,6 +60,7 @@ from pynetdicom.sop_class import (
 
 from safepacs.api import stow
 from safepacs.dicom.encaps import without_unusable_offsets
+from safepacs.dicom.image import frame_count
 from safepacs.dimse import query
 from safepacs.errors import SafepacsError
 from safepacs.store.sealing import Sealed
@@ -445,7 +446,9 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
     try:
         out = copy.deepcopy(ds)  # the stored object stays whole if conversion fails
         if stored.is_compressed:
-            frames = int(out.get("NumberOfFrames", 1) or 1)
+            frames = frame_count(out)
+            if frames is None:
+                raise ValueError("NumberOfFrames is malformed")
             # a Basic Offset Table that cannot be right: pydicom would trust it and return
             # fewer frames, changing NumberOfFrames to match (safepacs.dicom.encaps)
             fixed = without_unusable_offsets(out.PixelData, frames)
@@ -454,7 +457,7 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
             out.decompress()
             # pydicom sets NumberOfFrames to what it decoded (two fragments of a three-frame
             # RLE object become two frames): never send an object other than the one stored
-            if int(out.get("NumberOfFrames", 1) or 1) != frames:
+            if frame_count(out) != frames:
                 raise ValueError("decoded frames do not match NumberOfFrames")
         else:
             _to_little_endian(out)

@@ -18,28 +18,10 @@ from PIL import Image
 from pydicom import Dataset
 
 from safepacs.deid.pixels.frames import decode
+from safepacs.dicom.image import frame_count
 from safepacs.render.watermark import TILE, embed, tile
 
 DISPLAY_AMPLITUDE = 2
-
-#: the three elements that hold an image's pixels (PS3.3 C.7.6.3, C.7.6.24, C.7.6.25): a
-#: Parametric Map keeps its values in Float or Double Float Pixel Data, never in Pixel Data
-PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
-
-def pixel_keyword(ds: Dataset) -> str | None:
-    """Which of the pixel data elements ``ds`` has, or None."""
-    return next((k for k in PIXEL_KEYWORDS if k in ds), None)
-
-
-def frame_count(ds: Dataset) -> int | None:
-    """NumberOfFrames as a count (1 when absent or empty); None when it is not a positive
-    integer (seen in the wild: ``1A``), so that callers refuse rather than guess."""
-    try:
-        n = int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        return None
-    return n if n >= 1 else None
 
 
 def to_display(ds: Dataset, *, frame: int = 1, window: tuple[float, float] | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian
 
 from safepacs.dicom.encaps import without_unusable_offsets
+from safepacs.dicom.image import frame_count
 from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import SafepacsError
 
@@ -53,7 +54,7 @@ def layout(ds: Dataset) -> Layout:
     try:
         rows = int(ds.Rows)
         columns = int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = frame_count(ds)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         bits_allocated = int(ds.BitsAllocated)
         bits_stored = int(ds.get("BitsStored", bits_allocated) or bits_allocated)
@@ -65,7 +66,7 @@ def layout(ds: Dataset) -> Layout:
         raise PixelError("image pixel description is missing or malformed") from None
     if not tsuid.is_transfer_syntax:
         raise PixelError("transfer syntax is not a known DICOM transfer syntax")
-    if rows <= 0 or columns <= 0 or frames <= 0 or samples not in (1, 3):
+    if rows <= 0 or columns <= 0 or frames is None or samples not in (1, 3):
         raise PixelError("image pixel description is invalid (rows, columns, frames or samples)")
     if bits_allocated not in (8, 16, 32) or not 0 < bits_stored <= bits_allocated:
         raise PixelError(f"BitsAllocated {bits_allocated} is not supported for pixel cleaning")
@@ -173,9 +174,8 @@ def _with_usable_offsets(ds: Dataset, tsuid: str) -> Dataset:
     that does not fit the fragments (:mod:`safepacs.dicom.encaps`); ``ds`` is not changed."""
     if not UID(tsuid).is_encapsulated or "PixelData" not in ds:
         return ds
-    try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
+    frames = frame_count(ds)
+    if frames is None:
         return ds  # the decoder refuses it with its own reason
     data = without_unusable_offsets(ds.PixelData, frames)
     if data is None:
