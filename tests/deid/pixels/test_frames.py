@@ -182,6 +182,26 @@ def test_mpeg_video_has_no_decoder_and_is_refused():
         stored_frames(ds)
 
 
+@pytest.mark.parametrize(("bits", "keyword", "dtype"),
+                         [(32, "FloatPixelData", np.float32), (64, "DoubleFloatPixelData", np.float64)])
+def test_a_parametric_map_is_refused_with_one_reason(bits, keyword, dtype):
+    """Float and double float values (Parametric Maps) are refused alike, by what they are:
+    not one by its BitsAllocated and the other for lacking Pixel Data."""
+    ds = image(ramp(1, 4, 4, np.uint16, 0, 100), "MONOCHROME2")
+    del ds.PixelData
+    ds.BitsAllocated = bits
+    setattr(ds, keyword, np.arange(16, dtype=dtype).tobytes())
+    with pytest.raises(PixelError, match=r"^float pixel data \(a Parametric Map's values\) is not supported"):
+        stored_frames(ds)
+
+
+def test_an_object_without_pixels_has_nothing_to_clean():
+    ds = image(ramp(1, 4, 4, np.uint16, 0, 100), "MONOCHROME2")
+    del ds.PixelData
+    with pytest.raises(PixelError, match="^no pixel data to clean$"):
+        stored_frames(ds)
+
+
 @needs_tcia
 def test_tcia_rle_monochrome1_is_inverted_text_white_on_black():
     ds = pydicom.dcmread(TCIA / "0_ORIGINAL_compressed.dcm")

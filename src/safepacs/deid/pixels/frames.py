@@ -20,7 +20,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian
 
 from safepacs.dicom.encaps import without_unusable_offsets
-from safepacs.dicom.image import frame_count
+from safepacs.dicom.image import frame_count, pixel_keyword
 from safepacs.dicom.panics import panics_as_errors
 from safepacs.errors import SafepacsError
 
@@ -89,11 +89,18 @@ class Stored:
     layout: Layout
 
 
+#: why a Parametric Map (Float or Double Float Pixel Data, PS3.3 C.7.6.24-25) is refused
+_FLOAT_PIXELS = "float pixel data (a Parametric Map's values) is not supported for pixel cleaning"
+
+
 def stored_frames(ds: Dataset) -> Stored:
     """The stored values of every frame of ``ds`` (whose PixelData must be loaded)."""
+    keyword = pixel_keyword(ds)
+    if keyword is None:
+        raise PixelError("no pixel data to clean")
+    if keyword != "PixelData":  # before the layout, whose BitsAllocated 64 would be the reason
+        raise PixelError(_FLOAT_PIXELS)
     lay = layout(ds)
-    if "PixelData" not in ds:
-        raise PixelError("no PixelData to clean (float or double pixel data is not supported)")
     if lay.native:
         return _native(ds, lay)
     return _decoded(ds, lay)
