@@ -195,3 +195,26 @@ def test_private_creators_written_as_un_stay_un_with_retain_safe_private(tmp_pat
 
     back = _restored(tmp_path, keys)
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_an_odd_length_value_comes_back_with_its_odd_length(tmp_path, keys):
+    """A fo-dicom-written real test file holds a private OB value of 5 bytes: the delta
+    recorded it through pydicom, whose writer pads every value to an even length, and it
+    came back one byte longer than the original."""
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # explicit VR little endian
+    block = ds.private_block(0x0029, "ACME 1.0", create=True)
+    block.add_new(0x01, "OB", b"\x01\x02\x03\x00\xff\x7e")
+    tag = block.get_tag(0x01).to_bytes(4, "big")
+    head = tag[1::-1] + tag[:1:-1] + b"OB\x00\x00"
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "odd.dcm")
+    written = (tmp_path / "in" / "odd.dcm").read_bytes()  # pydicom pads odd values: by hand
+    even = head + b"\x06\x00\x00\x00\x01\x02\x03\x00\xff\x7e"
+    assert written.count(even) == 1
+    original = written.replace(even, head + b"\x05\x00\x00\x00\x01\x02\x03\x00\xff")
+    (tmp_path / "in" / "odd.dcm").write_bytes(original)
+    assert pydicom.dcmread(tmp_path / "in" / "odd.dcm")[block.get_tag(0x01)].value == b"\x01\x02\x03\x00\xff"
+    _deidentify(tmp_path, keys)
+
+    back = _restored(tmp_path, keys)
+    assert back.read_bytes() == original

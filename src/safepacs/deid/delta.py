@@ -240,14 +240,15 @@ def _raw_bytes(elem: object) -> bytes | None:
     None where pydicom must convert it.  Converting and re-writing every removed element was
     a fifth of the ingest time; copying the file's own bytes is also the most faithful
     record.  Only plain cases qualify: little endian, a known, unambiguous VR (read, or the
-    dictionary's for a standard element read implicitly), an even, defined length
-    (sequences, UN and implicit private elements take the slow path)."""
+    dictionary's for a standard element read implicitly), a defined length (sequences, UN and
+    implicit private elements take the slow path).  An odd length, which the standard forbids
+    and real files have, is recorded as it is: pydicom's writer would pad it."""
     if not isinstance(elem, RawDataElement) or not elem.is_little_endian:
         return None
     vr, value = elem.VR, elem.value
     if elem.is_implicit_VR:
         vr = _implicit_vr(int(elem.tag))
-    if not isinstance(value, bytes) or len(value) % 2 or len(value) != elem.length:
+    if not isinstance(value, bytes) or len(value) != elem.length:
         return None
     tag = int(elem.tag)
     head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
@@ -298,6 +299,10 @@ def _decode_element(b64: str, charset: list[str], container: Dataset | None = No
         # Text comes back as the bytes it was, padding and all: converting would strip
         # trailing spaces, and the original would no longer be restored byte for byte.
         # (Text has no byte order, so these bytes suit any transfer syntax.)
+        return raw
+    if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF and raw.length % 2:
+        # An odd length, as the original had it (recorded from its little endian bytes, the
+        # byte order it is restored in): converted, pydicom's writer would pad it.
         return raw
     if isinstance(raw, RawDataElement) and raw.VR == "UN" and raw.length != 0xFFFFFFFF:
         # UN as it was written (private elements of an explicit VR file, often): converted,

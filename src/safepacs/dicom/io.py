@@ -476,6 +476,7 @@ def write_atomic(
     enforce_meta: bool = True,
     pixel_bytes: bytes | None = None,
     group_lengths: bool = False,
+    odd_lengths: bool = False,
     preamble: bytes | None = None,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
@@ -494,10 +495,13 @@ def write_atomic(
 
     ``group_lengths`` (restore): the retired group length elements ``ds`` holds are written
     too, with the values they hold (pydicom's writer drops them all), so that a restored
-    original has every element of the original, stale lengths included.
+    original has every element of the original, stale lengths included.  ``odd_lengths``
+    (restore): a value of odd length as read (the standard forbids them, real files hold
+    them) is written as it is; otherwise pydicom pads it to an even length.
     """
     with written_back(src.path.name):
-        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble)
+        _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble,
+                      odd_lengths)
 
 
 @contextmanager
@@ -520,7 +524,7 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
                   enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False,
-                  preamble: bytes | None = None) -> None:
+                  preamble: bytes | None = None, odd_lengths: bool = False) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
@@ -541,7 +545,7 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
             and _PIXEL_DATA not in ds
         ):
             head, tail = _split_at_pixels(ds)
-            _write_body(fp, head, implicit, little, groups)
+            _write_body(fp, head, implicit, little, groups, odd_lengths)
             if _PIXEL_GROUP in groups and not _starts_with_group_length(src, pixel_bytes):
                 fp.write(_group_length_element(_PIXEL_GROUP, groups[_PIXEL_GROUP], implicit, little))
             fh.write(fp.getvalue())
@@ -560,7 +564,7 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
                 write_dataset(fp, tail)
                 fh.write(fp.getvalue())
         else:
-            _write_body(fp, ds, implicit, little, groups)
+            _write_body(fp, ds, implicit, little, groups, odd_lengths)
             fh.write(fp.getvalue())
 
 
@@ -593,14 +597,15 @@ def _starts_with_group_length(src: DicomFile, pixel_bytes: bytes | None) -> bool
     return head in (b"\xe0\x7f\x00\x00", b"\x7f\xe0\x00\x00")
 
 
-def _write_body(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool, groups: dict[int, int]) -> None:
+def _write_body(fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool, groups: dict[int, int],
+                odd_lengths: bool = False) -> None:
     """``ds`` written to ``fp``; each group in ``groups`` gets its length element back."""
     if not groups:
-        _write_fast(fp, ds, implicit, little)
+        _write_fast(fp, ds, implicit, little, odd_lengths=odd_lengths)
         return
     body = DicomBytesIO()
     body.is_implicit_VR, body.is_little_endian = implicit, little
-    _write_fast(body, ds, implicit, little)
+    _write_fast(body, ds, implicit, little, odd_lengths=odd_lengths)
     fp.write(with_group_lengths(body.getvalue(), groups, implicit, little))
 
 
@@ -694,7 +699,8 @@ def write_meta(fp: DicomBytesIO, meta: FileMetaDataset, *, enforce_standard: boo
 
 
 def _write_fast(
-    fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool, parent_encoding: object = None
+    fp: DicomBytesIO, ds: Dataset, implicit: bool, little: bool, parent_encoding: object = None,
+    *, odd_lengths: bool = False,
 ) -> None:
     """Write ``ds`` like pydicom's ``write_dataset``, copying untouched raw elements as bytes.
 
@@ -702,7 +708,7 @@ def _write_fast(
     transfer syntax and character set, which are also the output's: re-emitting them
     verbatim is exact and several times faster than decoding and re-encoding them.
     Sequences are written item by item the same way; everything else (new values in other
-    character sets, odd lengths, items made here) goes through pydicom.
+    character sets, odd lengths unless ``odd_lengths``, items made here) goes through pydicom.
     """
     if not little or ds.original_character_set != ds._character_set:
         if parent_encoding is None:
@@ -722,7 +728,7 @@ def _write_fast(
             and isinstance(value, bytes)
             and elem.length != _UNDEFINED
             and len(value) == elem.length
-            and not len(value) & 1
+            and (odd_lengths or not len(value) & 1)
             and (implicit or (elem.VR and elem.VR != "SQ"))
         ):
             if not implicit and elem.VR not in _LONG_VR_STR and len(value) > 0xFFFF:
@@ -733,7 +739,7 @@ def _write_fast(
         else:
             elem = ds[tag]
             if elem.VR == "SQ" and little:
-                _write_sequence(fp, elem, implicit, encoding)
+                _write_sequence(fp, elem, implicit, encoding, odd_lengths)
                 continue
             text = _ascii_text(elem)
             if text is None:
@@ -748,7 +754,8 @@ _ITEM_END = struct.pack("<HHL", 0xFFFE, 0xE00D, 0)
 _SEQUENCE_END = struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)
 
 
-def _write_sequence(fp: DicomBytesIO, elem, implicit: bool, encoding: object) -> None:  # type: ignore[no-untyped-def]
+def _write_sequence(fp: DicomBytesIO, elem, implicit: bool, encoding: object,  # type: ignore[no-untyped-def]
+                    odd_lengths: bool = False) -> None:
     """A sequence, little endian, byte for byte as pydicom writes it (item lengths
     computed, undefined lengths kept undefined), its items through :func:`_write_fast`."""
     encodings = convert_encodings(encoding or [default_encoding])
@@ -762,7 +769,7 @@ def _write_sequence(fp: DicomBytesIO, elem, implicit: bool, encoding: object) ->
         sub = DicomBytesIO()
         sub.is_implicit_VR = implicit
         sub.is_little_endian = True
-        _write_fast(sub, item, implicit, True, encodings)
+        _write_fast(sub, item, implicit, True, encodings, odd_lengths=odd_lengths)
         data = sub.getvalue()
         if getattr(item, "is_undefined_length_sequence_item", False):
             body.write(_ITEM + struct.pack("<L", _UNDEFINED) + data + _ITEM_END)
@@ -842,7 +849,8 @@ def _split_at_pixels(ds: Dataset) -> tuple[Dataset, Dataset | None]:
     for tag in ds.keys():
         if tag >> 16 == _PIXEL_GROUP:
             continue  # the pixel group is written by the caller
-        (tail if tag > 0x7FE00010 else head)[tag] = ds.get_item(tag)
+        # as read: item assignment converts a private element whose creator is present
+        (tail if tag > 0x7FE00010 else head)._dict[tag] = ds.get_item(tag)
     head.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     tail.set_original_encoding(*ds.original_encoding, ds.original_character_set)
     return head, tail
