@@ -248,6 +248,20 @@ def test_an_animal_patients_species_and_breed_are_replaced_not_removed(keys):
     assert "PatientBreedDescription" in out and out.PatientBreedDescription == ""
 
 
+def test_an_animal_patients_responsible_person_and_organization_are_emptied_not_removed(keys):
+    """Both are Type 2C for an animal patient and X in Table E.1-1: removed, they left the
+    cat of the deid-data package with two dciodvfy errors its original did not have."""
+    ds = make_ct()
+    ds.PatientSpeciesDescription = "Feline"
+    ds.ResponsiblePerson = "ZHANG^WEI"
+    ds.ResponsiblePersonRole = "OWNER"
+    ds.ResponsibleOrganization = "ZHANG's cattery"
+    out, _ = deidentify(ds, Options(), keys)
+    assert "ResponsiblePerson" in out and out.ResponsiblePerson == ""
+    assert "ResponsibleOrganization" in out and out.ResponsibleOrganization == ""
+    assert out.ResponsiblePersonRole == "OWNER"
+
+
 def test_standard_elements_written_as_un_are_decided_by_their_tag(keys):
     """A converter that lost the VRs writes known elements as UN: a slice thickness is
     still a number (kept), a listed name is still replaced, unlisted text still removed."""

@@ -252,6 +252,8 @@ class _Walker:
         if row is None:
             return self._unlisted(tag, vr, elem, mode)
         action = row.action(self.options)
+        if action == "X" and tag in self.policy.empty_tags:
+            return "Z"  # Type 2C where the IOD asks for it (an animal's responsible person)
         if vr == "SQ" and action in _COMBINED:
             # An emptied sequence breaks Type 1/3 sequences; keeping the items and
             # deciding inside (UIDs remapped, text dummied) breaks nothing.
