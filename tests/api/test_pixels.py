@@ -139,3 +139,51 @@ def test_frames_are_split_by_fragment_when_the_offset_table_cannot_be_right():
     good = pydicom.dcmread(get_testdata_file("emri_small_RLE.dcm"))
     bad = with_wrong_offset_table(good)
     assert pixels.frames(bad, [1, 7, 10]) == pixels.frames(good, [1, 7, 10])
+
+
+def _testfile(name: str) -> Dataset:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    return pydicom.dcmread(get_testdata_file(name))
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_bigendian.dcm"])
+def test_native_frames_are_the_decoded_values_little_endian(name):
+    ds = _testfile(name)
+    (got,) = pixels.native_frames(ds, [1])
+    want = ds.pixel_array
+    assert got == want.astype(want.dtype.newbyteorder("<")).tobytes()
+    assert len(got) == ds.Rows * ds.Columns * 2
+
+
+def test_native_frames_of_a_multiframe_object_are_the_ones_asked_for():
+    ds = _testfile("emri_small_jpeg_2k_lossless.dcm")
+    got = pixels.native_frames(ds, [7, 3])
+    want = ds.pixel_array
+    assert got == [want[6].astype("<u2").tobytes(), want[2].astype("<u2").tobytes()]
+    with pytest.raises(BadFrame):
+        pixels.native_frames(ds, [11])
+
+
+def test_native_rgb_frames_follow_the_planar_configuration_of_the_header():
+    ds = _testfile("SC_rgb_rle_2frame.dcm")
+    want = ds.pixel_array  # (frames, rows, columns, 3)
+    assert pixels.native_frames(ds, [2]) == [want[1].tobytes()]
+    ds.PlanarConfiguration = 1  # native data described plane by plane
+    assert pixels.native_frames(ds, [2]) == [want[1].transpose(2, 0, 1).tobytes()]
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_dcmtk_+eb+cy+s2.dcm", "US1_J2KR.dcm"])
+def test_frames_whose_decoding_changes_their_colour_model_are_not_decoded(name):
+    """A YBR_FULL_422 JPEG decodes to full-resolution YBR, a YBR_RCT JPEG 2000 to RGB: sent
+    uncompressed, the client would read them by the header's (wrong) description."""
+    with pytest.raises(pixels.NotDecodable, match="transfer-syntax=\\*"):
+        pixels.native_frames(_testfile(name), [1])
+
+
+def test_undecodable_frames_are_refused_as_not_decodable():
+    ds = _testfile("MR_small_RLE.dcm")
+    ds.PixelData = ds.PixelData[:40] + b"\xff" * 40
+    with pytest.raises(pixels.NotDecodable):
+        pixels.native_frames(ds, [1])

@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from safepacs.api import dicomjson, multipart, pixels, query, stow
+from safepacs.api import dicomjson, framemedia, multipart, pixels, query, stow
 from safepacs.api.auditing import AuditRequests
 from safepacs.api.fastpath import FastRetrieve
 from safepacs.api.tokens import TokenCache, token_in_query
@@ -374,24 +374,30 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     def dataset(who: Any, study: str, series: str, sop: str) -> pydicom.Dataset:
         return pydicom.dcmread(io.BytesIO(one_instance(who, study, series, sop)))
 
-    def octets(items: list[tuple[str, bytes]]) -> Response:
+    def octets(items: list[tuple[str, bytes]], kind: str = framemedia.OCTET) -> Response:
         boundary = secrets.token_hex(16)
         return sized(list(multipart.encode(iter(items), boundary)),
-                     f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+                     f'multipart/related; type="{kind}"; boundary={boundary}')
 
     @app.get("/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame_list}")
     def wado_frames(study: str, series: str, sop: str, frame_list: str,
-                    who: Who) -> Response:
+                    request: Request, who: Who) -> Response:
         numbers = _frame_numbers(frame_list)
         ds = dataset(who, study, series, sop)
+        reply = framemedia.negotiate(request.headers.get("accept"), str(ds.file_meta.TransferSyntaxUID))
+        if reply is None:
+            raise ApiError(406, "frames are sent in their stored transfer syntax (named in the "
+                                "metadata) or as uncompressed application/octet-stream")
         try:
-            got = pixels.frames(ds, numbers)
+            got = (pixels.native_frames if reply.decode else pixels.frames)(ds, numbers)
         except aerr.BadFrame as exc:
             raise ApiError(400, str(exc)) from None
+        except pixels.NotDecodable as exc:
+            raise ApiError(406, str(exc)) from None
         except LookupError as exc:
             raise ApiError(404, str(exc)) from None
-        ts = str(ds.file_meta.TransferSyntaxUID)
-        return octets([(f"application/octet-stream; transfer-syntax={ts}", f) for f in got])
+        part = f"{reply.media_type}; transfer-syntax={reply.transfer_syntax}"
+        return octets([(part, f) for f in got], reply.media_type)
 
     @app.get("/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
     def wado_bulk(study: str, series: str, sop: str, tag: str, who: Who) -> Response:

@@ -57,6 +57,58 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     return [bytes(view[(k - 1) * size : k * size]) for k in numbers]
 
 
+#: colour models whose native layout is one value per sample per pixel, as decoders return
+#: them (PS3.3 C.7.6.3.1.2); the subsampled YBR_*_422/420 and the JPEG 2000-only YBR_ICT/RCT
+#: have no such native form
+_NATIVE_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL"}
+
+
+class NotDecodable(LookupError):
+    """The frames exist but cannot be sent uncompressed as the header describes them."""
+
+
+def native_frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
+    """The requested 1-based frames decoded to native little endian values, laid out as the
+    header describes native data (samples interleaved or, with PlanarConfiguration 1, by
+    plane), for a client that asked for uncompressed frames of a compressed or big endian
+    object.  :class:`BadFrame` for a number out of range, :class:`NotDecodable` when the
+    frames cannot be decoded or decoding would change what the header says of them (a
+    JPEG ``YBR_FULL_422`` frame decodes to full-resolution colour, a JPEG 2000 ``YBR_ICT``
+    one to RGB: the client would read them by the wrong description)."""
+    from safepacs.deid.pixels.frames import PixelError, decode
+
+    if pixel_keyword(ds) != "PixelData":
+        raise LookupError("the instance has no pixel data")
+    n = frame_count(ds)
+    if n is None:
+        raise LookupError(_UNSPLITTABLE)
+    for k in numbers:
+        if not 1 <= k <= n:
+            raise BadFrame("frame number out of range")
+    try:
+        bits = int(ds.BitsAllocated)
+        planar = int(ds.get("PlanarConfiguration", 0) or 0) == 1
+        photometric = str(ds.PhotometricInterpretation).strip().upper()
+    except (AttributeError, TypeError, ValueError):
+        raise NotDecodable(_UNSPLITTABLE) from None
+    out = []
+    for k in numbers:
+        try:
+            arr, notes = decode(ds, index=k - 1, as_rgb=False)
+        except PixelError:
+            raise NotDecodable("the frames cannot be decoded: ask for them as stored "
+                               "(transfer-syntax=*)") from None
+        decoded = str(notes.get("photometric_interpretation", photometric)).strip().upper()
+        if decoded != photometric or photometric not in _NATIVE_PHOTOMETRIC or arr.dtype.itemsize * 8 != bits:
+            raise NotDecodable("decoding would change what the header says of the frames "
+                               "(photometric interpretation or bits): ask for them as stored "
+                               "(transfer-syntax=*)")
+        if planar and arr.ndim == 3:
+            arr = arr.transpose(2, 0, 1)
+        out.append(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())
+    return out
+
+
 def _bit_frames(data: bytes, pixels: int, n: int, numbers: list[int]) -> list[bytes]:
     """Frames of 1-bit data (segmentations, overlays-as-images): packed without padding
     between frames (PS3.5 8.1.1), so a frame may start inside a byte.  Each is returned

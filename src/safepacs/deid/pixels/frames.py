@@ -139,9 +139,12 @@ def _native(ds: Dataset, lay: Layout) -> Stored:
 _PLUGIN_ORDER = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
 
 
-def decode(ds: Dataset, transfer_syntax: str | None = None) -> tuple[np.ndarray, dict]:
-    """All frames of ``ds`` decoded (colour as RGB) and the decoder's notes, like
-    ``ds.pixel_array`` but trying only plugins that fail as exceptions (see above)."""
+def decode(ds: Dataset, transfer_syntax: str | None = None, *, index: int | None = None,
+           as_rgb: bool = True) -> tuple[np.ndarray, dict]:
+    """All frames of ``ds`` (or the 0-based frame ``index``) decoded, colour as RGB unless
+    ``as_rgb`` is False, and the decoder's notes (the photometric interpretation of what it
+    returns among them), like ``ds.pixel_array`` but trying only plugins that fail as
+    exceptions (see above)."""
     from pydicom.pixels import get_decoder
 
     tsuid = transfer_syntax or str(ds.file_meta.TransferSyntaxUID)
@@ -162,7 +165,7 @@ def decode(ds: Dataset, transfer_syntax: str | None = None) -> tuple[np.ndarray,
             try:
                 with warnings.catch_warnings(), panics_as_errors():
                     warnings.simplefilter("ignore")
-                    return decoder.as_array(ds, as_rgb=True, decoding_plugin=plugin)
+                    return decoder.as_array(ds, index=index, as_rgb=as_rgb, decoding_plugin=plugin)
             except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
                 failure = exc.__class__.__name__
     finally:
