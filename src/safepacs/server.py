@@ -27,6 +27,7 @@ import uvicorn
 
 from safepacs.api import create_app
 from safepacs.api.app import loggable_path
+from safepacs.dicom.quiet import quiet_pynetdicom
 from safepacs.dimse import start as start_dimse
 from safepacs.memtune import keep_freed_memory
 
@@ -122,6 +123,7 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    quiet_pynetdicom()  # its warnings quote UIDs of the objects received
 
     app = AccessLog(create_app(archive))
     config = uvicorn.Config(

@@ -77,3 +77,18 @@ def test_archive_ingest_logs_and_warns_no_malformed_value(tmp_path, caplog):
     assert stored.sop_instance_uid
     assert _leaked(caplog.text) == []
     assert _leaked("\n".join(str(w.message) for w in shown)) == []
+
+
+def test_pynetdicom_log_records_have_their_quotes_masked(caplog):
+    """pynetdicom warns about a non-conformant UID with the UID in its message: a C-STORE of
+    a real file (a leading zero in a component) wrote the original SOP Instance UID into the
+    server's log.  Its module loggers mask what they quote once the server quiets them."""
+    from pynetdicom.utils import set_uid
+
+    from safepacs.dicom.quiet import quiet_pynetdicom
+
+    quiet_pynetdicom()
+    caplog.set_level(logging.DEBUG)
+    set_uid("1.2.246.352.91.0000217.2005", "Affected SOP Instance UID")
+    assert caplog.records and "0000217" not in caplog.text
+    assert "Non-conformant '***' value '***'" in caplog.text

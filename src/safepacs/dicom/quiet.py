@@ -10,6 +10,7 @@ safepacs decides what a value may be by its own rules (de-identification removes
 replaces it whatever its form), so pydicom's warnings are not shown and any ``pydicom`` log
 record has what it quotes masked (installed on ``import safepacs``), and its value checks
 are switched off process-wide (by the modules that read datasets, on their import).
+pynetdicom's records are masked alike in a server (``quiet_pynetdicom``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,20 @@ def quiet_pydicom() -> None:
     if not any(isinstance(f, MaskQuoted) for f in logger.filters):
         logger.addFilter(MaskQuoted())
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+def quiet_pynetdicom() -> None:
+    """Mask what pynetdicom's log records quote; safe to call again.  pynetdicom logs through
+    one logger per module (a filter on ``pynetdicom`` itself never sees their records) and
+    quotes values: ``Non-conformant 'Affected SOP Instance UID' value '1.2.246...'`` names
+    the object a C-STORE carried before it was de-identified."""
+    import pynetdicom  # noqa: F401 - creates its module loggers
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == "pynetdicom" or name.startswith("pynetdicom."):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, MaskQuoted) for f in logger.filters):
+                logger.addFilter(MaskQuoted())
 
 
 def skip_value_checks() -> None:
