@@ -99,3 +99,11 @@ def test_token_create_and_status_table(tmp_path):
         assert (who.username, who.role) == ("viewer-backend", "service")
     table = cli("status", "--data-dir", data).stdout
     assert "instances" in table and "ok" in table
+
+
+def test_serve_refuses_a_wildcard_cors_origin_before_touching_the_data_dir(tmp_path):
+    data = tmp_path / "never"
+    proc = cli("serve", "--data-dir", data, "--cors-origin", "*", "--no-demo", check=None)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cors_origins" in proc.stderr + proc.stdout and "no wildcard" in proc.stderr + proc.stdout
+    assert not data.exists()

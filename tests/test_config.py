@@ -59,3 +59,19 @@ def test_oidc_settings_take_the_client_secret_from_the_environment_only(tmp_path
     with pytest.raises(SettingsError):
         s.oidc_config()
     assert Settings(data_dir=tmp_path).oidc_config() is None
+
+
+def test_cors_origins_round_trip_without_duplicates(tmp_path):
+    Settings(tmp_path, cors_origins=["https://viewer.example.org", "http://127.0.0.1:3000",
+                                     "https://viewer.example.org", "http://[::1]:8042"]).save()
+    assert Settings.load(tmp_path).cors_origins == ["https://viewer.example.org", "http://127.0.0.1:3000",
+                                                    "http://[::1]:8042"]
+
+
+@pytest.mark.parametrize("origins", [["*"], ["https://viewer.example.org/"], ["https://v.example.org/ohif"],
+                                     ["ftp://v.example.org"], ["viewer.example.org"], "https://v.example.org",
+                                     [3], ["https://*.example.org"]])
+def test_cors_origins_must_be_exact_origins(tmp_path, origins):
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({"cors_origins": origins}))
+    with pytest.raises(SettingsError, match="cors_origins"):
+        Settings.load(tmp_path)

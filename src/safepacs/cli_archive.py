@@ -217,14 +217,20 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="On first run, load a synthetic demo set.")] = True,
     retention: Annotated[bool, typer.Option("--retention/--no-retention",
                                             help="Destroy expired studies on a timer (retention_interval_s).")] = True,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="A web origin (https://viewer.example.org) whose pages may call DICOMweb from a "
+             "browser, such as a viewer on another host; repeat for more. Adds to cors_origins "
+             "in the settings. Default: none.")] = None,
 ) -> None:
     """Run the archive: DICOMweb and DIMSE.  On first run, initialise DATA_DIR (printing how
     to sign in) and load a synthetic demo set; later runs reuse it."""
     from safepacs import server
+    from safepacs.config import check_origins
     from safepacs.memtune import keep_freed_memory
 
     keep_freed_memory()  # before the first big buffer: see safepacs.memtune
     try:
+        check_origins(list(cors_origin or []))  # before anything is opened
         archive = server.open_or_create(data_dir, database_url=database_url, demo=demo)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
@@ -232,8 +238,9 @@ def serve(
         server.run(
             archive, host=host, http_port=http_port, dicom_port=dicom_port, ae_title=ae_title,
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, retention=retention,
+            cors_origins=cors_origin,
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SafepacsError) as exc:
         raise _fail(str(exc)) from None
 
 

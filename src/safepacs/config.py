@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,23 @@ DEFAULT_AE_TITLE = "SAFEPACS"
 
 class SettingsError(SafepacsError):
     """The settings file is missing or malformed."""
+
+
+#: a web origin as browsers send it: scheme, host, optional port; nothing else
+_ORIGIN = re.compile(r"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def check_origins(origins: object) -> list[str]:
+    """``origins`` as a list of exact web origins, or :class:`SettingsError`.  A wildcard is
+    refused: which pages may read the archive with a reader's token is a site's explicit
+    choice, never "any"."""
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise SettingsError("cors_origins must be a list of origins such as https://viewer.example.org")
+    for origin in origins:
+        if not _ORIGIN.match(origin):
+            raise SettingsError(f"cors_origins: {origin!r} is not an origin: give scheme://host[:port] "
+                                "(no path, no trailing slash, no wildcard)")
+    return list(dict.fromkeys(origins))
 
 
 @dataclass
@@ -62,6 +80,9 @@ class Settings:
     #: seconds between retention runs while serving (``safepacs retention run`` on a timer);
     #: 0 turns the timer off (run it from cron instead)
     retention_interval_s: float = 86400.0
+    #: web origins (``https://viewer.example.org``) whose pages may call DICOMweb from a
+    #: browser (CORS), such as a zero-footprint viewer served from another host; none by default
+    cors_origins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -73,6 +94,7 @@ class Settings:
             raise SettingsError("ae_title must be at most 16 ASCII characters")
         if not isinstance(self.retention_interval_s, (int, float)) or self.retention_interval_s < 0:
             raise SettingsError("retention_interval_s must be a number of seconds >= 0")
+        self.cors_origins = check_origins(self.cors_origins)
         self.options()  # validate early
 
     @staticmethod

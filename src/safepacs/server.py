@@ -27,6 +27,7 @@ import uvicorn
 
 from safepacs.api import create_app
 from safepacs.api.app import loggable_path
+from safepacs.config import check_origins
 from safepacs.dicom.quiet import quiet_pynetdicom
 from safepacs.dimse import start as start_dimse
 from safepacs.memtune import keep_freed_memory
@@ -102,11 +103,12 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
         dicom_port: int | None = None, ae_title: str | None = None, tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None, tls_ca: str | Path | None = None,
         allowed_callers: list[dict] | None = None, move_destinations: dict | None = None,
-        log_level: str = "info", retention: bool = True, **_: Any) -> None:
+        log_level: str = "info", retention: bool = True, cors_origins: list[str] | None = None,
+        **_: Any) -> None:
     """Serve until SIGTERM/SIGINT, then stop both fronts and the retention timer and close
     ``archive``.
 
-    Unset arguments come from ``archive.settings``.  ``dicom_port=0`` disables DIMSE;
+    Unset arguments come from ``archive.settings``; ``cors_origins`` adds to its list.  ``dicom_port=0`` disables DIMSE;
     ``retention=False`` (or ``retention_interval_s`` 0) leaves expiry to ``safepacs retention run``.
     """
     keep_freed_memory()  # a no-op when ``safepacs serve`` did it already
@@ -125,7 +127,8 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     quiet_pynetdicom()  # its warnings quote UIDs of the objects received
 
-    app = AccessLog(create_app(archive))
+    cors = list(dict.fromkeys([*s.cors_origins, *check_origins(list(cors_origins or []))]))
+    app = AccessLog(create_app(archive, cors_origins=cors))
     config = uvicorn.Config(
         app, host=host, port=http_port, access_log=False, log_level="warning",
         ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None,

@@ -48,12 +48,17 @@ def small_corpus(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("archive")
+    yield from serve(tmp_path_factory.mktemp("archive"))
+
+
+def serve(data_dir: Path, **app_options) -> Iterator[Served]:
+    """A new archive in ``data_dir`` served by uvicorn (``create_app(**app_options)``) until
+    the generator is closed."""
     archive, _admins = Archive.create(data_dir)
     token = archive.create_token("reader")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(archive), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(create_app(archive, **app_options), host="127.0.0.1",
+                                           port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

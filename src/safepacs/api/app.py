@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Annotated, Any
 
 import anyio
@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from safepacs.api import dicomjson, framemedia, multipart, pixels, query, stow
 from safepacs.api.auditing import AuditRequests
@@ -73,8 +74,12 @@ def check_uid(value: str, what: str = "UID") -> str:
 
 
 def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
-               max_request_bytes: int = 2048 * MiB, ingest_threads: int | None = None) -> FastAPI:
+               max_request_bytes: int = 2048 * MiB, ingest_threads: int | None = None,
+               cors_origins: Sequence[str] = ()) -> FastAPI:
     """A FastAPI app serving ``archive`` under ``/dicomweb``.
+
+    ``cors_origins``: web origins whose pages may call it from a browser (a viewer served
+    from another host); none by default, so browsers refuse cross-origin reads.
 
     A STOW-RS request is parsed whole before anything is ingested (a truncated upload stores
     nothing), so its parts are held in memory: ``max_request_bytes`` bounds that (413 above);
@@ -450,7 +455,18 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
     app.add_middleware(FastRetrieve, archive=archive, authenticate=authenticate,
                        accepted=_accepted_transfer_syntaxes, check_uid=check_uid,
                        not_found=lambda: error_response(404, "not found"))
-    app.add_middleware(AuditRequests, sink=archive.audit)  # outermost: sees every request
+    app.add_middleware(AuditRequests, sink=archive.audit)  # sees every request that reaches the archive
+    if cors_origins:
+        # outside the audit: a browser's preflight (OPTIONS, no credentials) reads nothing, and
+        # is answered here from the list alone; the request it clears is audited as any other
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=False,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Accept", "Content-Type"],
+            expose_headers=["Content-Type", "Content-Length", "Content-Location", "Warning",
+                            "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
     app.state.started = time.time()
     return app
 
