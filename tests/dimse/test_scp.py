@@ -351,6 +351,7 @@ def test_an_object_whose_offset_table_cannot_be_right_is_converted_whole():
     assert sent.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
     assert int(sent.NumberOfFrames) == 10
     assert (sent.pixel_array == good.pixel_array).all()
+    assert sent.SOPInstanceUID == bad.SOPInstanceUID  # the same instance, not a new one
 
 
 def test_an_object_whose_frames_do_not_match_its_frame_count_is_not_converted():

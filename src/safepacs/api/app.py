@@ -25,6 +25,7 @@ import pydicom
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydicom.uid import ExplicitVRLittleEndian
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
@@ -34,6 +35,7 @@ from safepacs.api.fastpath import FastRetrieve
 from safepacs.api.tokens import TokenCache, token_in_query
 from safepacs.archive import errors as aerr
 from safepacs.archive.masking import DisplayRequest
+from safepacs.dicom.transcode import NotConvertible, to_explicit_little_endian
 from safepacs.errors import SafepacsError
 from safepacs.index.query import QueryError
 from safepacs.render.render import RenderError
@@ -306,22 +308,37 @@ def create_app(archive: Any, *, max_part_bytes: int = 1024 * MiB,
 
     def retrieve(request: Request, who: Any, found: list[Any]) -> Response:
         wanted = _accepted_transfer_syntaxes(request.headers.get("accept"))
+        convert = set()
         for r in found:
             if wanted is not None and "*" not in wanted and r.transfer_syntax_uid not in wanted:
-                raise ApiError(406, "the stored transfer syntax was not acceptable; transcoding is not offered")
+                if ExplicitVRLittleEndian not in wanted:
+                    raise ApiError(406, "the stored transfer syntax was not acceptable; objects are "
+                                        "sent as stored or as Explicit VR Little Endian")
+                convert.add(r.sop_uid)
+
+        def read(sop_uid: str) -> bytes:
+            data = archive.read_instance(sop_uid, principal=who)
+            if sop_uid not in convert:
+                return data
+            try:
+                return transcode_part10(data)
+            except NotConvertible as exc:
+                raise ApiError(406, f"an object cannot be sent as Explicit VR Little Endian ({exc}); "
+                                    "ask for it as stored (transfer-syntax=*)") from None
+
         boundary = secrets.token_hex(16)
         media = f'multipart/related; type="application/dicom"; boundary={boundary}'
         if len(found) == 1:  # one object: sized response, sent without copying or threads
-            data = archive.read_instance(found[0].sop_uid, principal=who)
+            data = read(found[0].sop_uid)
             return sized(list(multipart.encode(iter([("application/dicom", data)]), boundary)), media)
 
         # Read the first object now so a missing or corrupt one is an error status, not a cut stream.
-        first = archive.read_instance(found[0].sop_uid, principal=who)
+        first = read(found[0].sop_uid)
 
         def parts() -> Iterator[tuple[str, bytes]]:
             yield "application/dicom", first
             for r in found[1:]:
-                yield "application/dicom", archive.read_instance(r.sop_uid, principal=who)
+                yield "application/dicom", read(r.sop_uid)
 
         async def body() -> AsyncIterator[bytes]:
             for chunk in multipart.encode(parts(), boundary):
@@ -554,6 +571,19 @@ def _frame_numbers(text: str) -> list[int]:
     if min(numbers) < 1:
         raise ApiError(400, "frame numbers start at 1")
     return numbers
+
+
+def transcode_part10(data: bytes) -> bytes:
+    """A Part 10 file as Explicit VR Little Endian (:mod:`safepacs.dicom.transcode`), with its
+    preamble and file meta; :class:`NotConvertible` when that cannot be done faithfully."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - it was stored, so it parsed once; never echo values
+        raise NotConvertible("the stored object cannot be read") from None
+    out = to_explicit_little_endian(ds)
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
 
 
 def _accepted_transfer_syntaxes(accept: str | None) -> set[str] | None:

@@ -20,7 +20,6 @@ Status codes for ingest errors are those of STOW-RS (``safepacs.api.stow``).
 
 from __future__ import annotations
 
-import copy
 import io
 import ipaddress
 import logging
@@ -59,8 +58,7 @@ from pynetdicom.sop_class import (
 )
 
 from safepacs.api import stow
-from safepacs.dicom.encaps import without_unusable_offsets
-from safepacs.dicom.image import frame_count
+from safepacs.dicom.transcode import NotConvertible, to_explicit_little_endian
 from safepacs.dimse import query
 from safepacs.errors import SafepacsError
 from safepacs.store.sealing import Sealed
@@ -444,47 +442,10 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
     if not any(not UID(t).is_compressed and UID(t) != ExplicitVRBigEndian for t in offered):
         return ds
     try:
-        out = copy.deepcopy(ds)  # the stored object stays whole if conversion fails
-        if stored.is_compressed:
-            frames = frame_count(out)
-            if frames is None:
-                raise ValueError("NumberOfFrames is malformed")
-            # a Basic Offset Table that cannot be right: pydicom would trust it and return
-            # fewer frames, changing NumberOfFrames to match (safepacs.dicom.encaps)
-            fixed = without_unusable_offsets(out.PixelData, frames)
-            if fixed is not None:
-                out.PixelData = fixed
-            out.decompress()
-            # pydicom sets NumberOfFrames to what it decoded (two fragments of a three-frame
-            # RLE object become two frames): never send an object other than the one stored
-            if frame_count(out) != frames:
-                raise ValueError("decoded frames do not match NumberOfFrames")
-        else:
-            _to_little_endian(out)
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
-        log.warning("retrieval: a stored object could not be converted for the receiver (%s)",
-                    type(exc).__name__)
+        return to_explicit_little_endian(ds)
+    except NotConvertible as exc:
+        log.warning("retrieval: a stored object could not be converted for the receiver (%s)", exc)
         return ds
-    return out
-
-
-def _to_little_endian(ds: Dataset) -> None:
-    """A big endian object (retired syntax) as explicit VR little endian.  Every value is
-    decoded first, so the writer encodes it anew; the pixel values are written out little
-    endian here (the writer copies OB/OW bytes as they are), sample-interleaved.  Subsampled
-    colour (YBR_FULL_422) is left as it is."""
-    if str(ds.get("PhotometricInterpretation", "")).startswith("YBR_FULL_422"):
-        return
-    if "PixelData" in ds:
-        pixels = ds.pixel_array
-        if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
-            ds.PlanarConfiguration = 0  # pixel_array gives samples last
-        ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-        ds["PixelData"].VR = "OW" if pixels.dtype.itemsize > 1 else "OB"
-    for _ in ds.iterall():
-        pass  # decodes every raw (big endian) element
-    ds.set_original_encoding(False, True, ds.original_character_set)
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 class NotAuthorized(Exception):

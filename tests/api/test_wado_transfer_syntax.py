@@ -1,5 +1,5 @@
-"""WADO-RS /frames of compressed and big endian objects, over real HTTP with dicomweb-client:
-each client gets the frames in the encoding it asked for, or 406, never bytes it would
+"""WADO-RS of compressed and big endian objects, over real HTTP with dicomweb-client: each
+client gets instances and frames in the encoding it asked for, or 406, never bytes it would
 misread (compressed bytes for a client that asked for pixel values)."""
 
 from __future__ import annotations
@@ -81,3 +81,38 @@ def test_a_compression_that_is_not_the_stored_one_is_refused(served, stored):
         c.retrieve_instance_frames(*uids, [1], media_types=("image/jp2",))
     assert err.value.response.status_code == 406
     assert err.value.response.json()["error"]
+
+
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_instance_asked_for_as_explicit_little_endian_is_converted(stored, name):
+    c, uids, ds = stored[name]
+    got = c.retrieve_instance(*uids, media_types=(("application/dicom", EXPLICIT),))
+    assert got.file_meta.TransferSyntaxUID == EXPLICIT and not got["PixelData"].is_undefined_length
+    assert np.array_equal(got.pixel_array, ds.pixel_array)
+    assert int(got.get("NumberOfFrames", 1) or 1) == int(ds.get("NumberOfFrames", 1) or 1)
+    for keyword in ("SOPInstanceUID", "PatientID", "StudyInstanceUID", "PatientIdentityRemoved"):
+        assert got[keyword].value == ds[keyword].value
+
+
+def test_a_series_asked_for_as_explicit_little_endian_comes_converted(stored):
+    c, (st, se, _), _ = stored["MR_small_RLE.dcm"]
+    got = c.retrieve_series(st, se, media_types=(("application/dicom", EXPLICIT),))
+    assert len(got) == 3  # the three encodings of one image share their series
+    assert {str(d.file_meta.TransferSyntaxUID) for d in got} == {EXPLICIT}
+    first = got[0].pixel_array
+    assert all(np.array_equal(d.pixel_array, first) for d in got[1:])
+
+
+def test_an_instance_in_a_syntax_that_is_not_offered_is_refused(served, stored):
+    _, (st, se, sop), _ = stored["MR_small_RLE.dcm"]
+    url = f"{served.url}/dicomweb/studies/{st}/series/{se}/instances/{sop}"
+    with httpx.Client(headers={"Authorization": f"Bearer {served.token}"}) as h:
+        r = h.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                          "transfer-syntax=1.2.840.10008.1.2.4.90"})
+        stored_as_is = h.get(url, headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                                     "transfer-syntax=1.2.840.10008.1.2.5"})
+    assert r.status_code == 406 and r.json()["error"]
+    assert stored_as_is.status_code == 200
