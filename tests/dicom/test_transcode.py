@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 
 import numpy as np
 import pydicom
@@ -14,7 +15,8 @@ from safepacs.dicom.transcode import NotConvertible, needs_conversion, to_explic
 
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_bigendian.dcm",
-                                  "emri_small_jpeg_2k_lossless.dcm", "SC_rgb_rle_2frame.dcm"])
+                                  "emri_small_jpeg_2k_lossless.dcm", "SC_rgb_rle_2frame.dcm",
+                                  "MR_small_implicit.dcm"])
 def test_the_same_instance_comes_out_uncompressed_little_endian(name):
     ds = pydicom.dcmread(get_testdata_file(name))
     before = copy.deepcopy(ds)
@@ -24,6 +26,11 @@ def test_the_same_instance_comes_out_uncompressed_little_endian(name):
     assert np.array_equal(out.pixel_array, ds.pixel_array)
     assert out.get("NumberOfFrames") == ds.get("NumberOfFrames")
     assert ds == before and ds.file_meta == before.file_meta  # the input is not changed
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)  # and it is written as what it says it is
+    back = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+    assert back.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert np.array_equal(back.pixel_array, ds.pixel_array) and back.PatientName == ds.PatientName
 
 
 def test_frames_that_do_not_match_their_count_are_not_converted():

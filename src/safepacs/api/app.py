@@ -582,7 +582,10 @@ def transcode_part10(data: bytes) -> bytes:
         raise NotConvertible("the stored object cannot be read") from None
     out = to_explicit_little_endian(ds)
     buf = io.BytesIO()
-    out.save_as(buf, enforce_file_format=True)
+    try:
+        out.save_as(buf, enforce_file_format=True)
+    except Exception:  # noqa: BLE001 - pydicom's writer messages may quote values
+        raise NotConvertible("the converted object cannot be encoded") from None
     return buf.getvalue()
 
 

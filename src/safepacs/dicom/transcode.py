@@ -43,7 +43,9 @@ def to_explicit_little_endian(ds: Dataset) -> Dataset:
                 _decompress(out)
             elif stored == ExplicitVRBigEndian:
                 _to_little_endian(out)
-            else:
+            else:  # implicit VR: every raw element gets its VR (the dictionary's, or UN)
+                for _ in out.iterall():
+                    pass
                 out.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
                 out.set_original_encoding(False, True, out.original_character_set)
     except NotConvertible:
