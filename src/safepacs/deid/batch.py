@@ -214,6 +214,7 @@ def process(task: Task) -> Result:
         if src.trailer is not None:
             for elem in list(src.trailer.elements()):
                 delta.record((), src.trailer, elem.tag)
+        delta.padding = src.padding
         if clean:
             pixel_report = clean_file_pixels(src, original, delta, job.options)
         out = output_path(job, ds)

@@ -91,6 +91,8 @@ class IdentityDelta:
     #: the original's 128-byte preamble when it held anything (de-identified files get a
     #: zeroed one): a DICOM-TIFF file's TIFF header lives there, so restore gives it back
     preamble: bytes | None = None
+    #: NUL bytes that ended the original after its pixel data (left out of the output)
+    padding: int = 0
 
     def record(self, path: Path, container: Dataset, tag: int, charset: object = None) -> None:
         """Remember the original element before the engine changes it (first change wins).
@@ -135,6 +137,8 @@ class IdentityDelta:
             doc["px"] = self.pixels.to_doc()
         if self.preamble is not None:
             doc["pre"] = base64.b64encode(self.preamble).decode("ascii")
+        if self.padding:
+            doc["pad"] = self.padding
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
 
     @classmethod
@@ -148,7 +152,11 @@ class IdentityDelta:
             raise DeltaError(f"identity delta version {version!r} is not supported")
         pixels = doc.get("px")
         preamble = _preamble(doc.get("pre"))
-        return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels), preamble)
+        padding = doc.get("pad", 0)
+        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+            raise DeltaError("identity delta padding is corrupt")
+        return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels), preamble,
+                           padding)
 
     # --- encryption ---------------------------------------------------------------
     def seal(self, key: bytes, sop_instance_uid: str) -> bytes:
@@ -162,6 +170,7 @@ class LoadedDelta:
     entries: list[dict]
     pixels: PixelDelta | None = None
     preamble: bytes | None = None
+    padding: int = 0
 
     def original_text(self, tag: int) -> str | None:
         """The recorded original value of the top-level text element ``tag`` (a UID, say),

@@ -66,6 +66,8 @@ class DicomFile:
     pixel_start: int | None  # offset of the first pixel-group element
     pixel_end: int | None  # offset just past the pixel-group elements
     trailer: Dataset | None  # elements after the pixel data (padding, signatures, private)
+    #: NUL bytes after the pixel data (no element: a file allocated for a whole volume)
+    padding: int = 0
 
     @property
     def name(self) -> str:
@@ -106,7 +108,10 @@ def read_header(path: Path) -> DicomFile:
             # Deflated, or a dataset encoded otherwise than its meta says (seen in the wild):
             # pydicom reads and rewrites it whole, so the pixel element is re-encoded too.
             return _read_whole(path, name)
-        return DicomFile(path, *found)
+        src = DicomFile(path, *found)
+        if src.pixel_end is not None and src.trailer is None:
+            src.padding = size - src.pixel_end  # what locate found to be NUL padding
+        return src
 
 
 Located = tuple[Dataset, int | None, int | None, Dataset | None]
@@ -142,6 +147,8 @@ def locate(fh: BinaryIO, size: int, name: str) -> Located | None:
     if end < size:
         fh.seek(end)
         rest = fh.read(size - end)
+        if not rest.strip(b"\x00"):
+            return ds, pos, end, None  # NUL padding, no element: left out (restore puts it back)
         try:
             _Scanner(rest, implicit, little).dataset(0, len(rest), implicit, 0)
             with warnings.catch_warnings():
@@ -478,6 +485,7 @@ def write_atomic(
     group_lengths: bool = False,
     odd_lengths: bool = False,
     preamble: bytes | None = None,
+    padding: int = 0,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
@@ -497,11 +505,12 @@ def write_atomic(
     too, with the values they hold (pydicom's writer drops them all), so that a restored
     original has every element of the original, stale lengths included.  ``odd_lengths``
     (restore): a value of odd length as read (the standard forbids them, real files hold
-    them) is written as it is; otherwise pydicom pads it to an even length.
+    them) is written as it is; otherwise pydicom pads it to an even length.  ``padding``
+    (restore): that many NUL bytes end the file, as they ended the original.
     """
     with written_back(src.path.name):
         _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble,
-                      odd_lengths)
+                      odd_lengths, padding)
 
 
 @contextmanager
@@ -524,7 +533,7 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
                   enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False,
-                  preamble: bytes | None = None, odd_lengths: bool = False) -> None:
+                  preamble: bytes | None = None, odd_lengths: bool = False, padding: int = 0) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
@@ -566,6 +575,7 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
         else:
             _write_body(fp, ds, implicit, little, groups, odd_lengths)
             fh.write(fp.getvalue())
+        fh.write(b"\x00" * padding)
 
 
 def _group_lengths(ds: Dataset) -> dict[int, int]:
