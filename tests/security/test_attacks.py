@@ -287,7 +287,6 @@ def test_access_ends_with_care_project_and_grant_on_the_live_server(live: Live) 
     doc = new_person(live.url, sysadmin, "doc_ends", "physician")
     res = new_person(live.url, sysadmin, "res_ends", "researcher")
     tp = new_person(live.url, sysadmin, "tp_ends", "third_party")
-    soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     live.people.update(doc_ends=doc, res_ends=res, tp_ends=tp)
     care = as_admin(live, "POST", "/api/care", {"account_id": doc.account_id, "patient": p1.pseudonym})
     proj = as_admin(live, "POST", "/api/projects", {"code": "ends-explicitly", "purpose": "t",
@@ -309,7 +308,9 @@ def test_access_ends_with_care_project_and_grant_on_the_live_server(live: Live) 
                 assert_refused(live, c.get(path), p1.needles())
             r = c.get("/dicomweb/studies")
             assert r.status_code == 200 and r.json() == [], name
-    # the same by the clock: a care relationship, project and grant ending in 4 s
+    # the same by the clock: a care relationship, project and grant ending in 8 s (set up and
+    # checked to be readable before then, also on a loaded machine)
+    soon = (datetime.now(UTC) + timedelta(seconds=8)).isoformat()
     timed = as_admin(live, "POST", "/api/care", {"account_id": doc.account_id, "patient": p1.pseudonym,
                                                  "ends_at": soon})
     proj2 = as_admin(live, "POST", "/api/projects", {"code": "ends-by-expiry", "purpose": "t", "expires_at": soon})
