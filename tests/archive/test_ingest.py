@@ -45,6 +45,25 @@ def test_same_object_twice_is_a_duplicate_stored_once(archive, archive_dir):
     assert len(_blobs(archive_dir, "obj")) == 1
 
 
+def test_the_same_object_encoded_otherwise_is_a_duplicate_not_a_conflict(archive, archive_dir):
+    """Sent again through another door (DCMTK's storescu re-encodes: implicit VR, padding,
+    sequence lengths), the same object is the same: refusing it as 'other content' told the
+    sender that a stored object had failed."""
+    arch, _ = archive
+    first = arch.ingest(ct_bytes(), source="stow")
+    before = arch.read_instance(first.sop_instance_uid, principal=reader(arch))
+    ds = pydicom.dcmread(io.BytesIO(ct_bytes()))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.StudyDescription = str(ds.get("StudyDescription", "")) + " " * (len(str(ds.get("StudyDescription", ""))) % 2)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert buf.getvalue() != ct_bytes()
+    again = arch.ingest(buf.getvalue(), source="c-store")
+    assert again.status == "duplicate" and again.sop_instance_uid == first.sop_instance_uid
+    assert arch.read_instance(first.sop_instance_uid, principal=reader(arch)) == before  # the first kept
+    assert arch.status()["instances"] == 1 and len(_blobs(archive_dir, "obj")) == 1
+
+
 def test_same_uid_with_other_content_is_a_conflict_and_harms_nothing(archive, archive_dir):
     arch, _ = archive
     stored = arch.ingest(ct_bytes(pixel=1), source="a")

@@ -81,6 +81,17 @@ def test_storing_again_is_a_duplicate_not_a_second_copy(stored, scp, corpus):
     assert len(stored.search("instance", {}, principal=reader(stored))) == len(corpus)
 
 
+def test_the_same_object_re_encoded_by_storescu_is_a_duplicate_not_a_conflict(stored, scp, corpus):
+    """storescu -xi sends implicit VR only: DCMTK re-encodes the (explicit VR) file on the way.
+    The object is the one stored, so the sender gets success, not 0x0111."""
+    r = dcmtk("storescu", "-v", "-xi", "-aec", "SAFEPACS", "127.0.0.1", str(scp[1]), str(corpus[1]))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "Little Endian Implicit" in out or "ImplicitVRLittleEndian" in out or "1.2.840.10008.1.2\n" in out
+    assert not re.search(r"status: 0x0*111\b", out, re.I)
+    assert len(stored.search("instance", {}, principal=reader(stored))) == len(corpus)
+
+
 def test_conflicting_object_gets_0111_and_changes_nothing(stored, scp, corpus, tmp_path):
     raw = bytearray(corpus[0].read_bytes())
     raw[-1] ^= 0xFF

@@ -61,6 +61,7 @@ from safepacs.archive.errors import ArchiveError, Conflict, IntegrityError, NotA
 from safepacs.archive.identity import IdentityIndex, OriginalIdentity
 from safepacs.archive.masking import DisplayRequest, Masking
 from safepacs.archive.recovery import RecoveryReport, recover
+from safepacs.archive.sameness import same_object
 from safepacs.audit.events import AuditSink
 from safepacs.config import SETTINGS_FILE, Settings
 from safepacs.deid.delta import IdentityDelta
@@ -488,11 +489,29 @@ class Archive:
             found = conn.scalar(_SQL_EXISTING, {"b_sop": sop_uid})
         if found is None:
             return None
-        if same_content(found, prep.content_hash, prep.body):
+        if same_content(found, prep.content_hash, prep.body) or self._same_object(sop_uid, prep, conn):
             return self._stored(prep, "duplicate")
         raise Conflict(
             "an instance with this SOP Instance UID and different content is already stored"
         )
+
+    def _same_object(self, sop_uid: str, prep: _Prepared, conn: Connection | None) -> bool:
+        """The stored object and ``prep`` are the same object encoded otherwise (another door,
+        another sender's padding or VR encoding): :mod:`safepacs.archive.sameness`.  Read only
+        when the content hashes differ; anything unreadable counts as other content."""
+        try:
+            if conn is None:
+                with self._engine.connect() as c:
+                    row = c.execute(_LOCATE, {"sop": sop_uid}).first()
+            else:
+                row = conn.execute(_LOCATE, {"sop": sop_uid}).first()
+            if row is None:
+                return False
+            stored = crypto.unseal(self._data_key(row.study_uid), self._blob(row.object_blob),
+                                   b"object\x00" + sop_uid.encode())
+        except Exception:  # noqa: BLE001 - a missing or tampered blob is not "the same"
+            return False
+        return same_object(stored, b"".join(bytes(p) for p in prep.body))
 
     def _commit_grouped(self, job: _Job) -> Stored:
         """Commit ``job``'s index rows, in one transaction with those of every other ingest
