@@ -20,9 +20,9 @@ from safepacs.index.query import QueryError
 _UNSPLITTABLE = "pixel data cannot be split into frames"
 
 
-def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
-    """The bytes of the requested 1-based frames; :class:`BadFrame` if one is out of range,
-    LookupError when the object has no pixel data or its pixel description is unusable."""
+def _checked(ds: Dataset, numbers: list[int]) -> tuple[str, int]:
+    """The pixel data element's keyword and the frame count, with ``numbers`` checked
+    against it: LookupError without pixels or a usable count, :class:`BadFrame` out of range."""
     keyword = pixel_keyword(ds)
     if keyword is None:
         raise LookupError("the instance has no pixel data")
@@ -32,6 +32,13 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     for k in numbers:
         if not 1 <= k <= n:
             raise BadFrame("frame number out of range")
+    return keyword, n
+
+
+def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
+    """The bytes of the requested 1-based frames; :class:`BadFrame` if one is out of range,
+    LookupError when the object has no pixel data or its pixel description is unusable."""
+    keyword, n = _checked(ds, numbers)
     data = ds[keyword].value
     if keyword == "PixelData" and ds.file_meta.TransferSyntaxUID.is_encapsulated:
         data = without_unusable_offsets(data, n) or data  # a table that cannot be right
@@ -77,14 +84,8 @@ def native_frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
     one to RGB: the client would read them by the wrong description)."""
     from safepacs.deid.pixels.frames import PixelError, decode
 
-    if pixel_keyword(ds) != "PixelData":
-        raise LookupError("the instance has no pixel data")
-    n = frame_count(ds)
-    if n is None:
-        raise LookupError(_UNSPLITTABLE)
-    for k in numbers:
-        if not 1 <= k <= n:
-            raise BadFrame("frame number out of range")
+    if _checked(ds, numbers)[0] != "PixelData":
+        raise NotDecodable("float pixel data is sent as stored: ask for transfer-syntax=*")
     try:
         bits = int(ds.BitsAllocated)
         planar = int(ds.get("PlanarConfiguration", 0) or 0) == 1
