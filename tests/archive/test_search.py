@@ -162,3 +162,23 @@ def test_identities_stored_by_another_process_are_found(filled, archive_dir, dat
     finally:
         other.close()
     assert len(arch.search("study", {"PatientName": "LI^NA"}, principal=clinician(arch))) == 1
+
+
+def test_an_exact_original_id_is_found_by_its_keyed_hash_and_confirmed_by_the_sealed_entry(filled):
+    """Exact IDs go through the indexed keyed hash, not a scan of every entry; a hash row
+    that points elsewhere (a damaged or altered index) finds nothing the sealed entry denies."""
+    from sqlalchemy import update
+
+    from safepacs.index.models import Identity
+
+    arch, _ = filled
+    doc = clinician(arch)
+    assert len(arch.search("study", {"PatientID": "PID-A-001 "}, principal=doc)) == 2  # padded as sent
+    assert arch.search("study", {"PatientID": "PID-A-00"}, principal=doc) == []  # exact is exact
+    wanted = arch._identity.id_hash("PID-A-001")
+    with arch._engine.begin() as conn:  # every entry's hash now claims to be PID-A-001's
+        conn.execute(update(Identity).values(id_hash=wanted))
+    found = arch.search("study", {"PatientID": "PID-A-001"}, principal=doc)
+    assert len(found) == 2 and {d.PatientID for d in found} == {"PID-A-001"}
+    assert arch.search("study", {"PatientID": "PID-B-002"}, principal=doc) == []  # its hash is gone
+    assert len(arch.search("study", {"PatientID": "PID-B-*"}, principal=doc)) >= 1  # wildcards scan

@@ -995,8 +995,23 @@ class Archive:
         if kw == "AccessionNumber":
             exact = [v for v in values if not query.has_wildcard(v)]
             return Study.accession_hash.in_([self._identity.accession_hash(v) for v in exact])
+        cache = self._identity_cache()
         pks: set[int] = set()
-        for pk, idents in self._identity_cache().items():
+        if kw == "PatientID":
+            # an exact ID is found by its keyed hash (indexed), then confirmed against the
+            # authenticated entry; only wildcards need every entry (a linear scan cost a
+            # physician with 10k patients in care 20 ms a query)
+            exact = {v for v in values if not query.has_wildcard(v)}
+            values = [v for v in values if query.has_wildcard(v)]
+            if exact:
+                with self._engine.connect() as conn:
+                    candidates = conn.scalars(select(Identity.patient_pk).where(
+                        Identity.id_hash.in_([self._identity.id_hash(v) for v in exact]))).all()
+                pks.update(pk for pk in candidates
+                           if any(ident.patient_id.strip() in exact for ident in cache.get(pk, ())))
+            if not values:
+                return Patient.pk.in_(sorted(pks))
+        for pk, idents in cache.items():
             for ident in idents:
                 for v in values:
                     if kw == "PatientName" and query.pn_matches(v, ident.patient_name, fuzzy=fuzzy):
