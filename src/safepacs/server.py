@@ -108,8 +108,9 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     """Serve until SIGTERM/SIGINT, then stop both fronts and the retention timer and close
     ``archive``.
 
-    Unset arguments come from ``archive.settings``; ``cors_origins`` adds to its list.  ``dicom_port=0`` disables DIMSE;
-    ``retention=False`` (or ``retention_interval_s`` 0) leaves expiry to ``safepacs retention run``.
+    Unset arguments come from ``archive.settings``; ``cors_origins`` adds to its list.
+    ``dicom_port=0`` disables DIMSE; ``retention=False`` (or ``retention_interval_s`` 0) leaves
+    expiry to ``safepacs retention run``.
     """
     keep_freed_memory()  # a no-op when ``safepacs serve`` did it already
     s = archive.settings
@@ -127,7 +128,7 @@ def run(archive: Any, *, host: str | None = None, http_port: int | None = None,
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     quiet_pynetdicom()  # its warnings quote UIDs of the objects received
 
-    cors = list(dict.fromkeys([*s.cors_origins, *check_origins(list(cors_origins or []))]))
+    cors = check_origins([*s.cors_origins, *(cors_origins or [])])  # checked, without repeats
     app = AccessLog(create_app(archive, cors_origins=cors))
     config = uvicorn.Config(
         app, host=host, port=http_port, access_log=False, log_level="warning",

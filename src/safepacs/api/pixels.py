@@ -70,6 +70,10 @@ def frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
 _NATIVE_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB", "YBR_FULL"}
 
 
+_CHANGED = ("decoding would change what the header says of the frames (photometric "
+            "interpretation or bits): ask for them as stored (transfer-syntax=*)")
+
+
 class NotDecodable(LookupError):
     """The frames exist but cannot be sent uncompressed as the header describes them."""
 
@@ -92,6 +96,8 @@ def native_frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
         photometric = str(ds.PhotometricInterpretation).strip().upper()
     except (AttributeError, TypeError, ValueError):
         raise NotDecodable(_UNSPLITTABLE) from None
+    if photometric not in _NATIVE_PHOTOMETRIC:  # known from the header: nothing to decode
+        raise NotDecodable(_CHANGED)
     out = []
     for k in numbers:
         try:
@@ -100,10 +106,8 @@ def native_frames(ds: Dataset, numbers: list[int]) -> list[bytes]:
             raise NotDecodable("the frames cannot be decoded: ask for them as stored "
                                "(transfer-syntax=*)") from None
         decoded = str(notes.get("photometric_interpretation", photometric)).strip().upper()
-        if decoded != photometric or photometric not in _NATIVE_PHOTOMETRIC or arr.dtype.itemsize * 8 != bits:
-            raise NotDecodable("decoding would change what the header says of the frames "
-                               "(photometric interpretation or bits): ask for them as stored "
-                               "(transfer-syntax=*)")
+        if decoded != photometric or arr.dtype.itemsize * 8 != bits:
+            raise NotDecodable(_CHANGED)
         if planar and arr.ndim == 3:
             arr = arr.transpose(2, 0, 1)
         out.append(np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes())

@@ -999,8 +999,7 @@ class Archive:
         pks: set[int] = set()
         if kw == "PatientID":
             # an exact ID is found by its keyed hash (indexed), then confirmed against the
-            # authenticated entry; only wildcards need every entry (a linear scan cost a
-            # physician with 10k patients in care 20 ms a query)
+            # authenticated entry; only wildcards need every entry
             exact = {v for v in values if not query.has_wildcard(v)}
             values = [v for v in values if query.has_wildcard(v)]
             if exact:

@@ -393,7 +393,6 @@ class _Walker:
         else:
             self._remove(ds, path, tag)
 
-    # --- private attributes -------------------------------------------------------
     # --- file meta and marking ----------------------------------------------------
     def walk_meta(self, meta: Dataset) -> None:
         for elem in list(meta.elements()):

@@ -31,8 +31,6 @@ from typing import Any
 import pydicom
 from pydicom import Dataset
 from pydicom.uid import (
-    UID,
-    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     UID_dictionary,
@@ -58,7 +56,7 @@ from pynetdicom.sop_class import (
 )
 
 from safepacs.api import stow
-from safepacs.dicom.transcode import NotConvertible, to_explicit_little_endian
+from safepacs.dicom.transcode import NotConvertible, needs_conversion, to_explicit_little_endian
 from safepacs.dimse import query
 from safepacs.errors import SafepacsError
 from safepacs.store.sealing import Sealed
@@ -433,13 +431,13 @@ def in_accepted_syntax(ds: Dataset, contexts: list[Any]) -> Dataset:
     viewers) gets compressed pixel data decompressed, or big endian data re-encoded, rather
     than a failed sub-operation; a lossy original stays marked lossy.  Anything else is sent
     as stored (and fails there if the receiver accepted nothing for it, as before)."""
-    stored = UID(str(ds.file_meta.TransferSyntaxUID))
+    stored = str(ds.file_meta.TransferSyntaxUID)
     sop_class = str(ds.get("SOPClassUID", ""))
     offered = {str(cx.transfer_syntax[0]) for cx in contexts
                if str(cx.abstract_syntax) == sop_class and getattr(cx, "as_scu", True)}
-    if stored in offered or not (stored.is_compressed or stored == ExplicitVRBigEndian):
+    if stored in offered or not needs_conversion(stored):
         return ds
-    if not any(not UID(t).is_compressed and UID(t) != ExplicitVRBigEndian for t in offered):
+    if all(needs_conversion(t) for t in offered):
         return ds
     try:
         return to_explicit_little_endian(ds)
