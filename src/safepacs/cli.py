@@ -218,15 +218,20 @@ def verify_deid(
     deid_dir: Annotated[Path, typer.Argument(metavar="DEID", help="The de-identified file or folder.")],
     report: Annotated[Path | None, typer.Option(help="Write leaks (masked) as JSON here.")] = None,
     key_file: Annotated[Path | None, typer.Option(help="The de-identification key: with it, dates shifted under Modified Dates are checked against the same patient's original dates only.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Also count what is found inside attributes that a declared retain option keeps (listed apart otherwise).")] = False,
 ) -> None:
     """Search every de-identified file for any identifying value of the originals.
 
     Prints a table of leaks (values masked) and exits 1 on any leak, 0 when clean.
+    Values each file's declared options keep (its DeidentificationMethodCodeSequence) are
+    allowed where they keep them; a needle found inside such a kept attribute is listed
+    apart and not counted, unless it is a person's name, ID, birth date, address, phone or
+    e-mail (or --strict is given).
     """
     from safepacs.deid.verify import run_verify
 
     keys = _load_keys(key_file, create=False) if key_file is not None else None
-    code = run_verify(original, deid_dir, console=out, report=report, keys=keys)
+    code = run_verify(original, deid_dir, console=out, report=report, keys=keys, strict=strict)
     raise typer.Exit(code)
 
 

@@ -418,3 +418,68 @@ def test_safe_private_values_are_allowed_under_113111_only(tmp_path: Path, origi
     plain.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", "/1.375:1.9")
     save(plain, tmp_path / "deid" / "a.dcm")
     assert [f.kind for f in leaks(tmp_path)] == ["private"]
+
+
+# ------------------------------------------------- inside attributes an option keeps
+def _station_original() -> Dataset:
+    """A vendor's private copy of part of the station name, and a patient named in it."""
+    ds = ct_original()
+    ds.StationName = "AKRON GENERAL CT2"
+    ds.InstitutionName = "WANG MEMORIAL CLINIC"
+    ds.PatientName = "WANG^LEI"
+    ds.add_new(0x00091002, "LO", "AKRON GENERAL")
+    return ds
+
+
+def _kept_station_copy(original: Dataset, *codes: str) -> Dataset:
+    kept = deidentified(original, *codes)
+    kept.StationName = original.StationName
+    kept.InstitutionName = original.InstitutionName
+    return kept
+
+
+def test_private_text_inside_a_kept_station_name_is_listed_apart_not_counted(tmp_path: Path) -> None:
+    original = _station_original()
+    save(original, tmp_path / "orig" / "1.dcm")
+    save(_kept_station_copy(original, "113109", "113112"), tmp_path / "deid" / "a.dcm")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    # the patient's family name inside the kept institution name is still a leak
+    assert [(f.location, f.kind) for f in result.leaks] == [("InstitutionName", "name")]
+    assert [(f.location, f.kind, f.kept_by) for f in result.kept] == [
+        ("StationName", "private", "retain_device_identity")]
+    assert "AKRON" not in repr(result)
+
+    code, out = run(tmp_path)
+    assert code == 1 and "declared option keeps" in out and "retain_device_identity" in out
+
+
+def test_a_kept_attribute_finding_counts_without_the_option_or_with_strict(tmp_path: Path) -> None:
+    original = _station_original()
+    original.InstitutionName = "Beijing Union Hospital"
+    save(original, tmp_path / "orig" / "1.dcm")
+    save(_kept_station_copy(original, "113109", "113112"), tmp_path / "deid" / "a.dcm")
+    code, _ = run(tmp_path)
+    assert code == 0  # the one finding is kept by Retain Device Identity
+    report = tmp_path / "r.json"
+    code, _ = run(tmp_path, strict=True, report=report)
+    assert code == 1
+    payload = json.loads(report.read_text())
+    assert [(f["location"], f["kind"]) for f in payload["leaks"]] == [("StationName", "private")]
+    assert payload["kept_by_declared_options_count"] == 0
+    # without the declaration the station name itself is the leak
+    save(_kept_station_copy(original, "113112"), tmp_path / "deid" / "a.dcm")
+    assert ("StationName", "device") in {(f.location, f.kind) for f in leaks(tmp_path)}
+
+
+def test_a_kept_attribute_holding_another_value_than_the_originals_is_searched_as_ever(
+    tmp_path: Path,
+) -> None:
+    original = _station_original()
+    original.InstitutionName = "Beijing Union Hospital"
+    save(original, tmp_path / "orig" / "1.dcm")
+    kept = _kept_station_copy(original, "113109", "113112")
+    kept.StationName = "AKRON GENERAL CT9"  # not what any original held there
+    save(kept, tmp_path / "deid" / "a.dcm")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    assert [(f.location, f.kind) for f in result.leaks] == [("StationName", "private")]
+    assert result.kept == []

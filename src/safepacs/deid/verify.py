@@ -11,7 +11,12 @@ all de-identified files.
 What a file legitimately keeps is read from its own DeidentificationMethodCodeSequence:
 dates under Retain Longitudinal Full Dates, device identity under Retain Device Identity,
 and so on.  Names, IDs, birth dates, addresses, phones, resident IDs and private values are
-always a leak.
+always a leak.  One exception is shown apart rather than counted: an attribute that a
+declared option keeps (a StationName under Retain Device Identity) and that holds what an
+original held in the same attribute may contain another needle -- a vendor's private copy
+of part of the station name, a word of free text.  Such a finding is listed as "kept by a
+declared option" unless the needle is a person's identity (a name, an ID, a birth date...),
+which stays a leak; ``--strict`` counts them all.
 
 Nothing identifying is printed or written: leaks carry masked values ("Z***i"), file paths
 are shown with any identifying part masked, and originals are only counted.
@@ -31,7 +36,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -103,6 +108,8 @@ _MAX_TABLE_ROWS = 200
 #: Kinds not reported inside a value that the originals hold, whole, in a non-identifying
 #: attribute: a site named after its scanner's vendor shares words with the kept vendor name.
 _VENDOR_KINDS = frozenset({"institution", "device"})
+#: Kinds that identify a person: a leak even inside an attribute a declared option keeps.
+PERSON_KINDS = frozenset({"name", "birth_date", "id", "resident_id", "phone", "email", "address"})
 
 
 class VerifyInputError(SafepacsError):
@@ -117,6 +124,8 @@ class Leak:
     location: str
     kind: str
     masked: str
+    #: the declared option(s) keeping the attribute, for a finding that is not counted
+    kept_by: str = ""
 
 
 @dataclass
@@ -124,6 +133,8 @@ class VerifyResult:
     """The outcome of one verification run; nothing in it is PHI."""
 
     leaks: list[Leak] = field(default_factory=list)
+    #: findings inside attributes that a declared option keeps, whole as in an original
+    kept: list[Leak] = field(default_factory=list)
     files_checked: int = 0
     originals_read: int = 0
     originals_skipped: int = 0
@@ -192,6 +203,8 @@ class NeedleIndex:
         self._matchers: dict[frozenset[str], _Matcher] = {}
         self._contained: set[str] | None = None
         self._kept: frozenset[str] | None = None
+        #: (keyword, normalised value) of the originals' attributes that options may keep
+        self._option_kept: dict[tuple[str, str], frozenset[str]] = {}
         self._profile = load_profile()
 
     def add_dataset(self, ds: Dataset) -> None:
@@ -200,6 +213,9 @@ class NeedleIndex:
         self._contained = None
         self._kept = None
         for v in iter_values(ds, self._profile):
+            if v.keyword and v.waivers:
+                where = (v.keyword, normalize(v.text))
+                self._option_kept[where] = self._option_kept.get(where, frozenset()) | v.waivers
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
                     self._excluded.add(normalize(v.text))
@@ -222,6 +238,17 @@ class NeedleIndex:
         entry = self._entries.setdefault(key, _Entry())
         entry.forms.add(needle.parts)
         entry.sources.add((needle.kind, waivers))
+
+    def kept_by(self, keyword: str, text: str, enabled: frozenset[str]) -> frozenset[str]:
+        """The ``enabled`` options under which an original held ``text`` in ``keyword``."""
+        if not keyword or not enabled:
+            return frozenset()
+        return self._option_kept.get((keyword, normalize(text)), frozenset()) & enabled
+
+    def waived(self, key: str, enabled: frozenset[str]) -> bool:
+        """Whether some original holds this needle where an ``enabled`` option keeps it."""
+        entry = self._entries.get(key)
+        return entry is not None and any(w & enabled for _, w in entry.sources)
 
     def kept_values(self) -> frozenset[str]:
         """The originals' values of non-identifying attributes (normalised); built once
@@ -502,7 +529,11 @@ class _FileScan:
     shown: str
     #: non-identifying values of the originals (a vendor's name in Manufacturer...)
     kept: frozenset[str] = frozenset()
+    #: the index and the file's declared options, for attributes those options keep
+    index: NeedleIndex | None = None
+    enabled: frozenset[str] = frozenset()
     leaks: list[Leak] = field(default_factory=list)
+    kept_findings: list[Leak] = field(default_factory=list)
     regions: list[_Region] = field(default_factory=list)
     skips: list[tuple[int, int]] = field(default_factory=list)
     unlocated: Counter = field(default_factory=Counter)
@@ -511,18 +542,29 @@ class _FileScan:
         kind = key_or_kind if pattern else self.matcher.kinds.get(key_or_kind, "other_text")
         self.leaks.append(Leak(self.shown, location, kind, mask(value)))
 
-    def search_text(self, path: str, text: str, vr: str) -> set[str]:
+    def kept_by(self, keyword: str, text: str) -> frozenset[str]:
+        return self.index.kept_by(keyword, text, self.enabled) if self.index is not None else frozenset()
+
+    def search_text(self, path: str, text: str, vr: str, keyword: str = "") -> set[str]:
         found: set[str] = set()
         spans = []
         kept = None  # whether ``text`` is a kept value: asked only when it matters
+        options = None  # the declared options keeping this attribute's value, likewise
         for start, end, key in self.matcher.find_text(text):
             found.add(key)
             spans.append((start, end))
-            if self.matcher.kinds.get(key) in _VENDOR_KINDS:
+            kind = self.matcher.kinds.get(key)
+            if kind in _VENDOR_KINDS:
                 if kept is None:
                     kept = normalize(text) in self.kept
                 if kept:
                     continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
+            if options is None:
+                options = self.kept_by(keyword, text)
+            if options and (kind not in PERSON_KINDS or self.index.waived(key, self.enabled)):
+                self.kept_findings.append(Leak(self.shown, path, kind or "other_text",
+                                               mask(text[start:end]), ",".join(sorted(options))))
+                continue
             self.leak(path, key, text[start:end])
         if vr in _PATTERN_VRS:
             for kind, (start, end) in find_patterns(text):
@@ -559,7 +601,8 @@ def _walk_deid(ds: Dataset, base: int, prefix: str, encodings: list[str], scan: 
             continue
         found: set[str] = set()
         for text in element_texts(elem, encodings):
-            found |= scan.search_text(path, text, elem.VR)
+            keyword = "" if private else elem.keyword
+            found |= scan.search_text(path, text, elem.VR, keyword)
             if elem.VR == "DT" and len(text) > 8:  # the date inside a date-time
                 found |= scan.search_text(path, text[:8], elem.VR)
         if start is not None and length != _UNDEFINED:
@@ -625,8 +668,9 @@ def _parse_deid(fh: BinaryIO) -> tuple[Dataset | None, int | None]:
 def _check_file(
     path: Path, relative: str, shown: str, index: NeedleIndex,
     patient_dates: dict[str, set[str]] | None = None,
-) -> tuple[list[Leak], bool]:
-    """Leaks in one de-identified file, and whether it parsed as DICOM.
+) -> tuple[list[Leak], list[Leak], bool]:
+    """Leaks in one de-identified file, findings kept by its declared options, and whether
+    it parsed as DICOM.
 
     ``relative`` is the path searched for identifiers; ``shown`` its masked form.
     """
@@ -636,7 +680,7 @@ def _check_file(
         per_patient = patient_dates is not None and "retain_long_modified_dates" in enabled
         if per_patient:
             enabled = enabled | {PER_PATIENT_DATES}
-        scan = _FileScan(index.matcher(enabled), shown, index.kept_values())
+        scan = _FileScan(index.matcher(enabled), shown, index.kept_values(), index, enabled)
         if per_patient and ds is not None:
             _check_patient_dates(ds, patient_dates, scan)
         ts = ""
@@ -653,7 +697,7 @@ def _check_file(
                 _search_raw(scan, buf, _file_encodings(ds))
     for start, end, key in scan.matcher.find_text(relative):
         scan.leak("file path", key, relative[start:end])
-    return _dedupe(scan.leaks), ds is not None
+    return _dedupe(scan.leaks), _dedupe(scan.kept_findings), ds is not None
 
 
 def _check_patient_dates(ds: Dataset, patient_dates: dict[str, set[str]], scan: _FileScan) -> None:
@@ -785,13 +829,14 @@ def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResul
         relative = _display(path, deid)
         shown = default.mask_text(relative)
         try:
-            leaks, parsed = _check_file(path, relative, shown, index, patient_dates)
+            leaks, kept, parsed = _check_file(path, relative, shown, index, patient_dates)
             if parsed:
                 leaks += _check_pixels(path, shown, lookup, result)
         except OSError as exc:
             result.errors.append(f"{shown}: cannot read ({exc.__class__.__name__})")
             continue
         result.leaks += leaks
+        result.kept += kept
         result.files_checked += 1
         result.unparsed_files += 0 if parsed else 1
     return result
@@ -861,13 +906,15 @@ def _safe_reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, SafepacsError) else exc.__class__.__name__
 
 
-def _leak_table(leaks: list[Leak]) -> Table:
-    table = Table(title="Identifying values found in de-identified files", show_lines=False)
-    for column in ("File", "Attribute", "Kind", "Value (masked)"):
+def _leak_table(leaks: list[Leak], title: str = "Identifying values found in de-identified files",
+                kept: bool = False) -> Table:
+    table = Table(title=title, show_lines=False)
+    columns = ("File", "Attribute", "Kind", "Value (masked)") + (("Kept by",) if kept else ())
+    for column in columns:
         table.add_column(column, overflow="fold")
     for leak in leaks[:_MAX_TABLE_ROWS]:
-        table.add_row(Text(leak.deid_file), Text(leak.location), Text(leak.kind),
-                      Text(leak.masked))
+        cells = (leak.deid_file, leak.location, leak.kind, leak.masked) + ((leak.kept_by,) if kept else ())
+        table.add_row(*map(Text, cells))
     return table
 
 
@@ -885,6 +932,8 @@ def write_report(result: VerifyResult, report: Path) -> None:
         "leaks_by_kind": dict(Counter(leak.kind for leak in result.leaks)),
         "errors": result.errors,
         "leaks": [asdict(leak) for leak in result.leaks],
+        "kept_by_declared_options_count": len(result.kept),
+        "kept_by_declared_options": [asdict(leak) for leak in result.kept],
     }
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -892,18 +941,21 @@ def write_report(result: VerifyResult, report: Path) -> None:
 
 def run_verify(
     original: Path, deid: Path, *, console: Console, report: Path | None = None,
-    keys: Keys | None = None,
+    keys: Keys | None = None, strict: bool = False,
 ) -> int:
     """The ``verify-deid`` command: print leaks, write the report, return the exit code.
 
     0: no leak; 1: at least one leak; 2: no leak found, but an input is missing or
     unreadable (an unreadable original's identity could not be searched for).
+    ``strict``: findings inside attributes kept by a declared option count as leaks too.
     """
     try:
         result = verify_paths(original, deid, keys)
     except VerifyInputError as exc:
         console.print(Text("error: ", style="bold red") + Text(str(exc)))
         return 2
+    if strict:
+        result.leaks, result.kept = result.leaks + [replace(k, kept_by="") for k in result.kept], []
     _print_result(console, result)
     if report is not None:
         try:
@@ -931,6 +983,9 @@ def _print_result(console: Console, result: VerifyResult) -> None:
         console.print(Text(f"pixels of {result.pixel_files_checked} file(s) read by OCR for "
                            "burned-in identity"))
     files = f"{result.files_checked} file{'s' if result.files_checked != 1 else ''}"
+    if result.kept:
+        console.print(_leak_table(result.kept, "Found inside attributes that a declared option keeps "
+                                  "(not counted; --strict counts them)", kept=True))
     if not result.leaks:
         if not result.errors:
             console.print(Text(f"0 leaks in {files}", style="bold green"))
