@@ -28,6 +28,16 @@ both systems share:
   a two-humped mix sits at the edge of one hump.  The search and retrieve loops run with this
   client's garbage collector paused (``untimed_garbage``), as ``timeit`` does.
 
+  The client.  Latency is timed with the standard library's ``http.client`` (one keep-alive
+  connection, the body read whole by ``read()``): it takes a Content-Length body in a few
+  large reads, so the time is the server's.  httpx, which this script uses elsewhere, takes
+  about 15-20 ms of Python to receive an 8 MB radiograph here -- more than either server
+  spends on it -- and since it reads while the server is still sending, a slower server is
+  partly hidden behind it (a radiograph measured 15.7 ms from safepacs and 28.4 ms from
+  Orthanc with ``http.client``, 33.2 and 47.1 ms with httpx, 32.9 and 43.3 ms with requests,
+  in one run).  The same passes are then timed again with httpx, as a second view, in the
+  ``httpx`` rows: what a client with that overhead sees.
+
 Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``) runs with a minimal config: loopback only
 in effect (it binds 0.0.0.0 whatever the config says, so ``RemoteAccessAllowed`` is false and
 HTTP auth is on), unusual ports, UTF-8 default encoding, no storage compression, no HTTP
@@ -44,7 +54,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import base64
 import gc
+import http.client
 import io
 import json
 import os
@@ -62,6 +74,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pydicom
@@ -320,22 +333,51 @@ def passes(where: list[tuple[str, str, str]], n: int, rng: random.Random) -> lis
     return [w for _ in range(n) for w in rng.sample(where, len(where))]
 
 
+@contextmanager
+def plain_getter(system: System) -> Iterator[Callable[[str], tuple[int, int]]]:
+    """GET with ``http.client`` on one keep-alive connection: (status, body bytes)."""
+    url = urlsplit(system.base)
+    headers = {**system.headers, "Accept": ACCEPT_DICOM}
+    if system.auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(system.auth).encode()).decode()
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
+
+    def get(path: str) -> tuple[int, int]:
+        conn.request("GET", url.path + path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, len(resp.read())
+
+    try:
+        yield get
+    finally:
+        conn.close()
+
+
+@contextmanager
+def httpx_getter(system: System) -> Iterator[Callable[[str], tuple[int, int]]]:
+    with system.client() as c:
+        def get(path: str) -> tuple[int, int]:
+            r = c.get(system.base + path, headers={"Accept": ACCEPT_DICOM})
+            return r.status_code, len(r.content)
+
+        yield get
+
+
 def wado(system: System, order: list[tuple[str, str, str]],
-         by_size: dict[str, list[float]] | None = None) -> tuple[float, float]:
+         by_size: dict[str, list[float]] | None = None, client=plain_getter) -> tuple[float, float]:
     """p50/p99 of retrieving ``order``, one after another; ``by_size`` collects the times of
     slices (< 2 MB) and radiographs apart."""
     times = []
-    with system.client() as c, untimed_garbage() as collect:
+    with client(system) as get, untimed_garbage() as collect:
         for st, se, sop in order:
             t = time.perf_counter()
-            r = c.get(f"{system.base}/studies/{st}/series/{se}/instances/{sop}", headers={"Accept": ACCEPT_DICOM})
-            _ = r.content
+            status, size = get(f"/studies/{st}/series/{se}/instances/{sop}")
             times.append(time.perf_counter() - t)
             collect()
-            if r.status_code != 200:
-                raise RuntimeError(f"{system.name} WADO-RS answered {r.status_code}")
+            if status != 200:
+                raise RuntimeError(f"{system.name} WADO-RS answered {status}")
             if by_size is not None:
-                by_size.setdefault("slices" if len(r.content) < 2_000_000 else "radiographs", []).append(times[-1])
+                by_size.setdefault("slices" if size < 2_000_000 else "radiographs", []).append(times[-1])
     return percentiles(times)
 
 
@@ -363,11 +405,17 @@ def phase_a(kind: type[System], workdir: Path, files: list[Path], args: argparse
         settle(args.settle)
         out["stow"], where = stow(s, files, args.clients)
         wado(s, [rng.choice(where) for _ in range(5)])  # warm-up
+        order = passes(where, args.passes, rng)
         by_size: dict[str, list[float]] = {}
-        out["wado"] = wado(s, passes(where, args.passes, rng), by_size)
+        out["wado"] = wado(s, order, by_size)
         for kind_, samples in by_size.items():
             out[f"wado_{kind_}"] = percentiles(samples)
             out[f"wado_{kind_}_count"] = len(samples)
+        wado(s, [rng.choice(where) for _ in range(5)], client=httpx_getter)  # warm-up
+        by_size = {}
+        out["wado_httpx"] = wado(s, order, by_size, client=httpx_getter)
+        for kind_, samples in by_size.items():
+            out[f"wado_httpx_{kind_}"] = percentiles(samples)
     finally:
         s.stop()
 
@@ -411,7 +459,11 @@ def table(res: dict, args: argparse.Namespace) -> str:
             ("WADO-RS p50, CT/MR slices (ms)", "wado_slices", 0, False, ""),
             ("WADO-RS p99, CT/MR slices (ms)", "wado_slices", 1, False, ""),
             ("WADO-RS p50, CR/DX radiographs (ms)", "wado_radiographs", 0, False, ""),
-            ("WADO-RS p99, CR/DX radiographs (ms)", "wado_radiographs", 1, False, "")]
+            ("WADO-RS p99, CR/DX radiographs (ms)", "wado_radiographs", 1, False, ""),
+            ("httpx client: WADO-RS instance p50 (ms)", "wado_httpx", 0, False, ""),
+            ("httpx client: WADO-RS instance p99 (ms)", "wado_httpx", 1, False, ""),
+            ("httpx client: p50, slices (ms)", "wado_httpx_slices", 0, False, ""),
+            ("httpx client: p50, radiographs (ms)", "wado_httpx_radiographs", 0, False, "")]
     lines = ["| metric | safepacs | Orthanc | safepacs/Orthanc | target |", "|---|---|---|---|---|"]
     for label, key, idx, higher, target in rows:
         a, b = sp.get(key), oc.get(key)
