@@ -279,3 +279,24 @@ def test_standard_elements_written_as_un_are_decided_by_their_tag(keys):
     if 0x00081070 in out:  # OperatorsName: listed (X/Z/D), never kept
         value = out[0x00081070].value
         assert b"OPERATOR" not in (value if isinstance(value, bytes) else str(value or "").encode())
+
+
+def test_device_text_that_iods_require_is_kept(keys):
+    """FluenceModeID (Type 1C in an RT plan's beams, e.g. a flattening-filter-free beam) and
+    PaddleDescription (Type 1 in breast tomosynthesis acquisition) name a machine mode and a
+    compression paddle; removed as unlisted text, real RT plans and tomosynthesis objects
+    gained a dciodvfy 'Missing attribute' error their originals did not have."""
+    ds = make_ct()
+    fluence = Dataset()
+    fluence.FluenceMode = "NON_STANDARD"
+    fluence.FluenceModeID = "FFF"
+    beam = Dataset()
+    beam.BeamNumber = 1
+    beam.PrimaryFluenceModeSequence = Sequence([fluence])
+    ds.BeamSequence = Sequence([beam])
+    acquisition = Dataset()
+    acquisition.PaddleDescription = "SPOT 7.5CM"
+    ds.XRay3DAcquisitionSequence = Sequence([acquisition])
+    out, _ = deidentify(ds, Options(), keys)
+    assert out.BeamSequence[0].PrimaryFluenceModeSequence[0].FluenceModeID == "FFF"
+    assert out.XRay3DAcquisitionSequence[0].PaddleDescription == "SPOT 7.5CM"
