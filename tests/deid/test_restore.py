@@ -243,3 +243,19 @@ def test_data_after_the_pixel_data_that_is_not_padding_is_still_refused(tmp_path
     job = Job(tmp_path / "out", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
     [result] = run(list(discover(tmp_path / "in")), job)
     assert result.status == "rejected" and "after the pixel data" in result.reason
+
+
+def test_a_bare_dataset_is_restored_bare_byte_for_byte(tmp_path, keys):
+    """Treatment planning systems export bare datasets (no preamble, no file meta).  The
+    de-identified file gets file meta built for it; restore wrote that meta and a preamble
+    into the "original" too, so four real RT plans came back 238 bytes longer."""
+    plan = pydicom.dcmread(get_testdata_file("rtplan.dcm"))
+    plan.preamble, plan.file_meta = None, pydicom.dataset.FileMetaDataset()
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "plan.dcm"
+    pydicom.dcmwrite(src, plan, implicit_vr=True, little_endian=True)
+    assert src.read_bytes()[128:132] != b"DICM"
+
+    deid = _deidentify(tmp_path, keys)
+    assert deid.read_bytes()[128:132] == b"DICM"  # the output is Part 10
+    assert _restored(tmp_path, keys).read_bytes() == src.read_bytes()

@@ -215,6 +215,7 @@ def process(task: Task) -> Result:
             for elem in list(src.trailer.elements()):
                 delta.record((), src.trailer, elem.tag)
         delta.padding = src.padding
+        delta.bare = src.bare
         if clean:
             pixel_report = clean_file_pixels(src, original, delta, job.options)
         out = output_path(job, ds)

@@ -93,6 +93,9 @@ class IdentityDelta:
     preamble: bytes | None = None
     #: NUL bytes that ended the original after its pixel data (left out of the output)
     padding: int = 0
+    #: the original was a bare dataset (no preamble, no file meta): the output has file meta
+    #: built for it, which restore leaves out again
+    bare: bool = False
 
     def record(self, path: Path, container: Dataset, tag: int, charset: object = None) -> None:
         """Remember the original element before the engine changes it (first change wins).
@@ -139,6 +142,8 @@ class IdentityDelta:
             doc["pre"] = base64.b64encode(self.preamble).decode("ascii")
         if self.padding:
             doc["pad"] = self.padding
+        if self.bare:
+            doc["bare"] = True
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
 
     @classmethod
@@ -155,8 +160,11 @@ class IdentityDelta:
         padding = doc.get("pad", 0)
         if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
             raise DeltaError("identity delta padding is corrupt")
+        bare = doc.get("bare", False)
+        if not isinstance(bare, bool):
+            raise DeltaError("identity delta bare-dataset flag is corrupt")
         return LoadedDelta(doc["entries"], None if pixels is None else PixelDelta.from_doc(pixels), preamble,
-                           padding)
+                           padding, bare)
 
     # --- encryption ---------------------------------------------------------------
     def seal(self, key: bytes, sop_instance_uid: str) -> bytes:
@@ -171,6 +179,7 @@ class LoadedDelta:
     pixels: PixelDelta | None = None
     preamble: bytes | None = None
     padding: int = 0
+    bare: bool = False
 
     def original_text(self, tag: int) -> str | None:
         """The recorded original value of the top-level text element ``tag`` (a UID, say),

@@ -57,7 +57,8 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key:
         target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
         # exactly as it was
         write_atomic(src, restored, target, enforce_meta=False, pixel_bytes=pixel_bytes, group_lengths=True,
-                     odd_lengths=True, preamble=delta.preamble, padding=delta.padding)
+                     odd_lengths=True, preamble=delta.preamble, padding=delta.padding,
+                     bare=delta.bare)
     except SafepacsError as exc:
         return Result(rel, None, "rejected", _strip_name(str(exc), path.name))
     except Exception as exc:  # noqa: BLE001

@@ -68,6 +68,8 @@ class DicomFile:
     trailer: Dataset | None  # elements after the pixel data (padding, signatures, private)
     #: NUL bytes after the pixel data (no element: a file allocated for a whole volume)
     padding: int = 0
+    #: a bare dataset: the file had no preamble and no file meta (its meta was built on reading)
+    bare: bool = False
 
     @property
     def name(self) -> str:
@@ -332,7 +334,7 @@ def _read_headerless(path: Path, name: str) -> DicomFile:
             data = fh.read()
     except OSError as exc:
         raise InvalidDicom(f"{name}: cannot read file ({exc.strerror or exc.__class__.__name__})") from None
-    return DicomFile(path, *locate_bare(data, name))
+    return DicomFile(path, *locate_bare(data, name), bare=True)
 
 
 def locate_bare(data: bytes, name: str) -> Located:
@@ -486,6 +488,7 @@ def write_atomic(
     odd_lengths: bool = False,
     preamble: bytes | None = None,
     padding: int = 0,
+    bare: bool = False,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
@@ -506,11 +509,12 @@ def write_atomic(
     original has every element of the original, stale lengths included.  ``odd_lengths``
     (restore): a value of odd length as read (the standard forbids them, real files hold
     them) is written as it is; otherwise pydicom pads it to an even length.  ``padding``
-    (restore): that many NUL bytes end the file, as they ended the original.
+    (restore): that many NUL bytes end the file, as they ended the original.  ``bare``
+    (restore): the original was a bare dataset, so neither preamble nor file meta is written.
     """
     with written_back(src.path.name):
         _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble,
-                      odd_lengths, padding)
+                      odd_lengths, padding, bare)
 
 
 @contextmanager
@@ -533,7 +537,8 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
                   enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False,
-                  preamble: bytes | None = None, odd_lengths: bool = False, padding: int = 0) -> None:
+                  preamble: bytes | None = None, odd_lengths: bool = False, padding: int = 0,
+                  bare: bool = False) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
@@ -541,8 +546,9 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
     groups = _group_lengths(ds) if group_lengths else {}
     with _atomic(Path(out), exclusive_since) as fh:
         fp = DicomBytesIO()
-        fp.write((preamble if preamble is not None and len(preamble) == 128 else b"\x00" * 128) + b"DICM")
-        write_meta(fp, meta, enforce_standard=enforce_meta)
+        if not bare:
+            fp.write((preamble if preamble is not None and len(preamble) == 128 else b"\x00" * 128) + b"DICM")
+            write_meta(fp, meta, enforce_standard=enforce_meta)
         fp.is_implicit_VR = implicit
         fp.is_little_endian = little
         if tsuid == DeflatedExplicitVRLittleEndian:
