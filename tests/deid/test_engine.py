@@ -300,3 +300,15 @@ def test_device_text_that_iods_require_is_kept(keys):
     out, _ = deidentify(ds, Options(), keys)
     assert out.BeamSequence[0].PrimaryFluenceModeSequence[0].FluenceModeID == "FFF"
     assert out.XRay3DAcquisitionSequence[0].PaddleDescription == "SPOT 7.5CM"
+
+
+def test_utc_offset_stays_as_it_is_when_dates_are_shifted(keys):
+    """Retain Longitudinal Modified Dates cleans (C) TimezoneOffsetFromUTC: a whole-day shift
+    leaves it valid as it was.  Cleaned as free text, it became '***' (not an offset) in a
+    real enhanced MR with Clean Descriptors."""
+    ds = make_ct()
+    ds.TimezoneOffsetFromUTC = "+0200"
+    ds.AcquisitionDateTime = "20130711161700+0200"
+    out, _ = deidentify(ds, Options(retain_long_modified_dates=True, clean_descriptors=True), keys)
+    assert out.TimezoneOffsetFromUTC == "+0200"
+    assert out.AcquisitionDateTime.endswith("161700+0200") and out.AcquisitionDateTime != ds.AcquisitionDateTime

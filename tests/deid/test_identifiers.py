@@ -177,3 +177,13 @@ def test_file_meta_is_walked() -> None:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2"
     assert collect_identifiers(ds).uid == {"1.2.826.0.1.3680043.8.498.2"}
+
+
+def test_a_utc_offset_identifies_nobody() -> None:
+    """TimezoneOffsetFromUTC ("+0200") is shared by a whole region and is also the suffix of
+    every DT value: taken for identifying text, verify-deid reported each date-time kept
+    under Retain Longitudinal Modified Dates as a leak, and cleaning scrubbed the offset."""
+    ds = sample()
+    ds.TimezoneOffsetFromUTC = "+0200"
+    ids = collect_identifiers(ds)
+    assert not any("0200" in v for kind in ("other_text", "id", "date") for v in getattr(ids, kind))

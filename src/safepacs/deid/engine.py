@@ -60,6 +60,8 @@ IMPLEMENTATION_VERSION_NAME = "SAFEPACS_" + __version__.replace(".", "")[:7]
 _COMBINED = {"X/Z": "Z", "X/D": "D", "X/Z/D": "D", "Z/D": "D", "X/Z/U*": "U"}
 _META_KEEP = {0x00020000, 0x00020001, 0x00020002, 0x00020010}
 _PATIENT_ID = 0x00100020
+#: SH, cleaned (C) under Retain Longitudinal Modified Dates: a whole-day shift leaves it as it is
+_TIMEZONE_OFFSET_FROM_UTC = 0x00080201
 _CODE_MEANING = 0x00080104
 _CODING_SCHEME = 0x00080102
 _MARKS = {
@@ -369,8 +371,8 @@ class _Walker:
             values = elem.value if elem.VM > 1 else [elem.value]
             new = [shift(str(v), self.date_offset) for v in values]
             self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
-        elif vr == "TM":
-            return  # whole-day shifts keep times coherent
+        elif vr == "TM" or tag == _TIMEZONE_OFFSET_FROM_UTC:
+            return  # whole-day shifts keep times, and their offset from UTC, coherent
         elif vr in ("LO", "LT", "SH", "ST", "UT", "UC"):
             if self.unsure_text:
                 # a name written in one set cannot be found in text written in another:

@@ -76,6 +76,7 @@ TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC",
      "UI", "UR", "UT"}
 )
+_DATE_OPTIONS = frozenset({"retain_long_full_dates", "retain_long_modified_dates"})
 _NUMERIC_TEXT_VRS = frozenset({"DS", "IS"})
 _FREE_TEXT_VRS = frozenset({"LT", "ST", "UT"})
 # Coded-entry attributes: a concept (diagnosis, procedure) unless it codes a person,
@@ -185,6 +186,8 @@ def _classify(row: Row, vr: str) -> str | None:
     if vr == "UI":
         return "uid"
     opts = row.options
+    if opts and set(opts) <= _DATE_OPTIONS:
+        return None  # not a date, yet kept with dates: a UTC offset, shared by a whole region
     if "retain_device_identity" in opts:
         return "device"
     if "retain_institution_identity" in opts:
