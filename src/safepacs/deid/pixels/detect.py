@@ -16,6 +16,7 @@ OCR both need it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -54,11 +55,14 @@ def _edge_threshold(grad: np.ndarray) -> int:
     return int(min(60, max(10, floor * 2 + 6)))
 
 
-def _components(binary: np.ndarray) -> np.ndarray:
-    """Stats rows (x, y, w, h, area) of components that could be glyphs or glyph groups."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    s = stats[1:]
-    x, y, w, h, area = s[:, 0], s[:, 1], s[:, 2], s[:, 3], s[:, 4]
+#: Share of a blob's box at one grey level (give or take four) above which its background
+#: is flat: a panel on black or on a plate, not speckle or bone.
+FLAT_SHARE = 0.4
+
+
+def _filtered(stats: np.ndarray) -> np.ndarray:
+    """Stats rows (x, y, w, h, area) that could be glyphs or glyph groups."""
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
     keep = (
         (h >= MIN_GLYPH // 2)
         & (h <= MAX_GLYPH)
@@ -66,7 +70,48 @@ def _components(binary: np.ndarray) -> np.ndarray:
         & (area >= 4)
         & (area >= 0.08 * w * h)
     )
-    return np.stack([x, y, w, h, area], axis=1)[keep]
+    return stats[keep, :5]
+
+
+def _flat(crop: np.ndarray) -> bool:
+    counts = np.bincount(crop.ravel(), minlength=256)
+    return int(np.convolve(counts, np.ones(9, np.int64), mode="same").max()) >= FLAT_SHARE * crop.size
+
+
+def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.ndarray) -> np.ndarray:
+    """Components of the marks of both polarities, each weld of close lines split.
+
+    The background between close lines of bright text is itself a thin dark mark to the
+    black-hat (and between dark lines a bright one to the top-hat): in one mask it welds
+    a panel of settings, names and dates into a single square blob, taken for one glyph
+    and never read.  A blob with marks of both polarities on a flat background is split
+    into the components of each polarity.  Speckle and bone are not flat: their welds
+    stay whole (and are dropped when larger than a line), or every speck would become a
+    line for OCR.
+    """
+    both = (bright_ink | dark_ink).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(both, connectivity=8)
+    tall = np.flatnonzero(stats[:, 3] >= 2 * MIN_GLYPH)
+    tall = tall[tall > 0]
+    keep = np.ones(n, bool)
+    keep[0] = False
+    parts = []
+    for i in tall:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        if not _flat(small[y : y + h : 2, x : x + w : 2]):
+            continue
+        mine = labels[y : y + h, x : x + w] == i
+        share = np.count_nonzero(bright_ink[y : y + h, x : x + w] & mine) / max(int(stats[i, 4]), 1)
+        if 0.15 <= share <= 0.85:
+            for ink in (bright_ink, dark_ink):
+                part = (ink[y : y + h, x : x + w] & mine).astype(np.uint8)
+                _, _, sub, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+                sub = sub[1:].copy()
+                sub[:, 0] += x
+                sub[:, 1] += y
+                parts.append(sub)
+            keep[i] = False
+    return np.concatenate([_filtered(stats[keep]), *(_filtered(p) for p in parts)])
 
 
 def _chain(comps: np.ndarray) -> list[list[int]]:
@@ -92,7 +137,11 @@ def _chain(comps: np.ndarray) -> list[list[int]]:
             top, bottom = max(ys[i], ys[j]), min(ys[i] + hi, ys[j] + hj)
             if bottom - top < 0.5 * min(hi, hj):
                 continue
-            if max(hi, hj) > 2.6 * min(hi, hj) and min(hi, hj) >= MIN_GLYPH:
+            # Specks under a glyph's height (dots, commas, counters) join any line of
+            # small text; not a blob several lines tall, which they would weld to it.
+            if max(hi, hj) > 2.6 * min(hi, hj) and (
+                min(hi, hj) >= MIN_GLYPH or max(hi, hj) > 4 * MIN_GLYPH
+            ):
                 continue
             parent[find(j)] = find(i)
     groups: dict[int, list[int]] = {}
@@ -242,28 +291,47 @@ def propose(frame: np.ndarray) -> list[Proposal]:
         else cv2.resize(frame, (round(cols * scale), round(rows * scale)), interpolation=cv2.INTER_AREA)
     )
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE_KERNEL, STROKE_KERNEL))
-    strokes = np.maximum(
-        cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel),
-        cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel),
-    )
-    binary = (strokes >= _edge_threshold(strokes)).astype(np.uint8)
-    comps = _components(binary)
+    bright = cv2.morphologyEx(small, cv2.MORPH_TOPHAT, kernel)
+    dark = cv2.morphologyEx(small, cv2.MORPH_BLACKHAT, kernel)
+    threshold = _edge_threshold(np.maximum(bright, dark))
+    comps = _split_components(small, bright >= threshold, dark >= threshold)
     if len(comps) == 0:
         return []
-    out = []
-    inv = 1.0 / scale
+    lines = []
     for group in _chain(comps):
         g = comps[group]
         x0, y0 = int(g[:, 0].min()), int(g[:, 1].min())
         x1, y1 = int((g[:, 0] + g[:, 2]).max()), int((g[:, 1] + g[:, 3]).max())
+        if MIN_GLYPH <= y1 - y0 <= MAX_GLYPH and x1 - x0 >= 2:
+            lines.append((x0, y0, x1, y1, len(group)))
+    out = []
+    inv = 1.0 / scale
+    for x0, y0, x1, y1, glyphs in _without_welds(lines):
         w, h = x1 - x0, y1 - y0
-        if h < MIN_GLYPH or h > MAX_GLYPH or w < 2:
-            continue
         pad = 2
         fx, fy = max(0, int((x0 - pad) * inv)), max(0, int((y0 - pad) * inv))
         fw = min(cols, int(np.ceil((x1 + pad) * inv))) - fx
         fh = min(rows, int(np.ceil((y1 + pad) * inv))) - fy
         if w > GLYPH_ASPECT * h and not _stroke_like(frame, fx, fy, fw, fh):
             continue  # a long blob without strokes: an edge, a wire, a ruler line
-        out.append(Proposal(fx, fy, fw, fh, len(group)))
+        out.append(Proposal(fx, fy, fw, fh, glyphs))
+    return out
+
+
+def _without_welds(lines: list[tuple[int, int, int, int, int]]) -> list[tuple[int, int, int, int, int]]:
+    """Lines (x0, y0, x1, y1, glyphs) less the single blobs that hold two or more lines
+    of text one above the other: the background between close lines of a panel, which
+    the opposite polarity's filter marks as one mesh.  Read as a block, it would join a
+    settings line to the name above it; the lines themselves are proposed apart."""
+    multi = [ln for ln in lines if ln[4] >= 2]
+    out = []
+    for ln in lines:
+        x0, y0, x1, y1, glyphs = ln
+        if glyphs == 1 and y1 - y0 >= 2 * MIN_GLYPH:
+            inner = sorted((b[1], b[3]) for b in multi
+                           if y0 - 2 <= b[1] and b[3] <= y1 + 2
+                           and min(x1, b[2]) - max(x0, b[0]) >= (b[2] - b[0]) / 2)
+            if any(later[0] >= first[1] for first, later in pairwise(inner)):
+                continue
+        out.append(ln)
     return out
