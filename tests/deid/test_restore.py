@@ -259,3 +259,25 @@ def test_a_bare_dataset_is_restored_bare_byte_for_byte(tmp_path, keys):
     deid = _deidentify(tmp_path, keys)
     assert deid.read_bytes()[128:132] == b"DICM"  # the output is Part 10
     assert _restored(tmp_path, keys).read_bytes() == src.read_bytes()
+
+
+def test_values_padded_with_nul_come_back_byte_for_byte(tmp_path, keys):
+    """GE writes text padded with NUL (``MONOCHROME2\\0``, a PatientID, a code item's
+    ``DCM\\0``).  Read to derive the pseudonym, to decide a code meaning or to clean the
+    pixels, each came out padded with a space, which restore did not undo."""
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.PatientID = "AB12345X"
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "121327", "DCM", "Full fidelity image"
+    ct.DerivationCodeSequence = pydicom.sequence.Sequence([item])
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "ct.dcm"
+    ct.save_as(src, enforce_file_format=True)
+    data = src.read_bytes()
+    for spaced, nul in ((b"AB12345X", b"AB1234X\0"), (b"MONOCHROME2 ", b"MONOCHROME2\0"), (b"DCM ", b"DCM\0")):
+        assert data.count(spaced) == 1
+        data = data.replace(spaced, nul)
+    src.write_bytes(data)
+
+    _deidentify(tmp_path, keys, Options())  # the pixels are checked: no BurnedInAnnotation
+    assert _restored(tmp_path, keys).read_bytes() == data

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
@@ -324,14 +325,38 @@ def clean_file_pixels(
     ds = src.dataset
     raw = load_pixel_group(src)  # None when the file was read whole
     # re-encoded pixels (compressed, or chroma-subsampled) keep these bytes in the delta
-    result = clean_pixels(
-        ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=raw
-    )
+    with header_as_read(ds):
+        result = clean_pixels(
+            ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=raw
+        )
     if not result.changed and raw is not None:
         unload_pixels(ds)  # unchanged: copied from the input by byte range
     delta.pixels = result.pixels
     mark_pixels_cleaned(ds, delta)
     return result.report()
+
+
+@contextmanager
+def header_as_read(ds: Dataset) -> Iterator[None]:
+    """Elements of ``ds`` still as read (raw) stay so where the block only reads them.
+
+    Reading converts an element in place, and the writer encodes the converted value anew:
+    a value padded with NUL (``MONOCHROME2\\0``, as GE writes it) came out padded with a space,
+    a change the identity delta does not hold, so restore was no longer byte for byte.
+    Elements the block changed keep their new values."""
+    before = {t: e for t, e in ds._dict.items() if isinstance(e, RawDataElement) and e.VR != "SQ"}
+    yield
+    charset = ds._character_set
+    for tag, raw in before.items():
+        now = ds._dict.get(tag)
+        if now is None or now is raw or isinstance(now, RawDataElement):
+            continue
+        try:
+            unchanged = convert_raw_data_element(raw, encoding=charset, ds=ds).value == now.value
+        except Exception:  # noqa: BLE001 - a value that no longer converts: keep what is there
+            continue
+        if unchanged:
+            ds._dict[tag] = raw
 
 
 def _strip_name(message: str, name: str) -> str:

@@ -146,11 +146,20 @@ def check_character_set(ds: Dataset) -> None:
 
 def patient_key(ds: Dataset) -> str:
     """The identity that the per-patient date offset is derived from."""
-    pid = str(ds.get("PatientID", "") or "").strip()
-    issuer = str(ds.get("IssuerOfPatientID", "") or "").strip()
+    pid = _text(ds, 0x00100020).strip()
+    issuer = _text(ds, 0x00100021).strip()
     if pid:
         return f"{pid}^{issuer}"
-    return "name:" + str(ds.get("PatientName", "") or "").strip().upper()
+    return "name:" + _text(ds, 0x00100010).strip().upper()
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """The value of ``tag`` as text ("" when absent), read without converting the element in
+    ``ds``: converted, a value padded with NUL (GE writes them) is written back padded with a
+    space, and neither the output nor a restored original keeps its bytes."""
+    if tag not in ds:
+        return ""
+    return str(read_value(ds, tag).value or "")
 
 
 def _new(tag: int, vr: str, value: object) -> DataElement:
@@ -161,7 +170,7 @@ def _new(tag: int, vr: str, value: object) -> DataElement:
 
 def patient_pseudonym(ds: Dataset, keys: Keys) -> str:
     """The PatientID that de-identification gives this (original) dataset."""
-    return keys.pseudonym("PatientID", str(ds.get("PatientID", "") or ""))
+    return keys.pseudonym("PatientID", _text(ds, _PATIENT_ID))
 
 
 def _is_empty(elem: DataElement | RawDataElement) -> bool:
@@ -263,8 +272,7 @@ class _Walker:
         return _COMBINED.get(action, action)
 
     def _standard_scheme(self, ds: Dataset) -> bool:
-        elem = ds.get(_CODING_SCHEME)
-        scheme = str(elem.value if elem is not None else "").strip().upper()
+        scheme = _text(ds, _CODING_SCHEME).strip().upper()
         return scheme in self.policy.standard_schemes
 
     def _unlisted(self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str) -> str:
