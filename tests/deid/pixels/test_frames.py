@@ -78,7 +78,7 @@ def test_garbage_above_bits_stored_is_ignored():
 @pytest.mark.parametrize("planar", [0, 1])
 def test_rgb_is_read_per_sample_and_shown_as_luminance(planar):
     rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 256, (2, 6, 10, 3), dtype=np.uint8)
+    rgb = rng.integers(128, 256, (2, 6, 10, 3), dtype=np.uint8)  # a light frame
     ds = image(rgb, "RGB", planar=planar)
     stored = stored_frames(ds)
     assert np.array_equal(stored.array, rgb)
@@ -86,6 +86,16 @@ def test_rgb_is_read_per_sample_and_shown_as_luminance(planar):
     expected = rgb[1].astype(float) @ np.array([0.299, 0.587, 0.114])
     assert np.abs(grey.astype(float) - expected).max() <= 2
     assert list(darkest_value(stored, 0, ds)) == [0, 0, 0]
+
+
+def test_a_dark_rgb_frame_is_shown_by_its_brightest_channel():
+    rgb = np.zeros((1, 6, 10, 3), dtype=np.uint8)
+    rgb[0, 2, :, 0] = 220  # a red stroke on black: luma 66
+    rgb[0, 3, :, 2] = 255  # a blue one: luma 29
+    rgb[0, 4, :] = 90  # grey keeps its value
+    ds = image(rgb, "RGB")
+    grey = display_frame(stored_frames(ds), 0, ds)
+    assert list(grey[2:5, 0]) == [220, 255, 90]
 
 
 def test_ybr_full_shows_its_luma_and_fills_with_black():

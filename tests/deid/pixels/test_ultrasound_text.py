@@ -11,7 +11,9 @@ from pydicom import Dataset
 
 from safepacs.deid.pixels import detect, ocr
 from safepacs.deid.pixels.findings import Box, find_identity
+from safepacs.deid.pixels.frames import display_frame, stored_frames
 from safepacs.synth import burned
+from tests.deid.pixels.conftest import image
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
@@ -100,4 +102,25 @@ def test_name_and_id_in_a_side_panel_are_removed_and_settings_kept():
     assert covered(boxes[0], report) >= 0.9
     assert covered(boxes[1], report) >= 0.9
     assert covered(boxes[2], report) == 0.0
+
+
+@pytest.mark.parametrize("colour", [(220, 0, 0), (20, 20, 255), (0, 150, 0)])
+def test_red_blue_or_green_name_on_a_black_panel_is_removed(colour):
+    # Luma put pure red at 76 and blue at 29 of 255: anti-aliased 10 px type in those
+    # colours fell under the stroke threshold beside a bright sector, and was kept.
+    rgb = sector_frame(3)
+    boxes = draw_lines(rgb, 8, 200, ["Lindqvist^Yuki", "ID 58390467"], colour)
+    ds = image(rgb[None], "RGB")
+    frame = display_frame(stored_frames(ds), 0, ds)
+    report = find_identity(frame, header())
+    for box in boxes:
+        assert covered(box, report) >= 0.9
+
+
+def test_coloured_text_on_a_light_form_keeps_its_contrast():
+    rgb = np.full((200, 400, 3), 245, np.uint8)
+    draw_lines(rgb, 20, 40, ["Lindqvist^Yuki"], (230, 40, 40), size=14)
+    ds = image(rgb[None], "RGB")
+    frame = display_frame(stored_frames(ds), 0, ds)
+    assert int(frame[30:70, 15:200].min()) < 150  # red ink stays darker than the paper
 

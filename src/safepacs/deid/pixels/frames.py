@@ -5,7 +5,8 @@ redaction writes into: for uncompressed data it is a view on a copy of the Pixel
 so patches are exact bytes and nothing is converted; for compressed data it is the decoded
 array that is re-encoded losslessly afterwards.  The *display* frame (rows, columns, uint8,
 0 black .. 255 white) is what the text detector reads: windowed as a viewer would show it,
-MONOCHROME1 inverted, colour and palette turned into luminance.
+MONOCHROME1 inverted, colour and palette turned into luminance (a dark colour frame into
+each pixel's brightest channel, so red or blue type on black stays as bright as it looks).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def display_frame(stored: Stored, index: int, ds: Dataset) -> np.ndarray:
     if stored.layout.samples == 3:
         if photometric.startswith("YBR"):
             return _to_uint8(frame[..., 0], stored.layout.bits_allocated)  # Y is luminance
-        return _luminance(frame, stored.layout.bits_allocated)
+        return _colour_grey(frame, stored.layout.bits_allocated)
     plane = frame[..., 0]
     if stored.layout.bits_allocated > 16:
         return _float_display(plane, ds, stored.layout, photometric)
@@ -356,6 +357,29 @@ def _palette_grey(ds: Dataset, lay: Layout) -> np.ndarray:
     top = float(rgb.max()) or 1.0
     grey = (rgb @ np.array([0.299, 0.587, 0.114])) / top
     return np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+#: Median luma under which a colour frame counts as dark (ultrasound, a screenshot on black).
+DARK_FRAME = 128
+
+
+def _colour_grey(frame: np.ndarray, bits: int) -> np.ndarray:
+    """Grey for the text detector: luma, or on a dark frame each pixel's brightest channel.
+
+    Devices print annotation in saturated colours, and luma ranks them far below how
+    they look on black: pure red is 76, blue 29, against 255 for white, so 10 px red or
+    blue type on a black panel, anti-aliased, falls under the stroke threshold.  On a
+    dark frame the brightest channel shows them as bright as white (grey pixels keep
+    their value).  On a light frame (a document, a form) it would wash red or blue text
+    out into the white around it, so luma stays.
+    """
+    luma = _luminance(frame, bits)
+    if float(np.median(luma[::4, ::4])) >= DARK_FRAME:
+        return luma
+    if frame.dtype == np.uint8:
+        return frame.max(axis=-1)
+    top = float(frame.max()) or 1.0
+    return np.clip(frame.max(axis=-1).astype(np.float32) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _luminance(frame: np.ndarray, bits: int) -> np.ndarray:
