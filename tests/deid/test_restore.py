@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.data import get_charset_files, get_testdata_file
 
-from safepacs.deid.batch import Job, discover, run
+from safepacs.deid.batch import Job, collect_patient_identifiers, discover, run
 from safepacs.deid.options import Options
 from safepacs.deid.restore import restore_tree
 
@@ -261,7 +262,8 @@ def test_a_bare_dataset_is_restored_bare_byte_for_byte(tmp_path, keys):
     assert _restored(tmp_path, keys).read_bytes() == src.read_bytes()
 
 
-def test_values_padded_with_nul_come_back_byte_for_byte(tmp_path, keys):
+@pytest.mark.parametrize("clean_descriptors", [False, True])
+def test_values_padded_with_nul_come_back_byte_for_byte(tmp_path, keys, clean_descriptors):
     """GE writes text padded with NUL (``MONOCHROME2\\0``, a PatientID, a code item's
     ``DCM\\0``).  Read to derive the pseudonym, to decide a code meaning or to clean the
     pixels, each came out padded with a space, which restore did not undo."""
@@ -279,5 +281,10 @@ def test_values_padded_with_nul_come_back_byte_for_byte(tmp_path, keys):
         data = data.replace(spaced, nul)
     src.write_bytes(data)
 
-    _deidentify(tmp_path, keys, Options())  # the pixels are checked: no BurnedInAnnotation
+    options = Options(clean_descriptors=clean_descriptors)  # pixels checked: no BurnedInAnnotation
+    job = Job(tmp_path / "out", None, options, keys.secret, tmp_path / "deltas", time.time() - 1)
+    tasks = list(discover(tmp_path / "in"))
+    if clean_descriptors:  # the CLI's first pass: identity pooled by PatientID
+        job = dataclasses.replace(job, patient_identifiers=collect_patient_identifiers(tasks))
+    assert [r.status for r in run(tasks, job)] == ["ok"]
     assert _restored(tmp_path, keys).read_bytes() == data

@@ -24,7 +24,7 @@ from pydicom.dataelem import RawDataElement, convert_raw_data_element
 
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
-from safepacs.deid.engine import deidentify_inplace, patient_key
+from safepacs.deid.engine import deidentify_inplace, patient_key, text_value
 from safepacs.deid.fastpath import FastDeid, eligible
 from safepacs.deid.keys import Keys
 from safepacs.deid.mislabelled import read_as_written
@@ -372,7 +372,7 @@ def needs_patient_pass(options: Options) -> bool:
 def _identity_group(ds) -> str:  # type: ignore[no-untyped-def]
     """Files pooled for free-text cleaning: same PatientID whatever the issuer (two issuers
     may well be one person, and pooling too much only scrubs more)."""
-    pid = str(ds.get("PatientID", "") or "").strip()
+    pid = text_value(ds, 0x00100020).strip()
     return pid or patient_key(ds)
 
 

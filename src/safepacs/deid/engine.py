@@ -146,14 +146,14 @@ def check_character_set(ds: Dataset) -> None:
 
 def patient_key(ds: Dataset) -> str:
     """The identity that the per-patient date offset is derived from."""
-    pid = _text(ds, 0x00100020).strip()
-    issuer = _text(ds, 0x00100021).strip()
+    pid = text_value(ds, 0x00100020).strip()
+    issuer = text_value(ds, 0x00100021).strip()
     if pid:
         return f"{pid}^{issuer}"
-    return "name:" + _text(ds, 0x00100010).strip().upper()
+    return "name:" + text_value(ds, 0x00100010).strip().upper()
 
 
-def _text(ds: Dataset, tag: int) -> str:
+def text_value(ds: Dataset, tag: int) -> str:
     """The value of ``tag`` as text ("" when absent), read without converting the element in
     ``ds``: converted, a value padded with NUL (GE writes them) is written back padded with a
     space, and neither the output nor a restored original keeps its bytes."""
@@ -170,7 +170,7 @@ def _new(tag: int, vr: str, value: object) -> DataElement:
 
 def patient_pseudonym(ds: Dataset, keys: Keys) -> str:
     """The PatientID that de-identification gives this (original) dataset."""
-    return keys.pseudonym("PatientID", _text(ds, _PATIENT_ID))
+    return keys.pseudonym("PatientID", text_value(ds, _PATIENT_ID))
 
 
 def _is_empty(elem: DataElement | RawDataElement) -> bool:
@@ -272,7 +272,7 @@ class _Walker:
         return _COMBINED.get(action, action)
 
     def _standard_scheme(self, ds: Dataset) -> bool:
-        scheme = _text(ds, _CODING_SCHEME).strip().upper()
+        scheme = text_value(ds, _CODING_SCHEME).strip().upper()
         return scheme in self.policy.standard_schemes
 
     def _unlisted(self, tag: int, vr: str, elem: DataElement | RawDataElement, mode: str) -> str:
