@@ -288,3 +288,30 @@ def test_values_padded_with_nul_come_back_byte_for_byte(tmp_path, keys, clean_de
         job = dataclasses.replace(job, patient_identifiers=collect_patient_identifiers(tasks))
     assert [r.status for r in run(tasks, job)] == ["ok"]
     assert _restored(tmp_path, keys).read_bytes() == data
+
+
+def test_a_removed_sequence_of_an_implicit_vr_file_comes_back_byte_for_byte(tmp_path, keys):
+    """A sequence removed whole (RequestAttributesSequence, X) from an implicit VR file is
+    recorded in explicit VR: pydicom's writer converted each element of its items on the
+    way, and text padded with NUL (a Siemens MR's step description, its code's 'LOCAL')
+    came back padded with a space, in nested items too."""
+    from pydicom.sequence import Sequence
+
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "MRCHCAFC", "LOCAL", "CARDIAC FUNCTION"
+    step = pydicom.Dataset()
+    step.ScheduledProcedureStepDescription = "CARDIAC FUNCTION"
+    step.ScheduledProtocolCodeSequence = Sequence([code])
+    ct.RequestAttributesSequence = Sequence([step])
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "ct.dcm"
+    ct.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ct.save_as(src, enforce_file_format=True)
+    data = src.read_bytes()
+    assert data.count(b"CARDIAC FUNCTION") == 2 and data.count(b"LOCAL ") == 1
+    data = data.replace(b"CARDIAC FUNCTION", b"CARDIAC FUNCTIO\0").replace(b"LOCAL ", b"LOCAL\0")
+    src.write_bytes(data)
+
+    _deidentify(tmp_path, keys)
+    assert _restored(tmp_path, keys).read_bytes() == data

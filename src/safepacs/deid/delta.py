@@ -28,6 +28,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
 from pydicom.tag import BaseTag
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from safepacs.errors import DeltaError
 
@@ -197,6 +198,7 @@ class LoadedDelta:
         out = copy.deepcopy(ds)
         # Deepest paths last would also work; sequences the engine walked keep their items,
         # so every container on a path exists.  Removed whole sequences come back whole.
+        sequences = []
         for entry in sorted(self.entries, key=lambda e: len(e["p"])):
             container = _navigate(out, entry["p"])
             tag = entry["t"]
@@ -205,6 +207,8 @@ class LoadedDelta:
                     del container[tag]
             else:
                 elem = _decode_element(entry["e"], entry["c"], container)
+                if isinstance(elem, DataElement) and elem.VR == "SQ":
+                    sequences.append(elem)
                 if isinstance(elem, RawDataElement):
                     # as recorded: item assignment would convert a private element whose
                     # creator is present (UN becomes its private dictionary VR)
@@ -216,6 +220,10 @@ class LoadedDelta:
         # are, never decoded and encoded again into the restored declaration.
         implicit, little = out.original_encoding
         out.set_original_encoding(implicit, little, out._character_set)
+        syntax = str(getattr(out, "file_meta", {}).get("TransferSyntaxUID", ""))
+        if syntax and syntax != ExplicitVRBigEndian:
+            for elem in sequences:  # restored in a little endian syntax
+                _as_written_in(elem, syntax == ImplicitVRLittleEndian)
         if self.preamble is not None and hasattr(out, "preamble"):
             out.preamble = self.preamble
         return out
@@ -287,15 +295,21 @@ def _implicit_vr(tag: int) -> str | None:
 
 
 def _encode_element(entry: _Entry) -> str:
-    elem = entry.original
-    encodings = entry.charset
+    return base64.b64encode(_element_bytes(entry.original, entry.charset, entry.container)).decode("ascii")
+
+
+def _element_bytes(elem: DataElement | RawDataElement, encodings: object, container: Dataset | None) -> bytes:
+    """One element in explicit VR little endian: its own bytes where it was read as they
+    are (:func:`_raw_bytes`), else as pydicom writes it."""
     fast = _raw_bytes(elem)
     if fast is not None:
-        return base64.b64encode(fast).decode("ascii")
+        return fast
     if isinstance(elem, RawDataElement):
-        elem = convert_raw_data_element(elem, encoding=encodings, ds=entry.container)
-    if elem.VR and " or " in elem.VR and entry.container is not None:
-        elem = correct_ambiguous_vr_element(copy.copy(elem), entry.container, True)
+        elem = convert_raw_data_element(elem, encoding=encodings, ds=container)
+    if elem.VR == "SQ":
+        return _sequence_bytes(elem, encodings)
+    if elem.VR and " or " in elem.VR and container is not None:
+        elem = correct_ambiguous_vr_element(copy.copy(elem), container, True)
     if not elem.VR or " or " in elem.VR:
         elem = copy.copy(elem)
         elem.VR = "UN"
@@ -303,7 +317,46 @@ def _encode_element(entry: _Entry) -> str:
     fp.is_little_endian = True
     fp.is_implicit_VR = False
     write_data_element(fp, elem, encodings)
-    return base64.b64encode(fp.getvalue()).decode("ascii")
+    return fp.getvalue()
+
+
+def _sequence_bytes(elem: DataElement, encodings: object) -> bytes:
+    """A sequence (its lengths defined or undefined, as read), each element of its items recorded by
+    :func:`_element_bytes`.  pydicom's writer converts every element of an item read in
+    implicit VR before writing it in explicit VR: text padded with NUL (GE writes it so)
+    came back padded with a space."""
+    body = bytearray()
+    for item in elem.value or []:
+        inner = item._character_set if "SpecificCharacterSet" in item else encodings
+        data = b"".join(_element_bytes(item.get_item(sub), inner, item) for sub in sorted(item.keys()))
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            body += _ITEM + _UNDEFINED + data + _ITEM_END
+        else:
+            body += _ITEM + struct.pack("<L", len(data)) + data
+    tag = int(elem.tag)
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + b"SQ\0\0"
+    if elem.is_undefined_length:
+        return head + _UNDEFINED + bytes(body) + _SEQUENCE_END
+    return head + struct.pack("<L", len(body)) + bytes(body)
+
+
+_UNDEFINED = b"\xff\xff\xff\xff"
+_ITEM = b"\xfe\xff\x00\xe0"
+_ITEM_END = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _as_written_in(elem: DataElement, implicit: bool) -> None:
+    """Items of a sequence read back from a delta (explicit VR little endian) declared as
+    read in the little endian syntax they are written in: their raw elements then go out
+    as the bytes they hold (text bytes and little endian numbers are the same in both)
+    instead of being converted, which replaced a NUL padding by a space."""
+    for item in elem.value or []:
+        # nested sequences first, parsed while their item still reads as explicit VR
+        nested = [item[tag] for tag, sub in list(item._dict.items()) if sub.VR == "SQ"]
+        item.set_original_encoding(implicit, True, item._character_set)
+        for sub in nested:
+            _as_written_in(sub, implicit)
 
 
 def _decode_element(b64: str, charset: list[str], container: Dataset | None = None) -> DataElement:
