@@ -124,3 +124,21 @@ def test_coloured_text_on_a_light_form_keeps_its_contrast():
     frame = display_frame(stored_frames(ds), 0, ds)
     assert int(frame[30:70, 15:200].min()) < 150  # red ink stays darker than the paper
 
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (240, 230, 40)])
+def test_name_typed_into_the_speckle_sector_is_removed(colour):
+    # On speckle, the strokes weld with the texture into a blob larger than any line,
+    # which was dropped whole: text typed onto the image itself was never read.
+    rgb = sector_frame(5)
+    boxes = draw_lines(rgb, 360, 300, ["Lindqvist^Yuki", "ID 58390467"], colour, size=11,
+                       pitch=17)
+    ds = image(rgb[None], "RGB")
+    report = find_identity(display_frame(stored_frames(ds), 0, ds), header())
+    for box in boxes:
+        assert covered(box, report) >= 0.9
+
+
+def test_speckle_alone_yields_no_line_to_read():
+    frame = sector_frame(6)[..., 0].copy()
+    lines = [p for p in detect.propose(frame) if p.w > detect.GLYPH_ASPECT * p.h]
+    assert len(lines) <= 2

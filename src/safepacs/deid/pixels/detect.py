@@ -55,9 +55,9 @@ def _edge_threshold(grad: np.ndarray) -> int:
     return int(min(60, max(10, floor * 2 + 6)))
 
 
-#: Share of a blob's box at one grey level (give or take four) above which its background
-#: is flat: a panel on black or on a plate, not speckle or bone.
-FLAT_SHARE = 0.4
+#: Share of a blob's pixels at its two commonest grey levels (give or take eight) above
+#: which it lies on a flat background: a panel on black or on plates, not speckle or bone.
+FLAT_SHARE = 0.5
 
 
 def _filtered(stats: np.ndarray) -> np.ndarray:
@@ -73,9 +73,40 @@ def _filtered(stats: np.ndarray) -> np.ndarray:
     return stats[keep, :5]
 
 
-def _flat(crop: np.ndarray) -> bool:
-    counts = np.bincount(crop.ravel(), minlength=256)
-    return int(np.convolve(counts, np.ones(9, np.int64), mode="same").max()) >= FLAT_SHARE * crop.size
+def _flat(values: np.ndarray) -> bool:
+    """Whether most values lie at one or two grey levels (black, a label plate), give or
+    take JPEG's ringing; speckle and bone spread over many."""
+    window = np.convolve(np.bincount(values.ravel(), minlength=256), np.ones(17, np.int64), mode="same")
+    first = int(window.argmax())
+    share = int(window[first])
+    window[max(0, first - 16) : first + 17] = 0
+    return share + int(window.max()) >= FLAT_SHARE * values.size
+
+
+#: Display level above which the brightest marks of a frame may be annotation ink.
+TEXT_LEVEL = 200
+
+
+def _brightest(small: np.ndarray, labels: np.ndarray, stats: np.ndarray, i: int, top: int) -> np.ndarray:
+    """Components of the frame's brightest level inside textured blob ``i``.
+
+    Text typed into an ultrasound sector is drawn at full white (or a saturated colour,
+    as bright on a dark frame): on speckle its strokes weld with the texture into a blob
+    larger than any line, dropped whole.  The ink is still the brightest thing there,
+    and sparse; anatomy that bright (bone, a needle) is large or long, and is dropped as
+    a component too large for a glyph.
+    """
+    x, y, w, h = (int(v) for v in stats[i, :4])
+    ink = (small[y : y + h, x : x + w] >= top - 80) & (labels[y : y + h, x : x + w] == i)
+    if np.count_nonzero(ink) > 0.1 * int(stats[i, 4]):
+        return np.zeros((0, 5), np.int32)  # saturated anatomy, not sparse ink
+    # anti-aliased small type breaks up at any one level: close the gaps within a glyph
+    ink = cv2.dilate(ink.astype(np.uint8), np.ones((2, 2), np.uint8))
+    _, _, sub, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    sub = sub[1:].copy()
+    sub[:, 0] += x
+    sub[:, 1] += y
+    return sub
 
 
 def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.ndarray) -> np.ndarray:
@@ -96,9 +127,12 @@ def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.nd
     keep = np.ones(n, bool)
     keep[0] = False
     parts = []
+    top = int(small.max())
     for i in tall:
         x, y, w, h = (int(v) for v in stats[i, :4])
-        if not _flat(small[y : y + h : 2, x : x + w : 2]):
+        if not _flat(small[y : y + h : 2, x : x + w : 2][labels[y : y + h : 2, x : x + w : 2] == i]):
+            if (h > MAX_GLYPH or w > MAX_GLYPH * 12) and top >= TEXT_LEVEL:
+                parts.append(_brightest(small, labels, stats, i, top))
             continue
         mine = labels[y : y + h, x : x + w] == i
         share = np.count_nonzero(bright_ink[y : y + h, x : x + w] & mine) / max(int(stats[i, 4]), 1)
