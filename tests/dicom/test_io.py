@@ -64,6 +64,27 @@ def test_an_object_named_only_by_its_file_meta_is_refused_as_incomplete(tmp_path
     assert str(ds.PatientName) not in str(err.value)
 
 
+def test_a_worklist_item_is_refused_as_one(tmp_path):
+    """A modality worklist file (Orthanc's and DCMTK's samples, a RIS export) holds a
+    scheduled procedure step, no SOP Instance: the reason says so."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = pydicom.Dataset()
+    ds.PatientName = "WORKLIST^PATIENT"
+    ds.PatientID = "WL-0001"
+    step = pydicom.Dataset()
+    step.Modality = "CR"
+    step.ScheduledStationAETitle = "CR1"
+    ds.ScheduledProcedureStepSequence = [step]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.preamble = b"\0" * 128
+    ds.save_as(tmp_path / "item.wl")
+    with pytest.raises(InvalidDicom, match="a modality worklist item") as err:
+        read_header(tmp_path / "item.wl")
+    assert "WORKLIST" not in str(err.value) and "WL-0001" not in str(err.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; see the missing-file case")
 def test_unreadable_file_is_refused(tmp_path):
     path = _write(tmp_path, "locked.dcm", CT.read_bytes())

@@ -228,6 +228,10 @@ def _why(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
+#: ScheduledProcedureStepSequence: what a modality worklist item is made of
+_SCHEDULED_STEPS = 0x00400100
+
+
 def _validate_header(ds: Dataset, name: str) -> None:
     """The structure was checked byte by byte; here only: is this an object at all?
 
@@ -235,6 +239,9 @@ def _validate_header(ds: Dataset, name: str) -> None:
     the engine keeps are copied as they were, the others are decoded when acted on.
     """
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+        if _SCHEDULED_STEPS in ds:  # Orthanc's and DCMTK's .wl files, a worklist export
+            raise InvalidDicom(f"{name}: a modality worklist item (a scheduled procedure step), "
+                               "not a stored object: there is no image or document to process")
         meta = getattr(ds, "file_meta", None)
         if meta is not None and ("MediaStorageSOPInstanceUID" in meta or "MediaStorageSOPClassUID" in meta):
             # seen in the wild (derived volumes written by research tools)
