@@ -108,7 +108,7 @@ def test_ybr_full_shows_its_luma_and_fills_with_black():
     assert list(darkest_value(stored, 0, ds)) == [0, 128, 128]
 
 
-def test_palette_colour_is_shown_as_the_luminance_of_its_entries():
+def test_a_dark_palette_colour_frame_is_shown_by_the_brightest_channel_of_its_entries():
     ds = pydicom.dcmread(get_testdata_file("OBXXXX1A.dcm"))
     assert ds.PhotometricInterpretation == "PALETTE COLOR"
     stored = stored_frames(ds)
@@ -116,8 +116,7 @@ def test_palette_colour_is_shown_as_the_luminance_of_its_entries():
     from pydicom.pixels import apply_color_lut
 
     colour = apply_color_lut(stored.array[0, ..., 0], ds).astype(float)
-    luma = colour @ np.array([0.299, 0.587, 0.114])
-    expected = luma / colour.max() * 255
+    expected = colour.max(axis=-1) / colour.max() * 255  # a dark frame (median near black)
     assert np.abs(shown.astype(float) - expected).max() <= 1.5
     fill = darkest_value(stored, 0, ds)
     assert shown[stored.array[0, ..., 0] == fill[0]].max() == shown.min()
@@ -302,3 +301,24 @@ def test_a_basic_offset_table_that_cannot_be_right_is_ignored():
         bad.pixel_array  # noqa: B018
     assert np.array_equal(stored_frames(bad).array, stored_frames(good).array)
     assert bad.PixelData == before  # read from a copy: the object is unchanged
+
+
+def _palette(entries: list[tuple[int, int, int]], indices: np.ndarray):
+    ds = image(indices.astype(np.uint8)[None], "PALETTE COLOR")
+    table = np.zeros((256, 3), np.uint16)
+    table[: len(entries)] = np.array(entries) * 257
+    for i, c in enumerate(("Red", "Green", "Blue")):
+        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{c}PaletteColorLookupTableData", table[:, i].astype("<u2").tobytes())
+    return ds
+
+
+def test_palette_red_type_is_bright_on_black_and_dark_on_white():
+    rows = np.zeros((6, 10), np.uint8)
+    rows[2] = 1  # red (220, 0, 0): luma 66
+    on_black = _palette([(0, 0, 0), (220, 0, 0), (255, 255, 255)], rows)
+    on_white = _palette([(0, 0, 0), (220, 0, 0), (255, 255, 255)], np.where(rows == 1, 1, 2))
+    black = display_frame(stored_frames(on_black), 0, on_black)
+    white = display_frame(stored_frames(on_white), 0, on_white)
+    assert black[2, 0] == 220 and black[0, 0] == 0
+    assert white[2, 0] < 80 and white[0, 0] == 255

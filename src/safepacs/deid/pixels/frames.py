@@ -229,6 +229,10 @@ def display_frame(stored: Stored, index: int, ds: Dataset) -> np.ndarray:
     if stored.layout.bits_allocated > 16:
         return _float_display(plane, ds, stored.layout, photometric)
     index = _lut_index(plane, stored.layout)
+    if photometric == "PALETTE COLOR":
+        luma, brightest = _palette_greys(ds, stored.layout)
+        grey = luma[index]
+        return grey if float(np.median(grey[::4, ::4])) >= DARK_FRAME else brightest[index]
     return display_lut(ds, stored.layout, photometric, index)[index]
 
 
@@ -343,6 +347,11 @@ def _float_display(plane: np.ndarray, ds: Dataset, lay: Layout, photometric: str
 
 def _palette_grey(ds: Dataset, lay: Layout) -> np.ndarray:
     """Luminance of each palette entry, for every possible stored index."""
+    return _palette_greys(ds, lay)[0]
+
+
+def _palette_greys(ds: Dataset, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Luminance and brightest channel of each palette entry, for every stored index."""
     from pydicom.pixels import apply_color_lut
 
     index = (np.arange(1 << lay.bits_allocated) & ((1 << lay.bits_stored) - 1)).astype(
@@ -356,10 +365,12 @@ def _palette_grey(ds: Dataset, lay: Layout) -> np.ndarray:
         raise PixelError(f"palette colour lookup tables are unusable ({exc.__class__.__name__})") from None
     top = float(rgb.max()) or 1.0
     grey = (rgb @ np.array([0.299, 0.587, 0.114])) / top
-    return np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    brightest = rgb.max(axis=-1) / top
+    return tuple(np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8) for g in (grey, brightest))
 
 
-#: Median luma under which a colour frame counts as dark (ultrasound, a screenshot on black).
+#: Median luma under which a colour or palette frame counts as dark (ultrasound, a
+#: screenshot on black).
 DARK_FRAME = 128
 
 
