@@ -49,3 +49,17 @@ def ramp(frames: int, rows: int, cols: int, dtype, low: int, high: int) -> np.nd
     out = np.broadcast_to(line, (frames, rows, cols)).copy()
     out += np.arange(frames)[:, None, None]
     return np.clip(out, low, high).astype(dtype)
+
+
+def covered(box, findings) -> float:
+    """Fraction of ``box`` (x, y, w, h) inside the union of the removed findings' boxes."""
+    mask = np.zeros((box.h, box.w), bool)
+    for f in findings:
+        if not f.remove:
+            continue
+        b = f.box
+        x0, y0 = max(b.x, box.x), max(b.y, box.y)
+        x1, y1 = min(b.x + b.w, box.x + box.w), min(b.y + b.h, box.y + box.h)
+        if x1 > x0 and y1 > y0:
+            mask[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = True
+    return float(mask.mean())

@@ -22,6 +22,7 @@ from safepacs.deid.pixels.findings import (
     legible_identity,
 )
 from safepacs.synth import burned
+from tests.deid.pixels.conftest import covered
 
 TCIA = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "tcia-pseudo-phi"
 
@@ -35,20 +36,6 @@ def _missing() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-
-def covered(box, findings: list[Finding]) -> float:
-    """Fraction of ``box`` inside the union of removed boxes."""
-    mask = np.zeros((box.h, box.w), bool)
-    for f in findings:
-        if not f.remove:
-            continue
-        b = f.box
-        x0, y0 = max(b.x, box.x), max(b.y, box.y)
-        x1, y1 = min(b.x + b.w, box.x + box.w), min(b.y + b.h, box.y + box.h)
-        if x1 > x0 and y1 > y0:
-            mask[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = True
-    return float(mask.mean())
 
 
 def blank(frame: np.ndarray, findings: list[Finding], margin: int = 4) -> np.ndarray:
