@@ -137,14 +137,21 @@ def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.nd
         mine = labels[y : y + h, x : x + w] == i
         share = np.count_nonzero(bright_ink[y : y + h, x : x + w] & mine) / max(int(stats[i, 4]), 1)
         if 0.15 <= share <= 0.85:
+            mine_parts = []
             for ink in (bright_ink, dark_ink):
                 part = (ink[y : y + h, x : x + w] & mine).astype(np.uint8)
                 _, _, sub, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
                 sub = sub[1:].copy()
                 sub[:, 0] += x
                 sub[:, 1] += y
-                parts.append(sub)
-            keep[i] = False
+                mine_parts.append(sub)
+            parts += mine_parts
+            glyphs = _filtered(np.concatenate(mine_parts))
+            # A blob one line tall is kept whole as well: the label of a radiograph (light
+            # type on a dark plate, or outlined type) is such a blob, and its polarities
+            # apart break the line into pieces that OCR no longer reads as one.
+            if len(glyphs) == 0 or h >= 2 * float(np.median(glyphs[:, 3])):
+                keep[i] = False
     return np.concatenate([_filtered(stats[keep]), *(_filtered(p) for p in parts)])
 
 
