@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pydicom import Dataset
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
 
 from safepacs.deid.burnedin import burned_in_risk
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, IdentityDelta
@@ -33,6 +32,7 @@ from safepacs.dicom.io import (
     DicomFile,
     DuplicateObject,
     _pixel_extent,
+    header_as_read,
     load_pixel_group,
     read_header,
     write_atomic,
@@ -334,29 +334,6 @@ def clean_file_pixels(
     delta.pixels = result.pixels
     mark_pixels_cleaned(ds, delta)
     return result.report()
-
-
-@contextmanager
-def header_as_read(ds: Dataset) -> Iterator[None]:
-    """Elements of ``ds`` still as read (raw) stay so where the block only reads them.
-
-    Reading converts an element in place, and the writer encodes the converted value anew:
-    a value padded with NUL (``MONOCHROME2\\0``, as GE writes it) came out padded with a space,
-    a change the identity delta does not hold, so restore was no longer byte for byte.
-    Elements the block changed keep their new values."""
-    before = {t: e for t, e in ds._dict.items() if isinstance(e, RawDataElement) and e.VR != "SQ"}
-    yield
-    charset = ds._character_set
-    for tag, raw in before.items():
-        now = ds._dict.get(tag)
-        if now is None or now is raw or isinstance(now, RawDataElement):
-            continue
-        try:
-            unchanged = convert_raw_data_element(raw, encoding=charset, ds=ds).value == now.value
-        except Exception:  # noqa: BLE001 - a value that no longer converts: keep what is there
-            continue
-        if unchanged:
-            ds._dict[tag] = raw
 
 
 def _strip_name(message: str, name: str) -> str:

@@ -146,7 +146,7 @@ def check_character_set(ds: Dataset) -> None:
 
 def patient_key(ds: Dataset) -> str:
     """The identity that the per-patient date offset is derived from."""
-    pid = text_value(ds, 0x00100020).strip()
+    pid = text_value(ds, _PATIENT_ID).strip()
     issuer = text_value(ds, 0x00100021).strip()
     if pid:
         return f"{pid}^{issuer}"

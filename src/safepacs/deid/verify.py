@@ -525,25 +525,26 @@ class _Region:
 class _FileScan:
     """Leaks and byte-region bookkeeping for one de-identified file."""
 
-    matcher: _Matcher
+    index: NeedleIndex
+    #: the options the file declares
+    enabled: frozenset[str]
     shown: str
+    matcher: _Matcher = field(init=False)
     #: non-identifying values of the originals (a vendor's name in Manufacturer...)
-    kept: frozenset[str] = frozenset()
-    #: the index and the file's declared options, for attributes those options keep
-    index: NeedleIndex | None = None
-    enabled: frozenset[str] = frozenset()
+    kept: frozenset[str] = field(init=False)
     leaks: list[Leak] = field(default_factory=list)
     kept_findings: list[Leak] = field(default_factory=list)
     regions: list[_Region] = field(default_factory=list)
     skips: list[tuple[int, int]] = field(default_factory=list)
     unlocated: Counter = field(default_factory=Counter)
 
+    def __post_init__(self) -> None:
+        self.matcher = self.index.matcher(self.enabled)
+        self.kept = self.index.kept_values()
+
     def leak(self, location: str, key_or_kind: str, value: str, *, pattern: bool = False) -> None:
         kind = key_or_kind if pattern else self.matcher.kinds.get(key_or_kind, "other_text")
         self.leaks.append(Leak(self.shown, location, kind, mask(value)))
-
-    def kept_by(self, keyword: str, text: str) -> frozenset[str]:
-        return self.index.kept_by(keyword, text, self.enabled) if self.index is not None else frozenset()
 
     def search_text(self, path: str, text: str, vr: str, keyword: str = "") -> set[str]:
         found: set[str] = set()
@@ -560,7 +561,7 @@ class _FileScan:
                 if kept:
                     continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
             if options is None:
-                options = self.kept_by(keyword, text)
+                options = self.index.kept_by(keyword, text, self.enabled)
             if options and (kind not in PERSON_KINDS or self.index.waived(key, self.enabled)):
                 self.kept_findings.append(Leak(self.shown, path, kind or "other_text",
                                                mask(text[start:end]), ",".join(sorted(options))))
@@ -680,7 +681,7 @@ def _check_file(
         per_patient = patient_dates is not None and "retain_long_modified_dates" in enabled
         if per_patient:
             enabled = enabled | {PER_PATIENT_DATES}
-        scan = _FileScan(index.matcher(enabled), shown, index.kept_values(), index, enabled)
+        scan = _FileScan(index, enabled, shown)
         if per_patient and ds is not None:
             _check_patient_dates(ds, patient_dates, scan)
         ts = ""

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileMetaDataset, validate_file_meta
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -398,6 +398,29 @@ def read_value(ds: Dataset, tag: int) -> DataElement:
         if now is not raw and now is not None and now.VR != "SQ":
             ds._dict[t] = raw
     return elem
+
+
+@contextmanager
+def header_as_read(ds: Dataset) -> Iterator[None]:
+    """Elements of ``ds`` still as read (raw) stay so where the block only reads them.
+
+    Reading converts an element in place, and the writer encodes the converted value anew:
+    a value padded with NUL (``MONOCHROME2\\0``, as GE writes it) came out padded with a space,
+    a change the identity delta does not hold, so restore was no longer byte for byte.
+    Elements the block changed keep their new values."""
+    before = {t: e for t, e in ds._dict.items() if isinstance(e, RawDataElement) and e.VR != "SQ"}
+    yield
+    charset = ds._character_set
+    for tag, raw in before.items():
+        now = ds._dict.get(tag)
+        if now is None or now is raw or isinstance(now, RawDataElement):
+            continue
+        try:
+            unchanged = convert_raw_data_element(raw, encoding=charset, ds=ds).value == now.value
+        except Exception:  # noqa: BLE001 - a value that no longer converts: keep what is there
+            continue
+        if unchanged:
+            ds._dict[tag] = raw
 
 
 def at_pixels(tag, vr, length) -> bool:  # type: ignore[no-untyped-def]

@@ -87,6 +87,15 @@ def _flat(values: np.ndarray) -> bool:
 TEXT_LEVEL = 200
 
 
+def _components_at(mask: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Glyph-sized components (stats rows) of ``mask``, a crop whose corner is (x, y)."""
+    _, _, sub, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    sub = sub[1:].copy()
+    sub[:, 0] += x
+    sub[:, 1] += y
+    return _filtered(sub)
+
+
 def _brightest(small: np.ndarray, labels: np.ndarray, stats: np.ndarray, i: int, top: int) -> np.ndarray:
     """Components of the frame's brightest level inside textured blob ``i``.
 
@@ -101,12 +110,7 @@ def _brightest(small: np.ndarray, labels: np.ndarray, stats: np.ndarray, i: int,
     if np.count_nonzero(ink) > 0.1 * int(stats[i, 4]):
         return np.zeros((0, 5), np.int32)  # saturated anatomy, not sparse ink
     # anti-aliased small type breaks up at any one level: close the gaps within a glyph
-    ink = cv2.dilate(ink.astype(np.uint8), np.ones((2, 2), np.uint8))
-    _, _, sub, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    sub = sub[1:].copy()
-    sub[:, 0] += x
-    sub[:, 1] += y
-    return sub
+    return _components_at(cv2.dilate(ink.astype(np.uint8), np.ones((2, 2), np.uint8)), x, y)
 
 
 def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.ndarray) -> np.ndarray:
@@ -137,22 +141,15 @@ def _split_components(small: np.ndarray, bright_ink: np.ndarray, dark_ink: np.nd
         mine = labels[y : y + h, x : x + w] == i
         share = np.count_nonzero(bright_ink[y : y + h, x : x + w] & mine) / max(int(stats[i, 4]), 1)
         if 0.15 <= share <= 0.85:
-            mine_parts = []
-            for ink in (bright_ink, dark_ink):
-                part = (ink[y : y + h, x : x + w] & mine).astype(np.uint8)
-                _, _, sub, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
-                sub = sub[1:].copy()
-                sub[:, 0] += x
-                sub[:, 1] += y
-                mine_parts.append(sub)
-            parts += mine_parts
-            glyphs = _filtered(np.concatenate(mine_parts))
+            glyphs = np.concatenate([_components_at(ink[y : y + h, x : x + w] & mine, x, y)
+                                     for ink in (bright_ink, dark_ink)])
+            parts.append(glyphs)
             # A blob one line tall is kept whole as well: the label of a radiograph (light
             # type on a dark plate, or outlined type) is such a blob, and its polarities
             # apart break the line into pieces that OCR no longer reads as one.
             if len(glyphs) == 0 or h >= 2 * float(np.median(glyphs[:, 3])):
                 keep[i] = False
-    return np.concatenate([_filtered(stats[keep]), *(_filtered(p) for p in parts)])
+    return np.concatenate([_filtered(stats[keep]), *parts])
 
 
 def _chain(comps: np.ndarray) -> list[list[int]]:

@@ -232,7 +232,7 @@ def display_frame(stored: Stored, index: int, ds: Dataset) -> np.ndarray:
     if photometric == "PALETTE COLOR":
         luma, brightest = _palette_greys(ds, stored.layout)
         grey = luma[index]
-        return grey if float(np.median(grey[::4, ::4])) >= DARK_FRAME else brightest[index]
+        return brightest[index] if _dark(grey) else grey
     return display_lut(ds, stored.layout, photometric, index)[index]
 
 
@@ -374,6 +374,11 @@ def _palette_greys(ds: Dataset, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
 DARK_FRAME = 128
 
 
+def _dark(luma: np.ndarray) -> bool:
+    """Whether a colour or palette frame, seen as luma, is dark (median under DARK_FRAME)."""
+    return float(np.median(luma[::4, ::4])) < DARK_FRAME
+
+
 def _colour_grey(frame: np.ndarray, bits: int) -> np.ndarray:
     """Grey for the text detector: luma, or on a dark frame each pixel's brightest channel.
 
@@ -385,7 +390,7 @@ def _colour_grey(frame: np.ndarray, bits: int) -> np.ndarray:
     out into the white around it, so luma stays.
     """
     luma = _luminance(frame, bits)
-    if float(np.median(luma[::4, ::4])) >= DARK_FRAME:
+    if not _dark(luma):
         return luma
     if frame.dtype == np.uint8:
         return frame.max(axis=-1)
