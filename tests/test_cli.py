@@ -301,6 +301,27 @@ def test_key_file_is_created_private(tmp_path, corpus):
     assert (tmp_path / "one.dcm").is_file()
 
 
+def test_a_one_process_deid_run_to_a_file_loads_no_bars_pool_or_downloader(tmp_path, corpus):
+    """Start-up is a cost that no number of workers divides: a run whose output is not a
+    terminal draws no progress bars and, with one worker, forks nothing, so it does not
+    import rich.progress or multiprocessing's pool; pydicom's example-data downloader
+    (urllib.request) stays a stand-in (safepacs.dicom.deferred)."""
+    src, _ = corpus
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('rich.progress', 'concurrent.futures.process', 'urllib.request')\n"
+        "atexit.register(lambda: print([m for m in heavy if type(sys.modules.get(m)).__name__ == 'module']))\n"
+        "from safepacs.cli import main\n"
+        "main()\n"
+    )
+    args = ["deid", _dcm_files(src)[0], tmp_path / "out", "--key-file", tmp_path / "k.key",
+            "--no-clean-pixels", "--accept-burned-in-risk"]
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert "ok" in proc.stderr and (tmp_path / "out" / "safepacs-deid-report.jsonl").is_file()
+
+
 def test_verify_with_key_catches_an_unshifted_date_under_modified_dates(corpus, tmp_path):
     src, _ = corpus
     one = tmp_path / "in"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import TracebackType
+
 import typer
 from rich.console import Console
 
@@ -13,3 +15,23 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """An error line on stderr, and the exit to raise (2: usage or setup error)."""
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+class NoProgress:
+    """Progress bars that draw nothing: what ``rich.progress.Progress(disable=True)`` does,
+    for output that is not a terminal, without importing rich.progress."""
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = 100.0, **fields: object) -> int:
+        return 0
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        return None
+
+    def update(self, task_id: int, **fields: object) -> None:
+        return None

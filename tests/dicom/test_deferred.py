@@ -40,7 +40,7 @@ def test_deferred_modules_load_on_first_use():
     assert out.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("name", ["requests", "tqdm"])
+@pytest.mark.parametrize("name", ["requests", "tqdm", "urllib.request"])
 def test_deid_start_up_does_not_load_the_downloader(name):
     code = (
         f"import sys, safepacs.deid.batch; m = sys.modules.get({name!r}); "

@@ -14,7 +14,6 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -399,6 +398,9 @@ def run(
                 if on_result:
                     on_result(result)
             return results
+        # loaded only here: multiprocessing's machinery is 10 ms of a one-process run's start-up
+        from concurrent.futures import ProcessPoolExecutor
+
         chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(job,)) as pool:
             for result in pool.map(process, tasks, chunksize=chunk):

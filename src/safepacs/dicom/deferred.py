@@ -48,9 +48,9 @@ def defer(names: tuple[str, ...] = OPTIONAL) -> None:
         if name in sys.modules:
             continue
         parent, _, child = name.rpartition(".")
-        if parent and parent not in sys.modules:
-            continue  # the package itself is not loaded: leave its submodule alone
         try:
+            # imports a submodule's package (``urllib``: an empty one; pathlib loads it
+            # anyway), so that the stand-in can be set on it as the real module would be
             spec = importlib.util.find_spec(name)
         except (ImportError, ValueError):
             continue
