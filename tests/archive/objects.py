@@ -21,8 +21,10 @@ def ct_bytes(
     modality: str = "CT",
     pixel: int = 7,
     address: str | None = None,
+    side: int = 4,
 ) -> bytes:
-    """A 4x4 16-bit image with identity in the usual places; ``pixel`` varies the content."""
+    """A ``side`` x ``side`` 16-bit image (4x4 by default) with identity in the usual places;
+    ``pixel`` varies the content."""
     ds = make_ct(name=name)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
@@ -34,7 +36,8 @@ def ct_bytes(
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = bytes([pixel, 0]) * 16
+    ds.Rows = ds.Columns = side
+    ds.PixelData = bytes([pixel, 0]) * (side * side)
     fp = io.BytesIO()
     ds.save_as(fp, enforce_file_format=True)
     return fp.getvalue()

@@ -435,3 +435,49 @@ def test_objects_without_a_patient_id_are_filed_per_study_and_can_be_cared_for(a
     doc, _ = clinician(arch, "doc-noid", for_patients=[ids[0]])  # care can be granted
     identified = pydicom.dcmread(io.BytesIO(arch.read_instance(one.sop_instance_uid, principal=doc)))
     assert str(identified.PatientID) == ""  # as it was
+
+
+def _segment_start(index: int) -> int:
+    """Where sealed segment ``index`` begins in an object blob (see store.crypto)."""
+    from safepacs.store import crypto
+
+    return crypto._HEAD + index * (crypto.SEGMENT + 16)
+
+
+def test_a_streamed_read_is_the_object_and_checks_each_segment_before_it_yields_it(archive, archive_dir):
+    """A large object (three sealed segments) read as a stream: the same bytes as a whole
+    read, framed alike; a segment damaged after the first is found when the stream reaches
+    it, after only authentic bytes came out; one damaged in the first is found before
+    anything is returned."""
+    arch, _ = archive
+    stored = arch.ingest(ct_bytes(side=1200), source="t")  # 2.9 MB
+    who = reader(arch)
+    whole = arch.read_instance(stored.sop_instance_uid, principal=who)
+    assert len(whole) > 2 << 20
+
+    def frame(size: int) -> tuple[bytes, bytes]:
+        return b"<%d>" % size, b"</>"
+
+    streamed = arch.read_instance(stored.sop_instance_uid, principal=who, frame=frame, stream=True)
+    chunks = [bytes(c) for c in streamed.chunks]
+    assert len(chunks) > 3  # sent as it is opened, not as one buffer
+    assert b"".join(chunks) == b"<%d>" % len(whole) + whole + b"</>"
+    assert streamed.size == len(b"".join(chunks))
+
+    (blob,) = _blobs(archive_dir, "obj")
+    raw = bytearray(blob.read_bytes())
+    damaged = bytearray(raw)
+    damaged[_segment_start(2) + 100] ^= 0x01
+    blob.write_bytes(bytes(damaged))
+    late = arch.read_instance(stored.sop_instance_uid, principal=who, stream=True)
+    got = b""
+    with pytest.raises(IntegrityError):
+        for chunk in late.chunks:
+            got += bytes(chunk)
+    assert got == whole[: len(got)] and len(got) == 2 << 20  # the two good segments, nothing else
+
+    damaged = bytearray(raw)
+    damaged[_segment_start(0) + 100] ^= 0x01
+    blob.write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError):
+        arch.read_instance(stored.sop_instance_uid, principal=who, stream=True)

@@ -101,7 +101,7 @@ def test_no_planted_value_is_at_rest_and_blobs_are_ciphertext(ingested, corpus, 
     assert len(blobs) >= 2 * 160
     for path in blobs:
         data = path.read_bytes()
-        assert data.startswith(b"SPBLOB1\x00") and b"DICM" not in data
+        assert data.startswith(b"SPBLOB2\x00") and b"DICM" not in data
         if len(data) > 2000:
             assert len(zlib.compress(data)) > 0.99 * len(data), path.name
 

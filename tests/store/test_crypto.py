@@ -114,3 +114,71 @@ def test_unseal_into_refuses_a_flipped_byte(data_key, where):
         crypto.unseal_into(data_key, bytes(blob), b"ctx", memoryview(bytearray(1100)))
     with pytest.raises(crypto.TamperedError):
         crypto.unseal_into(data_key, crypto.seal(data_key, b"z", b"ctx"), b"other", memoryview(bytearray(64)))
+
+
+@pytest.mark.parametrize("size", [0, 1, crypto.SEGMENT - 1, crypto.SEGMENT, crypto.SEGMENT + 1, 2 * crypto.SEGMENT + 5])
+def test_segmented_blobs_open_whole_in_place_and_segment_by_segment(data_key, size):
+    plain = os.urandom(size)
+    blob = crypto.seal(data_key, plain, b"ctx")
+    assert len(blob) == crypto.sealed_size(size) and crypto.plain_size(blob) == size
+    assert crypto.unseal(data_key, blob, b"ctx") == plain
+    segments = list(crypto.unseal_segments(data_key, blob, b"ctx"))
+    assert b"".join(segments) == plain and len(segments) == max(1, -(-size // crypto.SEGMENT))
+    cut = min(size, 10)
+    buf = bytearray(crypto.sealed_size(size) + 15)
+    parts = bytes(crypto.seal_parts(data_key, [plain[:cut], memoryview(plain)[cut:]], b"ctx", buf))
+    out = bytearray(size + 15)
+    crypto.unseal_into(data_key, parts, b"ctx", memoryview(out))
+    assert bytes(out[:size]) == plain
+
+
+def _segment(blob: bytes, index: int) -> slice:
+    start = crypto._HEAD + index * (crypto.SEGMENT + 16)
+    return slice(start, start + crypto.SEGMENT + 16)
+
+
+def test_segments_cannot_be_dropped_reordered_or_cut_off(data_key):
+    """STREAM: each segment's nonce holds its place and whether it is the last."""
+    blob = bytes(crypto.seal(data_key, os.urandom(3 * crypto.SEGMENT + 100), b"ctx"))
+    s0, s1, s2 = (blob[_segment(blob, i)] for i in range(3))
+    head, last = blob[: crypto._HEAD], blob[_segment(blob, 3).start :]
+    for forged in (head + s0 + s1 + s2,  # cut at a segment boundary: s2 was not the last
+                   head + s1 + s0 + s2 + last,  # reordered
+                   head + s0 + s2 + last,  # one dropped
+                   head + s0 + s0 + s1 + s2 + last,  # one repeated
+                   blob[:-1]):  # cut inside the last
+        with pytest.raises(crypto.TamperedError):
+            crypto.unseal(data_key, forged, b"ctx")
+
+
+def test_a_damaged_segment_stops_the_stream_after_the_authentic_ones(data_key):
+    plain = os.urandom(3 * crypto.SEGMENT)
+    blob = bytearray(crypto.seal(data_key, plain, b"ctx"))
+    blob[_segment(blob, 1).start + 7] ^= 0x80
+    stream = crypto.unseal_segments(data_key, bytes(blob), b"ctx")
+    assert next(stream) == plain[: crypto.SEGMENT]
+    with pytest.raises(crypto.TamperedError):
+        next(stream)
+    with pytest.raises(crypto.TamperedError):  # and the segment size in the header is authenticated
+        blob = bytearray(crypto.seal(data_key, plain, b"ctx"))
+        blob[crypto._HEAD - 1] ^= 0x01
+        crypto.unseal(data_key, bytes(blob), b"ctx")
+
+
+def test_blobs_of_the_first_format_still_open(data_key):
+    """Archives written before segments (one AES-GCM message a blob) stay readable."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    plain = os.urandom(3000)
+    salt, nonce = os.urandom(16), os.urandom(12)
+    header = b"SPBLOB1\x00" + salt + nonce
+    old = header + AESGCM(crypto._blob_key_bytes(data_key, salt)).encrypt(nonce, plain, header + b"ctx")
+    assert crypto.unseal(data_key, old, b"ctx") == plain and crypto.plain_size(old) == len(plain)
+    assert b"".join(crypto.unseal_segments(data_key, old, b"ctx")) == plain
+    out = bytearray(len(plain) + 15)
+    crypto.unseal_into(data_key, old, b"ctx", memoryview(out))
+    assert bytes(out[: len(plain)]) == plain
+    damaged = bytearray(old)
+    damaged[100] ^= 1
+    with pytest.raises(crypto.TamperedError):
+        crypto.unseal(data_key, bytes(damaged), b"ctx")

@@ -75,20 +75,24 @@ class AuditRequests:
         status = [500]
         started = time.perf_counter()
         recorded = [False]
+        answering = [False]  # the status line went out; the body may not all have
 
         def record() -> None:
             if not recorded[0]:
                 recorded[0] = True
-                self.sink.record(request_event(scope, status[0], request_id, time.perf_counter() - started))
+                self.sink.record(request_event(scope, status[0], request_id, time.perf_counter() - started,
+                                               unfinished=answering[0]))
 
         async def watch(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
+                answering[0] = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("ascii"))]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 # Recorded before the last byte leaves: a client holding its answer finds the
                 # request in the trail (after the event, a busy loop could answer first).
+                answering[0] = False
                 record()
             await send(message)
 
@@ -98,7 +102,11 @@ class AuditRequests:
             record()
 
 
-def request_event(scope: dict, status: int, request_id: str, seconds: float) -> AuditEvent:
+def request_event(scope: dict, status: int, request_id: str, seconds: float, *,
+                  unfinished: bool = False) -> AuditEvent:
+    """The request's event; ``unfinished``: the response started but its body did not end (a
+    client that left, or a server that cut it: then ``state["cut"]`` says why, and the
+    event is a failure whatever the status line said)."""
     method, path = scope["method"], scope["path"]
     state = scope.get("state") or {}
     who = state.get("principal")
@@ -109,10 +117,13 @@ def request_event(scope: dict, status: int, request_id: str, seconds: float) -> 
     reason = str(state.get("refusal", "")) if status >= 400 else ""
     if scope.get("query_string") and b"access_token" in scope["query_string"].lower():
         reason = reason or "token in the URL"
+    cut = unfinished and bool(state.get("cut"))
+    if cut:
+        reason = f"response cut: {state['cut']}"
     return AuditEvent(
         event_id=event_id,
         action=action,
-        outcome=outcome_of(status),
+        outcome=ev.SERIOUS_FAILURE if cut else outcome_of(status),
         user=getattr(who, "username", "") or "anonymous",
         role=getattr(who, "role", ""),
         address=str(client[0] or ""),
@@ -125,5 +136,5 @@ def request_event(scope: dict, status: int, request_id: str, seconds: float) -> 
         # the study as the URL names it (stored, or a project's own UID); the object-level
         # event of the access decision carries the stored study and the patient pseudonym
         detail={"status": status, "ms": round(seconds * 1000, 3),
-                **({"url_study": m.group(1)} if m else {})},
+                **({"url_study": m.group(1)} if m else {}), **({"unfinished": True} if unfinished else {})},
     )

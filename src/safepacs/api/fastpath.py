@@ -9,17 +9,26 @@ Anything out of the ordinary (no or bad token, a malformed UID, a query string, 
 does not plainly satisfy, any other error) falls through untouched to the full route, which
 answers it.  A refused or missing instance is answered here, with the full route's 404: the
 refusal was decided and audited once already.
+
+A de-identified object larger than one sealed segment (1 MiB) is sent as it is opened: the
+first segment is authenticated before the status line, each later one before it is sent.
+A later segment that fails its check cuts the response (the connection is dropped short of
+its Content-Length, so no client takes it for whole), and the request's audit event says so.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from typing import Any
 
 from safepacs.api import multipart, pixels
-from safepacs.archive.errors import NotFound
+from safepacs.archive.errors import IntegrityError, NotFound
 from safepacs.archive.masking import DisplayRequest
+from safepacs.archive.service import Streamed
+
+log = logging.getLogger(__name__)
 
 #: :meth:`FastRetrieve._answer`'s answer for a refused or missing instance
 _NOT_FOUND = ("", [])
@@ -48,13 +57,19 @@ class FastRetrieve:
                     await self.not_found()(scope, receive, send)
                     return
                 if answer is not None:
-                    await _send(send, *answer)
+                    try:
+                        await _send(send, *answer)
+                    except IntegrityError:
+                        # part of the object was sent, all of it authentic: the rest failed
+                        log.error("integrity check failed part-way through serving an instance; response cut")
+                        scope["state"]["cut"] = "stored object failed its integrity check part-way"
+                        raise  # the server drops the connection
                     return
         await self.app(scope, receive, send)
 
-    def _answer(self, uids: tuple[str, ...], scope: dict, *, rendered: bool) -> tuple[str, list[Any]] | None:
-        """(media type, body chunks), ``_NOT_FOUND``, or None to leave the request to the
-        full route."""
+    def _answer(self, uids: tuple[str, ...], scope: dict, *, rendered: bool) -> tuple[str, Streamed] | None:
+        """(media type, body), ``_NOT_FOUND``, or None to leave the request to the full
+        route."""
         try:
             headers = dict(scope["headers"])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -80,7 +95,7 @@ class FastRetrieve:
                     sop, principal=who, study_uid=study, series_uid=series,
                     display=DisplayRequest(frame=1, window=None, fmt=fmt, quality=90),
                 )
-                return f"image/{fmt}", [bytes(image)]
+                return f"image/{fmt}", Streamed(len(image), iter((bytes(image),)))
             boundary = secrets.token_hex(16).encode("ascii")
             data = self.archive.read_instance(
                 sop, principal=who, study_uid=study, series_uid=series,
@@ -89,6 +104,7 @@ class FastRetrieve:
                     b"--" + boundary + multipart.CRLF + multipart.part_header("application/dicom", size),
                     multipart.CRLF + b"--" + boundary + b"--" + multipart.CRLF,
                 ),
+                stream=True,
             )
         except NotFound:
             # a refusal (or no such instance) was decided and audited: answered as the full
@@ -96,13 +112,13 @@ class FastRetrieve:
             return _NOT_FOUND
         except Exception:  # noqa: BLE001 - the full route gives the error its proper answer
             return None
-        return f'multipart/related; type="application/dicom"; boundary={boundary.decode()}', [data]
+        return f'multipart/related; type="application/dicom"; boundary={boundary.decode()}', data
 
 
-async def _send(send: Any, media_type: str, chunks: list[Any]) -> None:
-    length = sum(len(c) for c in chunks)
+async def _send(send: Any, media_type: str, body: Streamed) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", media_type.encode("latin-1")),
-                            (b"content-length", str(length).encode("ascii"))]})
-    for i, chunk in enumerate(chunks):
-        await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+                            (b"content-length", str(body.size).encode("ascii"))]})
+    for chunk in body.chunks:  # each written as soon as it is opened (see the module doc)
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

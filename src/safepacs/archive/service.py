@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,6 +152,17 @@ class InstanceRef:
     transfer_syntax_uid: str
     size: int
     number_of_frames: int | None
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A retrieved object to send as it is opened: ``size`` bytes in ``chunks``.  Each of a
+    large object's 1 MiB segments is authenticated before it is yielded, the first before
+    this is returned; a later one that fails raises :class:`IntegrityError` mid-stream, and
+    the sender must then cut the response (every byte it sent was authentic)."""
+
+    size: int
+    chunks: Iterator[bytes | bytearray | memoryview]
 
 
 @dataclass
@@ -766,12 +777,15 @@ class Archive:
         display: DisplayRequest | None = None,
         header_only: bool = False,
         request_id: str = "",
-    ) -> bytes | bytearray:
+        stream: bool = False,
+    ) -> bytes | bytearray | Streamed:
         """Part 10 bytes of the object at the caller's access level, decrypted and
         authenticated (UIDs may be the stored ones or, for a research project, its own).
         ``display``: a PNG/JPEG of one frame instead, marked in display values;
         ``header_only``: the rendered object unmarked and unissued, for callers that keep
-        only its header (metadata).
+        only its header (metadata); ``stream``: a :class:`Streamed` instead of one buffer
+        (for a sender: a de-identified radiograph's first bytes go out while the rest is
+        still being opened).
 
         One index query finds the object and checks it belongs to ``study_uid`` and
         ``series_uid`` when given (NotFound otherwise), then the caller's grant for that study
@@ -796,26 +810,16 @@ class Archive:
             raise NotAcceptable("the stored transfer syntax was not asked for")
         if decision.level != "deidentified" or display is not None:
             # the stored object is read only when no cached render serves the request
-            return self._read_masked(principal, decision, row, sop_uid, frame,
+            data = self._read_masked(principal, decision, row, sop_uid, frame,
                                      display=display, header_only=header_only, request_id=request_id)
+            return Streamed(len(data), iter((data,))) if stream else data
         blob = self._blob(row.object_blob)
         key = self._data_key(row.study_uid)
         context = b"object\x00" + sop_uid.encode()
-        try:
-            if frame is None:
-                return crypto.unseal(key, blob, context)
-            size = crypto.plain_size(blob)
-            prefix, suffix = frame(size)
-            end = len(prefix) + size
-            out = bytearray(end + max(len(suffix), 15))
-            with memoryview(out) as view:
-                crypto.unseal_into(key, blob, context, view[len(prefix) :])
-                view[: len(prefix)] = prefix
-                view[end : end + len(suffix)] = suffix
-        except crypto.TamperedError as exc:
-            raise IntegrityError(str(exc)) from None
-        del out[end + len(suffix) :]  # the cipher's slack, when the suffix is shorter
-        return out
+        if stream and crypto.plain_size(blob) > crypto.SEGMENT:
+            return _streamed(key, blob, context, frame)
+        data = _opened(key, blob, context, frame)
+        return Streamed(len(data), iter((data,))) if stream else data
 
     def _read_masked(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
                      frame: Callable[[int], tuple[bytes, bytes]] | None, *,
@@ -1139,3 +1143,48 @@ def open_audit(engine: Engine, settings: Settings, *, keys: service_keys.SecretS
     return Trail(engine, settings.data_dir, witness=settings.audit_witness,
                  syslog=settings.audit_syslog or None, vip=settings.vip_patients,
                  organisation=settings.organisation, keys=keys or service_keys.open_secrets(settings, engine))
+
+
+def _opened(key: bytes, blob: bytes, context: bytes,
+            frame: Callable[[int], tuple[bytes, bytes]] | None) -> bytes | bytearray:
+    """The stored object opened whole, framed by ``frame(size)`` when given (see
+    :meth:`Archive.read_instance`)."""
+    try:
+        if frame is None:
+            return crypto.unseal(key, blob, context)
+        size = crypto.plain_size(blob)
+        prefix, suffix = frame(size)
+        end = len(prefix) + size
+        out = bytearray(end + max(len(suffix), 15))
+        with memoryview(out) as view:
+            crypto.unseal_into(key, blob, context, view[len(prefix) :])
+            view[: len(prefix)] = prefix
+            view[end : end + len(suffix)] = suffix
+    except crypto.TamperedError as exc:
+        raise IntegrityError(str(exc)) from None
+    del out[end + len(suffix) :]  # the cipher's slack, when the suffix is shorter
+    return out
+
+
+def _streamed(key: bytes, blob: bytes, context: bytes,
+              frame: Callable[[int], tuple[bytes, bytes]] | None) -> Streamed:
+    """The stored object as a :class:`Streamed`, its first segment already authenticated (so
+    a blob damaged there, or in its header, is an error before anything is sent)."""
+    size = crypto.plain_size(blob)
+    prefix, suffix = frame(size) if frame is not None else (b"", b"")
+    segments = crypto.unseal_segments(key, blob, context)
+    try:
+        first = next(segments)
+    except crypto.TamperedError as exc:
+        raise IntegrityError(str(exc)) from None
+
+    def chunks() -> Iterator[bytes]:
+        yield prefix
+        yield first
+        try:
+            yield from segments
+        except crypto.TamperedError as exc:
+            raise IntegrityError(str(exc)) from None
+        yield suffix
+
+    return Streamed(len(prefix) + size + len(suffix), chunks())
