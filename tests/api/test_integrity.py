@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from safepacs.audit.models import AuditEntry
-from safepacs.store import crypto
 from tests.api.conftest import serve
 from tests.api.test_dicomweb import client
-from tests.archive.objects import ct_bytes
+from tests.archive.objects import ct_bytes, segment_start
 
 
 def test_flipped_byte_in_a_stored_blob_fails_retrieval_with_an_error(served, small_corpus):
@@ -62,7 +61,7 @@ def test_a_large_object_damaged_part_way_is_never_served_whole(alone, segment):
     assert int(good.headers["content-length"]) == len(good.content)
     (blob,) = [p for p in (alone.data_dir / "blobs").rglob("*.obj") if p.stat().st_size > 2 << 20]
     raw = bytearray(blob.read_bytes())
-    raw[crypto._HEAD + segment * (crypto.SEGMENT + 16) + 50] ^= 0x01
+    raw[segment_start(segment) + 50] ^= 0x01
     blob.write_bytes(bytes(raw))
     with alone.client() as h:
         if segment == 0:  # found before the status line: an error answer

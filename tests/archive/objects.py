@@ -6,6 +6,7 @@ import io
 
 from pydicom.uid import MRImageStorage
 
+from safepacs.store import crypto
 from tests.conftest import make_ct
 
 
@@ -41,3 +42,8 @@ def ct_bytes(
     fp = io.BytesIO()
     ds.save_as(fp, enforce_file_format=True)
     return fp.getvalue()
+
+
+def segment_start(index: int) -> int:
+    """Where sealed segment ``index`` begins in an object blob (see store.crypto)."""
+    return crypto._HEAD + index * (crypto.SEGMENT + 16)

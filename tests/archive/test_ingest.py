@@ -12,7 +12,7 @@ import pytest
 
 from safepacs.archive import Conflict, IntegrityError, NotFound
 from safepacs.errors import InvalidDicom, RejectedFile
-from tests.archive.objects import ct_bytes
+from tests.archive.objects import ct_bytes, segment_start
 from tests.people import reader
 
 
@@ -437,13 +437,6 @@ def test_objects_without_a_patient_id_are_filed_per_study_and_can_be_cared_for(a
     assert str(identified.PatientID) == ""  # as it was
 
 
-def _segment_start(index: int) -> int:
-    """Where sealed segment ``index`` begins in an object blob (see store.crypto)."""
-    from safepacs.store import crypto
-
-    return crypto._HEAD + index * (crypto.SEGMENT + 16)
-
-
 def test_a_streamed_read_is_the_object_and_checks_each_segment_before_it_yields_it(archive, archive_dir):
     """A large object (three sealed segments) read as a stream: the same bytes as a whole
     read, framed alike; a segment damaged after the first is found when the stream reaches
@@ -467,7 +460,7 @@ def test_a_streamed_read_is_the_object_and_checks_each_segment_before_it_yields_
     (blob,) = _blobs(archive_dir, "obj")
     raw = bytearray(blob.read_bytes())
     damaged = bytearray(raw)
-    damaged[_segment_start(2) + 100] ^= 0x01
+    damaged[segment_start(2) + 100] ^= 0x01
     blob.write_bytes(bytes(damaged))
     late = arch.read_instance(stored.sop_instance_uid, principal=who, stream=True)
     got = b""
@@ -477,7 +470,7 @@ def test_a_streamed_read_is_the_object_and_checks_each_segment_before_it_yields_
     assert got == whole[: len(got)] and len(got) == 2 << 20  # the two good segments, nothing else
 
     damaged = bytearray(raw)
-    damaged[_segment_start(0) + 100] ^= 0x01
+    damaged[segment_start(0) + 100] ^= 0x01
     blob.write_bytes(bytes(damaged))
     with pytest.raises(IntegrityError):
         arch.read_instance(stored.sop_instance_uid, principal=who, stream=True)

@@ -95,7 +95,7 @@ class FastRetrieve:
                     sop, principal=who, study_uid=study, series_uid=series,
                     display=DisplayRequest(frame=1, window=None, fmt=fmt, quality=90),
                 )
-                return f"image/{fmt}", Streamed(len(image), iter((bytes(image),)))
+                return f"image/{fmt}", Streamed.whole(bytes(image))
             boundary = secrets.token_hex(16).encode("ascii")
             data = self.archive.read_instance(
                 sop, principal=who, study_uid=study, series_uid=series,

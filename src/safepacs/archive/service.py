@@ -164,6 +164,11 @@ class Streamed:
     size: int
     chunks: Iterator[bytes | bytearray | memoryview]
 
+    @classmethod
+    def whole(cls, data: bytes | bytearray) -> Streamed:
+        """An object already in memory, sent in one piece."""
+        return cls(len(data), iter((data,)))
+
 
 @dataclass
 class _Prepared:
@@ -812,14 +817,15 @@ class Archive:
             # the stored object is read only when no cached render serves the request
             data = self._read_masked(principal, decision, row, sop_uid, frame,
                                      display=display, header_only=header_only, request_id=request_id)
-            return Streamed(len(data), iter((data,))) if stream else data
+            return Streamed.whole(data) if stream else data
         blob = self._blob(row.object_blob)
         key = self._data_key(row.study_uid)
         context = b"object\x00" + sop_uid.encode()
-        if stream and crypto.plain_size(blob) > crypto.SEGMENT:
-            return _streamed(key, blob, context, frame)
-        data = _opened(key, blob, context, frame)
-        return Streamed(len(data), iter((data,))) if stream else data
+        size = crypto.plain_size(blob)
+        if stream and size > crypto.SEGMENT:
+            return _streamed(key, blob, context, frame, size)
+        data = _opened(key, blob, context, frame, size)
+        return Streamed.whole(data) if stream else data
 
     def _read_masked(self, principal: Principal, decision: Decision, row: object, sop_uid: str,
                      frame: Callable[[int], tuple[bytes, bytes]] | None, *,
@@ -1146,13 +1152,12 @@ def open_audit(engine: Engine, settings: Settings, *, keys: service_keys.SecretS
 
 
 def _opened(key: bytes, blob: bytes, context: bytes,
-            frame: Callable[[int], tuple[bytes, bytes]] | None) -> bytes | bytearray:
-    """The stored object opened whole, framed by ``frame(size)`` when given (see
-    :meth:`Archive.read_instance`)."""
+            frame: Callable[[int], tuple[bytes, bytes]] | None, size: int) -> bytes | bytearray:
+    """The stored object (``size`` bytes) opened whole, framed by ``frame(size)`` when
+    given (see :meth:`Archive.read_instance`)."""
     try:
         if frame is None:
             return crypto.unseal(key, blob, context)
-        size = crypto.plain_size(blob)
         prefix, suffix = frame(size)
         end = len(prefix) + size
         out = bytearray(end + max(len(suffix), 15))
@@ -1167,10 +1172,10 @@ def _opened(key: bytes, blob: bytes, context: bytes,
 
 
 def _streamed(key: bytes, blob: bytes, context: bytes,
-              frame: Callable[[int], tuple[bytes, bytes]] | None) -> Streamed:
-    """The stored object as a :class:`Streamed`, its first segment already authenticated (so
-    a blob damaged there, or in its header, is an error before anything is sent)."""
-    size = crypto.plain_size(blob)
+              frame: Callable[[int], tuple[bytes, bytes]] | None, size: int) -> Streamed:
+    """The stored object (``size`` bytes) as a :class:`Streamed`, its first segment already
+    authenticated (so a blob damaged there, or in its header, is an error before anything
+    is sent)."""
     prefix, suffix = frame(size) if frame is not None else (b"", b"")
     segments = crypto.unseal_segments(key, blob, context)
     try:

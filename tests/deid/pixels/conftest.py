@@ -63,3 +63,21 @@ def covered(box, findings) -> float:
         if x1 > x0 and y1 > y0:
             mask[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = True
     return float(mask.mean())
+
+
+def tesseract_missing() -> str | None:
+    """Why OCR cannot run here (no Tesseract data), or None."""
+    from safepacs.deid.pixels import ocr
+
+    try:
+        ocr.tessdata_dir()
+    except ocr.OcrUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def ocr_missing() -> str | None:
+    """Why burned-in text cannot be drawn and read back here, or None."""
+    from safepacs.synth import burned
+
+    return tesseract_missing() or burned.fonts_available()

@@ -13,7 +13,6 @@ import numpy as np
 import pydicom
 import pytest
 
-from safepacs.deid.pixels import ocr
 from safepacs.deid.pixels.findings import (
     Box,
     Finding,
@@ -22,20 +21,12 @@ from safepacs.deid.pixels.findings import (
     legible_identity,
 )
 from safepacs.synth import burned
-from tests.deid.pixels.conftest import covered
+from tests.deid.pixels.conftest import covered, ocr_missing
 
 TCIA = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "tcia-pseudo-phi"
 
 
-def _missing() -> str | None:
-    try:
-        ocr.tessdata_dir()
-    except ocr.OcrUnavailable as exc:
-        return str(exc)
-    return burned.fonts_available()
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+pytestmark = pytest.mark.skipif(ocr_missing() is not None, reason=ocr_missing() or "")
 
 
 def blank(frame: np.ndarray, findings: list[Finding], margin: int = 4) -> np.ndarray:

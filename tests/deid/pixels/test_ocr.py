@@ -9,21 +9,14 @@ from PIL import Image, ImageDraw, ImageFont
 from safepacs.deid.pixels import ocr
 from safepacs.deid.pixels.decide import fold, pattern_rule
 from safepacs.synth.burned import fonts_available
+from tests.deid.pixels.conftest import tesseract_missing
 
 LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 CJK = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
 
 
-def _tesseract_missing() -> str | None:
-    try:
-        ocr.tessdata_dir()
-    except ocr.OcrUnavailable as exc:
-        return str(exc)
-    return None
-
-
 pytestmark = [
-    pytest.mark.skipif(_tesseract_missing() is not None, reason=_tesseract_missing() or ""),
+    pytest.mark.skipif(tesseract_missing() is not None, reason=tesseract_missing() or ""),
     pytest.mark.skipif(fonts_available() is not None, reason=fonts_available() or ""),
 ]
 

@@ -9,25 +9,20 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 
-from safepacs.deid.pixels import detect, ocr
+from safepacs.deid.pixels import detect
 from safepacs.deid.pixels.findings import Box, find_identity
 from safepacs.deid.pixels.frames import display_frame, stored_frames
-from safepacs.synth import burned
-from tests.deid.pixels.conftest import covered, image
+from tests.deid.pixels.conftest import covered, image, ocr_missing
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 def _missing() -> str | None:
     try:
-        ocr.tessdata_dir()
-    except ocr.OcrUnavailable as exc:
-        return str(exc)
-    try:
         ImageFont.truetype(FONT, 10)
     except OSError:
         return "DejaVuSans not found: install the Debian package fonts-dejavu"
-    return burned.fonts_available()
+    return ocr_missing()
 
 
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
