@@ -308,9 +308,13 @@ def test_a_one_process_deid_run_to_a_file_loads_no_bars_pool_or_downloader(tmp_p
     (urllib.request) stays a stand-in (safepacs.dicom.deferred)."""
     src, _ = corpus
     code = (
-        "import atexit, sys\n"
+        "import os, sys\n"
         "heavy = ('rich.progress', 'concurrent.futures.process', 'urllib.request')\n"
-        "atexit.register(lambda: print([m for m in heavy if type(sys.modules.get(m)).__name__ == 'module']))\n"
+        "end = os._exit\n"
+        "def seen(status):\n"
+        "    print([m for m in heavy if type(sys.modules.get(m)).__name__ == 'module'], flush=True)\n"
+        "    end(status)\n"
+        "os._exit = seen  # a deid run ends there (safepacs.cli._leave)\n"
         "from safepacs.cli import main\n"
         "main()\n"
     )
@@ -320,6 +324,30 @@ def test_a_one_process_deid_run_to_a_file_loads_no_bars_pool_or_downloader(tmp_p
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert "ok" in proc.stderr and (tmp_path / "out" / "safepacs-deid-report.jsonl").is_file()
+
+
+def test_a_deid_run_that_skips_interpreter_teardown_still_delivers_everything(tmp_path, corpus):
+    """``safepacs deid`` ends with ``os._exit`` once its command returns (the teardown was
+    20-35 ms of every run): its exit status, the piped summary, the report and the outputs
+    must all still be complete, for a clean run, a run with a rejected file and a usage error."""
+    src, _ = corpus
+    files = _dcm_files(src)[:3]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i, f in enumerate(files):
+        shutil.copy(f, inp / f"{i}.dcm")
+    key = tmp_path / "k.key"
+    args = ["--key-file", key, "--no-clean-pixels", "--accept-burned-in-risk"]
+    good = cli("deid", inp, tmp_path / "a", *args, "--workers", "2")
+    assert "ok" in good.stderr and "report:" in good.stderr  # the summary's last line
+    lines = (tmp_path / "a" / "safepacs-deid-report.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["ok"] * 3
+    assert len(_dcm_files(tmp_path / "a")) == 3
+    (inp / "broken.dcm").write_bytes(b"DICM" * 10)
+    bad = cli("deid", inp, tmp_path / "b", *args, check=1)
+    assert "1 rejected" in bad.stderr and "report:" in bad.stderr
+    assert len((tmp_path / "b" / "safepacs-deid-report.jsonl").read_text().splitlines()) == 4
+    assert cli("deid", inp, tmp_path / "c", "--workers", "zero", check=2).stderr.strip()
 
 
 def test_verify_with_key_catches_an_unshifted_date_under_modified_dates(corpus, tmp_path):

@@ -84,6 +84,7 @@ class Task:
     path: Path | None
     rel: str
     problem: str | None = None  # set when discovery already knows the file is unusable
+    size: int = 0  # bytes, as discovery saw them (0: not known); only shares out the work
 
 
 def discover(root: Path) -> Iterator[Task]:
@@ -125,14 +126,15 @@ def discover(root: Path) -> Iterator[Task]:
                 yield from walk(Path(entry.path), child_rel)
                 continue
             try:
-                mode = entry.stat(follow_symlinks=True).st_mode
+                st = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 yield Task(None, child_rel, f"cannot read file ({exc.strerror or 'error'})")
                 continue
+            mode = st.st_mode
             if stat.S_ISREG(mode) and _is_own_report(entry.name):
                 continue
             if stat.S_ISREG(mode):
-                yield Task(Path(entry.path), child_rel)
+                yield Task(Path(entry.path), child_rel, size=st.st_size)
             else:
                 yield Task(None, child_rel, "not a regular file")
 
@@ -401,13 +403,47 @@ def run(
         # loaded only here: multiprocessing's machinery is 10 ms of a one-process run's start-up
         from concurrent.futures import ProcessPoolExecutor
 
-        chunk = max(1, min(16, len(tasks) // (workers * 8) or 1))
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(job,)) as pool:
-            for result in pool.map(process, tasks, chunksize=chunk):
-                results.append(result)
-                if on_result:
-                    on_result(result)
+            pending = [pool.submit(_process_all, chunk) for chunk in shares(tasks, workers)]
+            for future in pending:  # in input order, whichever worker finishes first
+                for result in future.result():
+                    results.append(result)
+                    if on_result:
+                        on_result(result)
     return results
+
+
+def _process_all(tasks: list[Task]) -> list[Result]:
+    return [process(task) for task in tasks]
+
+
+#: what a file costs besides its bytes (opening, the header's work, the rename), in bytes
+#: of copying that take as long
+_FILE_COST = 1 << 20
+
+
+def shares(tasks: list[Task], workers: int) -> Iterator[list[Task]]:
+    """``tasks`` in order, cut into the pieces that workers take one at a time.
+
+    A piece holds up to 16 files, fewer near the end: each is at most an eighth per
+    worker of the work still left (bytes, and a fixed cost per file), so the last pieces
+    are single files and the workers finish together.  Pieces of a fixed number of files
+    left one worker copying a last run of radiographs while the other had stopped: some
+    70 ms of a 2 s run over 500 files.
+    """
+    most = max(1, min(16, len(tasks) // (workers * 8)))
+    left = sum(t.size for t in tasks) + _FILE_COST * len(tasks)
+    piece: list[Task] = []
+    weight = 0
+    for task in tasks:
+        piece.append(task)
+        weight += task.size + _FILE_COST
+        if len(piece) >= most or weight * 8 * workers >= left:
+            yield piece
+            left -= weight
+            piece, weight = [], 0
+    if piece:
+        yield piece
 
 
 @contextmanager
