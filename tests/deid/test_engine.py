@@ -140,6 +140,24 @@ def test_clean_descriptors_keeps_description_without_identity(keys):
     assert req.AccessionNumber == ""
 
 
+@pytest.mark.parametrize("retain_institution", [False, True])
+def test_clean_descriptors_removes_issuers_with_the_ids_they_issued(keys, retain_institution):
+    """Issuers count as institution values, scrubbed from kept descriptions like the
+    patient's ID, whether or not the institution's identity is retained."""
+    ds = make_ct()
+    ds.IssuerOfPatientID = "CCHS"
+    accession = Dataset()
+    accession.LocalNamespaceEntityID = "CCHS-RIS"
+    ds.IssuerOfAccessionNumberSequence = [accession]
+    ds.StudyDescription = "CT HEAD CCHS-RIS PID7734120 CCHS"
+    options = Options(clean_descriptors=True, retain_institution_identity=retain_institution)
+    out, _ = deidentify(ds, options, keys)
+    assert out.StudyDescription == "CT HEAD *** *** ***"
+    assert "IssuerOfPatientID" not in out  # X, with or without the option
+    assert all("LocalNamespaceEntityID" not in item
+               for item in out.get("IssuerOfAccessionNumberSequence", []))
+
+
 def test_structured_content_is_dummied_or_cleaned(keys):
     ds = make_ct()
     item = Dataset()

@@ -89,8 +89,8 @@ def test_person_name_in_nested_sequence_is_collected() -> None:
 
 def test_ids_come_from_every_depth() -> None:
     ids = collect_identifiers(sample()).id
-    assert {"PID20240001", "OLD123456", "ACC778899", "MRN-555-777", "HOSPITAL-B",
-            "RP-2024-99", "DOC4711"} <= ids
+    assert {"PID20240001", "OLD123456", "ACC778899", "MRN-555-777", "RP-2024-99",
+            "DOC4711"} <= ids
 
 
 def test_short_values_identify_nobody() -> None:
@@ -117,10 +117,41 @@ def test_contact_details_are_split_by_kind() -> None:
 
 def test_institution_device_uid_and_characteristics_follow_the_options_columns() -> None:
     ids = collect_identifiers(sample())
-    assert ids.institution == frozenset({"Beijing Union Hospital"})
+    assert ids.institution == frozenset({"Beijing Union Hospital", "HOSPITAL-B"})
     assert ids.device == frozenset({"CT01"})
     assert ids.patient_characteristic == frozenset({"043Y"})
     assert ids.uid == frozenset({"1.2.826.0.1.3680043.8.498.1"})
+
+
+def test_issuers_are_institution_values_at_every_depth() -> None:
+    """An issuer names the assigning authority (a hospital, its RIS), not a person: it may
+    remain where the institution's identity does, listed by Annex E or not."""
+    ds = sample()
+    ds.IssuerOfPatientID = "CCHS"
+    ds.IssuerOfClinicalTrialSubjectID = "SPONSOR-7"
+    accession = Dataset()
+    accession.LocalNamespaceEntityID = "CCHS-RIS"
+    accession.UniversalEntityID = "2.16.124.113635.1"
+    accession.UniversalEntityIDType = "ISO"
+    ds.IssuerOfAccessionNumberSequence = [accession]  # not in Table E.1-1
+    admission = Dataset()
+    admission.LocalNamespaceEntityID = "CCHS-ADT"
+    ds.IssuerOfAdmissionIDSequence = [admission]
+    facility = Dataset()
+    facility.LocalNamespaceEntityID = "CCHS-EAST"
+    qualifiers = Dataset()
+    qualifiers.AssigningFacilitySequence = [facility]
+    ds.OtherPatientIDsSequence[0].IssuerOfPatientIDQualifiersSequence = [qualifiers]
+    values = {v.text: v for v in iter_values(ds)}
+    for issuer in ("CCHS", "SPONSOR-7", "CCHS-RIS", "2.16.124.113635.1", "CCHS-ADT",
+                   "CCHS-EAST", "HOSPITAL-B"):
+        assert (values[issuer].kind, values[issuer].waivers) == (
+            "institution", {"retain_institution_identity"}), issuer
+    assert values["MRN-555-777"].kind == "id"  # the ID an issuer gave identifies the patient
+    assert values["ISO"].kind == NON_IDENTIFYING
+    ids = collect_identifiers(ds)
+    assert {"CCHS", "CCHS-RIS", "CCHS-EAST"} <= ids.institution
+    assert not {"CCHS", "CCHS-RIS", "CCHS-EAST"} & ids.id
 
 
 def test_non_identifying_attributes_and_concept_codes_are_not_identifiers() -> None:

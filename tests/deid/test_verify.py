@@ -11,7 +11,10 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from rich.console import Console
 
+from safepacs.deid.engine import deidentify
 from safepacs.deid.freetext import resident_id_check_digit
+from safepacs.deid.keys import Keys
+from safepacs.deid.options import Options
 from safepacs.deid.verify import Leak, mask, run_verify, verify_paths
 
 ORIGINAL_VALUES = (
@@ -133,6 +136,65 @@ def test_an_institution_named_like_the_kept_vendor_is_not_reported_in_the_vendor
     clean.ImageComments = "scanned at TOSHIBA"
     save(clean, tmp_path / "deid" / "a.dcm")
     assert [(leak.location, leak.kind) for leak in leaks(tmp_path)] == [("ImageComments", "institution")]
+
+
+# ----------------------------------------------------------------------- issuers
+def _issued_by_the_hospital(*, accession: bool = False) -> Dataset:
+    """The hospital issued the patient ID (and the accession number): its issuer code is
+    the first word of its name, as in pydicom's deid-data ("CCHS", "CCHS CLEVELAND CLINIC
+    CANADA")."""
+    ds = ct_original()
+    ds.IssuerOfPatientID = "CCHS"
+    ds.InstitutionName = "CCHS GENERAL HOSPITAL"
+    if accession:
+        ds.IssuerOfAccessionNumberSequence = [_issuer_item("CCHS")]
+    return ds
+
+
+def _issuer_item(namespace: str) -> Dataset:
+    item = Dataset()
+    item.LocalNamespaceEntityID = namespace
+    return item
+
+
+def test_the_issuer_inside_an_institution_name_kept_by_113112_is_no_leak(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """An issuer names an institution, not a person: where the file declares Retain
+    Institution Identity, the institution's own issuer code in its kept name is neither a
+    leak nor a finding.  The patient's ID next to it still is a leak."""
+    original = _issued_by_the_hospital()
+    save(original, tmp_path / "orig" / "1.dcm")
+    out, _ = deidentify(original, Options(retain_institution_identity=True), keys)
+    assert out.InstitutionName == "CCHS GENERAL HOSPITAL"
+    save(out, tmp_path / "deid" / "1.dcm")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid")
+    assert result.leaks == [] and result.kept == []
+
+    out.ImageComments = "CCHS PID20240001"
+    save(out, tmp_path / "deid" / "1.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "id")]
+
+
+@pytest.mark.parametrize("accession", [False, True])
+def test_a_surviving_issuer_is_an_institution_leak_without_113112(
+    tmp_path: Path, accession: bool
+) -> None:
+    """Fail closed: without the option the issuer is searched for and reported, in the
+    issuer attributes and inside the institution name alike; the same code as the
+    accession number's issuer (a sequence Annex E does not list) does not hide it."""
+    original = _issued_by_the_hospital(accession=accession)
+    save(original, tmp_path / "orig" / "1.dcm")
+    leaky = deidentified(original, "113109")  # another option keeps no institution
+    leaky.IssuerOfPatientID = "CCHS"
+    leaky.InstitutionName = "CCHS GENERAL HOSPITAL"
+    leaky.IssuerOfAccessionNumberSequence = [_issuer_item("CCHS")]
+    save(leaky, tmp_path / "deid" / "1.dcm")
+    assert sorted((f.location, f.kind) for f in leaks(tmp_path)) == [
+        ("InstitutionName", "institution"),
+        ("IssuerOfAccessionNumberSequence[0].LocalNamespaceEntityID", "institution"),
+        ("IssuerOfPatientID", "institution"),
+    ]
 
 
 # ----------------------------------------------------------------------- leaks found

@@ -5,6 +5,9 @@ de-identified copy both ask the same question: which values in this file point a
 person?  The answer comes from the Annex E table (:mod:`safepacs.deid.profile`), not from a
 hand-kept list: an attribute the table removes, replaces or cleans plays an identifying
 role; one it does not list is kept and so is, by the standard's judgement, not identifying.
+Issuers ("Issuer of Patient ID", and the issuer sequences the table does not list) name an
+assigning authority, not a person: they are institution values, kept or sought as the
+institution's name is.
 
 Pure: no files, no clock.  Values found here are PHI; never put them in messages or logs.
 """
@@ -100,8 +103,11 @@ _FREE_TEXT_NAME = re.compile(
 _PHONE_NAME = re.compile(r"Telephone|Telecom|Phone")
 _ADDRESS_NAME = re.compile(r"Address|Residence|Location")
 _ID_NAME = re.compile(
-    r"\bIDs?\b|Identifier|Identification|Number|Locator|Issuer|Barcode|Accession|\bUID\b"
+    r"\bIDs?\b|Identifier|Identification|Number|Locator|Barcode|Accession|\bUID\b"
 )
+#: "Issuer of Patient ID", "Study ID Issuer", "Issuer of Accession Number Sequence": an
+#: issuer names the assigning authority (a hospital, its RIS), not a person.
+_ISSUER_NAME = re.compile(r"\bIssuer\b")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _ESCAPE = re.compile(r"\x1b[\x20-\x2f]+[\x30-\x7e]")
 _SEPARATORS = frozenset(" \t\r\n\f\v,^._-/·、，\u3000")
@@ -171,6 +177,9 @@ class _Context:
 
 
 _PRIVATE_CONTEXT = _Context(PRIVATE, frozenset(), concept_codes=True)
+#: Items of an issuer sequence the table does not list (Issuer of Accession Number
+#: Sequence, Issuer of Patient ID Qualifiers Sequence): they name an institution.
+_ISSUER_CONTEXT = _Context("institution", KIND_WAIVERS["institution"], concept_codes=False)
 _SAFE_PRIVATE_WAIVER = frozenset({"retain_safe_private"})
 
 
@@ -196,6 +205,8 @@ def _classify(row: Row, vr: str) -> str | None:
         return "patient_characteristic"
     if vr == "CS":
         return None  # defined terms (e.g. Instance Origin Status) identify nobody
+    if _ISSUER_NAME.search(row.name):
+        return "institution"  # an assigning authority: kept where the institution may be
     if _PHONE_NAME.search(row.name):
         return "phone"
     if _ADDRESS_NAME.search(row.name):
@@ -364,7 +375,12 @@ def _walk(
             continue
         row = profile.row_for(int(elem.tag))
         if elem.VR == "SQ":
-            inner = _sequence_context(row, row.name, ctx) if row and _identifying(row) else ctx
+            if row is not None:
+                inner = _sequence_context(row, row.name, ctx) if _identifying(row) else ctx
+            elif (ctx is None or ctx.kind != PRIVATE) and _ISSUER_NAME.search(elem.name):
+                inner = _ISSUER_CONTEXT
+            else:
+                inner = ctx
             for item in elem.value or []:
                 yield from _walk(item, profile, inner, encodings)
             continue
