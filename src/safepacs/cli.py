@@ -11,7 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated, NoReturn
 
 _DEID = sys.argv[1:2] == ["deid"]
 if _DEID:
@@ -31,7 +31,7 @@ import typer
 from rich.table import Table
 
 from safepacs import __version__
-from safepacs.cli_output import NoProgress, console, out
+from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
 from safepacs.deid.batch import (
     Job,
@@ -53,9 +53,6 @@ if _DEID:
 if _collecting:
     gc.enable()
 
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
 _app = typer.Typer(
     name="safepacs",
     help=(
@@ -70,28 +67,6 @@ _app = typer.Typer(
 )
 
 DEFAULT_KEY = Path("safepacs.key")
-
-
-def _progress() -> Progress | NoProgress:
-    if not console.is_terminal:
-        # what a disabled Progress does (nothing), without loading rich.progress (10 ms)
-        return NoProgress()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def _load_keys(key_file: Path, create: bool) -> Keys:
@@ -170,13 +145,13 @@ def deid(
 
 def _run_with_progress(label: str, tasks: list[Task], job: Job, workers: int) -> list[Result]:
     if needs_patient_pass(job.options):
-        with _progress() as progress:
-            bar = progress.add_task("collecting identity per patient", total=len(tasks))
-            known = collect_patient_identifiers(tasks, lambda: progress.advance(bar))
+        with progress() as bars:
+            bar = bars.add_task("collecting identity per patient", total=len(tasks))
+            known = collect_patient_identifiers(tasks, lambda: bars.advance(bar))
         job = dataclasses.replace(job, patient_identifiers=known)
-    with _progress() as progress:
-        bar = progress.add_task(label, total=len(tasks))
-        return run(tasks, job, workers=workers, on_result=lambda _: progress.advance(bar))
+    with progress() as bars:
+        bar = bars.add_task(label, total=len(tasks))
+        return run(tasks, job, workers=workers, on_result=lambda _: bars.advance(bar))
 
 
 def _write_report(path: Path | None, results: list[Result]) -> None:
@@ -273,9 +248,9 @@ def synth(
     """Generate realistic synthetic DICOM with planted fake identity, plus answer_key.json."""
     from safepacs.synth import generate
 
-    with _progress() as progress:
-        bar = progress.add_task("generating", total=count)
-        generate(output, count, seed, small=small, progress=lambda n: progress.update(bar, completed=n))
+    with progress() as bars:
+        bar = bars.add_task("generating", total=count)
+        generate(output, count, seed, small=small, progress=lambda n: bars.update(bar, completed=n))
     console.print(f"wrote {count} files and answer_key.json to {output}")
 
 

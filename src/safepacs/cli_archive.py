@@ -7,17 +7,14 @@ data dir that is not an archive, or a wrong key).  Messages never carry values f
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from safepacs.cli_output import console, out
+from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
 from safepacs.errors import SafepacsError
 
@@ -83,14 +80,16 @@ def import_(
     tasks = list(discover(folder))
     results: list[dict] = []
     try:
-        with _progress() as progress:
-            bar = progress.add_task("importing", total=len(tasks))
+        with progress() as bars:
+            bar = bars.add_task("importing", total=len(tasks))
             if workers <= 1:
                 _init_worker(archive)
                 for line in map(_import_one, tasks):
                     results.append(line)
-                    progress.advance(bar)
+                    bars.advance(bar)
             else:
+                from concurrent.futures import ProcessPoolExecutor
+
                 # processes: parsing and de-identifying are CPU-bound Python; each worker
                 # opens the archive itself (the database serialises their commits)
                 with ProcessPoolExecutor(
@@ -98,7 +97,7 @@ def import_(
                 ) as pool:
                     for line in pool.map(_import_one, tasks, chunksize=4):
                         results.append(line)
-                        progress.advance(bar)
+                        bars.advance(bar)
     finally:
         archive.close()
     if report is not None:
@@ -242,13 +241,6 @@ def serve(
         )
     except (ValueError, OSError, SafepacsError) as exc:
         raise _fail(str(exc)) from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=not console.is_terminal and not os.environ.get("SAFEPACS_PROGRESS"),
-    )
 
 
 def register(app: typer.Typer) -> None:

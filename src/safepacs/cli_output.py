@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 console = Console(stderr=True)
 out = Console()
@@ -35,3 +40,23 @@ class NoProgress:
 
     def update(self, task_id: int, **fields: object) -> None:
         return None
+
+
+def progress() -> Progress | NoProgress:
+    """Progress bars on stderr when it is a terminal (or when ``SAFEPACS_PROGRESS`` is set,
+    for a log that wants them); otherwise bars that draw nothing, and rich.progress (10 ms
+    of a command's start-up) is not loaded."""
+    if not console.is_terminal and not os.environ.get("SAFEPACS_PROGRESS"):
+        return NoProgress()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console,
+    )
