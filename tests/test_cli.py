@@ -59,6 +59,15 @@ def _dcm_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.dcm"))
 
 
+def _three_files(src: Path, folder: Path, prefix: str = "") -> list[Path]:
+    """The corpus' first three files, copied into a new ``folder``; the originals."""
+    good = _dcm_files(src)[:3]
+    folder.mkdir()
+    for i, p in enumerate(good):
+        shutil.copy(p, folder / f"{prefix}{i}.dcm")
+    return good
+
+
 def _search_forms(value: str) -> list[bytes]:
     forms = set()
     for codec in ("utf-8", "gb18030", "latin-1", "iso2022_jp", "iso2022_kr"):
@@ -250,11 +259,8 @@ def test_verify_reports_identity_left_legible_in_pixels(tmp_path):
 
 def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
     src, _ = corpus
-    good = _dcm_files(src)[:3]
     bad = tmp_path / "in"
-    bad.mkdir()
-    for i, p in enumerate(good):
-        shutil.copy(p, bad / f"good{i}.dcm")
+    good = _three_files(src, bad, "good")
     data = good[0].read_bytes()
     (bad / "empty.dcm").write_bytes(b"")
     (bad / "notes.txt").write_text("hello")
@@ -331,11 +337,8 @@ def test_a_deid_run_that_skips_interpreter_teardown_still_delivers_everything(tm
     20-35 ms of every run): its exit status, the piped summary, the report and the outputs
     must all still be complete, for a clean run, a run with a rejected file and a usage error."""
     src, _ = corpus
-    files = _dcm_files(src)[:3]
     inp = tmp_path / "in"
-    inp.mkdir()
-    for i, f in enumerate(files):
-        shutil.copy(f, inp / f"{i}.dcm")
+    _three_files(src, inp)
     key = tmp_path / "k.key"
     args = ["--key-file", key, "--no-clean-pixels", "--accept-burned-in-risk"]
     good = cli("deid", inp, tmp_path / "a", *args, "--workers", "2")
