@@ -218,3 +218,22 @@ def test_a_utc_offset_identifies_nobody() -> None:
     ds.TimezoneOffsetFromUTC = "+0200"
     ids = collect_identifiers(ds)
     assert not any("0200" in v for kind in ("other_text", "id", "date") for v in getattr(ids, kind))
+
+
+def test_each_value_carries_the_path_of_tags_it_was_held_at() -> None:
+    """verify-deid excuses a non-identifying value only in the attribute that held it:
+    top level, inside sequences (items not counted) and in private blocks alike."""
+    ds = Dataset()
+    ds.Manufacturer = "ACME Medical"
+    code = Dataset()
+    code.CodeMeaning = "Chest CT"
+    ds.ProcedureCodeSequence = [Dataset(), code]
+    block = ds.private_block(0x0009, "ACME NOTES", create=True)
+    note = Dataset()
+    note.add_new(0x00111001, "LO", "ROOM-7731-B")
+    block.add_new(0x01, "SQ", [note])
+    paths = {v.text: v.path for v in iter_values(ds)}
+    assert paths["ACME Medical"] == (0x00080070,)
+    assert paths["Chest CT"] == (0x00081032, 0x00080104)
+    assert paths["ACME NOTES"] == (0x00090010,)
+    assert paths["ROOM-7731-B"] == (0x00091001, 0x00111001)

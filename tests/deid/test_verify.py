@@ -545,3 +545,143 @@ def test_a_kept_attribute_holding_another_value_than_the_originals_is_searched_a
     result = verify_paths(tmp_path / "orig", tmp_path / "deid")
     assert [(f.location, f.kind) for f in result.leaks] == [("StationName", "private")]
     assert result.kept == []
+
+
+# ------------------------------------- values the originals hold in attributes that do not identify
+def _holding_the_id_in_an_unlisted_attribute() -> Dataset:
+    """The patient's ID is also what the originals hold in an attribute Annex E does not
+    list (and so keeps): a model name "ZX4471"."""
+    ds = ct_original()
+    ds.PatientID = "ZX4471"
+    ds.ManufacturerModelName = "ZX4471"
+    return ds
+
+
+def _plant(ds: Dataset, where: str, value: str) -> None:
+    if where == "private":
+        ds.private_block(0x0011, "ACME NOTES", create=True).add_new(0x01, "LO", value)
+    else:
+        setattr(ds, where, value)
+
+
+@pytest.mark.parametrize(
+    ("where", "location"),
+    [("PatientComments", "PatientComments"), ("OtherPatientIDs", "OtherPatientIDs"),
+     ("private", "(0011,1001)")],
+)
+def test_an_id_equal_to_a_kept_value_is_a_leak_outside_that_attribute(
+    tmp_path: Path, where: str, location: str
+) -> None:
+    """Fail closed: a non-identifying value of the originals excuses the same text only in
+    the attribute that held it, not everywhere."""
+    original = _holding_the_id_in_an_unlisted_attribute()
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.ManufacturerModelName = "ZX4471"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []  # kept where the original kept it: no false alarm
+
+    _plant(clean, where, "ZX4471")
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [(location, "id")]
+
+
+def test_an_id_in_another_kept_attribute_than_the_originals_held_it_in_is_a_leak(
+    tmp_path: Path,
+) -> None:
+    original = _holding_the_id_in_an_unlisted_attribute()
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.DeviceSerialNumber = "ZX4471"  # listed by Annex E; SoftwareVersions is not
+    clean.SoftwareVersions = "ZX4471"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert sorted((f.location, f.kind) for f in leaks(tmp_path)) == [
+        ("DeviceSerialNumber", "id"), ("SoftwareVersions", "id")]
+
+
+def test_a_surname_equal_to_a_kept_value_is_a_leak_in_free_text(tmp_path: Path) -> None:
+    """A vendor named like the patient: its kept name is no leak, the surname in a comment is."""
+    original = ct_original()
+    original.PatientName = "KOWALSKI^JAN"
+    original.Manufacturer = "KOWALSKI"
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.Manufacturer = "KOWALSKI"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    clean.ImageComments = "seen by Dr. Kowalski"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "name")]
+    assert verify_paths(tmp_path / "orig", tmp_path / "deid").needles >= 3
+
+
+def test_a_name_inside_a_kept_value_that_equals_the_whole_name_is_still_a_leak(
+    tmp_path: Path,
+) -> None:
+    """The whole kept value is excused where the original held it; a person's surname
+    inside it is reported there, as it is inside any other kept value."""
+    original = ct_original()
+    original.PatientName = "KOWALSKI^JAN"
+    original.ManufacturerModelName = "KOWALSKI JAN"
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.ManufacturerModelName = "KOWALSKI JAN"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ManufacturerModelName", "name")]
+
+
+def test_private_text_inside_a_kept_value_is_excused_only_in_that_attribute(tmp_path: Path) -> None:
+    """A vendor's private note "ACME ULTRA" inside the kept model name "ACME ULTRA 3T" is
+    vocabulary there; the same note in a comment is a private value that survived."""
+    original = ct_original()
+    original.ManufacturerModelName = "ACME ULTRA 3T"
+    original.add_new(0x00091002, "LO", "ACME ULTRA")
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.ManufacturerModelName = "ACME ULTRA 3T"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    clean.ImageComments = "ACME ULTRA 3T"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "private")]
+
+
+def test_the_kept_vendor_name_excuses_the_institution_only_in_the_vendor_attribute(
+    tmp_path: Path,
+) -> None:
+    ds = ct_original()
+    ds.Manufacturer, ds.InstitutionName = "TOSHIBA_MEC", "TOSHIBA"
+    save(ds, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(ds)
+    clean.Manufacturer = "TOSHIBA_MEC"
+    clean.ImageComments = "TOSHIBA_MEC"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "institution")]
+
+
+def test_a_description_equal_to_a_kept_code_meaning_is_excused_only_at_that_code(
+    tmp_path: Path,
+) -> None:
+    """Same attribute means same path of tags: the procedure's code meaning is kept, the
+    same text as the StudyDescription that had to go, or in another sequence, is not."""
+    original = ct_original()
+    original.StudyDescription = "CHEST CT ANGIO"
+    original.ProcedureCodeSequence = [_concept("CHEST CT ANGIO")]
+    save(original, tmp_path / "orig" / "1.dcm")
+    clean = deidentified(original)
+    clean.ProcedureCodeSequence = [_concept("CHEST CT ANGIO")]
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert leaks(tmp_path) == []
+    clean.StudyDescription = "CHEST CT ANGIO"
+    clean.AnatomicRegionSequence = [_concept("Chest CT angio")]
+    save(clean, tmp_path / "deid" / "a.dcm")
+    assert sorted((f.location, f.kind) for f in leaks(tmp_path)) == [
+        ("AnatomicRegionSequence[0].CodeMeaning", "free_text"), ("StudyDescription", "free_text")]
+
+
+def _concept(meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = "P5-0001"
+    item.CodingSchemeDesignator = "SRT"
+    item.CodeMeaning = meaning
+    return item

@@ -165,6 +165,9 @@ class Value:
     vr: str
     keyword: str
     waivers: frozenset[str] = frozenset()
+    #: where the value was held: the tags from the top level down to its attribute
+    #: (sequence items not counted), to compare with the same attribute of another file
+    path: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -359,7 +362,8 @@ def iter_values(ds: Dataset, profile: Profile | None = None) -> Iterator[Value]:
 
 
 def _walk(
-    ds: Dataset, profile: Profile, ctx: _Context | None, encodings: list[str]
+    ds: Dataset, profile: Profile, ctx: _Context | None, encodings: list[str],
+    trail: tuple[int, ...] = (),
 ) -> Iterator[Value]:
     encodings = dataset_encodings(ds, encodings) if "SpecificCharacterSet" in ds else encodings
     safe: set[int] | None = None
@@ -368,10 +372,11 @@ def _walk(
             elem = read_value(ds, tag)
         except Exception:  # malformed value: nothing we can read, nothing to search for
             continue
+        here = (*trail, int(elem.tag))
         if elem.tag.is_private:
             if safe is None:
                 safe = safe_private_tags(ds, load_policy())
-            yield from _private_values(elem, profile, encodings, safe=int(elem.tag) in safe)
+            yield from _private_values(elem, profile, encodings, here, safe=int(elem.tag) in safe)
             continue
         row = profile.row_for(int(elem.tag))
         if elem.VR == "SQ":
@@ -382,7 +387,7 @@ def _walk(
             else:
                 inner = ctx
             for item in elem.value or []:
-                yield from _walk(item, profile, inner, encodings)
+                yield from _walk(item, profile, inner, encodings, here)
             continue
         if elem.VR not in TEXT_VRS and elem.VR != "UN":
             continue
@@ -391,27 +396,27 @@ def _walk(
             continue
         kind, waivers = labelled
         for text in element_texts(elem, encodings):
-            yield Value(kind, text, elem.VR, elem.keyword, waivers)
+            yield Value(kind, text, elem.VR, elem.keyword, waivers, here)
 
 
-def _private_values(elem: DataElement, profile: Profile, encodings: list[str], *,
-                    safe: bool = False) -> Iterator[Value]:
+def _private_values(elem: DataElement, profile: Profile, encodings: list[str],
+                    here: tuple[int, ...], *, safe: bool = False) -> Iterator[Value]:
     """Private values: creators identify a vendor, everything else is a private value.
     One on the reviewed safe private list may remain under Retain Safe Private."""
     if elem.tag.is_private_creator:
         for text in element_texts(elem, encodings):
-            yield Value(NON_IDENTIFYING, text, elem.VR, "", frozenset())
+            yield Value(NON_IDENTIFYING, text, elem.VR, "", frozenset(), here)
         return
     if elem.VR == "SQ":
         for item in elem.value or []:
-            yield from _walk(item, profile, _PRIVATE_CONTEXT, encodings)
+            yield from _walk(item, profile, _PRIVATE_CONTEXT, encodings, here)
         return
     if elem.VR in ("UI", "TM", "CS") or (elem.VR not in TEXT_VRS and elem.VR not in ("UN", "OB")):
         return
     kind = "name" if elem.VR == "PN" else PRIVATE
     waivers = _SAFE_PRIVATE_WAIVER if safe and kind == PRIVATE else frozenset()
     for text in element_texts(elem, encodings):
-        yield Value(kind, text, elem.VR, "", waivers)
+        yield Value(kind, text, elem.VR, "", waivers, here)
 
 
 # --------------------------------------------------------------------------- forms

@@ -18,6 +18,13 @@ of part of the station name, a word of free text.  Such a finding is listed as "
 declared option" unless the needle is a person's identity (a name, an ID, a birth date...),
 which stays a leak; ``--strict`` counts them all.
 
+Values of attributes that do not identify (those Annex E does not list: a Manufacturer, a
+model name, a private creator) excuse needles only where an original held them: a needle
+equal to such a value, or free text, a private value, an institution or a device inside it,
+is no leak in the same attribute (same path of tags) holding that same value, and is a leak
+everywhere else -- a PatientID equal to some kept attribute's value is still found in a
+comment.  A person's name or ID inside a longer such value stays a leak there too.
+
 Nothing identifying is printed or written: leaks carry masked values ("Z***i"), file paths
 are shown with any identifying part masked, and originals are only counted.
 """
@@ -105,8 +112,9 @@ _VOCABULARY = frozenset(
     )
 )
 _MAX_TABLE_ROWS = 200
-#: Kinds not reported inside a value that the originals hold, whole, in a non-identifying
-#: attribute: a site named after its scanner's vendor shares words with the kept vendor name.
+#: Kinds not reported inside a value that the originals hold, whole, in the same
+#: non-identifying attribute: a site named after its scanner's vendor shares words with the
+#: kept vendor name.
 _VENDOR_KINDS = frozenset({"institution", "device"})
 #: Kinds that identify a person: a leak even inside an attribute a declared option keeps.
 PERSON_KINDS = frozenset({"name", "birth_date", "id", "resident_id", "phone", "email", "address"})
@@ -199,10 +207,10 @@ class NeedleIndex:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._excluded: set[str] = set(_VOCABULARY)
         self._matchers: dict[frozenset[str], _Matcher] = {}
-        self._contained: set[str] | None = None
-        self._kept: frozenset[str] | None = None
+        #: (path of tags, normalised value) of the originals' non-identifying values: a
+        #: needle is excused there only, never elsewhere (see :meth:`held`)
+        self._held: set[tuple[tuple[int, ...], str]] = set()
         #: (keyword, normalised value) of the originals' attributes that options may keep
         self._option_kept: dict[tuple[str, str], frozenset[str]] = {}
         self._profile = load_profile()
@@ -210,15 +218,13 @@ class NeedleIndex:
     def add_dataset(self, ds: Dataset) -> None:
         """Add one original's identifying values (and note its non-identifying ones)."""
         self._matchers.clear()
-        self._contained = None
-        self._kept = None
         for v in iter_values(ds, self._profile):
             if v.keyword and v.waivers:
                 where = (v.keyword, normalize(v.text))
                 self._option_kept[where] = self._option_kept.get(where, frozenset()) | v.waivers
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
-                    self._excluded.add(normalize(v.text))
+                    self._held.add((v.path, normalize(v.text)))
             elif v.kind == PRIVATE and _DECIMAL.fullmatch(v.text.strip()):
                 continue  # a private measurement (e.g. a copy of ImagingFrequency), not an ID
             elif v.kind in (FREE_TEXT, PRIVATE):
@@ -250,40 +256,29 @@ class NeedleIndex:
         entry = self._entries.get(key)
         return entry is not None and any(w & enabled for _, w in entry.sources)
 
-    def kept_values(self) -> frozenset[str]:
-        """The originals' values of non-identifying attributes (normalised); built once
-        after the last original is added, not per de-identified file."""
-        if self._kept is None:
-            self._kept = frozenset(self._excluded)
-        return self._kept
+    def held(self, path: tuple[int, ...], normalized: str) -> bool:
+        """Whether an original held this (normalised) value, as a non-identifying one, in
+        the attribute at ``path``: the one place where it excuses the needles it holds."""
+        return (path, normalized) in self._held
+
+    def vocabulary(self, key: str) -> bool:
+        """Whether a needle is whole text only (free text, private values), never a name,
+        an ID or a date: inside a non-identifying value held where an original held it,
+        such a needle is vocabulary (a StudyDescription "CEREBRAL ANGIOGRAM" at the start
+        of a kept procedure code meaning), not a fact about the patient."""
+        entry = self._entries.get(key)
+        return entry is not None and all(kind in (FREE_TEXT, PRIVATE) for kind, _ in entry.sources)
 
     def __len__(self) -> int:
-        skip = self._excluded | self._vocabulary()
-        return sum(1 for k in self._entries if k not in skip)
-
-    def _vocabulary(self) -> set[str]:
-        """Whole-text needles that are part of a non-identifying value in the originals.
-
-        A StudyDescription "CEREBRAL ANGIOGRAM" that is also the start of a kept procedure
-        code meaning is vocabulary, not a fact about the patient.
-        """
-        if self._contained is None:
-            haystack = "\x00".join(self._excluded)
-            self._contained = {
-                key for key, entry in self._entries.items()
-                if all(kind in (FREE_TEXT, PRIVATE) for kind, _ in entry.sources)
-                and key in haystack
-            }
-        return self._contained
+        return sum(1 for k in self._entries if k not in _VOCABULARY)
 
     def matcher(self, enabled: frozenset[str]) -> _Matcher:
         """The compiled search for files that declare the ``enabled`` options."""
         found = self._matchers.get(enabled)
         if found is None:
-            skip = self._excluded | self._vocabulary()
             active: dict[str, tuple[set[tuple[str, ...]], str]] = {}
             for key, entry in self._entries.items():
-                kind = None if key in skip else _active_kind(entry.sources, enabled)
+                kind = None if key in _VOCABULARY else _active_kind(entry.sources, enabled)
                 if kind is not None:
                     active[key] = (entry.forms, kind)
             found = self._matchers[enabled] = _Matcher(active)
@@ -299,6 +294,21 @@ class _Matcher:
         rx = needle_regex(Needle(f, kind) for key, (forms, kind) in active.items() for f in forms)
         self._pattern = re.compile(rx, re.IGNORECASE) if rx else None
         self._bytes: dict[tuple[str, ...], tuple[re.Pattern[bytes] | None, dict]] = {}
+        self._inner: dict[str, _Matcher] = {}
+
+    def inner(self, key: str) -> _Matcher:
+        """The search for the other needles inside needle ``key`` (a match of ``key``
+        hides them); built once per key, and only for a key a kept value excuses."""
+        found = self._inner.get(key)
+        if found is None:
+            n = len(key)
+            if n * (n + 1) // 2 < len(self.kinds):  # look its substrings up, not every needle
+                inside = {key[i:j] for i in range(n) for j in range(i + 1, n + 1)} & self.kinds.keys()
+            else:
+                inside = {k for k in self.kinds if k in key}
+            inside.discard(key)
+            found = self._inner[key] = _Matcher({k: (self._forms[k], self.kinds[k]) for k in inside})
+        return found
 
     def display(self, key: str) -> str:
         """A readable form of a needle (to be masked before anyone sees it)."""
@@ -530,8 +540,6 @@ class _FileScan:
     enabled: frozenset[str]
     shown: str
     matcher: _Matcher = field(init=False)
-    #: non-identifying values of the originals (a vendor's name in Manufacturer...)
-    kept: frozenset[str] = field(init=False)
     leaks: list[Leak] = field(default_factory=list)
     kept_findings: list[Leak] = field(default_factory=list)
     regions: list[_Region] = field(default_factory=list)
@@ -540,33 +548,49 @@ class _FileScan:
 
     def __post_init__(self) -> None:
         self.matcher = self.index.matcher(self.enabled)
-        self.kept = self.index.kept_values()
 
     def leak(self, location: str, key_or_kind: str, value: str, *, pattern: bool = False) -> None:
         kind = key_or_kind if pattern else self.matcher.kinds.get(key_or_kind, "other_text")
         self.leaks.append(Leak(self.shown, location, kind, mask(value)))
 
-    def search_text(self, path: str, text: str, vr: str, keyword: str = "") -> set[str]:
+    def search_text(
+        self, path: str, text: str, vr: str, keyword: str = "", where: tuple[int, ...] = ()
+    ) -> set[str]:
+        """Report the needles in one value of the attribute at ``path`` (``where``: its
+        path of tags) and return their keys."""
         found: set[str] = set()
         spans = []
-        kept = None  # whether ``text`` is a kept value: asked only when it matters
+        held = None  # ``text`` normalised if an original held it here as a non-identifying
+        # value, else "": asked only when a needle is found
         options = None  # the declared options keeping this attribute's value, likewise
-        for start, end, key in self.matcher.find_text(text):
-            found.add(key)
-            spans.append((start, end))
+
+        def judge(start: int, end: int, key: str) -> None:
+            nonlocal options
             kind = self.matcher.kinds.get(key)
-            if kind in _VENDOR_KINDS:
-                if kept is None:
-                    kept = normalize(text) in self.kept
-                if kept:
-                    continue  # InstitutionName "TOSHIBA" inside the kept Manufacturer "TOSHIBA_MEC"
+            if held and (kind in _VENDOR_KINDS or self.index.vocabulary(key)):
+                return  # InstitutionName "TOSHIBA" inside the Manufacturer "TOSHIBA_MEC"
             if options is None:
                 options = self.index.kept_by(keyword, text, self.enabled)
             if options and (kind not in PERSON_KINDS or self.index.waived(key, self.enabled)):
                 self.kept_findings.append(Leak(self.shown, path, kind or "other_text",
                                                mask(text[start:end]), ",".join(sorted(options))))
-                continue
+                return
             self.leak(path, key, text[start:end])
+
+        for start, end, key in self.matcher.find_text(text):
+            found.add(key)
+            spans.append((start, end))
+            if held is None:
+                value = normalize(text) if where else ""
+                held = value if value and self.index.held(where, value) else ""
+            if key != held:
+                judge(start, end, key)
+                continue
+            # the whole value, as an original held it in this attribute: it identifies
+            # nobody here, but a needle inside it (a surname) is judged as in any kept value
+            for inner in self.matcher.inner(key).find_text(text):
+                found.add(inner[2])
+                judge(*inner)
         if vr in _PATTERN_VRS:
             for kind, (start, end) in find_patterns(text):
                 if not any(s < end and start < e for s, e in spans):
@@ -574,8 +598,14 @@ class _FileScan:
         return found
 
 
-def _walk_deid(ds: Dataset, base: int, prefix: str, encodings: list[str], scan: _FileScan) -> None:
-    """Search every element, recording where each value lies in the file's bytes."""
+def _walk_deid(
+    ds: Dataset, base: int, prefix: str, encodings: list[str], scan: _FileScan,
+    trail: tuple[int, ...] = (),
+) -> None:
+    """Search every element, recording where each value lies in the file's bytes.
+
+    ``trail``: the tags of the enclosing sequences, as :class:`Value.path` counts them.
+    """
     if "SpecificCharacterSet" in ds:
         encodings = dataset_encodings(ds, encodings)
     for tag in list(ds.keys()):
@@ -589,10 +619,11 @@ def _walk_deid(ds: Dataset, base: int, prefix: str, encodings: list[str], scan: 
         private = elem.tag.is_private
         name = elem.keyword if elem.keyword and not private else f"({tag.group:04X},{tag.elem:04X})"
         path = prefix + name
+        where = (*trail, int(tag))
         if elem.VR == "SQ":
             inner = start if start is not None else base
             for i, item in enumerate(elem.value or []):
-                _walk_deid(item, inner, f"{path}[{i}].", encodings, scan)
+                _walk_deid(item, inner, f"{path}[{i}].", encodings, scan, where)
             continue
         if elem.VR in _BINARY_VRS and not private and tag != _ENCAPSULATED_DOCUMENT:
             if start is not None and length != _UNDEFINED:
@@ -603,7 +634,7 @@ def _walk_deid(ds: Dataset, base: int, prefix: str, encodings: list[str], scan: 
         found: set[str] = set()
         for text in element_texts(elem, encodings):
             keyword = "" if private else elem.keyword
-            found |= scan.search_text(path, text, elem.VR, keyword)
+            found |= scan.search_text(path, text, elem.VR, keyword, where)
             if elem.VR == "DT" and len(text) > 8:  # the date inside a date-time
                 found |= scan.search_text(path, text[:8], elem.VR)
         if start is not None and length != _UNDEFINED:
