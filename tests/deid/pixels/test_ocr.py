@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from safepacs.deid.pixels import ocr
+from safepacs.deid.pixels import detect, ocr
 from safepacs.deid.pixels.decide import fold, pattern_rule
 from safepacs.synth.burned import fonts_available
 from tests.deid.pixels.conftest import tesseract_missing
@@ -51,6 +51,32 @@ def test_latin_line_is_read_in_any_polarity_and_contrast(ink, paper, plate):
     frame, box = line("KAUFMAN SCOTT 03.09.2012", LATIN, 28, ink, paper, plate=plate)
     assert fold("KAUFMAN SCOTT") in read(frame, box)[0]
 
+
+
+@pytest.mark.parametrize("text", ["Lindqvist Yuki", "Marchetti Oona 58390467"])
+@pytest.mark.parametrize(
+    ("ink", "paper", "plate"),
+    [(30, 120, 215), (60, 140, 190), (235, 30, None)],
+    ids=["dark-on-light-plate", "dark-on-grey-plate", "light-on-dark"],
+)
+def test_9px_line_is_read_as_drawn(text, ink, paper, plate):
+    # Small type was binarised, then scaled up: a staircase of 4x4 blocks, read
+    # "11ndgv15tyuk1" for "Lindqvist Yuki" and "58399467" for "58390467".
+    frame, box = line(text, LATIN, 9, ink, paper, plate=plate)
+    assert fold(text) in read(frame, box)[0]
+
+
+def test_small_page_keeps_grey_edges_and_drops_what_is_not_ink():
+    frame, box = line("Yuki 58390467", LATIN, 9, 30, 120, plate=215)
+    x, y, w, h = box
+    ink, _, height = detect.ink_masks(frame, x, y, w, h)[0]
+    page = ocr.page_for(ink, height, frame[y : y + h, x : x + w])
+    inner = page[ocr._BORDER : -ocr._BORDER, ocr._BORDER : -ocr._BORDER]
+    assert inner.shape[0] > 3 * h  # scaled up to about TARGET_LINE
+    assert inner.min() < 60 and inner.max() == 255  # dark ink on white, whatever the plate
+    assert np.count_nonzero((inner > 60) & (inner < 200)) > 0.05 * np.count_nonzero(inner < 200)
+    # the plate's edge and the noise around it are not ink: white on the page
+    assert (inner[:, :8] == 255).all() and (inner[:8] == 255).all()
 
 def test_chinese_name_is_read():
     frame, box = line("姓名: 王建国", CJK, 30, 235, 30)

@@ -125,3 +125,33 @@ def test_speckle_alone_yields_no_line_to_read():
     frame = sector_frame(6)[..., 0].copy()
     lines = [p for p in detect.propose(frame) if p.w > detect.GLYPH_ASPECT * p.h]
     assert len(lines) <= 2
+
+
+def radiograph_frame(seed: int, rows: int = 600, cols: int = 520) -> np.ndarray:
+    """A smooth grey body on a darker field with film noise: (rows, cols, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    body = 60 + 90 * np.exp(-(((xx - cols / 2) / (cols / 4)) ** 2)) * np.clip(yy / rows + 0.3, 0, 1)
+    grey = np.clip(body + rng.normal(0, 6, (rows, cols)), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize(("plate", "ink"), [(215, 30), (190, 60)])
+def test_9px_dark_name_and_id_on_light_plates_are_removed_as_the_files_own(plate, ink):
+    # Each line on a plate of its own, as a label printer strips them: each is read on
+    # its own, and must read as the file's own name and ID, not merely as "some number".
+    rgb = radiograph_frame(7)
+    lines = ["Lindqvist Yuki", "ID 58390467", "kV 70  mAs 2.5"]
+    im = Image.fromarray(rgb)
+    d = ImageDraw.Draw(im)
+    font = ImageFont.truetype(FONT, 9)
+    for i, text in enumerate(lines):
+        x0, y0, x1, y1 = d.textbbox((24, 24 + 28 * i), text, font=font)
+        d.rectangle((x0 - 5, y0 - 5, x1 + 5, y1 + 5), fill=(plate,) * 3)
+    rgb[...] = np.asarray(im)
+    boxes = draw_lines(rgb, 24, 24, lines, (ink,) * 3, size=9, pitch=28)
+    report = find_identity(rgb[..., 0].copy(), header())
+    for box, rule in zip(boxes[:2], ["header:PatientName", "header:PatientID"], strict=True):
+        assert covered(box, report.findings) >= 0.9
+        assert rule in {f.rule for f in report.findings if f.remove and covered(box, [f]) > 0.5}
+    assert covered(boxes[2], report.findings) == 0.0

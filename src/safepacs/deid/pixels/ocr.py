@@ -3,7 +3,8 @@
 Tesseract reads clean black-on-white lines well and a noisy radiograph not at all, so
 each box is binarised first (:func:`safepacs.deid.pixels.detect.ink_masks`: either
 polarity, any background), cleared of specks, scaled so that a line is about
-:data:`TARGET_LINE` px tall, and framed in white.  Traineddata come from Debian's
+:data:`TARGET_LINE` px tall, and framed in white.  Small type is scaled up from its grey
+levels, not from the binary mask (see :func:`page_for`).  Traineddata come from Debian's
 ``tesseract-ocr-eng`` and ``tesseract-ocr-chi-sim`` (directory found, or given in
 ``SAFEPACS_TESSDATA``); nothing is downloaded.  One ``PyTessBaseAPI`` per language and
 thread, created on first use: the API is not thread-safe and loading the models costs far
@@ -146,17 +147,48 @@ def _drop_specks(ink: np.ndarray, line_h: int) -> np.ndarray:
     return out
 
 
-def page_for(ink: np.ndarray, line_h: int) -> np.ndarray:
-    """Black ink on white, lines about :data:`TARGET_LINE` px tall, white border."""
-    page = np.where(ink > 0, 0, 255).astype(np.uint8)
-    if line_h:
-        f = float(np.clip(TARGET_LINE / line_h, 0.3, 4.0))
+def page_for(ink: np.ndarray, line_h: int, grey: np.ndarray | None = None) -> np.ndarray:
+    """Black ink on white, lines about :data:`TARGET_LINE` px tall, white border.
+
+    Small type (9 px on a label plate) has strokes a pixel or two wide: its binary mask
+    scaled up is a staircase that Tesseract misreads ("0" as "9", "1" as "2", "q" as
+    "g").  With ``grey``, the crop the mask was cut from, a page to be scaled up is made
+    from the grey levels instead (:func:`_grey_page`), so the anti-aliased edges that
+    tell those glyphs apart survive.
+    """
+    f = float(np.clip(TARGET_LINE / line_h, 0.3, 4.0)) if line_h else 1.0
+    if f > 1.15 and grey is not None and grey.shape == ink.shape:
+        page = _grey_page(ink, grey, f)
+    else:
+        page = np.where(ink > 0, 0, 255).astype(np.uint8)
         if abs(f - 1.0) > 0.15:
             interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
             page = cv2.resize(page, None, fx=f, fy=f, interpolation=interp)
             _, page = cv2.threshold(page, 127, 255, cv2.THRESH_BINARY)
     return cv2.copyMakeBorder(page, _BORDER, _BORDER, _BORDER, _BORDER, cv2.BORDER_CONSTANT,
                               value=255)
+
+
+def _grey_page(ink: np.ndarray, grey: np.ndarray, f: float) -> np.ndarray:
+    """The grey crop as dark ink on white, scaled by ``f`` (> 1) with Lanczos.
+
+    The ink's level (median under the mask) goes to black and the level just around it
+    to white, so either polarity and any plate come out alike; only the ink and the
+    pixels touching it are kept, so whatever the mask left out (specks, a plate's edge,
+    speckle) stays out.
+    """
+    on = ink > 0
+    near = cv2.dilate(ink, np.ones((3, 3), np.uint8)) > 0
+    ring = near & ~on
+    ink_level = float(np.median(grey[on]))
+    background = float(np.median(grey[ring] if ring.any() else grey[~on]))
+    if abs(background - ink_level) < 4:  # no contrast to speak of: the mask is all there is
+        page = np.where(on, 0, 255).astype(np.float32)
+    else:
+        page = (grey.astype(np.float32) - ink_level) * (255.0 / (background - ink_level))
+        page[~near] = 255
+    page = cv2.resize(np.clip(page, 0, 255), None, fx=f, fy=f, interpolation=cv2.INTER_LANCZOS4)
+    return np.clip(np.rint(page), 0, 255).astype(np.uint8)
 
 
 #: Below this mean confidence a reading is doubtful: try the other polarity / chi_sim.
@@ -197,13 +229,14 @@ def _read_page(page: np.ndarray, mode: int, enough: Enough | None) -> list[tuple
     return out
 
 
-def _read_lines(ink: np.ndarray, enough: Enough | None) -> list[tuple[str, float]]:
+def _read_lines(ink: np.ndarray, grey: np.ndarray, enough: Enough | None) -> list[tuple[str, float]]:
     """Each line of a block read on its own, for blocks that read poorly as a whole."""
     out: list[tuple[str, float]] = []
     for top, bottom in detect.line_spans(ink):
         if bottom - top < 3:
             continue
-        out += _read_page(page_for(ink[top:bottom], bottom - top), _local.psm.SINGLE_LINE, enough)
+        page = page_for(ink[top:bottom], bottom - top, grey[top:bottom])
+        out += _read_page(page, _local.psm.SINGLE_LINE, enough)
     return out
 
 
@@ -238,13 +271,14 @@ def read(
     psm = _local.psm
     readings: list[tuple[str, float]] = []
     blobs = candidates[0][1]
+    grey = frame[y : y + h, x : x + w]
     for ink, n, height in candidates:
         ink = _drop_specks(ink, height)
         one_line = line_count(ink) <= 1
         mode = psm.SINGLE_CHAR if single_glyph else psm.SINGLE_LINE if one_line else psm.SINGLE_BLOCK
-        got = _read_page(page_for(ink, height), mode, enough)
+        got = _read_page(page_for(ink, height, grey), mode, enough)
         if not one_line and not single_glyph and not _accepted(got):
-            got += _read_lines(ink, enough)  # a stray mark may have made a second "line"
+            got += _read_lines(ink, grey, enough)  # a stray mark may have made a second "line"
         readings += got
         if _accepted(got) or (enough is not None and any(enough(t, c) for t, c in got)):
             blobs = n
