@@ -104,3 +104,11 @@ def test_readings_come_best_first_with_confidences():
 
 def test_one_reader_per_thread_is_reused():
     assert ocr._api() is ocr._api()
+
+
+def test_a_block_read_with_a_line_missing_is_read_again_line_by_line():
+    ink = np.zeros((30, 60), np.uint8)
+    ink[2:12, 5:55:3] = 1  # two lines of strokes
+    ink[18:27, 5:55:3] = 1
+    assert ocr._lines_lost([("Gn55 DR63", 90.0)], ink)
+    assert not ocr._lines_lost([("Gn55 DR63", 90.0), ("Lindqvist\nGn55 DR63", 80.0)], ink)

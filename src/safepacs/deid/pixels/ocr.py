@@ -245,6 +245,17 @@ def _accepted(readings: list[tuple[str, float]]) -> bool:
     return any(c >= DOUBTFUL and sum(ch.isalnum() for ch in t) >= 1 for t, c in readings)
 
 
+def _lines_lost(readings: list[tuple[str, float]], ink: np.ndarray) -> bool:
+    """Whether every reading of a block has fewer lines than its ink.  Tesseract's block
+    layout drops a line of small ideographs above a Latin one and reads the rest surely:
+    a name lost behind "Gn 55 DR 63".  Only lines at least half as tall as the tallest
+    count: a row of specks above a label is no line Tesseract should have read, and its
+    low-confidence re-readings only give noise a chance to match a short name."""
+    runs = detect.line_runs(ink)
+    lines = len([r for r in runs if r >= max(3, max(runs, default=0) / 2)])
+    return all(len([ln for ln in t.splitlines() if ln.strip()]) < lines for t, _ in readings)
+
+
 def read(
     frame: np.ndarray,
     x: int,
@@ -277,7 +288,7 @@ def read(
         one_line = line_count(ink) <= 1
         mode = psm.SINGLE_CHAR if single_glyph else psm.SINGLE_LINE if one_line else psm.SINGLE_BLOCK
         got = _read_page(page_for(ink, height, grey), mode, enough)
-        if not one_line and not single_glyph and not _accepted(got):
+        if not one_line and not single_glyph and (not _accepted(got) or _lines_lost(got, ink)):
             got += _read_lines(ink, grey, enough)  # a stray mark may have made a second "line"
         readings += got
         if _accepted(got) or (enough is not None and any(enough(t, c) for t, c in got)):
