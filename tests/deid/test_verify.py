@@ -557,6 +557,13 @@ def _holding_the_id_in_an_unlisted_attribute() -> Dataset:
     return ds
 
 
+def _findings(tmp_path: Path, original: Dataset, clean: Dataset) -> list[tuple[str, str]]:
+    """Save ``original`` and its de-identified ``clean`` and verify: each leak's (location, kind)."""
+    save(original, tmp_path / "orig" / "1.dcm")
+    save(clean, tmp_path / "deid" / "a.dcm")
+    return sorted((f.location, f.kind) for f in leaks(tmp_path))
+
+
 def _plant(ds: Dataset, where: str, value: str) -> None:
     if where == "private":
         ds.private_block(0x0011, "ACME NOTES", create=True).add_new(0x01, "LO", value)
@@ -575,27 +582,22 @@ def test_an_id_equal_to_a_kept_value_is_a_leak_outside_that_attribute(
     """Fail closed: a non-identifying value of the originals excuses the same text only in
     the attribute that held it, not everywhere."""
     original = _holding_the_id_in_an_unlisted_attribute()
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.ManufacturerModelName = "ZX4471"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert leaks(tmp_path) == []  # kept where the original kept it: no false alarm
+    assert _findings(tmp_path, original, clean) == []  # kept where the original kept it: no false alarm
 
     _plant(clean, where, "ZX4471")
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [(location, "id")]
+    assert _findings(tmp_path, original, clean) == [(location, "id")]
 
 
 def test_an_id_in_another_kept_attribute_than_the_originals_held_it_in_is_a_leak(
     tmp_path: Path,
 ) -> None:
     original = _holding_the_id_in_an_unlisted_attribute()
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.DeviceSerialNumber = "ZX4471"  # listed by Annex E; SoftwareVersions is not
     clean.SoftwareVersions = "ZX4471"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert sorted((f.location, f.kind) for f in leaks(tmp_path)) == [
+    assert _findings(tmp_path, original, clean) == [
         ("DeviceSerialNumber", "id"), ("SoftwareVersions", "id")]
 
 
@@ -604,14 +606,11 @@ def test_a_surname_equal_to_a_kept_value_is_a_leak_in_free_text(tmp_path: Path) 
     original = ct_original()
     original.PatientName = "KOWALSKI^JAN"
     original.Manufacturer = "KOWALSKI"
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.Manufacturer = "KOWALSKI"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert leaks(tmp_path) == []
+    assert _findings(tmp_path, original, clean) == []
     clean.ImageComments = "seen by Dr. Kowalski"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "name")]
+    assert _findings(tmp_path, original, clean) == [("ImageComments", "name")]
     assert verify_paths(tmp_path / "orig", tmp_path / "deid").needles >= 3
 
 
@@ -623,11 +622,9 @@ def test_a_name_inside_a_kept_value_that_equals_the_whole_name_is_still_a_leak(
     original = ct_original()
     original.PatientName = "KOWALSKI^JAN"
     original.ManufacturerModelName = "KOWALSKI JAN"
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.ManufacturerModelName = "KOWALSKI JAN"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ManufacturerModelName", "name")]
+    assert _findings(tmp_path, original, clean) == [("ManufacturerModelName", "name")]
 
 
 def test_private_text_inside_a_kept_value_is_excused_only_in_that_attribute(tmp_path: Path) -> None:
@@ -636,14 +633,11 @@ def test_private_text_inside_a_kept_value_is_excused_only_in_that_attribute(tmp_
     original = ct_original()
     original.ManufacturerModelName = "ACME ULTRA 3T"
     original.add_new(0x00091002, "LO", "ACME ULTRA")
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.ManufacturerModelName = "ACME ULTRA 3T"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert leaks(tmp_path) == []
+    assert _findings(tmp_path, original, clean) == []
     clean.ImageComments = "ACME ULTRA 3T"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "private")]
+    assert _findings(tmp_path, original, clean) == [("ImageComments", "private")]
 
 
 def test_the_kept_vendor_name_excuses_the_institution_only_in_the_vendor_attribute(
@@ -651,12 +645,10 @@ def test_the_kept_vendor_name_excuses_the_institution_only_in_the_vendor_attribu
 ) -> None:
     ds = ct_original()
     ds.Manufacturer, ds.InstitutionName = "TOSHIBA_MEC", "TOSHIBA"
-    save(ds, tmp_path / "orig" / "1.dcm")
     clean = deidentified(ds)
     clean.Manufacturer = "TOSHIBA_MEC"
     clean.ImageComments = "TOSHIBA_MEC"
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ImageComments", "institution")]
+    assert _findings(tmp_path, ds, clean) == [("ImageComments", "institution")]
 
 
 def test_a_description_equal_to_a_kept_code_meaning_is_excused_only_at_that_code(
@@ -667,15 +659,12 @@ def test_a_description_equal_to_a_kept_code_meaning_is_excused_only_at_that_code
     original = ct_original()
     original.StudyDescription = "CHEST CT ANGIO"
     original.ProcedureCodeSequence = [_concept("CHEST CT ANGIO")]
-    save(original, tmp_path / "orig" / "1.dcm")
     clean = deidentified(original)
     clean.ProcedureCodeSequence = [_concept("CHEST CT ANGIO")]
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert leaks(tmp_path) == []
+    assert _findings(tmp_path, original, clean) == []
     clean.StudyDescription = "CHEST CT ANGIO"
     clean.AnatomicRegionSequence = [_concept("Chest CT angio")]
-    save(clean, tmp_path / "deid" / "a.dcm")
-    assert sorted((f.location, f.kind) for f in leaks(tmp_path)) == [
+    assert _findings(tmp_path, original, clean) == [
         ("AnatomicRegionSequence[0].CodeMeaning", "free_text"), ("StudyDescription", "free_text")]
 
 
