@@ -668,6 +668,22 @@ def test_a_description_equal_to_a_kept_code_meaning_is_excused_only_at_that_code
         ("AnatomicRegionSequence[0].CodeMeaning", "free_text"), ("StudyDescription", "free_text")]
 
 
+def test_a_description_inside_a_cleaned_code_meaning_is_vocabulary_at_that_code(
+    tmp_path: Path,
+) -> None:
+    """Clean Structured Content rewrites a code meaning (identity scrubbed out), so it no
+    longer equals what the original held; the procedure's words in it are still no leak
+    there, and still a leak in a comment."""
+    original = ct_original()
+    original.StudyDescription = "CHEST CT ANGIO"
+    original.ProcedureCodeSequence = [_concept("CHEST CT ANGIO FOR NOWAK")]
+    clean = deidentified(original)
+    clean.ProcedureCodeSequence = [_concept("CHEST CT ANGIO FOR")]
+    assert _findings(tmp_path, original, clean) == []
+    clean.ImageComments = "CHEST CT ANGIO"
+    assert _findings(tmp_path, original, clean) == [("ImageComments", "free_text")]
+
+
 def _concept(meaning: str) -> Dataset:
     item = Dataset()
     item.CodeValue = "P5-0001"

@@ -211,6 +211,9 @@ class NeedleIndex:
         #: (path of tags, normalised value) of the originals' non-identifying values: a
         #: needle is excused there only, never elsewhere (see :meth:`held`)
         self._held: set[tuple[tuple[int, ...], str]] = set()
+        #: the same values by path, and which whole-text needles lie inside one (cached)
+        self._held_at: dict[tuple[int, ...], set[str]] = {}
+        self._inside: dict[tuple[tuple[int, ...], str], bool] = {}
         #: (keyword, normalised value) of the originals' attributes that options may keep
         self._option_kept: dict[tuple[str, str], frozenset[str]] = {}
         self._profile = load_profile()
@@ -225,6 +228,8 @@ class NeedleIndex:
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
                     self._held.add((v.path, normalize(v.text)))
+                    self._held_at.setdefault(v.path, set()).add(normalize(v.text))
+                    self._inside.clear()
             elif v.kind == PRIVATE and _DECIMAL.fullmatch(v.text.strip()):
                 continue  # a private measurement (e.g. a copy of ImagingFrequency), not an ID
             elif v.kind in (FREE_TEXT, PRIVATE):
@@ -260,6 +265,18 @@ class NeedleIndex:
         """Whether an original held this (normalised) value, as a non-identifying one, in
         the attribute at ``path``: the one place where it excuses the needles it holds."""
         return (path, normalized) in self._held
+
+    def vocabulary_here(self, path: tuple[int, ...], key: str) -> bool:
+        """Whether whole-text needle ``key`` lies inside a value an original held, as a
+        non-identifying one, at ``path``: a StudyDescription "CHEST PA" inside the
+        procedure's code meaning is vocabulary there even where that meaning was itself
+        cleaned (Clean Structured Content) and so no longer equals what was held."""
+        found = self._inside.get((path, key))
+        if found is None:
+            found = self._inside[(path, key)] = self.vocabulary(key) and any(
+                key in value for value in self._held_at.get(path, ())
+            )
+        return found
 
     def vocabulary(self, key: str) -> bool:
         """Whether a needle is whole text only (free text, private values), never a name,
@@ -569,6 +586,8 @@ class _FileScan:
             kind = self.matcher.kinds.get(key)
             if held and (kind in _VENDOR_KINDS or self.index.vocabulary(key)):
                 return  # InstitutionName "TOSHIBA" inside the Manufacturer "TOSHIBA_MEC"
+            if where and self.index.vocabulary_here(where, key):
+                return
             if options is None:
                 options = self.index.kept_by(keyword, text, self.enabled)
             if options and (kind not in PERSON_KINDS or self.index.waived(key, self.enabled)):
