@@ -208,11 +208,10 @@ class NeedleIndex:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._matchers: dict[frozenset[str], _Matcher] = {}
-        #: (path of tags, normalised value) of the originals' non-identifying values: a
-        #: needle is excused there only, never elsewhere (see :meth:`held`)
-        self._held: set[tuple[tuple[int, ...], str]] = set()
-        #: the same values by path, and which whole-text needles lie inside one (cached)
+        #: the originals' non-identifying values (normalised) by path of tags: a needle is
+        #: excused there only, never elsewhere (see :meth:`held`)
         self._held_at: dict[tuple[int, ...], set[str]] = {}
+        #: which whole-text needles lie inside a value held at a path (cached)
         self._inside: dict[tuple[tuple[int, ...], str], bool] = {}
         #: (keyword, normalised value) of the originals' attributes that options may keep
         self._option_kept: dict[tuple[str, str], frozenset[str]] = {}
@@ -227,7 +226,6 @@ class NeedleIndex:
                 self._option_kept[where] = self._option_kept.get(where, frozenset()) | v.waivers
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
-                    self._held.add((v.path, normalize(v.text)))
                     self._held_at.setdefault(v.path, set()).add(normalize(v.text))
                     self._inside.clear()
             elif v.kind == PRIVATE and _DECIMAL.fullmatch(v.text.strip()):
@@ -264,7 +262,7 @@ class NeedleIndex:
     def held(self, path: tuple[int, ...], normalized: str) -> bool:
         """Whether an original held this (normalised) value, as a non-identifying one, in
         the attribute at ``path``: the one place where it excuses the needles it holds."""
-        return (path, normalized) in self._held
+        return normalized in self._held_at.get(path, ())
 
     def vocabulary_here(self, path: tuple[int, ...], key: str) -> bool:
         """Whether whole-text needle ``key`` lies inside a value an original held, as a
