@@ -104,6 +104,18 @@ def test_patterns_remove_identity_the_header_does_not_hold(text, rule):
     assert removed(text, NONE) == rule
 
 
+@pytest.mark.parametrize("text", ["上官雨萱", "欧阳明", "诸葛亮", "司马光", "欧明"])
+def test_compound_surnames_begin_a_name(text):
+    assert pattern_rule(text) == "pattern:cjk-name"
+
+
+@pytest.mark.parametrize("text", ["上腹", "上肢", "上此", "司令", "诸多"])
+def test_the_first_character_of_a_compound_surname_alone_begins_no_name(text):
+    # 上 is a surname only as 上官: alone it begins 上腹 (upper abdomen), and OCR noise
+    # on a clavicle read "上此." surely enough to fail verify-deid on a real radiograph
+    assert pattern_rule(text) is None
+
+
 def test_mrn_that_differs_from_the_header_patient_id_is_removed_by_pattern(needles):
     rule = removed("MRN: H33426809", needles)
     assert rule.startswith("pattern:")

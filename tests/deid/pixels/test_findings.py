@@ -197,3 +197,37 @@ def test_tcia_position_and_laterality_marks_are_kept():
         if f.remove:
             mask[f.box.y : f.box.y + f.box.h, f.box.x : f.box.x + f.box.w] = True
     assert marks.sum() > 500 and not mask[0:250, 1700:2140][marks].any()
+
+
+# --------------------------------------------------------------------------- second look
+def _name_on_noise(text: str) -> tuple[np.ndarray, Box]:
+    """A grey, noisy frame with ``text`` drawn white at 24 px, and the text's box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(11)
+    frame = np.clip(rng.normal(90, 12, (200, 400)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(frame)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 24)
+    left, top, right, bottom = draw.textbbox((60, 80), text, font=font)
+    draw.text((60, 80), text, font=font, fill=240)
+    return np.asarray(img), Box(left - 4, top - 4, right - left + 8, bottom - top + 8)
+
+
+def test_a_name_no_header_holds_is_still_reported_after_a_second_look():
+    from pydicom import Dataset
+
+    frame, _ = _name_on_noise("欧阳建国")
+    assert legible_identity(frame, Dataset()) == ["pattern:cjk-name"]
+
+
+def test_the_second_look_confirms_text_and_not_noise():
+    from safepacs.deid.pixels.decide import HeaderNeedles
+    from safepacs.deid.pixels.detect import Proposal
+    from safepacs.deid.pixels.findings import _read_again
+
+    frame, box = _name_on_noise("欧阳建国")
+    text = Proposal(box.x, box.y, box.w, box.h, 4)
+    noise = Proposal(box.x + 150, box.y + 60, box.w, box.h, 4)  # the same size, below right
+    assert _read_again(frame, text, "pattern:cjk-name", HeaderNeedles())
+    assert not _read_again(frame, noise, "pattern:cjk-name", HeaderNeedles())

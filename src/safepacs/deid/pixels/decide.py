@@ -73,7 +73,11 @@ class _Vocabulary:
     position: frozenset[str]
     labels: tuple[tuple[str, re.Pattern[str]], ...]
     institution: re.Pattern[str]
-    surnames: frozenset[str]
+    surnames: frozenset[str]  # one character each
+    compound_surnames: frozenset[str]  # two characters each
+
+    def begins_with_surname(self, ideographs: str) -> bool:
+        return ideographs[:1] in self.surnames or ideographs[:2] in self.compound_surnames
 
 
 def _alternation(words: Iterable[str]) -> str:
@@ -106,6 +110,7 @@ def vocabulary() -> _Vocabulary:
         labels=labels,
         institution=re.compile(_alternation(w.casefold() for w in raw["institution_words"])),
         surnames=frozenset(raw["cjk_surnames"]),
+        compound_surnames=frozenset(raw["cjk_compound_surnames"]),
     )
 
 
@@ -282,7 +287,7 @@ def pattern_rule(text: str) -> str | None:
     if (
         2 <= len(ideographs) <= 4
         and all(is_cjk(c) for c in ideographs)
-        and ideographs[0] in vocab.surnames
+        and vocab.begins_with_surname(ideographs)
         and marker_kind(text) is None
     ):
         return "pattern:cjk-name"
@@ -320,6 +325,16 @@ _STRUCTURED = frozenset(
     {"pattern:resident-id", "pattern:date", "pattern:phone", "pattern:long-number",
      "pattern:email"}
 )
+
+
+def needs_second_look(rule: str) -> bool:
+    """Whether ``rule`` stands on the words alone: no header value and no number pattern.
+
+    Such a rule (a short Chinese name, a label, an institution word) is what OCR noise
+    most often makes; :func:`safepacs.deid.pixels.findings.legible_identity` confirms it
+    before calling it a leak.  De-identification never waits for that: it removes.
+    """
+    return not rule.startswith("header:") and rule not in _STRUCTURED
 
 
 def _sure(text: str, confidence: float) -> bool:
