@@ -13,7 +13,9 @@ from safepacs.deid.pixels.decide import (
     header_needles,
     identity_rule,
     marker_kind,
+    needs_second_look,
     pattern_rule,
+    same_reading,
     within,
 )
 
@@ -179,3 +181,23 @@ def test_within_counts_edits():
     assert not within("lindqvist", "xxlindgv1styy", 0)
     assert within("abc", "zzabczz", 0)
     assert not within("abcdef", "abxxef", 1)
+
+
+@pytest.mark.parametrize(
+    ("rule", "text", "conf", "again"),
+    [("header:PatientName", "Lindqvist", 5.0, False),
+     ("pattern:date", "DOB 1976-06-16", 90.0, False),
+     ("pattern:long-number", "XXXXXX2EX2332323203XX233IX1", 0.0, True),  # dithering
+     ("pattern:cjk-name", "欧阳建国", 95.0, True),
+     ("label:name", "Name: Somebody", 95.0, True)],
+)
+def test_header_values_and_sure_numbers_need_no_second_look(rule, text, conf, again):
+    assert needs_second_look(rule, text, conf) is again
+
+
+def test_same_reading_allows_a_stray_mark_and_not_other_noise():
+    assert same_reading("DOB 1976-06-16", "DOB: 1976-06-16 |")
+    assert same_reading("欧阳建国", "欧阳建国")
+    assert not same_reading("XXXXXX2EX2332323203XX233IX1", "Pteccxct2222202XX22t0划")
+    assert not same_reading("上此.", "ea")
+    assert not same_reading("", "")

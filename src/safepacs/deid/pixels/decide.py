@@ -327,14 +327,25 @@ _STRUCTURED = frozenset(
 )
 
 
-def needs_second_look(rule: str) -> bool:
-    """Whether ``rule`` stands on the words alone: no header value and no number pattern.
+def needs_second_look(rule: str, text: str, confidence: float) -> bool:
+    """Whether ``rule``, found in one reading, needs a second look to be a leak.
 
-    Such a rule (a short Chinese name, a label, an institution word) is what OCR noise
-    most often makes; :func:`safepacs.deid.pixels.findings.legible_identity` confirms it
-    before calling it a leak.  De-identification never waits for that: it removes.
+    A header value never does.  A rule on the words alone (a short Chinese name, a label,
+    an institution word) always does, and so does a number pattern read unsurely (the
+    dithering of a palette photo read "XX2EX2332323203XX" at 0%): that is what OCR noise
+    makes.  :func:`safepacs.deid.pixels.findings.legible_identity` looks again before
+    calling either a leak.  De-identification never waits for that: it removes.
     """
-    return not rule.startswith("header:") and rule not in _STRUCTURED
+    if rule.startswith("header:"):
+        return False
+    return rule not in _STRUCTURED or not _sure(text, confidence)
+
+
+def same_reading(a: str, b: str) -> bool:
+    """Whether two readings of one box say the same: folded, the shorter lies in the
+    longer with at most a quarter of its characters wrong (a margin adds a stray mark)."""
+    short, long = sorted((fold(a), fold(b)), key=len)
+    return bool(short) and within(short, long, len(short) // 4)
 
 
 def _sure(text: str, confidence: float) -> bool:

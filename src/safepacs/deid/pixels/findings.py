@@ -151,17 +151,21 @@ def legible_identity(frame: np.ndarray, header: Dataset) -> list[str]:
     for p in detect.propose(frame):
         if _glyph_sized(frame, p):
             continue
-        rule = _first_rule(ocr.read(frame, p.x, p.y, p.w, p.h), needles)
-        if rule and (not _decide.needs_second_look(rule) or _read_again(frame, p, rule, needles)):
+        first = _first_rule(ocr.read(frame, p.x, p.y, p.w, p.h), needles)
+        if first is None:
+            continue
+        rule, text, conf = first
+        if not _decide.needs_second_look(rule, text, conf) or _read_again(frame, p, rule, text, needles):
             found.add(rule)
     return sorted(found)
 
 
-def _first_rule(reading: ocr.Reading, needles: _decide.HeaderNeedles) -> str | None:
+def _first_rule(reading: ocr.Reading, needles: _decide.HeaderNeedles) -> tuple[str, str, float] | None:
+    """The first reading that identifies: (rule, text, confidence)."""
     for text, conf in reading.readings:
         rule = _decide.identity_rule(text, needles, conf)
         if rule:
-            return rule
+            return rule, text, conf
     return None
 
 
@@ -169,18 +173,20 @@ def _first_rule(reading: ocr.Reading, needles: _decide.HeaderNeedles) -> str | N
 SECOND_LOOK_MARGIN = 0.25
 
 
-def _read_again(frame: np.ndarray, p: detect.Proposal, rule: str,
+def _read_again(frame: np.ndarray, p: detect.Proposal, rule: str, text: str,
                 needles: _decide.HeaderNeedles) -> bool:
-    """Whether the box, read again a few pixels wider, gives ``rule`` again.
+    """Whether the box, read again a few pixels wider, gives ``rule`` again, from about
+    the same ``text``.
 
-    A pattern with no header value behind it (a short Chinese name, a label) is a report
-    of a leak only if a person could read it.  Text reads the same from a slightly
-    different crop; the noise of anatomy does not: a clavicle's edge read "上此." once,
-    and nothing like a name 8 px to the side.
+    A pattern with no header value behind it (a short Chinese name, a label, a number
+    read unsurely) is a report of a leak only if a person could read it.  Text reads the
+    same from a slightly different crop; the noise of anatomy or dithering does not: a
+    clavicle's edge read "上此." once, and nothing like a name 8 px to the side.
     """
     rows, cols = frame.shape
     m = max(2, round(p.h * SECOND_LOOK_MARGIN))
     x0, y0 = max(0, p.x - m), max(0, p.y - m)
     x1, y1 = min(cols, p.x + p.w + m), min(rows, p.y + p.h + m)
     again = ocr.read(frame, x0, y0, x1 - x0, y1 - y0)
-    return any(_decide.identity_rule(t, needles, c) == rule for t, c in again.readings)
+    return any(_decide.identity_rule(t, needles, c) == rule and _decide.same_reading(t, text)
+               for t, c in again.readings)
