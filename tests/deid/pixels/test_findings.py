@@ -229,5 +229,6 @@ def test_the_second_look_confirms_text_and_not_noise():
     frame, box = _name_on_noise("欧阳建国")
     text = Proposal(box.x, box.y, box.w, box.h, 4)
     noise = Proposal(box.x + 150, box.y + 60, box.w, box.h, 4)  # the same size, below right
-    assert _read_again(frame, text, "pattern:cjk-name", "欧阳建国", HeaderNeedles())
-    assert not _read_again(frame, noise, "pattern:cjk-name", "欧阳建国", HeaderNeedles())
+    weak = [("label:name", "Name: Somebody"), ("pattern:cjk-name", "欧阳建国")]
+    assert _read_again(frame, text, weak, HeaderNeedles()) == ["pattern:cjk-name"]
+    assert _read_again(frame, noise, weak, HeaderNeedles()) == []

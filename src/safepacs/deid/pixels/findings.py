@@ -151,32 +151,24 @@ def legible_identity(frame: np.ndarray, header: Dataset) -> list[str]:
     for p in detect.propose(frame):
         if _glyph_sized(frame, p):
             continue
-        first = _first_rule(ocr.read(frame, p.x, p.y, p.w, p.h), needles)
-        if first is None:
-            continue
-        rule, text, conf = first
-        if not _decide.needs_second_look(rule, text, conf) or _read_again(frame, p, rule, text, needles):
-            found.add(rule)
+        hits = [(rule, text, conf) for text, conf in ocr.read(frame, p.x, p.y, p.w, p.h).readings
+                if (rule := _decide.identity_rule(text, needles, conf))]
+        sure = [rule for rule, text, conf in hits if not _decide.needs_second_look(rule, text, conf)]
+        if sure:
+            found.add(sure[0])
+        elif hits:
+            found.update(_read_again(frame, p, [(rule, text) for rule, text, _ in hits], needles)[:1])
     return sorted(found)
-
-
-def _first_rule(reading: ocr.Reading, needles: _decide.HeaderNeedles) -> tuple[str, str, float] | None:
-    """The first reading that identifies: (rule, text, confidence)."""
-    for text, conf in reading.readings:
-        rule = _decide.identity_rule(text, needles, conf)
-        if rule:
-            return rule, text, conf
-    return None
 
 
 #: Margin of the second look, as a fraction of the box's height (at least 2 px).
 SECOND_LOOK_MARGIN = 0.25
 
 
-def _read_again(frame: np.ndarray, p: detect.Proposal, rule: str, text: str,
-                needles: _decide.HeaderNeedles) -> bool:
-    """Whether the box, read again a few pixels wider, gives ``rule`` again, from about
-    the same ``text``.
+def _read_again(frame: np.ndarray, p: detect.Proposal, weak: list[tuple[str, str]],
+                needles: _decide.HeaderNeedles) -> list[str]:
+    """The rules of ``weak`` (rule, text) that the box, read again a few pixels wider,
+    gives again from about the same text.
 
     A pattern with no header value behind it (a short Chinese name, a label, a number
     read unsurely) is a report of a leak only if a person could read it.  Text reads the
@@ -187,6 +179,7 @@ def _read_again(frame: np.ndarray, p: detect.Proposal, rule: str, text: str,
     m = max(2, round(p.h * SECOND_LOOK_MARGIN))
     x0, y0 = max(0, p.x - m), max(0, p.y - m)
     x1, y1 = min(cols, p.x + p.w + m), min(rows, p.y + p.h + m)
-    again = ocr.read(frame, x0, y0, x1 - x0, y1 - y0)
-    return any(_decide.identity_rule(t, needles, c) == rule and _decide.same_reading(t, text)
-               for t, c in again.readings)
+    readings = ocr.read(frame, x0, y0, x1 - x0, y1 - y0).readings
+    again = [(_decide.identity_rule(t, needles, c), t) for t, c in readings]
+    return [rule for rule, text in weak
+            if any(r == rule and _decide.same_reading(t, text) for r, t in again)]
