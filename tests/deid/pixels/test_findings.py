@@ -230,5 +230,5 @@ def test_the_second_look_confirms_text_and_not_noise():
     text = Proposal(box.x, box.y, box.w, box.h, 4)
     noise = Proposal(box.x + 150, box.y + 60, box.w, box.h, 4)  # the same size, below right
     weak = [("label:name", "Name: Somebody"), ("pattern:cjk-name", "欧阳建国")]
-    assert _read_again(frame, text, weak, HeaderNeedles()) == ["pattern:cjk-name"]
-    assert _read_again(frame, noise, weak, HeaderNeedles()) == []
+    assert _read_again(frame, text, weak, HeaderNeedles()) == "pattern:cjk-name"
+    assert _read_again(frame, noise, weak, HeaderNeedles()) is None

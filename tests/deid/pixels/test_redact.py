@@ -14,6 +14,7 @@ def test_padding_adds_a_margin_and_stays_inside_the_frame():
     edge = padded(0, 95, 300, 20, rows=100, cols=200)
     assert edge is not None and edge.x == 0 and edge.y + edge.h == 100 and edge.x + edge.w == 200
     assert padded(500, 500, 10, 10, rows=100, cols=100) is None
+    assert padded(10, 20, 30, 10, rows=100, cols=200, margin=7) == Rect(3, 13, 44, 24)
 
 
 def test_merge_drops_duplicates_and_nested_boxes_but_keeps_overlaps():

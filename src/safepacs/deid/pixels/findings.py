@@ -22,6 +22,7 @@ from pydicom import Dataset
 
 from safepacs.deid.pixels import decide as _decide
 from safepacs.deid.pixels import detect, ocr, regions
+from safepacs.deid.pixels.redact import padded
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,11 @@ def legible_identity(frame: np.ndarray, header: Dataset) -> list[str]:
             continue
         hits = [(rule, text, conf) for text, conf in ocr.read(frame, p.x, p.y, p.w, p.h).readings
                 if (rule := _decide.identity_rule(text, needles, conf))]
-        sure = [rule for rule, text, conf in hits if not _decide.needs_second_look(rule, text, conf)]
-        if sure:
-            found.add(sure[0])
-        elif hits:
-            found.update(_read_again(frame, p, [(rule, text) for rule, text, _ in hits], needles)[:1])
+        rule = next((r for r, t, c in hits if not _decide.needs_second_look(r, t, c)), None)
+        if rule is None and hits:
+            rule = _read_again(frame, p, [(r, t) for r, t, _ in hits], needles)
+        if rule:
+            found.add(rule)
     return sorted(found)
 
 
@@ -166,9 +167,9 @@ SECOND_LOOK_MARGIN = 0.25
 
 
 def _read_again(frame: np.ndarray, p: detect.Proposal, weak: list[tuple[str, str]],
-                needles: _decide.HeaderNeedles) -> list[str]:
-    """The rules of ``weak`` (rule, text) that the box, read again a few pixels wider,
-    gives again from about the same text.
+                needles: _decide.HeaderNeedles) -> str | None:
+    """The first rule of ``weak`` (rule, text) that the box, read again a few pixels
+    wider, gives again from about the same text; None when none comes back.
 
     A pattern with no header value behind it (a short Chinese name, a label, a number
     read unsurely) is a report of a leak only if a person could read it.  Text reads the
@@ -176,10 +177,10 @@ def _read_again(frame: np.ndarray, p: detect.Proposal, weak: list[tuple[str, str
     clavicle's edge read "上此." once, and nothing like a name 8 px to the side.
     """
     rows, cols = frame.shape
-    m = max(2, round(p.h * SECOND_LOOK_MARGIN))
-    x0, y0 = max(0, p.x - m), max(0, p.y - m)
-    x1, y1 = min(cols, p.x + p.w + m), min(rows, p.y + p.h + m)
-    readings = ocr.read(frame, x0, y0, x1 - x0, y1 - y0).readings
+    box = padded(p.x, p.y, p.w, p.h, rows, cols, max(2, round(p.h * SECOND_LOOK_MARGIN)))
+    if box is None:
+        return None
+    readings = ocr.read(frame, box.x, box.y, box.w, box.h).readings
     again = [(_decide.identity_rule(t, needles, c), t) for t, c in readings]
-    return [rule for rule, text in weak
-            if any(r == rule and _decide.same_reading(t, text) for r, t in again)]
+    return next((rule for rule, text in weak
+                 if any(r == rule and _decide.same_reading(t, text) for r, t in again)), None)

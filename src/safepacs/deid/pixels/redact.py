@@ -37,9 +37,12 @@ def margin_for(h: int) -> int:
     return max(2, h // 5)
 
 
-def padded(x: int, y: int, w: int, h: int, rows: int, cols: int) -> Rect | None:
-    """The box grown by its margin and clipped to the frame; None when nothing is left."""
-    m = margin_for(h)
+def padded(
+    x: int, y: int, w: int, h: int, rows: int, cols: int, margin: int | None = None
+) -> Rect | None:
+    """The box grown by ``margin`` (by default :func:`margin_for` its height) and clipped
+    to the frame; None when nothing is left."""
+    m = margin_for(h) if margin is None else margin
     x0, y0 = max(0, x - m), max(0, y - m)
     x1, y1 = min(cols, x + w + m), min(rows, y + h + m)
     if x1 <= x0 or y1 <= y0:
