@@ -627,6 +627,57 @@ def test_a_name_inside_a_kept_value_that_equals_the_whole_name_is_still_a_leak(
     assert _findings(tmp_path, original, clean) == [("ManufacturerModelName", "name")]
 
 
+def _vendor_named_like(surname: str, *, same_patient: bool) -> tuple[Dataset, Dataset]:
+    """Two originals: a patient called ``surname``, and a file whose kept Manufacturer holds
+    that word, of another patient or (``same_patient``) of the same one."""
+    named = ct_original()
+    named.PatientName = f"{surname}^PATIENT"
+    named.PatientID = "PID-NAMED-1"
+    vendor = ct_original()
+    vendor.PatientName = f"{surname}^PATIENT" if same_patient else "LIU^YANG"
+    vendor.PatientID = "PID-NAMED-1" if same_patient else "PID-OTHER-2"
+    vendor.Manufacturer = f"Manufacturer {surname.lower()} here"
+    return named, vendor
+
+
+@pytest.mark.parametrize("same_patient", [False, True])
+def test_another_patients_name_word_inside_a_kept_vendor_value_is_no_leak(
+    tmp_path: Path, same_patient: bool
+) -> None:
+    """pydicom's test files: a patient "NAME^PATIENT^NAME" and another patient's
+    Manufacturer "Manufacturer name here" -- a coincidence of words, not a leak.  The same
+    word inside a kept value of that patient's own files is still reported (fail closed),
+    and so is it anywhere the originals did not hold it."""
+    named, vendor = _vendor_named_like("NAME", same_patient=same_patient)
+    save(named, tmp_path / "orig" / "1.dcm")
+    save(vendor, tmp_path / "orig" / "2.dcm")
+    save(deidentified(named), tmp_path / "deid" / "1.dcm")
+    clean = deidentified(vendor)
+    clean.Manufacturer = vendor.Manufacturer
+    save(clean, tmp_path / "deid" / "2.dcm")
+    found = [(f.deid_file, f.location, f.kind) for f in leaks(tmp_path)]
+    assert found == ([("2.dcm", "Manufacturer", "name")] if same_patient else [])
+
+    clean.ImageComments = "name"  # the word where no original held it
+    save(clean, tmp_path / "deid" / "2.dcm")
+    found = sorted((f.location, f.kind) for f in leaks(tmp_path))
+    assert ("ImageComments", "name") in found
+
+
+def test_another_patients_name_word_is_excused_only_at_the_path_that_held_it(
+    tmp_path: Path,
+) -> None:
+    """The kept vendor text carried into another attribute is searched as ever."""
+    named, vendor = _vendor_named_like("NAME", same_patient=False)
+    save(named, tmp_path / "orig" / "1.dcm")
+    save(vendor, tmp_path / "orig" / "2.dcm")
+    clean = deidentified(vendor)
+    clean.Manufacturer = vendor.Manufacturer
+    clean.ManufacturerModelName = vendor.Manufacturer  # never held there
+    save(clean, tmp_path / "deid" / "2.dcm")
+    assert [(f.location, f.kind) for f in leaks(tmp_path)] == [("ManufacturerModelName", "name")]
+
+
 def test_private_text_inside_a_kept_value_is_excused_only_in_that_attribute(tmp_path: Path) -> None:
     """A vendor's private note "ACME ULTRA" inside the kept model name "ACME ULTRA 3T" is
     vocabulary there; the same note in a comment is a private value that survived."""

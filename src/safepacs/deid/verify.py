@@ -171,6 +171,8 @@ def mask(value: str) -> str:
 class _Entry:
     forms: set[tuple[str, ...]] = field(default_factory=set)
     sources: set[tuple[str, frozenset[str]]] = field(default_factory=set)
+    #: the patients (see :meth:`NeedleIndex.patient_of`) whose originals hold the needle
+    owners: set[int] = field(default_factory=set)
 
 
 #: Pseudo-option: a file's dates were shifted per patient and a key lets verify check them
@@ -208,45 +210,70 @@ class NeedleIndex:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._matchers: dict[frozenset[str], _Matcher] = {}
-        #: the originals' non-identifying values (normalised) by path of tags: a needle is
-        #: excused there only, never elsewhere (see :meth:`held`)
-        self._held_at: dict[tuple[int, ...], set[str]] = {}
+        #: the originals' non-identifying values (normalised) by path of tags, each with the
+        #: patients whose originals held it there: a needle is excused there only, never
+        #: elsewhere (see :meth:`held` and :meth:`coincidence`)
+        self._held_at: dict[tuple[int, ...], dict[str, set[int]]] = {}
+        #: patient (PatientID, else PatientName, else the file itself) -> a small number
+        self._patients: dict[str, int] = {}
         #: which whole-text needles lie inside a value held at a path (cached)
         self._inside: dict[tuple[tuple[int, ...], str], bool] = {}
         #: (keyword, normalised value) of the originals' attributes that options may keep
         self._option_kept: dict[tuple[str, str], frozenset[str]] = {}
         self._profile = load_profile()
 
-    def add_dataset(self, ds: Dataset) -> None:
-        """Add one original's identifying values (and note its non-identifying ones)."""
+    def patient_of(self, ds: Dataset) -> int:
+        """The patient an original belongs to, as far as its header tells: its PatientID,
+        else its PatientName; an original naming neither is a patient of its own.  Two
+        patients sharing an ID count as one, which only excuses less."""
+        who = ""
+        for keyword in ("PatientID", "PatientName"):
+            try:
+                who = normalize(str(ds.get(keyword, "") or ""))
+            except Exception:  # noqa: BLE001 - an undecodable value names nobody we can match
+                who = ""
+            if who:
+                who = f"{keyword}:{who}"
+                break
+        if not who:
+            who = f"file:{len(self._patients)}"
+        return self._patients.setdefault(who, len(self._patients))
+
+    def add_dataset(self, ds: Dataset, patient: int | None = None) -> None:
+        """Add one original's identifying values (and note its non-identifying ones);
+        ``patient``: whose they are (default: :meth:`patient_of` ``ds``)."""
         self._matchers.clear()
+        if patient is None:
+            patient = self.patient_of(ds)
         for v in iter_values(ds, self._profile):
             if v.keyword and v.waivers:
                 where = (v.keyword, normalize(v.text))
                 self._option_kept[where] = self._option_kept.get(where, frozenset()) | v.waivers
             if v.kind == NON_IDENTIFYING:
                 if v.vr not in ("DS", "IS"):
-                    self._held_at.setdefault(v.path, set()).add(normalize(v.text))
+                    here = self._held_at.setdefault(v.path, {})
+                    here.setdefault(normalize(v.text), set()).add(patient)
                     self._inside.clear()
             elif v.kind == PRIVATE and _DECIMAL.fullmatch(v.text.strip()):
                 continue  # a private measurement (e.g. a copy of ImagingFrequency), not an ID
             elif v.kind in (FREE_TEXT, PRIVATE):
-                self._add(Needle((v.text.strip()[:_MAX_TEXT_NEEDLE],), v.kind), v.waivers)
+                self._add(Needle((v.text.strip()[:_MAX_TEXT_NEEDLE],), v.kind), v.waivers, patient)
             else:
                 for kind, form in identifying_forms(v):
                     waivers = v.waivers | KIND_WAIVERS.get(kind, frozenset())
                     if kind == "date":
                         waivers = waivers | {PER_PATIENT_DATES}
                     for needle in needles_for(kind, form):
-                        self._add(needle, waivers)
+                        self._add(needle, waivers, patient)
 
-    def _add(self, needle: Needle, waivers: frozenset[str]) -> None:
+    def _add(self, needle: Needle, waivers: frozenset[str], patient: int) -> None:
         key = needle.key
         if not _worth_searching(key):
             return
         entry = self._entries.setdefault(key, _Entry())
         entry.forms.add(needle.parts)
         entry.sources.add((needle.kind, waivers))
+        entry.owners.add(patient)
 
     def kept_by(self, keyword: str, text: str, enabled: frozenset[str]) -> frozenset[str]:
         """The ``enabled`` options under which an original held ``text`` in ``keyword``."""
@@ -264,6 +291,17 @@ class NeedleIndex:
         the attribute at ``path``: the one place where it excuses the needles it holds."""
         return normalized in self._held_at.get(path, ())
 
+    def coincidence(self, path: tuple[int, ...], normalized: str, key: str) -> bool:
+        """Whether needle ``key``, found inside the value ``normalized`` that originals held
+        at ``path`` as a non-identifying one, belongs only to other patients than those
+        originals: a word of one patient's identity that happens to be in another patient's
+        kept vendor text (a patient named "Name^Patient" and a Manufacturer "Manufacturer
+        name here") tells nothing about the first patient.  Inside such a value of the
+        patient's own originals it is still reported: fail closed."""
+        holders = self._held_at.get(path, {}).get(normalized)
+        entry = self._entries.get(key)
+        return bool(holders) and entry is not None and holders.isdisjoint(entry.owners)
+
     def vocabulary_here(self, path: tuple[int, ...], key: str) -> bool:
         """Whether whole-text needle ``key`` lies inside a value an original held, as a
         non-identifying one, at ``path``: a StudyDescription "CHEST PA" inside the
@@ -272,7 +310,7 @@ class NeedleIndex:
         found = self._inside.get((path, key))
         if found is None:
             found = self._inside[(path, key)] = self.vocabulary(key) and any(
-                key in value for value in self._held_at.get(path, ())
+                key in value for value in self._held_at.get(path, {})
             )
         return found
 
@@ -582,7 +620,8 @@ class _FileScan:
         def judge(start: int, end: int, key: str) -> None:
             nonlocal options
             kind = self.matcher.kinds.get(key)
-            if held and (kind in _VENDOR_KINDS or self.index.vocabulary(key)):
+            if held and (kind in _VENDOR_KINDS or self.index.vocabulary(key)
+                         or self.index.coincidence(where, held, key)):
                 return  # InstitutionName "TOSHIBA" inside the Manufacturer "TOSHIBA_MEC"
             if where and self.index.vocabulary_here(where, key):
                 return
@@ -817,9 +856,10 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         # copied before anything is decoded, rather than read from disk again
         mislabelled = standard_terms(ds) is not None or written_in(ds) is not None
         again = copy.deepcopy(ds) if mislabelled else None
-        index.add_dataset(ds)
+        patient = index.patient_of(ds)
+        index.add_dataset(ds, patient)
         if again is not None and read_as_written(again) is not None:
-            index.add_dataset(again)
+            index.add_dataset(again, patient)
         result.originals_read += 1
     if unreadable:
         shown = index.matcher(frozenset())
