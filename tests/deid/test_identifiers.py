@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
@@ -237,3 +238,43 @@ def test_each_value_carries_the_path_of_tags_it_was_held_at() -> None:
     assert paths["Chest CT"] == (0x00081032, 0x00080104)
     assert paths["ACME NOTES"] == (0x00090010,)
     assert paths["ROOM-7731-B"] == (0x00091001, 0x00111001)
+
+
+def _damaged(ds: Dataset, keyword_value: bytes, vr: bytes) -> Dataset:
+    """``ds`` written as explicit VR little endian and read back with the VR of the element
+    holding ``keyword_value`` overwritten by ``vr``: a value pydicom cannot decode."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    data = bytearray(buf.getvalue())
+    at = data.index(keyword_value)
+    data[at - 4 : at - 2] = vr
+    return dcmread(BytesIO(bytes(data)), stop_before_pixels=True)
+
+
+def test_a_value_with_a_damaged_vr_is_still_collected_from_its_bytes() -> None:
+    """A PatientID whose VR a damaged file spells "Lg": pydicom cannot decode it, yet its
+    bytes are the ID, and verify-deid must still look for it (fail closed)."""
+    ds = sample()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    damaged = _damaged(ds, b"PID20240001", b"Lg")
+    with pytest.raises(NotImplementedError):  # the damage is one pydicom refuses
+        _ = damaged.PatientID
+    assert "PID20240001" in collect_identifiers(damaged).id
+    assert {v.keyword for v in iter_values(damaged) if v.text == "PID20240001"} == {"PatientID"}
+
+
+def test_control_characters_part_a_value_like_a_separator() -> None:
+    """A UID damaged by control bytes yields its digits, not a needle holding the bytes
+    (which matched unrelated header bytes in verify-deid's raw search), and a name with
+    NUL between its parts is the name."""
+    ds = Dataset()
+    ds.SOPInstanceUID = "1.2.826.0\x07\x00\x00\x00680043.2.1143"
+    ds.PatientName = "ZHANG\x00\x00WEI"
+    ids = collect_identifiers(ds)
+    assert all(v.isprintable() for kind in ("uid", "name") for v in getattr(ids, kind))
+    assert any("680043" in v for v in ids.uid)
+    assert normalize(next(v.text for v in iter_values(ds) if v.keyword == "PatientName")) == "zhangwei"

@@ -372,6 +372,36 @@ def test_every_original_is_searched_in_every_deid_file(tmp_path: Path) -> None:
     assert [(f.deid_file, f.kind) for f in result.leaks] == [("deep/er/0001.dcm", "id")]
 
 
+def _damage(path: Path, value: bytes, vr: bytes) -> None:
+    """Overwrite, in a saved file, the VR of the element holding ``value``."""
+    data = bytearray(path.read_bytes())
+    at = data.index(value)
+    data[at - 4 : at - 2] = vr
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_an_original_with_an_undecodable_value_is_still_searched_for(
+    tmp_path: Path, keys: Keys, with_key: bool
+) -> None:
+    """Damaged originals from the wild (a PatientID whose VR reads "Lg"): verify-deid used
+    to stop with a traceback when given the key; the ID is still looked for."""
+    first = ct_original()
+    damaged = save(first, tmp_path / "orig" / "1.dcm")
+    _damage(damaged, b"PID20240001", b"Lg")
+    clean = deidentified(first)
+    save(clean, tmp_path / "deid" / "a.dcm")
+    console = Console(record=True, width=200)
+    code = run_verify(tmp_path / "orig", tmp_path / "deid", console=console,
+                      keys=keys if with_key else None)
+    assert code == 0, console.export_text()
+
+    clean.ImageComments = "patient PID20240001"
+    save(clean, tmp_path / "deid" / "a.dcm")
+    result = verify_paths(tmp_path / "orig", tmp_path / "deid", keys if with_key else None)
+    assert [(f.location, f.kind) for f in result.leaks] == [("ImageComments", "id")]
+
+
 def test_leak_exits_one_and_report_holds_only_masked_values(
     tmp_path: Path, original: Dataset
 ) -> None:

@@ -24,6 +24,7 @@ from itertools import permutations
 
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.multival import MultiValue
 
@@ -110,6 +111,10 @@ _ID_NAME = re.compile(
 _ISSUER_NAME = re.compile(r"\bIssuer\b")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _ESCAPE = re.compile(r"\x1b[\x20-\x2f]+[\x30-\x7e]")
+#: control characters (NUL padding, bytes a damaged file holds): they part a value's words
+#: like a space, so that "1.2.826.0<BEL><NUL>680043..." yields the UID's digits, not needles
+#: that hold control bytes and match only where the encodings' byte forms go wrong
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]+")
 _SEPARATORS = frozenset(" \t\r\n\f\v,^._-/·、，\u3000")
 _SEPARATOR_TABLE = {ord(c): None for c in _SEPARATORS}
 
@@ -329,13 +334,14 @@ def element_texts(elem: DataElement, encodings: list[str]) -> list[str]:
         if not isinstance(value, bytes | bytearray):
             return []
         text = decode_un(bytes(value), encodings)
+        text = _CONTROLS.sub(" ", text) if text else text
         return [t.strip() for t in text.split("\\") if t.strip()] if text else []
     items = value if isinstance(value, MultiValue | list | tuple) else [value]
     out = []
     for item in items:
         if item is None:
             continue
-        s = strip_escapes(str(item)).strip().strip("\x00").strip()
+        s = _CONTROLS.sub(" ", strip_escapes(str(item))).strip()
         if s:
             out.append(s)
     return out
@@ -370,8 +376,10 @@ def _walk(
     for tag in list(ds.keys()):
         try:
             elem = read_value(ds, tag)
-        except Exception:  # malformed value: nothing we can read, nothing to search for
-            continue
+        except Exception:  # noqa: BLE001 - malformed: searched for as the bytes it holds
+            elem = _undecoded(ds, tag)
+            if elem is None:
+                continue
         here = (*trail, int(elem.tag))
         if elem.tag.is_private:
             if safe is None:
@@ -397,6 +405,25 @@ def _walk(
         kind, waivers = labelled
         for text in element_texts(elem, encodings):
             yield Value(kind, text, elem.VR, elem.keyword, waivers, here)
+
+
+def _undecoded(ds: Dataset, tag: int) -> DataElement | None:
+    """An element pydicom cannot decode (a VR spelled wrong, a length that does not fit the
+    VR), as its bytes under the dictionary's VR: a PatientID whose VR was damaged still
+    holds the ID, and its text is found as an UN value's would be.  None when nothing is
+    there."""
+    raw = ds._dict.get(tag)  # as read: get_item would try to decode a sequence again
+    value = getattr(raw, "value", None)
+    if not isinstance(value, bytes | bytearray) or not value:
+        return None
+    elem = DataElement(tag, "UN", bytes(value))
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:  # private or unknown: read as UN
+        return elem
+    if len(vr) == 2 and vr != "SQ":  # not "US or SS" and the like: those carry no text
+        elem.VR = vr
+    return elem
 
 
 def _private_values(elem: DataElement, profile: Profile, encodings: list[str],

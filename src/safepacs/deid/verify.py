@@ -799,12 +799,27 @@ def _check_patient_dates(ds: Dataset, patient_dates: dict[str, set[str]], scan: 
 
 
 def _days(ds: Dataset) -> Iterator[tuple[DataElement, str]]:
-    """The calendar day (YYYYMMDD) of every DA and DT value, at any depth."""
-    for elem in ds.iterall():
-        if elem.VR in ("DA", "DT") and not elem.is_empty:
-            for value in elem.value if elem.VM > 1 else [elem.value]:
-                if len(str(value)) >= 8:
-                    yield elem, str(value)[:8]
+    """The calendar day (YYYYMMDD) of every DA and DT value, at any depth.  An element that
+    does not decode (a wrong length, seen in files from the wild) holds no day to compare
+    and is passed over, instead of ending the whole check."""
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                items = list(elem.value)
+            elif elem.VR in ("DA", "DT") and not elem.is_empty:
+                values = [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+            else:
+                continue
+        except Exception:  # noqa: BLE001 - pydicom raises many kinds on malformed values
+            continue
+        if elem.VR == "SQ":
+            for item in items:
+                yield from _days(item)
+            continue
+        for value in values:
+            if len(value) >= 8:
+                yield elem, value[:8]
 
 
 def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str]]:
@@ -819,7 +834,11 @@ def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str
             continue
         if ds is None:
             continue
-        found.setdefault(patient_pseudonym(ds, keys), set()).update(day for _, day in _days(ds))
+        try:
+            pseudonym = patient_pseudonym(ds, keys)
+        except Exception:  # noqa: BLE001 - a PatientID that does not decode: deid refused
+            continue  # the file, so no output carries its pseudonym
+        found.setdefault(pseudonym, set()).update(day for _, day in _days(ds))
     return found
 
 
@@ -856,10 +875,14 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         # copied before anything is decoded, rather than read from disk again
         mislabelled = standard_terms(ds) is not None or written_in(ds) is not None
         again = copy.deepcopy(ds) if mislabelled else None
-        patient = index.patient_of(ds)
-        index.add_dataset(ds, patient)
-        if again is not None and read_as_written(again) is not None:
-            index.add_dataset(again, patient)
+        try:
+            patient = index.patient_of(ds)
+            index.add_dataset(ds, patient)
+            if again is not None and read_as_written(again) is not None:
+                index.add_dataset(again, patient)
+        except Exception:  # noqa: BLE001 - its identity may be only partly collected
+            unreadable.append(path)
+            continue
         result.originals_read += 1
     if unreadable:
         shown = index.matcher(frozenset())
@@ -939,9 +962,9 @@ def _originals_by_uid(original: Path, keys: Keys | None) -> dict[str, Path]:
     for path in _files(original):
         try:
             ds = _read_original(path)
+            uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""
         except Exception:  # noqa: BLE001 - reported by build_index
             continue
-        uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""
         if uid:
             found[uid] = path
             if keys is not None:
