@@ -145,7 +145,12 @@ def decode(ds: Dataset, transfer_syntax: str | None = None, *, index: int | None
     """All frames of ``ds`` (or the 0-based frame ``index``) decoded, colour as RGB unless
     ``as_rgb`` is False, and the decoder's notes (the photometric interpretation of what it
     returns among them), like ``ds.pixel_array`` but trying only plugins that fail as
-    exceptions (see above)."""
+    exceptions (see above).
+
+    Several frames are decoded one at a time into one array: decoded all at once, pydicom
+    turns YBR colour into RGB over the whole cine in floating point, so a 120-frame 640x480
+    ultrasound loop peaked at 1 GB (a 500-frame echo would need several) and took twice as
+    long; one frame at a time it peaks at the decoded frames plus one frame."""
     from pydicom.pixels import get_decoder
 
     tsuid = transfer_syntax or str(ds.file_meta.TransferSyntaxUID)
@@ -166,12 +171,37 @@ def decode(ds: Dataset, transfer_syntax: str | None = None, *, index: int | None
             try:
                 with warnings.catch_warnings(), panics_as_errors():
                     warnings.simplefilter("ignore")
+                    frames = frame_count(ds) if index is None else None
+                    if frames is not None and frames > 1:
+                        return _each_frame(decoder, ds, frames, as_rgb=as_rgb, plugin=plugin)
                     return decoder.as_array(ds, index=index, as_rgb=as_rgb, decoding_plugin=plugin)
             except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
                 failure = exc.__class__.__name__
     finally:
         logger.disabled = disabled
     raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
+
+
+def _each_frame(decoder, ds: Dataset, frames: int, *, as_rgb: bool,  # type: ignore[no-untyped-def]
+                plugin: str) -> tuple[np.ndarray, dict]:
+    """``frames`` frames decoded one by one into one array (see :func:`decode`)."""
+    array: np.ndarray | None = None
+    first: dict = {}
+    count = 0
+    for count, (frame, notes) in enumerate(
+        decoder.iter_array(ds, as_rgb=as_rgb, decoding_plugin=plugin), start=1
+    ):
+        if count > frames:
+            break  # more frames than declared: as_array would not have returned them either
+        if array is None:
+            array = np.empty((frames, *frame.shape), dtype=frame.dtype)
+            first = notes
+        elif frame.shape != array.shape[1:]:
+            raise ValueError("frames of different sizes")
+        array[count - 1] = frame
+    if array is None or count < frames:
+        raise ValueError("fewer frames than NumberOfFrames")
+    return array, {**first, "number_of_frames": frames}
 
 
 #: what a decoder reads besides the pixel data itself (PS3.3 C.7.6.3, C.7.6.6)
