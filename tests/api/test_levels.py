@@ -444,6 +444,12 @@ def test_revoked_grant_gets_404_even_with_a_warm_cache(site):
 
 
 def test_cache_holds_renders_sealed_only(site):
+    # renders of its own: with the tests spread over workers, those of the tests above may
+    # have run in another process, on another site
+    _, _, chest = site.chest
+    for who, token in ((site.doc, site.doc_token), (site.res, site.res_token)):
+        with client(site, token, Accept="image/png") as c:
+            assert c.get(site.url(who, chest) + "/rendered").status_code == 200
     files = list((site.data_dir / "cache").glob("render-*/*.rc"))
     assert files
     sop = site.sops[0]
