@@ -255,6 +255,35 @@ def test_required_unlisted_text_is_replaced_not_removed(keys):
     assert out.StackID == "1"
 
 
+def test_segment_labels_and_descriptions_are_cleaned_under_clean_descriptors(keys):
+    """Segment labels are what a segmentation is for ("Liver", "Tumour 1"): the table lists
+    ROI Name and Structure Set Label as C under Clean Descriptors, but not Segment Label.
+    Under the option they are cleaned like its descriptors; without it, replaced as above.
+    The identity delta still gives the typed values back."""
+    from safepacs.deid.delta import IdentityDelta
+
+    ds = make_ct()
+    segment = Dataset()
+    segment.SegmentNumber = 1
+    segment.SegmentLabel = "Liver of ZHANG WEI"
+    segment.SegmentDescription = "liver, drawn for Zhang Wei"
+    ds.SegmentSequence = [segment]
+    ds.ContentDescription = "AI liver segmentation"
+    out, delta = deidentify(ds, Options(clean_descriptors=True), keys)
+    kept = out.SegmentSequence[0]
+    assert kept.SegmentLabel.startswith("Liver") and "ZHANG" not in kept.SegmentLabel.upper()
+    assert kept.SegmentDescription.startswith("liver") and "ZHANG" not in kept.SegmentDescription.upper()
+    assert out.ContentDescription == "AI liver segmentation"
+    restored = IdentityDelta.from_bytes(delta.to_bytes()).apply(out)
+    assert restored.SegmentSequence[0].SegmentLabel == "Liver of ZHANG WEI"
+    assert restored.SegmentSequence[0].SegmentDescription == "liver, drawn for Zhang Wei"
+
+    plain, _ = deidentify(ds, Options(), keys)
+    assert plain.SegmentSequence[0].SegmentLabel == "ANONYMIZED"
+    assert "SegmentDescription" not in plain.SegmentSequence[0]
+    assert plain.ContentDescription == ""
+
+
 def test_an_animal_patients_species_and_breed_are_replaced_not_removed(keys):
     """A veterinary file (the deid project's cat): species is Type 1C and breed Type 2C when
     the patient is an animal; removed as unlisted text, the object lost conformance."""

@@ -289,6 +289,8 @@ class _Walker:
             return "K" if keep else "X"
         if vr in TEXT_VRS and mode in ("D", "C") and tag in self.policy.free_text_tags:
             return mode
+        if vr in TEXT_VRS and self.options.clean_descriptors and tag in self.policy.descriptor_tags:
+            return "C"  # a segment's "Liver" stays, a name typed into it goes
         if tag in self.policy.dummy_tags:
             return "D"
         if tag in self.policy.empty_tags:

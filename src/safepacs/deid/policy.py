@@ -37,6 +37,8 @@ class Policy:
     #: unlisted text that the IOD requires: replaced by a dummy (Type 1) or emptied (Type 2)
     dummy_tags: frozenset[int] = frozenset()
     empty_tags: frozenset[int] = frozenset()
+    #: unlisted labels and descriptions of the content: cleaned under Clean Descriptors
+    descriptor_tags: frozenset[int] = frozenset()
 
     def safe_private_vrs(self, creator: str, group: int, offset: int) -> frozenset[str] | None:
         entry = self.safe_private.get(creator.strip().upper())
@@ -80,6 +82,7 @@ def load_policy() -> Policy:
         free_text_tags=_tags(keep["free_text_keywords"], "keep_list.json"),
         dummy_tags=_tags(keep["required_dummy_keywords"], "keep_list.json"),
         empty_tags=_tags(keep["required_empty_keywords"], "keep_list.json"),
+        descriptor_tags=_tags(keep["descriptor_keywords"], "keep_list.json"),
     )
 
 
