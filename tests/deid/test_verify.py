@@ -762,3 +762,45 @@ def _concept(meaning: str) -> Dataset:
     item.CodingSchemeDesignator = "SRT"
     item.CodeMeaning = meaning
     return item
+
+
+def _moved(day: str, keys: Keys, ds: Dataset) -> str:
+    """``day`` as Modified Dates moves it for ``ds``'s patient under ``keys``."""
+    from safepacs.deid.actions import shift_date
+    from safepacs.deid.engine import patient_key
+
+    return shift_date(day, keys.date_offset_days(patient_key(ds)))
+
+
+@pytest.mark.parametrize("whose", ["own earlier study", "another patient's birthday"])
+def test_a_correctly_moved_date_that_equals_another_original_date_is_no_leak(
+    tmp_path: Path, keys: Keys, whose: str
+) -> None:
+    """Offsets of up to ten years move a study now and then onto the day of the patient's
+    earlier study, or of another patient's birth: CI's 200-file corpus failed so under one
+    key in a few dozen.  A day that is one of the patient's own, correctly moved, is
+    explained; an original day left unmoved is still a leak."""
+    first = ct_original()
+    first.StudyDate = "20200315"
+    moved = _moved("20200315", keys, first)
+    other = ct_original()
+    other.StudyDate = "20230101"
+    if whose == "own earlier study":
+        other.StudyDate = moved  # same patient (same PatientID), an earlier study
+    else:
+        other.PatientName, other.PatientID, other.PatientBirthDate = "LIU^YANG", "PID20249999", moved
+    options = Options(retain_long_modified_dates=True)
+    outputs = []
+    for name, ds in (("a", first), ("b", other)):
+        save(ds, tmp_path / "orig" / f"{name}.dcm")
+        out, _ = deidentify(ds, options, keys)
+        outputs.append(save(out, tmp_path / "deid" / f"{name}.dcm"))
+    assert verify_paths(tmp_path / "orig", tmp_path / "deid", keys).leaks == []
+
+    from pydicom import dcmread
+
+    leaky = dcmread(outputs[0])
+    leaky.AcquisitionDate = "20200315"  # the original study day, not moved
+    leaky.save_as(outputs[0])
+    found = verify_paths(tmp_path / "orig", tmp_path / "deid", keys).leaks
+    assert [(f.deid_file, f.location) for f in found] == [("a.dcm", "AcquisitionDate")]

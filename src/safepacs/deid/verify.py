@@ -598,6 +598,9 @@ class _FileScan:
     regions: list[_Region] = field(default_factory=list)
     skips: list[tuple[int, int]] = field(default_factory=list)
     unlocated: Counter = field(default_factory=Counter)
+    #: under Modified Dates with the key: the file's patient's days as correctly moved (a
+    #: date value that is one of them is explained, whatever needle it also equals)
+    shifted_days: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.matcher = self.index.matcher(self.enabled)
@@ -619,6 +622,8 @@ class _FileScan:
 
         def judge(start: int, end: int, key: str) -> None:
             nonlocal options
+            if vr in ("DA", "DT") and text[:8] in self.shifted_days:
+                return  # a correctly moved day that equals another patient's birthday
             kind = self.matcher.kinds.get(key)
             if held and (kind in _VENDOR_KINDS or self.index.vocabulary(key)
                          or self.index.coincidence(where, held, key)):
@@ -755,7 +760,7 @@ def _parse_deid(fh: BinaryIO) -> tuple[Dataset | None, int | None]:
 
 def _check_file(
     path: Path, relative: str, shown: str, index: NeedleIndex,
-    patient_dates: dict[str, set[str]] | None = None,
+    patient_dates: dict[str, PatientDates] | None = None,
 ) -> tuple[list[Leak], list[Leak], bool]:
     """Leaks in one de-identified file, findings kept by its declared options, and whether
     it parsed as DICOM.
@@ -770,7 +775,11 @@ def _check_file(
             enabled = enabled | {PER_PATIENT_DATES}
         scan = _FileScan(index, enabled, shown)
         if per_patient and ds is not None:
-            _check_patient_dates(ds, patient_dates, scan)
+            assert patient_dates is not None
+            own = patient_dates.get(str(ds.get("PatientID", "") or "").strip())
+            if own is not None:
+                scan.shifted_days = own.shifted
+                _check_patient_dates(ds, own, scan)
         ts = ""
         if ds is not None:
             meta = getattr(ds, "file_meta", None)
@@ -788,13 +797,25 @@ def _check_file(
     return _dedupe(scan.leaks), _dedupe(scan.kept_findings), ds is not None
 
 
-def _check_patient_dates(ds: Dataset, patient_dates: dict[str, set[str]], scan: _FileScan) -> None:
-    """Under Modified Dates, the patient's own original dates must not appear in any date."""
-    own = patient_dates.get(str(ds.get("PatientID", "") or "").strip(), set())
-    if not own:
-        return
+@dataclass
+class PatientDates:
+    """One patient's days in the originals, and the same days moved back by the patient's
+    offset: what the de-identified files hold under Modified Dates."""
+
+    original: set[str] = field(default_factory=set)
+    shifted: set[str] = field(default_factory=set)
+
+
+def _check_patient_dates(ds: Dataset, own: PatientDates, scan: _FileScan) -> None:
+    """Under Modified Dates, the patient's own original dates must not appear in any date.
+
+    A date that is one of the patient's days correctly moved is explained whatever else it
+    equals: with offsets of up to ten years, a study moved back by the patient's offset
+    lands now and then on the day of an earlier study (or on another patient's birthday),
+    and a correctly shifted file was reported as leaking it.  The value tells a reader
+    nothing more than any shifted date does."""
     for elem, day in _days(ds):
-        if day in own:
+        if day in own.original and day not in own.shifted:
             scan.leak(elem.keyword or str(elem.tag), "date", day)
 
 
@@ -822,11 +843,13 @@ def _days(ds: Dataset) -> Iterator[tuple[DataElement, str]]:
                 yield elem, value[:8]
 
 
-def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str]]:
-    """Each patient's original dates, keyed by the pseudonymous PatientID the key gives."""
-    from safepacs.deid.engine import patient_pseudonym
+def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, PatientDates]:
+    """Each patient's original dates, and the same moved by the patient's offset, keyed by
+    the pseudonymous PatientID the key gives."""
+    from safepacs.deid.actions import shift_date
+    from safepacs.deid.engine import patient_key, patient_pseudonym
 
-    found: dict[str, set[str]] = {}
+    found: dict[str, PatientDates] = {}
     for path in _require(original, "ORIGINAL"):
         try:
             ds = _read_original(path)
@@ -836,9 +859,13 @@ def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, set[str
             continue
         try:
             pseudonym = patient_pseudonym(ds, keys)
+            offset = keys.date_offset_days(patient_key(ds))
         except Exception:  # noqa: BLE001 - a PatientID that does not decode: deid refused
             continue  # the file, so no output carries its pseudonym
-        found.setdefault(pseudonym, set()).update(day for _, day in _days(ds))
+        days = {day for _, day in _days(ds)}
+        entry = found.setdefault(pseudonym, PatientDates())
+        entry.original |= days
+        entry.shifted |= {shift_date(day, offset) for day in days}
     return found
 
 
