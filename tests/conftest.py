@@ -30,6 +30,16 @@ def other_keys() -> Keys:
     return Keys(b"\x02" * 32)
 
 
+def with_damaged_vr(data: bytes, value: bytes, vr: bytes) -> bytes:
+    """Explicit VR little-endian ``data`` with the VR of the element holding ``value`` (a
+    short one: its VR lies 4 bytes before it) overwritten by ``vr``, as a damaged file has
+    it: pydicom then cannot decode the element."""
+    out = bytearray(data)
+    at = out.index(value)
+    out[at - 4 : at - 2] = vr
+    return bytes(out)
+
+
 def make_ct(charset: str = "ISO_IR 192", name: str = "ZHANG^WEI=张^伟") -> Dataset:
     """A small CT header with identity in the usual places and in nested sequences."""
     ds = Dataset()

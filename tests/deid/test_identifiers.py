@@ -17,6 +17,7 @@ from safepacs.deid.identifiers import (
     iter_values,
     normalize,
 )
+from tests.conftest import with_damaged_vr
 
 
 def sample() -> Dataset:
@@ -249,10 +250,8 @@ def _damaged(ds: Dataset, keyword_value: bytes, vr: bytes) -> Dataset:
 
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    data = bytearray(buf.getvalue())
-    at = data.index(keyword_value)
-    data[at - 4 : at - 2] = vr
-    return dcmread(BytesIO(bytes(data)), stop_before_pixels=True)
+    data = with_damaged_vr(buf.getvalue(), keyword_value, vr)
+    return dcmread(BytesIO(data), stop_before_pixels=True)
 
 
 def test_a_value_with_a_damaged_vr_is_still_collected_from_its_bytes() -> None:

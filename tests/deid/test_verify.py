@@ -16,6 +16,7 @@ from safepacs.deid.freetext import resident_id_check_digit
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.deid.verify import Leak, mask, run_verify, verify_paths
+from tests.conftest import with_damaged_vr
 
 ORIGINAL_VALUES = (
     "ZHANG", "张伟", "PID20240001", "ACC778899", "19800507", "20240315", "RP-2024-99",
@@ -372,14 +373,6 @@ def test_every_original_is_searched_in_every_deid_file(tmp_path: Path) -> None:
     assert [(f.deid_file, f.kind) for f in result.leaks] == [("deep/er/0001.dcm", "id")]
 
 
-def _damage(path: Path, value: bytes, vr: bytes) -> None:
-    """Overwrite, in a saved file, the VR of the element holding ``value``."""
-    data = bytearray(path.read_bytes())
-    at = data.index(value)
-    data[at - 4 : at - 2] = vr
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("with_key", [False, True])
 def test_an_original_with_an_undecodable_value_is_still_searched_for(
     tmp_path: Path, keys: Keys, with_key: bool
@@ -388,7 +381,7 @@ def test_an_original_with_an_undecodable_value_is_still_searched_for(
     to stop with a traceback when given the key; the ID is still looked for."""
     first = ct_original()
     damaged = save(first, tmp_path / "orig" / "1.dcm")
-    _damage(damaged, b"PID20240001", b"Lg")
+    damaged.write_bytes(with_damaged_vr(damaged.read_bytes(), b"PID20240001", b"Lg"))
     clean = deidentified(first)
     save(clean, tmp_path / "deid" / "a.dcm")
     console = Console(record=True, width=200)
