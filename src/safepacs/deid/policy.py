@@ -7,23 +7,46 @@ not code, and every decision is visible in one place.
 from __future__ import annotations
 
 import json
+import math
+import re
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 from safepacs.dicom.io import read_value
 
 
 @dataclass(frozen=True)
+class SafeElement:
+    """One safe private element: the VRs it may be written with, and for a text VR that
+    can spell a word (CS, SH, LO...) the form every value must have."""
+
+    vrs: frozenset[str]
+    form: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
 class SafePrivate:
-    """Safe private elements of one private creator: element offset -> allowed VRs."""
+    """Safe private elements of one private creator: element offset -> what is allowed."""
 
     group: int
-    elements: dict[int, frozenset[str]]
+    elements: dict[int, SafeElement]
+
+
+#: PS3.5 6.2: what a decimal or integer string may hold (no letter but an exponent's E)
+_NUMBER_TEXT = re.compile(r" *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *")
+_NUMBER_VRS = frozenset({"DS", "IS"})
+#: binary numbers: struct format of one value
+_BINARY = {"FD": "d", "FL": "f", "SS": "h", "US": "H", "SL": "i", "UL": "I", "SV": "q", "UV": "Q"}
+#: four letters in a row: a word, not the bytes of a number (one in tens of thousands of
+#: real floats looks so, and is then removed: fail closed)
+_WORD = re.compile(rb"[A-Za-z]{4}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +63,7 @@ class Policy:
     #: unlisted labels and descriptions of the content: cleaned under Clean Descriptors
     descriptor_tags: frozenset[int] = frozenset()
 
-    def safe_private_vrs(self, creator: str, group: int, offset: int) -> frozenset[str] | None:
+    def safe_private_element(self, creator: str, group: int, offset: int) -> SafeElement | None:
         entry = self.safe_private.get(creator.strip().upper())
         if entry is None or entry.group != group:
             return None
@@ -69,7 +92,7 @@ def load_policy() -> Policy:
     safe = {
         creator.strip().upper(): SafePrivate(
             int(spec["group"], 16),
-            {int(off, 16): frozenset(e["vr"]) for off, e in spec["elements"].items()},
+            {int(off, 16): _safe_element(creator, e) for off, e in spec["elements"].items()},
         )
         for creator, spec in private["creators"].items()
     }
@@ -86,10 +109,66 @@ def load_policy() -> Policy:
     )
 
 
+def _safe_element(creator: str, spec: dict) -> SafeElement:
+    vrs = frozenset(spec["vr"])
+    form = spec.get("form")
+    if form is None and not vrs <= _NUMBER_VRS | _BINARY.keys():
+        # a code or a short string can be a name: its values must be listed as a form
+        raise ValueError(f"safe_private.json: {creator} {spec['name']}: text VR without a 'form'")
+    return SafeElement(vrs, re.compile(form) if form is not None else None)
+
+
+def _texts(value: object) -> list[object]:
+    if isinstance(value, (list, tuple, MultiValue)):
+        return list(value)
+    if isinstance(value, str):
+        return value.split("\\")
+    return [value]
+
+
+def value_fits(value: object, safe: SafeElement, vr: str = "UN") -> bool:
+    """``value`` (read as ``vr``) has the form a safe private element's entry gives it, so
+    no name, ID or date can hide in it: numbers for a number VR, the entry's ``form`` for
+    text.  Bytes (an element read without its VR) are read as the entry's VR."""
+    if value is None or value == b"" or value == "":
+        return True
+    if isinstance(value, bytes):
+        binary = [code for v, code in _BINARY.items() if v in safe.vrs]
+        if binary:
+            return any(_binary_fits(value, code) for code in binary)
+        try:
+            value = value.decode("ascii").rstrip("\x00 ")
+        except UnicodeDecodeError:
+            return False
+    code = _BINARY.get(vr)
+    for item in _texts(value):
+        if code is not None and isinstance(item, (int, float)) and not isinstance(item, bool):
+            packed = struct.pack("<" + code, item)  # the bytes as written
+            if _WORD.search(packed) or not math.isfinite(item):
+                return False
+            continue
+        text = str(item)  # a decimal string's own text, an integer string's, a code
+        if safe.form is not None:
+            if not safe.form.fullmatch(text.strip(" ")):
+                return False
+        elif not _NUMBER_TEXT.fullmatch(text):
+            return False
+    return True
+
+
+def _binary_fits(raw: bytes, code: str) -> bool:
+    size = struct.calcsize(code)
+    if len(raw) % size or _WORD.search(raw):
+        return False
+    values = struct.unpack(f"<{len(raw) // size}{code}", raw)
+    return all(math.isfinite(v) for v in values)
+
+
 def safe_private_tags(ds: Dataset, policy: Policy) -> set[int]:
     """Tags of ``ds`` (one level) on the safe private list: the listed elements, by their
-    block's creator, group and offset and with an allowed VR (UN: read without VRs), and
-    their creators.  What Retain Safe Private keeps, and what verify-deid then expects."""
+    block's creator, group and offset, with an allowed VR (UN: read without VRs) and a
+    value of the listed form, and their creators.  What Retain Safe Private keeps, and
+    what verify-deid then expects."""
     keep: set[int] = set()
     creators: dict[tuple[int, int], str] = {}
     for elem in ds.elements():
@@ -105,9 +184,15 @@ def safe_private_tags(ds: Dataset, policy: Policy) -> set[int]:
         creator = creators.get((tag.group, tag.element >> 8))
         if creator is None:
             continue
-        vrs = policy.safe_private_vrs(creator, tag.group, tag.element & 0xFF)
+        safe = policy.safe_private_element(creator, tag.group, tag.element & 0xFF)
         vr = str(getattr(elem, "VR", None) or "UN")
-        if vrs and (vr in vrs or vr == "UN"):
+        if safe is None or not (vr in safe.vrs or vr == "UN"):
+            continue
+        try:
+            fits = value_fits(read_value(ds, tag).value, safe, vr)
+        except Exception:  # noqa: BLE001 - a value that does not decode is not a known form
+            fits = False
+        if fits:
             keep.add(int(tag))
             keep.add((tag.group << 16) | (tag.element >> 8))
     return keep
