@@ -196,8 +196,9 @@ def _parse_header(fh: BinaryIO, size: int, name: str) -> tuple[Dataset, int, byt
 def _check_bytes(buf: bytes, implicit: bool, little: bool, name: str) -> bool:
     """Strict structure check of everything before the pixel data.
 
-    Returns True when the dataset is implicit VR although its meta says explicit (a
-    common writer bug that pydicom tolerates); such files take the slow path.
+    Returns True when the dataset is implicit VR although its meta says explicit, or
+    explicit although it says implicit (writer bugs seen in the wild, which pydicom reads
+    by looking at the first element); such files take the slow path.
     """
     try:
         start = meta_end(buf)
@@ -206,9 +207,9 @@ def _check_bytes(buf: bytes, implicit: bool, little: bool, name: str) -> bool:
     try:
         stop = check_structure(buf, start, implicit, little)
     except StructureError as exc:
-        if not implicit and little:
+        if little:
             try:
-                check_structure(buf, start, True, True)
+                check_structure(buf, start, not implicit, True)
                 return True
             except StructureError:
                 pass
