@@ -359,3 +359,20 @@ def test_utc_offset_stays_as_it_is_when_dates_are_shifted(keys):
     out, _ = deidentify(ds, Options(retain_long_modified_dates=True, clean_descriptors=True), keys)
     assert out.TimezoneOffsetFromUTC == "+0200"
     assert out.AcquisitionDateTime.endswith("161700+0200") and out.AcquisitionDateTime != ds.AcquisitionDateTime
+
+
+@pytest.mark.parametrize(
+    ("options", "kept"),
+    [
+        (Options(clean_descriptors=True), False),
+        (Options(clean_descriptors=True, retain_long_modified_dates=True), False),  # unshifted
+        (Options(clean_descriptors=True, retain_long_full_dates=True), True),
+    ],
+)
+def test_a_date_in_a_cleaned_description_goes_unless_dates_are_kept(keys, options, kept):
+    ds = make_ct()
+    ds.StudyDescription = "CT chest, compared with 2 Nov 2019 and 2019年11月2日"
+    out, _ = deidentify(ds, options, keys)
+    assert out.StudyDescription.startswith("CT chest, compared with ")
+    assert ("2 Nov 2019" in out.StudyDescription) is kept
+    assert ("2019年11月2日" in out.StudyDescription) is kept

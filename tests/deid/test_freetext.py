@@ -186,3 +186,41 @@ def test_clinical_text_without_labels_is_kept():
 
     for text in ("CHEST PA for follow up", "No known allergies.", "name of the procedure: chest"):
         assert scrub_labelled_names(text) == text
+
+
+_EMPTY = Identifiers()
+
+
+@pytest.mark.parametrize(
+    ("text", "date"),
+    [
+        ("prior exam 2023-11-02, stable", "2023-11-02"),
+        ("prior exam 2023/11/2", "2023/11/2"),
+        ("compared with 02.11.2023", "02.11.2023"),
+        ("compared with 11/02/23", "11/02/23"),
+        ("DT 20231102093000.5 end", "20231102093000.5"),
+        ("复查 2023年11月2日 对比", "2023年11月2日"),
+        ("上次 11月2日", "11月2日"),
+        ("2023년 11월 2일 검사", "2023년 11월 2일"),
+        ("seen 2 Nov 2023 in clinic", "2 Nov 2023"),
+        ("seen 02-NOV-2023", "02-NOV-2023"),
+        ("seen November 2, 2023", "November 2, 2023"),
+        ("since Nov 2023", "Nov 2023"),
+    ],
+)
+def test_a_date_the_header_does_not_hold_goes_when_dates_are_not_kept(text: str, date: str) -> None:
+    """An earlier exam's date dates the patient as well as the header's own (PS3.15 keeps no
+    date without a Retain Longitudinal option): removed; kept when the run keeps dates."""
+    assert date in text
+    cleaned = scrub_text(text, _EMPTY, dates=True)
+    assert date not in cleaned and "***" in cleaned
+    assert scrub_text(text, _EMPTY) == text  # Full Dates: the text as written
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["protocol v2.1.12 kVp 120", "UID 1.2.840.10008.5.1.4.1.1.2", "ratio 1.5/2.0", "series 3/4",
+     "may be 2024 later", "T2 FLAIR 5mm 2024 model", "slice 512/512"],
+)
+def test_numbers_that_are_no_date_stay_when_dates_go(text: str) -> None:
+    assert scrub_text(text, _EMPTY, dates=True) == text

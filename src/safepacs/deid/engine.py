@@ -395,7 +395,8 @@ class _Walker:
             values = list(elem.value) if elem.VM > 1 else [elem.value]
             # pydicom 3.0 leaves ISO 2022 escape sequences inside decoded IR 58 text; names
             # must match across them, and the writer re-inserts what the charset needs.
-            new = [scrub_text(strip_escapes(str(v)), self._ids) for v in values]
+            dates = not self.options.retain_long_full_dates  # shifted or removed elsewhere
+            new = [scrub_text(strip_escapes(str(v)), self._ids, dates=dates) for v in values]
             if new != [str(v) for v in values]:
                 self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "PN":

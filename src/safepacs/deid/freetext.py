@@ -90,6 +90,34 @@ _PHONE = "|".join(
         r"(?<![0-9A-Za-z+])\+[1-9][0-9]{0,2}(?:[\s.\-]?\(?[0-9]{1,5}\)?){1,5}(?![0-9])",
     ]
 )
+#: a calendar date written in prose, in any common form.  Not a pattern of every file: a
+#: date is removed from kept text only when the run does not keep dates (see scrub_text)
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_YEAR = r"(?:1[89]|20)[0-9]{2}"
+_MM = r"(?:0?[1-9]|1[0-2])"
+_DD = r"(?:0?[1-9]|[12][0-9]|3[01])"
+_DATE_TEXT = "|".join(
+    [
+        # 2024-05-06, 2024/5/6, 2024.05.06 (and a time after it stays: it says no day)
+        rf"(?<![0-9]){_YEAR}\s?(?P<s1>[-./])\s?{_MM}\s?(?P=s1)\s?{_DD}(?![0-9])",
+        # 06.05.2024, 05/16/2024, 6-5-24: day or month first, a 2- or 4-digit year; not
+        # inside a version number ("v2.1.12", "1.2.840...")
+        rf"(?<![0-9A-Za-z.]){_DD}(?P<s2>[-./]){_DD}(?P=s2)(?:{_YEAR}|[0-9]{{2}})(?![0-9]|\.[0-9])",
+        # 20240506, 20240506101112 (DICOM DA and DT)
+        rf"(?<![0-9]){_YEAR}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])(?:[0-9]{{2,6}}(?:\.[0-9]{{1,6}})?)?(?![0-9])",
+        # 2024年5月6日, 5月6日, 2024年5月, 2024년 5월 6일
+        rf"(?<![0-9])(?:{_YEAR}\s?[年년]\s?)?{_MM}\s?[月월]\s?{_DD}\s?[日일号號]?(?![0-9])",
+        rf"(?<![0-9]){_YEAR}\s?[年년]\s?{_MM}\s?[月월](?![0-9])",
+        # 6 May 2024, 06-MAY-2024, 6th of May, 2024
+        rf"(?<![0-9A-Za-z]){_DD}(?:st|nd|rd|th)?(?:\s+of)?[\s\-]{_MONTH}[\s\-,]*(?:{_YEAR}|'?[0-9]{{2}})(?![0-9])",
+        # May 6, 2024; May 6th 2024; May 2024
+        rf"(?<![A-Za-z]){_MONTH}\s{_DD}(?:st|nd|rd|th)?,?\s{_YEAR}(?![0-9])",
+        rf"(?<![A-Za-z]){_MONTH}\s{_YEAR}(?![0-9])",
+    ]
+)
 _PATTERNS = (
     ("email", _EMAIL),
     ("resident_id", _RID18),
@@ -331,27 +359,31 @@ def iter_needle_matches(pattern: re.Pattern[str], text: str) -> Iterator[re.Matc
 
 # ------------------------------------------------------------------------------ scrubbing
 @lru_cache(maxsize=256)
-def _scrub_scanner(ids: Identifiers) -> _Scanner:
-    """Email first (it holds names), resident IDs, this file's values, then phones."""
+def _scrub_scanner(ids: Identifiers, dates: bool = False) -> _Scanner:
+    """Email first (it holds names), resident IDs, this file's values, phones, dates."""
     needles = needle_regex(ids.needles())
     alternatives = list(_PATTERNS[:3])
     if needles:
         alternatives.append(("needle", needles))
     alternatives.append(("phone", _PHONE))
+    if dates:
+        alternatives.append(("date", _DATE_TEXT))
     return _Scanner(alternatives, re.IGNORECASE)
 
 
-def scrub_text(text: str, ids: Identifiers, *, replacement: str = "***") -> str:
+def scrub_text(text: str, ids: Identifiers, *, replacement: str = "***", dates: bool = False) -> str:
     """``text`` with every identifier of the file and every PHI-shaped pattern replaced.
 
     The Clean Descriptors / Clean Structured Content cleaner: clinical words stay, the
-    person goes.  Each name, ID, date, phone, e-mail or resident ID becomes one
-    ``replacement``.
+    person goes.  Each name, ID, date of the header, phone, e-mail or resident ID becomes
+    one ``replacement``; with ``dates`` (a run that does not keep dates as they are), so
+    does every calendar date the text spells ("prior 6 May 2024", "2024年5月6日"): an exam
+    date the header does not hold dates the patient as well as the header's own.
     """
     if not text:
         return text
     out, last = [], 0
-    for _, m in _scrub_scanner(ids).scan(text):
+    for _, m in _scrub_scanner(ids, dates).scan(text):
         out.append(text[last : m.start()])
         out.append(replacement)
         last = m.end()
