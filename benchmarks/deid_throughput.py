@@ -95,7 +95,7 @@ except ImportError:  # pragma: no cover - the [bench] extra provides it
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ANSWER_KEY = "answer_key.json"
-REPORT_NAME = "safepacs-deid-report.jsonl"
+REPORT_NAME = "safepacs-deid-report.jsonl"  # written beside the output folder: OUT.<this>
 
 TOOLS = (
     "cp",
@@ -599,7 +599,7 @@ def make_cert(work: Path) -> None:
 def safepacs_report(out: Path) -> tuple[collections.Counter, collections.Counter]:
     statuses: collections.Counter = collections.Counter()
     reasons: collections.Counter = collections.Counter()
-    path = out / REPORT_NAME
+    path = out.parent / f"{out.name}.{REPORT_NAME}"
     if not path.exists():
         return statuses, reasons
     for line in path.read_text().splitlines():
@@ -743,6 +743,7 @@ def _bench(args, work: Path) -> int:
             ):
                 continue
             shutil.rmtree(out, ignore_errors=True)
+            (out.parent / f"{out.name}.{REPORT_NAME}").unlink(missing_ok=True)  # not the last run's
             sync()
             busy = wait_quiet(args.wait_idle)
             print(

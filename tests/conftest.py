@@ -20,6 +20,11 @@ TCIA = SHARED / "testdata" / "tcia-pseudo-phi"
 needs_tcia = pytest.mark.skipif(not TCIA.is_dir(), reason="../shared/testdata is not beside this checkout")
 
 
+def deid_report(output: Path) -> Path:
+    """Where ``safepacs deid`` writes its report when not told: beside OUTPUT, never in it."""
+    return output.parent / f"{output.name}.safepacs-deid-report.jsonl"
+
+
 @pytest.fixture
 def keys() -> Keys:
     return Keys(b"\x01" * 32)

@@ -15,7 +15,7 @@ import pytest
 
 from safepacs.deid.options import Options
 from safepacs.deid.profile import load_profile
-from tests.conftest import TCIA, needs_tcia
+from tests.conftest import TCIA, deid_report, needs_tcia
 
 SAFEPACS = [sys.executable, "-m", "safepacs"]
 PROFILE = load_profile()
@@ -101,7 +101,7 @@ def test_no_planted_value_survives_where_the_options_say_it_must_go(corpus, tmp_
     enabled = {FLAG_TO_OPTION[f] for f in flags}
     out = tmp_path / "out"
     cli("deid", src, out, "--key-file", tmp_path / "k.key", "--workers", "2", *flags)
-    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    report = [json.loads(x) for x in deid_report(out).read_text().splitlines()]
     assert [r["status"] for r in report] == ["ok"] * key.count
     output_of = {r["input"]: (out / r["output"]).read_bytes() for r in report}
     if "retain_long_modified_dates" in enabled:
@@ -187,7 +187,7 @@ def test_restore_reproduces_each_original_header(corpus, tmp_path):
 def test_tcia_samples_lose_their_header_phi(tmp_path):
     out = tmp_path / "out"
     cli("deid", TCIA, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk", check=1)
-    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    report = [json.loads(x) for x in deid_report(out).read_text().splitlines()]
     by_input = {r["input"]: r for r in report}
     assert by_input["README.md"]["status"] == "rejected"
     assert by_input["0_ORIGINAL_compressed.dcm"]["status"] == "ok"
@@ -210,7 +210,7 @@ def test_burned_in_samples_are_refused_when_pixel_cleaning_is_off(tmp_path):
     ds.save_as(src / "burned.dcm")
     out = tmp_path / "out"
     cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", check=1)
-    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    report = [json.loads(x) for x in deid_report(out).read_text().splitlines()]
     refused = [r for r in report if r["input"] == "burned.dcm"][0]
     assert refused["status"] == "rejected" and "burned-in" in refused["reason"]
 
@@ -224,7 +224,7 @@ def test_tcia_burned_in_text_is_cleaned_verified_and_restored(tmp_path):
     out, deltas, back = tmp_path / "out", tmp_path / "deltas", tmp_path / "back"
     run = cli("deid", src, out, "--key-file", tmp_path / "k", "--delta-dir", deltas, "--clean-pixels")
     assert "pixels cleaned in 2 files" in run.stderr + run.stdout
-    report = [json.loads(x) for x in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    report = [json.loads(x) for x in deid_report(out).read_text().splitlines()]
     for r in report:
         assert r["status"] == "ok" and r["pixels"]["boxes_removed"] >= 1
         # the output path is made of keyed pseudonyms and 2.25 UIDs, whose digits may hold
@@ -276,7 +276,7 @@ def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
     before = {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()}
     out = tmp_path / "out"
     proc = cli("deid", bad, out, "--key-file", tmp_path / "k", check=1)
-    report = {r["input"]: r for r in map(json.loads, (out / "safepacs-deid-report.jsonl").read_text().splitlines())}
+    report = {r["input"]: r for r in map(json.loads, deid_report(out).read_text().splitlines())}
     assert [report[f"good{i}.dcm"]["status"] for i in range(3)] == ["ok"] * 3
     reasons = {name: report[name]["reason"] for name in report if report[name]["status"] != "ok"}
     assert "empty file" in reasons["empty.dcm"]
@@ -289,7 +289,7 @@ def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
     assert len(_dcm_files(out)) == 3  # nothing written for the rejected files
     assert {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()} == before  # untouched
     original = pydicom.dcmread(good[0])
-    text = proc.stdout + proc.stderr + (out / "safepacs-deid-report.jsonl").read_text()
+    text = proc.stdout + proc.stderr + deid_report(out).read_text()
     assert str(original.PatientID) not in text
 
 
@@ -329,7 +329,7 @@ def test_a_one_process_deid_run_to_a_file_loads_no_bars_pool_or_downloader(tmp_p
     proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-    assert "ok" in proc.stderr and (tmp_path / "out" / "safepacs-deid-report.jsonl").is_file()
+    assert "ok" in proc.stderr and deid_report(tmp_path / "out").is_file()
 
 
 def test_a_deid_run_that_skips_interpreter_teardown_still_delivers_everything(tmp_path, corpus):
@@ -343,13 +343,13 @@ def test_a_deid_run_that_skips_interpreter_teardown_still_delivers_everything(tm
     args = ["--key-file", key, "--no-clean-pixels", "--accept-burned-in-risk"]
     good = cli("deid", inp, tmp_path / "a", *args, "--workers", "2")
     assert "ok" in good.stderr and "report:" in good.stderr  # the summary's last line
-    lines = (tmp_path / "a" / "safepacs-deid-report.jsonl").read_text().splitlines()
+    lines = deid_report(tmp_path / "a").read_text().splitlines()
     assert [json.loads(line)["status"] for line in lines] == ["ok"] * 3
     assert len(_dcm_files(tmp_path / "a")) == 3
     (inp / "broken.dcm").write_bytes(b"DICM" * 10)
     bad = cli("deid", inp, tmp_path / "b", *args, check=1)
     assert "1 rejected" in bad.stderr and "report:" in bad.stderr
-    assert len((tmp_path / "b" / "safepacs-deid-report.jsonl").read_text().splitlines()) == 4
+    assert len(deid_report(tmp_path / "b").read_text().splitlines()) == 4
     assert cli("deid", inp, tmp_path / "c", "--workers", "zero", check=2).stderr.strip()
 
 
@@ -368,3 +368,40 @@ def test_verify_with_key_catches_an_unshifted_date_under_modified_dates(corpus, 
     ds.save_as(produced)
     leaked = cli("verify-deid", one, out, "--key-file", tmp_path / "k", check=1)
     assert "ContentDate" in leaked.stdout
+
+
+def test_the_report_that_names_input_files_is_written_beside_output_not_in_it(corpus, tmp_path):
+    """Export folders are often named after the patient.  The report maps each input path
+    to its pseudonymous output: inside OUTPUT it would travel with the released data as a
+    re-identification key.  verify-deid searches such a report if one is there."""
+    src, _ = corpus
+    original = pydicom.dcmread(_dcm_files(src)[0])
+    surname = str(original.PatientName).split("^")[0]
+    assert len(surname) >= 4
+    named = tmp_path / "in" / f"{surname}_{original.PatientID}"
+    named.mkdir(parents=True)
+    shutil.copy(_dcm_files(src)[0], named / "IM0001.dcm")
+    out = tmp_path / "release"
+    cli("deid", tmp_path / "in", out, "--key-file", tmp_path / "k")
+    beside = deid_report(out)
+    assert surname in beside.read_text(encoding="utf-8")  # the user's own record
+    released = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert surname.encode() not in released and str(original.PatientID).encode() not in released
+    cli("verify-deid", tmp_path / "in", out, check=0)
+    shutil.copy(beside, out / "safepacs-deid-report.jsonl")  # where it once was written
+    proc = cli("verify-deid", tmp_path / "in", out, check=1)
+    assert "safepacs-deid-report.jsonl" in proc.stdout
+
+
+def test_a_report_path_inside_input_or_unwritable_is_a_usage_error(corpus, tmp_path):
+    src, _ = corpus
+    _three_files(src, tmp_path / "in")
+    args = ("--key-file", tmp_path / "k")
+    proc = cli("deid", tmp_path / "in", tmp_path / "o", *args, "--report", tmp_path / "in" / "r.jsonl", check=2)
+    assert "outside INPUT" in proc.stderr + proc.stdout
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anywhere: the check cannot refuse it
+        proc = cli("deid", tmp_path / "in", locked / "out", *args, check=2)
+        assert "pass --report" in proc.stderr + proc.stdout
+    assert not (tmp_path / "o").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TCIA, needs_tcia
+from tests.conftest import TCIA, deid_report, needs_tcia
 from tests.test_cli import cli
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
@@ -62,7 +62,7 @@ def test_deid_keeps_required_attributes_of_real_files(tmp_path):
     shutil.copy(Path(pynetdicom.__file__).parent / "tests/dicom_files/RTImageStorage.dcm", src)
     out = tmp_path / "out"
     cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", "--accept-burned-in-risk")
-    report = [json.loads(line) for line in (out / "safepacs-deid-report.jsonl").read_text().splitlines()]
+    report = [json.loads(line) for line in deid_report(out).read_text().splitlines()]
     assert len(report) == len(_REQUIRED_TEXT_SAMPLES) + 1 and all(r["status"] == "ok" for r in report)
     for r in report:
         added = _errors([out / r["output"]]) - _errors([src / r["input"]])

@@ -34,6 +34,7 @@ from safepacs import __version__
 from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
 from safepacs.deid.batch import (
+    REPORT_NAME,
     Job,
     Result,
     Task,
@@ -84,7 +85,7 @@ def deid(
     key_file: Annotated[Path, typer.Option(help="Secret key for pseudonyms and UIDs; created (mode 0600) if absent.")] = DEFAULT_KEY,
     delta_dir: Annotated[Path | None, typer.Option(help="Write each file's identity delta here, encrypted (AES-256-GCM).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    report: Annotated[Path | None, typer.Option(help="JSON-lines report (default: OUTPUT/safepacs-deid-report.jsonl).")] = None,
+    report: Annotated[Path | None, typer.Option(help="JSON-lines report (default: beside OUTPUT, as OUTPUT.safepacs-deid-report.jsonl; never inside it: the report names the input files, and export folders are often named after the patient).")] = None,
     retain_safe_private: Annotated[bool, typer.Option("--retain-safe-private", help="Keep private attributes on the reviewed safe list (113111).")] = False,
     retain_uids: Annotated[bool, typer.Option("--retain-uids", help="Keep original UIDs (113110).")] = False,
     retain_device_identity: Annotated[bool, typer.Option("--retain-device-identity", help="Keep station name, serial numbers (113109).")] = False,
@@ -131,16 +132,38 @@ def deid(
     single = input.is_file() and (output.suffix.lower() in (".dcm", ".dicom") or output.is_file())
     if single and output.exists() and output.resolve() == in_real:
         raise _fail("OUTPUT must differ from INPUT")
+    report_path = report or (None if single else default_report(output))
+    if report_path is not None and (out_real == report_path.resolve() or report_path.resolve().is_relative_to(in_real)):
+        raise _fail("--report must lie outside INPUT and not be OUTPUT")
+    if report_path is not None and not _writable_folder(report_path.parent):
+        raise _fail(f"{report_path.parent}: cannot write the report there; pass --report PATH")
     keys = _load_keys(key_file, create=True)
     out_root = output.parent if single else output
     job = Job(out_root, output if single else None, options, keys.secret, delta_dir, time.time() - 1)
     tasks: list[Task] = list(discover(input))
-    report_path = report or (None if single else output / "safepacs-deid-report.jsonl")
     results = _run_with_progress("de-identifying", tasks, job, workers)
     _write_report(report_path, results)
     _summary(results, report_path)
     if any(r.status == "rejected" for r in results):
         raise typer.Exit(1)
+
+
+def default_report(output: Path) -> Path:
+    """Where ``deid`` writes its report by default: beside OUTPUT, not inside it.  The report
+    maps each input path to its output, and input folders are often named after the patient
+    ("ZHANG_WEI_110105..."): inside OUTPUT it would travel with the released data as a
+    re-identification key."""
+    output = output.absolute()
+    return output.parent / f"{output.name or 'output'}.{REPORT_NAME}"
+
+
+def _writable_folder(folder: Path) -> bool:
+    """``folder`` can be made or written in (the report is written after all the work)."""
+    while not folder.exists():
+        if folder.parent == folder:
+            return False
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
 def _run_with_progress(label: str, tasks: list[Task], job: Job, workers: int) -> list[Result]:
@@ -279,7 +302,7 @@ def demo(
     options = Options(clean_descriptors=True, retain_long_modified_dates=True)
     job = Job(deid_out, None, options, keys.secret, deltas, time.time() - 1)
     results = _run_with_progress("de-identifying", list(discover(orig)), job, 2)
-    _write_report(deid_out / "safepacs-deid-report.jsonl", results)
+    _write_report(default_report(deid_out), results)
     _summary(results, None)
     console.rule("3. restore originals from the encrypted identity deltas")
     restored_results = restore_tree(deid_out, deltas, restored, keys)

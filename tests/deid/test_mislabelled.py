@@ -18,6 +18,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from safepacs.deid.mislabelled import read_as_written, standard_terms, written_in
+from tests.conftest import deid_report
 
 NAME, GIVEN = "张", "伟明"
 
@@ -114,7 +115,7 @@ def test_a_declaration_that_means_nothing_known_is_refused(tmp_path: Path):
     (tmp_path / "in" / "a.dcm").write_bytes(_file("Big5", "big5", name=("陳", "大文")))
     run = _cli("deid", tmp_path / "in", tmp_path / "out", "--key-file", tmp_path / "k.key")
     assert run.returncode == 1
-    report = json.loads((tmp_path / "out" / "safepacs-deid-report.jsonl").read_text())
+    report = json.loads(deid_report(tmp_path / "out").read_text())
     assert report["status"] == "rejected" and "unknown SpecificCharacterSet term 'Big5'" in report["reason"]
 
 
@@ -158,7 +159,7 @@ def _deid_without_the_name(tmp_path: Path, original: bytes, *flags: object) -> b
     run = _cli("deid", tmp_path / "in", tmp_path / "out", "--key-file", tmp_path / "k.key",
                "--clean-descriptors", *flags)
     assert run.returncode == 0, run.stdout + run.stderr
-    report = json.loads((tmp_path / "out" / "safepacs-deid-report.jsonl").read_text())
+    report = json.loads(deid_report(tmp_path / "out").read_text())
     data = (tmp_path / "out" / report["output"]).read_bytes()
     for secret in (NAME, GIVEN):
         for codec in ("utf-8", "gb18030"):

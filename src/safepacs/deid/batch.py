@@ -142,11 +142,14 @@ def discover(root: Path) -> Iterator[Task]:
 
 
 REPORT_SUFFIX = "-report.jsonl"
+#: ``deid``'s report: ``OUTPUT.safepacs-deid-report.jsonl`` beside OUTPUT (once inside it)
+REPORT_NAME = "safepacs-deid-report.jsonl"
 
 
 def _is_own_report(name: str) -> bool:
-    """safepacs' own reports inside an output folder are not inputs of a later step."""
-    return name.startswith("safepacs-") and name.endswith(REPORT_SUFFIX)
+    """safepacs' own reports (beside an output folder, or inside one written by an older
+    version) are not inputs of a later step."""
+    return (name.startswith("safepacs-") and name.endswith(REPORT_SUFFIX)) or name.endswith("." + REPORT_NAME)
 
 
 def output_path(job: Job, ds) -> Path:  # type: ignore[no-untyped-def]

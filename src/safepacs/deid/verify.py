@@ -479,12 +479,15 @@ def _encode(text: str, codec: str) -> bytes | None:
 
 
 # ------------------------------------------------------------------------- reading
-def _files(root: Path) -> list[Path]:
+def _files(root: Path, *, reports: bool = False) -> list[Path]:
+    """The files under ``root``; safepacs' own run reports only with ``reports``.  A folder to
+    be released is searched whole: a report inside it (where an older version wrote it)
+    maps input paths, often named after the patient, to their outputs."""
     if root.is_file():
         return [root]
     from safepacs.deid.batch import _is_own_report
 
-    return sorted(p for p in root.rglob("*") if p.is_file() and not _is_own_report(p.name))
+    return sorted(p for p in root.rglob("*") if p.is_file() and (reports or not _is_own_report(p.name)))
 
 
 def _display(path: Path, root: Path) -> str:
@@ -877,7 +880,7 @@ def _dedupe(leaks: list[Leak]) -> list[Leak]:
 def _require(path: Path, role: str) -> list[Path]:
     if not path.exists():
         raise VerifyInputError(f"{role} not found: {path}")
-    files = _files(path)
+    files = _files(path, reports=role == "DEID")
     if not files:
         raise VerifyInputError(f"{role} contains no files: {path}")
     return files
