@@ -393,12 +393,18 @@ def test_the_report_that_names_input_files_is_written_beside_output_not_in_it(co
     assert "safepacs-deid-report.jsonl" in proc.stdout
 
 
-def test_a_report_path_inside_input_or_unwritable_is_a_usage_error(corpus, tmp_path):
+def test_a_report_key_or_deltas_inside_output_or_input_are_usage_errors(corpus, tmp_path):
+    """Everything in OUTPUT is meant for release: the report, the key and the deltas stay apart."""
     src, _ = corpus
     _three_files(src, tmp_path / "in")
     args = ("--key-file", tmp_path / "k")
     proc = cli("deid", tmp_path / "in", tmp_path / "o", *args, "--report", tmp_path / "in" / "r.jsonl", check=2)
     assert "outside INPUT" in proc.stderr + proc.stdout
+    for option, value in (("--report", "r.jsonl"), ("--key-file", "site.key"), ("--delta-dir", "deltas")):
+        inside = ["--key-file", tmp_path / "k"] if option != "--key-file" else []
+        proc = cli("deid", tmp_path / "in", tmp_path / "o", *inside, option, tmp_path / "o" / value, check=2)
+        assert f"{option} must not lie inside OUTPUT" in proc.stderr + proc.stdout
+    assert not (tmp_path / "o").exists()
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() != 0:  # root writes anywhere: the check cannot refuse it

@@ -133,8 +133,14 @@ def deid(
     if single and output.exists() and output.resolve() == in_real:
         raise _fail("OUTPUT must differ from INPUT")
     report_path = report or (None if single else default_report(output))
-    if report_path is not None and (out_real == report_path.resolve() or report_path.resolve().is_relative_to(in_real)):
-        raise _fail("--report must lie outside INPUT and not be OUTPUT")
+    if report_path is not None and report_path.resolve().is_relative_to(in_real):
+        raise _fail("--report must lie outside INPUT")
+    if not single:
+        given = {"--report": report_path, "--key-file": key_file, "--delta-dir": delta_dir}
+        for option, why in _KEPT_APART.items():
+            where = given[option]
+            if where is not None and where.resolve().is_relative_to(out_real):
+                raise _fail(f"{option} must not lie inside OUTPUT, the folder meant for release: {why}")
     if report_path is not None and not _writable_folder(report_path.parent):
         raise _fail(f"{report_path.parent}: cannot write the report there; pass --report PATH")
     keys = _load_keys(key_file, create=True)
@@ -146,6 +152,14 @@ def deid(
     _summary(results, report_path)
     if any(r.status == "rejected" for r in results):
         raise typer.Exit(1)
+
+
+#: what ``deid`` writes or reads that must not travel with the released data, and why
+_KEPT_APART = {
+    "--report": "it maps input paths, often named after the patient, to the outputs",
+    "--key-file": "with the key, anyone can recompute each pseudonym from an ID and open the deltas",
+    "--delta-dir": "the deltas hold the removed identity (sealed with the key, but kept apart all the same)",
+}
 
 
 def default_report(output: Path) -> Path:
