@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
 from safepacs.deid import batch
-from safepacs.deid.batch import _FILE_COST, Task, shares
+from safepacs.deid.batch import _FILE_COST, Result, Task, shares
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 
@@ -87,3 +87,12 @@ def test_two_workers_report_in_input_order_what_one_worker_reports(tmp_path):
     assert [name for name, _ in one] == [f"{i:02d}.dcm" for i in range(40)]
     assert {status for _, status in one} == {"ok", "rejected"}
     assert statuses(2) == one
+
+
+def test_a_report_line_holds_its_fields_in_order_and_pixels_only_when_cleaned():
+    plain = Result("a/1.dcm", "SP1/x.dcm", "ok").to_dict()
+    assert list(plain) == ["input", "output", "status", "reason"]
+    assert plain == {"input": "a/1.dcm", "output": "SP1/x.dcm", "status": "ok", "reason": None}
+    cleaned = Result("a/2.dcm", None, "rejected", "why", pixels={"boxes_found": 1}).to_dict()
+    assert list(cleaned) == ["input", "output", "status", "reason", "pixels"]
+    assert cleaned["pixels"] == {"boxes_found": 1}
