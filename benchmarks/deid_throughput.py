@@ -95,7 +95,6 @@ except ImportError:  # pragma: no cover - the [bench] extra provides it
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ANSWER_KEY = "answer_key.json"
-REPORT_NAME = "safepacs-deid-report.jsonl"  # written beside the output folder: OUT.<this>
 
 TOOLS = (
     "cp",
@@ -596,10 +595,17 @@ def make_cert(work: Path) -> None:
     )
 
 
+def report_of(out: Path) -> Path:
+    """Where ``safepacs deid`` put its report for the output folder ``out`` (beside it)."""
+    from safepacs.deid.batch import default_report
+
+    return default_report(out)
+
+
 def safepacs_report(out: Path) -> tuple[collections.Counter, collections.Counter]:
     statuses: collections.Counter = collections.Counter()
     reasons: collections.Counter = collections.Counter()
-    path = out.parent / f"{out.name}.{REPORT_NAME}"
+    path = report_of(out)
     if not path.exists():
         return statuses, reasons
     for line in path.read_text().splitlines():
@@ -743,7 +749,7 @@ def _bench(args, work: Path) -> int:
             ):
                 continue
             shutil.rmtree(out, ignore_errors=True)
-            (out.parent / f"{out.name}.{REPORT_NAME}").unlink(missing_ok=True)  # not the last run's
+            report_of(out).unlink(missing_ok=True)  # not the last run's
             sync()
             busy = wait_quiet(args.wait_idle)
             print(

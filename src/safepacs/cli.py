@@ -34,11 +34,11 @@ from safepacs import __version__
 from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
 from safepacs.deid.batch import (
-    REPORT_NAME,
     Job,
     Result,
     Task,
     collect_patient_identifiers,
+    default_report,
     discover,
     needs_patient_pass,
     run,
@@ -135,10 +135,12 @@ def deid(
     report_path = report or (None if single else default_report(output))
     if report_path is not None and report_path.resolve().is_relative_to(in_real):
         raise _fail("--report must lie outside INPUT")
-    if not single:
-        given = {"--report": report_path, "--key-file": key_file, "--delta-dir": delta_dir}
-        for option, why in _KEPT_APART.items():
-            where = given[option]
+    if not single:  # nothing that re-identifies travels with the folder meant for release
+        for option, where, why in (
+            ("--report", report_path, "it maps input paths, often named after the patient, to the outputs"),
+            ("--key-file", key_file, "with the key, anyone can recompute each pseudonym from an ID and open the deltas"),
+            ("--delta-dir", delta_dir, "the deltas hold the removed identity (sealed with the key, but kept apart all the same)"),
+        ):
             if where is not None and where.resolve().is_relative_to(out_real):
                 raise _fail(f"{option} must not lie inside OUTPUT, the folder meant for release: {why}")
     if report_path is not None and not _writable_folder(report_path.parent):
@@ -152,23 +154,6 @@ def deid(
     _summary(results, report_path)
     if any(r.status == "rejected" for r in results):
         raise typer.Exit(1)
-
-
-#: what ``deid`` writes or reads that must not travel with the released data, and why
-_KEPT_APART = {
-    "--report": "it maps input paths, often named after the patient, to the outputs",
-    "--key-file": "with the key, anyone can recompute each pseudonym from an ID and open the deltas",
-    "--delta-dir": "the deltas hold the removed identity (sealed with the key, but kept apart all the same)",
-}
-
-
-def default_report(output: Path) -> Path:
-    """Where ``deid`` writes its report by default: beside OUTPUT, not inside it.  The report
-    maps each input path to its output, and input folders are often named after the patient
-    ("ZHANG_WEI_110105..."): inside OUTPUT it would travel with the released data as a
-    re-identification key."""
-    output = output.absolute()
-    return output.parent / f"{output.name or 'output'}.{REPORT_NAME}"
 
 
 def _writable_folder(folder: Path) -> bool:

@@ -146,6 +146,15 @@ REPORT_SUFFIX = "-report.jsonl"
 REPORT_NAME = "safepacs-deid-report.jsonl"
 
 
+def default_report(output: Path) -> Path:
+    """Where ``deid`` writes its report by default: beside OUTPUT, not inside it.  The report
+    maps each input path to its output, and input folders are often named after the patient
+    ("ZHANG_WEI_110105..."): inside OUTPUT it would travel with the released data as a
+    re-identification key."""
+    output = Path(output).absolute()
+    return output.parent / f"{output.name or 'output'}.{REPORT_NAME}"
+
+
 def _is_own_report(name: str) -> bool:
     """safepacs' own reports (beside an output folder, or inside one written by an older
     version) are not inputs of a later step."""

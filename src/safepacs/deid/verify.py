@@ -877,10 +877,10 @@ def _dedupe(leaks: list[Leak]) -> list[Leak]:
 
 
 # ------------------------------------------------------------------------- the run
-def _require(path: Path, role: str) -> list[Path]:
+def _require(path: Path, role: str, *, reports: bool = False) -> list[Path]:
     if not path.exists():
         raise VerifyInputError(f"{role} not found: {path}")
-    files = _files(path, reports=role == "DEID")
+    files = _files(path, reports=reports)
     if not files:
         raise VerifyInputError(f"{role} contains no files: {path}")
     return files
@@ -956,7 +956,7 @@ def verify_paths(original: Path, deid: Path, keys: Keys | None = None) -> Verify
 
 
 def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResult:
-    deid_files = _require(deid, "DEID")
+    deid_files = _require(deid, "DEID", reports=True)  # the release is searched whole
     index, result = build_index(original)
     patient_dates = original_dates_by_pseudonym(original, keys) if keys is not None else None
     originals: dict[str, Path] = {}  # filled on the first file whose pixels are read
