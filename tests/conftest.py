@@ -102,6 +102,18 @@ def make_ct(charset: str = "ISO_IR 192", name: str = "ZHANG^WEI=张^伟") -> Dat
     return ds
 
 
+def write_media(folder: Path, datasets: list[Dataset]) -> Path:
+    """A CD's layout as pydicom's FileSet writes it: a DICOMDIR whose records list each
+    patient's name and ID, beside the objects themselves.  Returns the DICOMDIR."""
+    from pydicom.fileset import FileSet
+
+    media = FileSet()
+    for ds in datasets:
+        media.add(ds)
+    media.write(folder)
+    return folder / "DICOMDIR"
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> tuple[Path, AnswerKey]:
     """A 200-file synthetic corpus (small pixels), DICOM files only; the key beside it."""

@@ -15,7 +15,7 @@ import pytest
 
 from safepacs.deid.options import Options
 from safepacs.deid.profile import load_profile
-from tests.conftest import TCIA, deid_report, needs_tcia
+from tests.conftest import TCIA, deid_report, needs_tcia, write_media
 
 SAFEPACS = [sys.executable, "-m", "safepacs"]
 PROFILE = load_profile()
@@ -291,6 +291,26 @@ def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
     original = pydicom.dcmread(good[0])
     text = proc.stdout + proc.stderr + deid_report(out).read_text()
     assert str(original.PatientID) not in text
+
+
+def test_a_cds_dicomdir_is_skipped_under_any_name_and_the_run_exits_0(corpus, tmp_path):
+    """A CD's or DVD's index lists each patient's name and ID: never copied, and not a
+    failure either (exit 0), whether it is called DICOMDIR or was renamed on the way."""
+    src, _ = corpus
+    images = [pydicom.dcmread(p) for p in _dcm_files(src)[:2]]
+    for n, ds in enumerate(images):
+        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "S1", 1, n + 1  # the records' keys
+    media = tmp_path / "cd"
+    dicomdir = write_media(media, images)
+    (media / "index.dcm").write_bytes(dicomdir.read_bytes())
+    out = tmp_path / "out"
+    cli("deid", media, out, "--key-file", tmp_path / "k", "--workers", "2")
+    report = {r["input"]: r for r in map(json.loads, deid_report(out).read_text().splitlines())}
+    assert {name: r["status"] for name, r in report.items() if r["status"] != "ok"} == {
+        "DICOMDIR": "skipped", "index.dcm": "skipped"}
+    assert report["index.dcm"]["reason"] == report["DICOMDIR"]["reason"]
+    assert sum(r["status"] == "ok" for r in report.values()) == 2
+    assert len([p for p in out.rglob("*") if p.is_file()]) == 2  # the two images, no index
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from safepacs.archive import Archive
 from safepacs.synth import generate
+from tests.conftest import write_media
 
 SAFEPACS = [sys.executable, "-m", "safepacs"]
 
@@ -80,6 +82,24 @@ def test_import_of_only_good_files_exits_0(tmp_path, folder):
     good = sorted(folder.rglob("*.dcm"))[1]
     cli("import", good, "--data-dir", data, "--workers", "1")
     assert json.loads(cli("status", "--data-dir", data, "--json").stdout)["instances"] == 1
+
+
+def test_import_of_a_cd_skips_its_dicomdir_and_exits_0(tmp_path, folder):
+    """A CD's index is no object to store: skipped (renamed too), not a rejection."""
+    images = [pydicom.dcmread(p) for p in sorted(folder.rglob("*.dcm"))[1:3]]
+    for n, ds in enumerate(images):
+        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "S1", 1, n + 1  # the records' keys
+    media = tmp_path / "cd"
+    dicomdir = write_media(media, images)
+    (media / "index.dcm").write_bytes(dicomdir.read_bytes())
+    data, report = tmp_path / "data", tmp_path / "report.jsonl"
+    cli("init", "--data-dir", data)
+    proc = cli("import", media, "--data-dir", data, "--report", report, "--workers", "1")
+    lines = {r["input"]: r for r in map(json.loads, report.read_text().splitlines())}
+    assert {k: r["status"] for k, r in lines.items() if r["status"] != "stored"} == {
+        "DICOMDIR": "skipped", "index.dcm": "skipped"}
+    assert "skipped" in proc.stderr
+    assert json.loads(cli("status", "--data-dir", data, "--json").stdout)["instances"] == 2
 
 
 def test_usage_errors_exit_2(tmp_path, folder):

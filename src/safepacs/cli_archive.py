@@ -16,7 +16,7 @@ from rich.table import Table
 
 from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
-from safepacs.errors import SafepacsError
+from safepacs.errors import MEDIA_INDEX_REASON, MediaIndex, SafepacsError
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
@@ -106,8 +106,9 @@ def import_(
     table = Table(title="safepacs import")
     table.add_column("status")
     table.add_column("files", justify="right")
-    for status in ("stored", "duplicate", "rejected"):
-        table.add_row(status, str(counts.get(status, 0)))
+    for status in ("stored", "duplicate", "skipped", "rejected"):
+        if status != "skipped" or counts.get(status):
+            table.add_row(status, str(counts.get(status, 0)))
     console.print(table)
     rejected = [r for r in results if r["status"] == "rejected"]
     for r in rejected[:20]:
@@ -141,6 +142,9 @@ def _import_one(task) -> dict:  # type: ignore[no-untyped-def]
         return line
     try:
         stored = archive.ingest(task.path.read_bytes(), source="import")
+    except MediaIndex:  # a CD's or DVD's DICOMDIR: an index of the other files, not one
+        line.update(status="skipped", reason=MEDIA_INDEX_REASON)
+        return line
     except SafepacsError as exc:
         reason = str(exc)
         line["reason"] = reason.split(": ", 1)[1] if reason.startswith("object: ") else reason

@@ -15,6 +15,15 @@ class InvalidDicom(SafepacsError):
     """The input is not a DICOM object we can process safely."""
 
 
+class MediaIndex(InvalidDicom):
+    """A DICOMDIR (Media Storage Directory): an index of a medium's files, no image.  It
+    lists patients' names and IDs, so it is never copied; whatever its file name."""
+
+
+#: what reports say of a DICOMDIR (skipped, not rejected: a CD's or DVD's index is expected)
+MEDIA_INDEX_REASON = "DICOMDIR media index: not an image, not copied"
+
+
 class RejectedFile(SafepacsError):
     """The input is valid DICOM but policy refuses to process it (e.g. burned-in text risk)."""
 

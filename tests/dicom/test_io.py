@@ -13,7 +13,8 @@ from safepacs.deid.engine import deidentify_inplace
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.dicom.io import read_header, write_atomic, write_bytes_atomic
-from safepacs.errors import InvalidDicom
+from safepacs.errors import InvalidDicom, MediaIndex
+from tests.conftest import make_ct, write_media
 
 CT = Path(get_testdata_file("CT_small.dcm"))
 
@@ -477,3 +478,20 @@ def test_a_dataset_encoded_otherwise_than_its_meta_says_is_read(tmp_path, declar
     assert (again.pixel_array == original.pixel_array).all()
     assert again.PatientName != original.PatientName
     assert again.ImagePositionPatient == original.ImagePositionPatient
+
+
+def test_a_dicomdir_is_known_by_its_sop_class_whatever_its_name(tmp_path):
+    """A CD's index lists every patient's name and ID: it is a media index, refused as one
+    (the runners skip it) under any file name, and the reason quotes nothing from it."""
+    ct = make_ct(name="MEDIA^INDEX^PATIENT")
+    ct.PixelData = b"\\0" * 32
+    ct.BitsAllocated, ct.BitsStored, ct.HighBit = 16, 12, 11
+    ct.SamplesPerPixel, ct.PhotometricInterpretation, ct.PixelRepresentation = 1, "MONOCHROME2", 0
+    ct.StudyID, ct.SeriesNumber, ct.InstanceNumber = "S1", 1, 1  # the records' Type 1 keys
+    dicomdir = write_media(tmp_path / "cd", [ct])
+    renamed = tmp_path / "index.dcm"
+    renamed.write_bytes(dicomdir.read_bytes())
+    for path in (dicomdir, renamed):
+        with pytest.raises(MediaIndex, match="DICOMDIR media index") as err:
+            read_header(path)
+        assert "MEDIA" not in str(err.value) and "PID7734120" not in str(err.value)

@@ -38,7 +38,7 @@ from safepacs.dicom.io import (
     write_bytes_atomic,
     write_copy_atomic,
 )
-from safepacs.errors import InvalidDicom, SafepacsError
+from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, SafepacsError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _PIXEL_DATA = 0x7FE00010
@@ -207,7 +207,7 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", task.problem)
     assert task.path is not None
     if task.path.name.upper() == "DICOMDIR":
-        return Result(task.rel, None, "skipped", "DICOMDIR media index: not an image, not copied")
+        return Result(task.rel, None, "skipped", MEDIA_INDEX_REASON)
     try:
         out = _process_fast(task.path, job, _worker_fast) if _worker_fast is not None else None
         if out is not None:
@@ -241,6 +241,8 @@ def process(task: Task) -> Result:
                 write_bytes_atomic(job.delta_dir / usual, sealed, exclusive_since=job.started)
             except DuplicateObject:  # another object of this run has this SOP Instance UID
                 write_bytes_atomic(job.delta_dir / own, sealed)
+    except MediaIndex:  # a DICOMDIR under another name: found by its SOP Class
+        return Result(task.rel, None, "skipped", MEDIA_INDEX_REASON)
     except SafepacsError as exc:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:

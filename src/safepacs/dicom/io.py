@@ -43,7 +43,7 @@ from safepacs.dicom.structure import (
     meta_end,
     top_level_spans,
 )
-from safepacs.errors import InvalidDicom, RejectedFile
+from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, RejectedFile
 
 skip_value_checks()  # every reader of datasets comes through here: see safepacs.dicom.quiet
 
@@ -229,6 +229,9 @@ def _why(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
+#: Media Storage Directory Storage: a DICOMDIR, by its SOP Class rather than its file name
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
+
 #: ScheduledProcedureStepSequence: what a modality worklist item is made of
 _SCHEDULED_STEPS = 0x00400100
 
@@ -240,15 +243,25 @@ def _validate_header(ds: Dataset, name: str) -> None:
     the engine keeps are copied as they were, the others are decoded when acted on.
     """
     if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        if _sop_class_in_meta(meta) == MEDIA_DIRECTORY:
+            raise MediaIndex(f"{name}: {MEDIA_INDEX_REASON}")
         if _SCHEDULED_STEPS in ds:  # Orthanc's and DCMTK's .wl files, a worklist export
             raise InvalidDicom(f"{name}: a modality worklist item (a scheduled procedure step), "
                                "not a stored object: there is no image or document to process")
-        meta = getattr(ds, "file_meta", None)
         if meta is not None and ("MediaStorageSOPInstanceUID" in meta or "MediaStorageSOPClassUID" in meta):
             # seen in the wild (derived volumes written by research tools)
             raise InvalidDicom(f"{name}: the dataset has no SOPClassUID or SOPInstanceUID (Type 1); only "
                                "its file meta names the object: an incomplete object, not processed")
         raise InvalidDicom(f"{name}: no SOPClassUID or SOPInstanceUID: not a DICOM object")
+
+
+def _sop_class_in_meta(meta: Dataset | None) -> str:
+    """The file meta's MediaStorageSOPClassUID ("" when absent or unreadable)."""
+    try:
+        return str(meta.get("MediaStorageSOPClassUID", "") if meta is not None else "").strip("\0 ")
+    except Exception:  # noqa: BLE001 - a damaged meta value: the callers refuse the file anyway
+        return ""
 
 
 def _pixel_extent(fh, pos: int, size: int, implicit: bool, little: bool, name: str) -> int:
