@@ -345,3 +345,35 @@ def test_a_codec_panic_does_not_end_the_run(tmp_path, keys, monkeypatch):
     assert results["damaged.dcm"].status == "rejected"
     assert "cannot be decoded (CodecPanic)" in results["damaged.dcm"].reason
     assert results["good.dcm"].status == "ok"
+
+
+def test_without_deltas_a_re_encoded_original_is_not_held_and_the_output_is_the_same(
+    tmp_path, keys, monkeypatch
+):
+    """The compressed original is kept only for the identity delta: a run without
+    --delta-dir lets it go before cleaning (a cine's loop held for nothing was a third of
+    the peak memory) and writes the very same file as a run that keeps deltas."""
+    from safepacs.deid.pixels import clean
+
+    rle = chest_xray(241).dataset
+    rle.BurnedInAnnotation = "YES"
+    rle.compress(RLELossless, encoding_plugin="pylibjpeg")
+    src = tmp_path / "in"
+    _save(rle, src / "rle.dcm")
+    seen = []
+    real = clean.clean_pixels
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("original_group") is not None, kwargs.get("keep_original", True)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clean, "clean_pixels", spy)
+    outputs = {}
+    for name, deltas in (("kept", tmp_path / "deltas"), ("none", None)):
+        job = Job(tmp_path / name, None, Options(), keys.secret, deltas, time.time() - 1)
+        (result,) = run(list(discover(src)), job)
+        assert result.status == "ok" and result.pixels["boxes_removed"] >= 1, result.reason
+        outputs[name] = (tmp_path / name / result.output).read_bytes()
+    assert seen == [(True, True), (False, False)]
+    assert outputs["kept"] == outputs["none"]
+    assert len(list((tmp_path / "deltas").iterdir())) == 1

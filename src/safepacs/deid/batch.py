@@ -231,7 +231,8 @@ def process(task: Task) -> Result:
         delta.padding = src.padding
         delta.bare = src.bare
         if clean:
-            pixel_report = clean_file_pixels(src, original, delta, job.options)
+            pixel_report = clean_file_pixels(src, original, delta, job.options,
+                                             keep_original=job.delta_dir is not None)
         out = output_path(job, ds)
         write_atomic(src, ds, out, exclusive_since=job.started)
         if job.delta_dir is not None:
@@ -325,10 +326,14 @@ def original_header(ds: Dataset) -> Dataset:
 
 
 def clean_file_pixels(
-    src: DicomFile, original: Dataset, delta: IdentityDelta, options: Options
+    src: DicomFile, original: Dataset, delta: IdentityDelta, options: Options,
+    *, keep_original: bool = True,
 ) -> dict:
     """Clean the pixels of the de-identified ``src.dataset`` in place, mark it (113101,
     BurnedInAnnotation NO) and keep the originals in ``delta``; returns the report entry.
+    ``keep_original`` False: ``delta`` is thrown away, so a re-encoded file's original
+    pixel bytes are let go at once (a cine's compressed loop, held for nothing, was a third
+    of the peak memory of cleaning it).
 
     The order for any caller (this runner, the archive's door): ``should_clean_pixels``,
     ``original_header``, ``deidentify_inplace(..., pixels_cleaned=True)``, then this.
@@ -339,12 +344,16 @@ def clean_file_pixels(
 
     ds = src.dataset
     raw = load_pixel_group(src)  # None when the file was read whole
+    loaded_here = raw is not None
+    if not keep_original:
+        raw = None
     # re-encoded pixels (compressed, or chroma-subsampled) keep these bytes in the delta
     with header_as_read(ds):
         result = clean_pixels(
-            ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=raw
+            ds, original, remove_all_text=options.remove_all_text, delta=delta, original_group=raw,
+            keep_original=keep_original,
         )
-    if not result.changed and raw is not None:
+    if not result.changed and loaded_here:
         unload_pixels(ds)  # unchanged: copied from the input by byte range
     delta.pixels = result.pixels
     mark_pixels_cleaned(ds, delta)

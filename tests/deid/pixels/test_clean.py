@@ -262,3 +262,24 @@ def test_every_format_is_filled_in_place_and_restored(name):
         assert out.PixelData == original
     else:
         assert restored == result.pixels.group
+
+
+def test_keep_original_false_neither_encodes_nor_keeps_the_compressed_original(monkeypatch):
+    """A caller that keeps no identity delta asks for no original: the pixel group is not
+    encoded again just to be thrown away, and the result still says the pixels changed."""
+    from safepacs.deid.pixels import clean
+    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
+
+    def never(ds):
+        raise AssertionError("the original pixel group was encoded")
+
+    monkeypatch.setattr(clean, "_encode_group", never)
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+
+    def find(frame, header, *, remove_all_text=False):
+        return FrameReport([Finding(Box(2, 2, 20, 8), True, "given")], 0.0, 0.0)
+
+    out, result, _ = clean_copy(ds, find=find, fixed=lambda h, r, c: [], keep_original=False)
+    assert result.changed and result.pixels.group is None and result.pixels.patches == []
+    assert out.file_meta.TransferSyntaxUID == RLELossless
+    assert not stored_frames(out).array[:, 2:10, 2:22].any()

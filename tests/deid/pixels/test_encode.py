@@ -59,3 +59,22 @@ def test_lossy_ratio_and_method_history_are_untouched():
     write_back(ds, stored_frames(ds))
     assert ds.LossyImageCompressionRatio == 8.5
     assert ds.LossyImageCompressionMethod == "ISO_10918_1"
+
+
+@pytest.mark.parametrize("name", ["SC_rgb_rle_2frame.dcm", "color3d_jpeg_baseline.dcm", "JPEG-LL.dcm"])
+def test_re_encoded_frames_are_encapsulated_as_pydicom_does(name):
+    """The one-pass encapsulation (a cine's encoded frames are held twice, not three times)
+    writes the bytes pydicom's ``encapsulate`` writes for the same frames: a Basic Offset
+    Table pointing at each frame's item, then one even-length item per frame."""
+    from pydicom.encaps import encapsulate, generate_frames
+    from rle.utils import encode_frame
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    stored = stored_frames(ds)
+    stored.array[:, :3, :5] = 1
+    lay = stored.layout
+    frames = [encode_frame(np.ascontiguousarray(stored.array[f]).tobytes(), lay.rows, lay.columns,
+                           lay.samples, lay.bits_allocated, "<") for f in range(lay.frames)]
+    write_back(ds, stored)
+    assert ds.PixelData == encapsulate(frames)
+    assert list(generate_frames(ds.PixelData, number_of_frames=lay.frames)) == frames

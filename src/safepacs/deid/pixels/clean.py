@@ -82,12 +82,15 @@ def clean_pixels(
     original_group: bytes | None = None,
     find: FindIdentity | None = None,
     fixed: FixedRegions | None = None,
+    keep_original: bool = True,
 ) -> PixelCleanResult:
     """Remove identity burned into ``ds``'s pixels (in place) and report what was done.
 
     ``original_group`` is the original pixel-group bytes as they lie in the file (kept
     whenever pixels are re-encoded, so restore is byte-identical); without it they are
-    encoded from ``ds``.  ``find`` and ``fixed`` default to :mod:`safepacs.deid.pixels.findings`.
+    encoded from ``ds``.  With ``keep_original`` False (the caller keeps no identity
+    delta) they are neither encoded nor kept: ``pixels`` then only says that the pixel
+    data changed.  ``find`` and ``fixed`` default to :mod:`safepacs.deid.pixels.findings`.
     Raises :class:`PixelError` for pixel data that cannot be decoded or written back.
     """
     started = time.perf_counter()
@@ -122,7 +125,9 @@ def clean_pixels(
     result.rects = rects
     if rects:
         reencoded = stored.buffer is None  # compressed, or laid out so boxes need decoding
-        if original_group is None and reencoded:
+        if not keep_original:
+            original_group = None
+        elif original_group is None and reencoded:
             original_group = _encode_group(ds)
         if delta is not None:
             _record_header(ds, delta)

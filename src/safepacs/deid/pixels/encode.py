@@ -9,11 +9,11 @@ lossy step is added.
 
 from __future__ import annotations
 
+import struct
 import warnings
 
 import numpy as np
 from pydicom import Dataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -59,24 +59,35 @@ def write_back(ds: Dataset, stored: Stored) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fragments = _rle_frames(stored)
-            if fragments is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
+            encoded = _rle_pixel_data(stored)
+            if encoded is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
                 ds.compress(RLELossless, np.ascontiguousarray(array), encoding_plugin="pydicom",
                             generate_instance_uid=False)  # identity is the header engine's
             else:
-                ds.PixelData = encapsulate(fragments)
+                ds.PixelData = encoded
                 ds["PixelData"].VR = "OB"
                 ds["PixelData"].is_undefined_length = True
                 ds.file_meta.TransferSyntaxUID = RLELossless
+    except PixelError:
+        raise
     except Exception as exc:  # noqa: BLE001 - encoders raise many types; never echo values
         raise PixelError(f"cleaned pixels cannot be re-encoded ({exc.__class__.__name__})") from None
     if was_lossy:
         ds.LossyImageCompression = "01"
 
 
-def _rle_frames(stored: Stored) -> list[bytes] | None:
-    """Each frame RLE-encoded by pylibjpeg-rle directly (pydicom's wrapper re-validates the
-    whole array first, which costs more than the encoding), or None without the plugin."""
+#: an item's tag (FFFE,E000), as encapsulated pixel data holds it (little endian)
+_ITEM = b"\xfe\xff\x00\xe0"
+
+
+def _rle_pixel_data(stored: Stored) -> bytes | None:
+    """The encapsulated PixelData value: a Basic Offset Table, then one item per frame
+    RLE-encoded by pylibjpeg-rle directly (pydicom's wrapper re-validates the whole array
+    first, which costs more than the encoding); None without the plugin.
+
+    The same bytes as pydicom's ``encapsulate`` of the frames, built in one pass: that
+    held the frames, its own buffer and the bytes it returned at once (three copies of a
+    cine's encoded pixels where this holds two)."""
     try:
         from rle.utils import encode_frame
     except ImportError:
@@ -84,8 +95,18 @@ def _rle_frames(stored: Stored) -> list[bytes] | None:
     lay = stored.layout
     array = stored.array
     order = ">" if array.dtype.byteorder == ">" else "<"
-    return [
-        encode_frame(np.ascontiguousarray(array[f]).tobytes(), lay.rows, lay.columns,
-                     lay.samples, lay.bits_allocated, order)
-        for f in range(lay.frames)
-    ]
+    parts: list[bytes] = [b""]  # the offset table, once the offsets are known
+    offsets: list[int] = []
+    at = 0
+    for f in range(lay.frames):
+        frame = encode_frame(np.ascontiguousarray(array[f]).tobytes(), lay.rows, lay.columns,
+                             lay.samples, lay.bits_allocated, order)
+        if len(frame) % 2:
+            frame += b"\0"  # an item's value has an even length
+        offsets.append(at)
+        parts += (_ITEM + struct.pack("<I", len(frame)), frame)
+        at += 8 + len(frame)
+    if at > 0xFFFFFFFF:  # past what a Basic Offset Table can point at
+        raise PixelError("cleaned pixels are too large to encapsulate (over 4 GiB)")
+    parts[0] = _ITEM + struct.pack(f"<I{len(offsets)}I", 4 * len(offsets), *offsets)
+    return b"".join(parts)
