@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from pydicom import Dataset
@@ -59,12 +60,14 @@ def write_back(ds: Dataset, stored: Stored) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            encoded = _rle_pixel_data(stored)
-            if encoded is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
+            encoder = _rle_encoder()
+            if encoder is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
                 ds.compress(RLELossless, np.ascontiguousarray(array), encoding_plugin="pydicom",
                             generate_instance_uid=False)  # identity is the header engine's
             else:
-                ds.PixelData = encoded
+                # decoded into ``stored``: the old frames are let go before the new are made
+                del ds["PixelData"]
+                ds.PixelData = _rle_pixel_data(stored, encoder)
                 ds["PixelData"].VR = "OB"
                 ds["PixelData"].is_undefined_length = True
                 ds.file_meta.TransferSyntaxUID = RLELossless
@@ -80,18 +83,22 @@ def write_back(ds: Dataset, stored: Stored) -> None:
 _ITEM = b"\xfe\xff\x00\xe0"
 
 
-def _rle_pixel_data(stored: Stored) -> bytes | None:
-    """The encapsulated PixelData value: a Basic Offset Table, then one item per frame
-    RLE-encoded by pylibjpeg-rle directly (pydicom's wrapper re-validates the whole array
-    first, which costs more than the encoding); None without the plugin.
-
-    The same bytes as pydicom's ``encapsulate`` of the frames, built in one pass: that
-    held the frames, its own buffer and the bytes it returned at once (three copies of a
-    cine's encoded pixels where this holds two)."""
+def _rle_encoder() -> Callable[..., bytes] | None:
+    """pylibjpeg-rle's frame encoder (pydicom's wrapper re-validates the whole array first,
+    which costs more than the encoding), or None without the plugin."""
     try:
         from rle.utils import encode_frame
     except ImportError:
         return None
+    return encode_frame
+
+
+def _rle_pixel_data(stored: Stored, encode_frame: Callable[..., bytes]) -> bytes:
+    """The encapsulated PixelData value: a Basic Offset Table, then one item per frame.
+
+    The same bytes as pydicom's ``encapsulate`` of the frames, built in one pass: that
+    held the frames, its own buffer and the bytes it returned at once (three copies of a
+    cine's encoded pixels where this holds two)."""
     lay = stored.layout
     array = stored.array
     order = ">" if array.dtype.byteorder == ">" else "<"
