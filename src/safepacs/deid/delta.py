@@ -145,7 +145,10 @@ class IdentityDelta:
             doc["pad"] = self.padding
         if self.bare:
             doc["bare"] = True
-        return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 6)
+        # level 1: as small as 6 within 1% (a header's JSON, a pixel group's base64) and a
+        # third faster, which shows on a cine's kept loop (2.8 s against 4.5 s for 105 MB);
+        # any level reads back alike
+        return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("ascii"), 1)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LoadedDelta:

@@ -283,3 +283,59 @@ def test_keep_original_false_neither_encodes_nor_keeps_the_compressed_original(m
     assert result.changed and result.pixels.group is None and result.pixels.patches == []
     assert out.file_meta.TransferSyntaxUID == RLELossless
     assert not stored_frames(out).array[:, 2:10, 2:22].any()
+
+
+def test_a_compressed_cine_is_cleaned_a_frame_at_a_time(monkeypatch):
+    """A 120-frame JPEG colour loop (110 MB decoded) is decoded, redacted and re-encoded
+    frame by frame: beside the new frames (held twice while they are joined into one
+    value), cleaning holds far less than the decoded loop, and every frame is filled."""
+    import tracemalloc
+
+    from safepacs.deid.pixels import clean
+    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
+
+    def whole(ds):
+        raise AssertionError("the whole loop was decoded")
+
+    monkeypatch.setattr(clean, "stored_frames", whole)
+    ds = pydicom.dcmread(get_testdata_file("color3d_jpeg_baseline.dcm"))
+    frames, decoded = int(ds.NumberOfFrames), ds.pixel_array.nbytes
+    box = Box(40, 30, 200, 40)
+
+    def find(frame, header, *, remove_all_text=False):
+        return FrameReport([Finding(box, True, "given")], 0.0, 0.0)
+
+    tracemalloc.start()
+    try:
+        result = clean_pixels(ds, ds, find=find, fixed=lambda h, r, c: [], keep_original=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.changed and ds.file_meta.TransferSyntaxUID == RLELossless
+    assert peak - 2 * len(ds.PixelData) < decoded / 4
+    (r,) = result.rects
+    cleaned = ds.pixel_array
+    assert cleaned.shape[0] == frames
+    assert not cleaned[:, r.y : r.y + r.h, r.x : r.x + r.w].any()  # black in every frame
+
+
+def test_a_cine_whose_frames_cannot_be_found_alone_is_decoded_whole(monkeypatch):
+    """Where a frame cannot be decoded by its number alone, the loop is decoded whole as
+    before, and cleaned all the same."""
+    from safepacs.deid.pixels import clean
+    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
+
+    def alone(ds, lay, index):
+        raise clean.PixelError("frame not found alone")
+
+    monkeypatch.setattr(clean, "decoded_frame", alone)
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+
+    def find(frame, header, *, remove_all_text=False):
+        return FrameReport([Finding(Box(2, 2, 20, 8), True, "given")], 0.0, 0.0)
+
+    out, result, _ = clean_copy(ds, find=find, fixed=lambda h, r, c: [])
+    (r,) = result.rects
+    assert result.frames_examined == 2
+    assert not out.pixel_array[:, r.y : r.y + r.h, r.x : r.x + r.w].any()
+    assert restore_pixels(out, result.pixels) == result.pixels.group

@@ -80,23 +80,23 @@ def test_re_encoded_frames_are_encapsulated_as_pydicom_does(name):
     assert list(generate_frames(ds.PixelData, number_of_frames=lay.frames)) == frames
 
 
-def test_the_old_frames_are_let_go_before_the_new_ones_are_encoded(monkeypatch):
-    """Once decoded, a cine's compressed frames are not needed again: they are dropped
-    before re-encoding, so the two encodings are never held at once."""
-    from rle.utils import encode_frame
-
+def test_the_old_frames_are_let_go_before_the_new_ones_are_joined(monkeypatch):
+    """Once every frame is re-encoded, the compressed frames are not needed again: they are
+    dropped before the new ones are joined into one value, so both are never held whole
+    beside the joined copy."""
     from safepacs.deid.pixels import encode
 
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
     stored = stored_frames(ds)
     expected = stored.array.copy()
     old_still_held = []
+    real = encode._encapsulated
 
-    def spy(*args):
+    def spy(frames):
         old_still_held.append("PixelData" in ds)
-        return encode_frame(*args)
+        return real(frames)
 
-    monkeypatch.setattr(encode, "_rle_encoder", lambda: spy)
+    monkeypatch.setattr(encode, "_encapsulated", spy)
     write_back(ds, stored)
-    assert old_still_held == [False, False]
+    assert old_still_held == [False]
     assert np.array_equal(ds.pixel_array.reshape(expected.shape), expected)

@@ -378,3 +378,32 @@ def test_a_cine_with_fewer_frames_than_it_declares_is_a_clear_error():
     ds.NumberOfFrames = 6
     with pytest.raises(PixelError, match="cannot be decoded"):
         stored_frames(ds)
+
+
+def test_frames_decoded_one_by_one_start_again_when_a_plugin_fails_midway(monkeypatch):
+    """A plugin that fails after some frames hands over to the next, from frame 0 (the
+    consumer files frames by number); fewer frames than declared is refused."""
+    from safepacs.deid.pixels import frames as module
+
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+    lay = module.layout(ds)
+
+    class Flaky:
+        def iter_array(self, ds, *, as_rgb, decoding_plugin):
+            count = 1 if decoding_plugin == "first" else 2
+            for n in range(count):
+                yield np.full((lay.rows, lay.columns, 3), n + 1, np.uint8), {}
+            if decoding_plugin == "first":
+                raise RuntimeError("broken stream")
+
+    monkeypatch.setattr(module, "_decoder", lambda ds, ts: (Flaky(), ds, ["first", "second"]))
+    seen = [(f, int(one.array[0, 0, 0, 0])) for f, one in module.decoded_frames(ds, lay)]
+    assert seen == [(0, 1), (0, 1), (1, 2)]
+
+    class Short:
+        def iter_array(self, ds, *, as_rgb, decoding_plugin):
+            yield np.zeros((lay.rows, lay.columns, 3), np.uint8), {}
+
+    monkeypatch.setattr(module, "_decoder", lambda ds, ts: (Short(), ds, ["only"]))
+    with pytest.raises(module.PixelError, match="fewer frames"):
+        list(module.decoded_frames(ds, lay))

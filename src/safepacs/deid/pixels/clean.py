@@ -9,7 +9,7 @@ rules, never text.  Header attributes it changes are recorded in the identity de
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +19,19 @@ from pydicom.filewriter import write_data_element
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from safepacs.deid.delta import META, IdentityDelta, PixelDelta
-from safepacs.deid.pixels.encode import TOUCHED_TAGS, write_back
-from safepacs.deid.pixels.frames import PixelError, darkest_value, display_frame, stored_frames
+from safepacs.deid.pixels.encode import TOUCHED_TAGS, write_back, write_back_frames
+from safepacs.deid.pixels.frames import (
+    PixelError,
+    Stored,
+    darkest_value,
+    decoded_frame,
+    decoded_frames,
+    display_frame,
+    layout,
+    stored_frames,
+)
 from safepacs.deid.pixels.redact import Patch, Rect, merge, padded, redact, unredact
+from safepacs.dicom.image import pixel_keyword
 
 _TRANSFER_SYNTAX = 0x00020010
 _PIXEL_GROUP = 0x7FE0
@@ -96,15 +106,24 @@ def clean_pixels(
     started = time.perf_counter()
     if find is None or fixed is None:
         find, fixed = _detector(find, fixed)
-    stored = stored_frames(ds)
-    lay = stored.layout
+    lay = layout(ds) if pixel_keyword(ds) == "PixelData" else None
+    # a compressed cine is decoded a frame at a time, never whole (decoded_frames)
+    stored = None if lay is not None and not lay.native and lay.frames > 1 else stored_frames(ds)
+    lay = stored.layout if stored is not None else lay
+    assert lay is not None
     result = PixelCleanResult()
     seen: dict[tuple, Any] = {}
     for finding in fixed(original_header, lay.rows, lay.columns):
         seen.setdefault(_key(finding), finding)
     examined = frames_to_examine(lay.frames)
     for index in examined:
-        frame = display_frame(stored, index, ds)
+        if stored is None:
+            try:
+                frame = display_frame(decoded_frame(ds, lay, index), 0, ds)
+            except PixelError:  # a frame not found alone: the whole loop, as before
+                stored = stored_frames(ds)
+        if stored is not None:
+            frame = display_frame(stored, index, ds)
         try:
             report = find(frame, original_header, remove_all_text=remove_all_text)
         except Exception as exc:  # noqa: BLE001 - OCR missing or failing: fail closed, no values
@@ -124,13 +143,19 @@ def clean_pixels(
                                                        lay.rows, lay.columns)) is not None])
     result.rects = rects
     if rects:
-        reencoded = stored.buffer is None  # compressed, or laid out so boxes need decoding
+        # compressed, or laid out so that boxes need decoding
+        reencoded = stored is None or stored.buffer is None
         if not keep_original:
             original_group = None
         elif original_group is None and reencoded:
             original_group = _encode_group(ds)
         if delta is not None:
             _record_header(ds, delta)
+        if stored is None:
+            write_back_frames(ds, lay, _redacted(decoded_frames(ds, lay), rects, ds))
+            result.pixels = PixelDelta(group=original_group)
+            result.seconds = time.perf_counter() - started
+            return result
         fills = [darkest_value(stored, f, ds) for f in range(lay.frames)]
         patches = redact(stored.array, rects, fills)
         write_back(ds, stored)
@@ -143,6 +168,14 @@ def clean_pixels(
             result.pixels = PixelDelta(group=original_group)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _redacted(frames: Iterator[tuple[int, Stored]], rects: list[Rect], ds: Dataset,
+              ) -> Iterator[tuple[int, Stored]]:
+    """Each frame with ``rects`` filled by its own darkest value, as it is decoded."""
+    for f, one in frames:
+        redact(one.array, rects, [darkest_value(one, 0, ds)])
+        yield f, one
 
 
 def restore_pixels(ds: Dataset, pixels: PixelDelta) -> bytes | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from pydicom import Dataset
@@ -22,7 +22,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from safepacs.deid.pixels.frames import PixelError, Stored
+from safepacs.deid.pixels.frames import Layout, PixelError, Stored
 
 #: Transfer syntaxes that are always lossy: the pixels already lost information.
 LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
@@ -42,32 +42,50 @@ def write_back(ds: Dataset, stored: Stored) -> None:
     if stored.buffer is not None:
         ds.PixelData = bytes(stored.buffer)
         return
-    lay = stored.layout
+    write_back_frames(ds, stored.layout, ((f, stored.frame(f)) for f in range(stored.layout.frames)))
+
+
+def write_back_frames(ds: Dataset, lay: Layout, frames: Iterable[tuple[int, Stored]]) -> None:
+    """Re-encode ``ds``'s pixel data (RLE Lossless) from its frames, each given (already
+    redacted) as a one-frame :class:`Stored` with its number, in order; a number seen
+    again (a decoder that started over) replaces that frame.  Frames are encoded as they
+    come, so a cine's decoded loop need never be held whole."""
     was_lossy = lay.transfer_syntax in LOSSY_SYNTAXES or str(
         ds.get("LossyImageCompression", "") or ""
     ).strip() == "01"
-    array = stored.array
-    if lay.frames == 1:
-        array = array[0]
-    if lay.samples == 1:
-        array = array[..., 0]
-    for tag in (0x7FE00001, 0x7FE00002):
-        if tag in ds:
-            del ds[tag]
-    ds.PhotometricInterpretation = stored.photometric
-    if lay.samples == 3:
-        ds.PlanarConfiguration = 0
+    encoded: list[bytes | None] = [None] * lay.frames
+    whole: np.ndarray | None = None  # without pylibjpeg-rle: pydicom's encoder takes it all
+    photometric = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             encoder = _rle_encoder()
-            if encoder is None:  # no pylibjpeg-rle: pydicom's own (slower) encoder
+            for f, one in frames:
+                photometric = one.photometric
+                if encoder is not None:
+                    encoded[f] = _rle_frame(one, encoder)
+                    continue
+                if whole is None:
+                    whole = np.empty((lay.frames, *one.array.shape[1:]), one.array.dtype)
+                whole[f] = one.array[0]
+            if photometric is None or (encoder is not None and None in encoded):
+                raise PixelError("cleaned pixels lack frames")
+            for tag in (0x7FE00001, 0x7FE00002):
+                if tag in ds:
+                    del ds[tag]
+            ds.PhotometricInterpretation = photometric
+            if lay.samples == 3:
+                ds.PlanarConfiguration = 0
+            if encoder is None:
+                array = whole[0] if lay.frames == 1 else whole
+                array = array[..., 0] if lay.samples == 1 else array
                 ds.compress(RLELossless, np.ascontiguousarray(array), encoding_plugin="pydicom",
                             generate_instance_uid=False)  # identity is the header engine's
             else:
-                # decoded into ``stored``: the old frames are let go before the new are made
+                # the old frames are let go before the new ones are joined
                 del ds["PixelData"]
-                ds.PixelData = _rle_pixel_data(stored, encoder)
+                ds.PixelData = _encapsulated(encoded)  # type: ignore[arg-type]
+                del encoded
                 ds["PixelData"].VR = "OB"
                 ds["PixelData"].is_undefined_length = True
                 ds.file_meta.TransferSyntaxUID = RLELossless
@@ -93,23 +111,26 @@ def _rle_encoder() -> Callable[..., bytes] | None:
     return encode_frame
 
 
-def _rle_pixel_data(stored: Stored, encode_frame: Callable[..., bytes]) -> bytes:
+def _rle_frame(one: Stored, encode_frame: Callable[..., bytes]) -> bytes:
+    """One frame's RLE segments, padded to the even length an item's value has."""
+    lay = one.layout
+    array = one.array
+    order = ">" if array.dtype.byteorder == ">" else "<"
+    frame = encode_frame(np.ascontiguousarray(array[0]).tobytes(), lay.rows, lay.columns,
+                         lay.samples, lay.bits_allocated, order)
+    return frame + b"\0" if len(frame) % 2 else frame
+
+
+def _encapsulated(frames: list[bytes]) -> bytes:
     """The encapsulated PixelData value: a Basic Offset Table, then one item per frame.
 
     The same bytes as pydicom's ``encapsulate`` of the frames, built in one pass: that
     held the frames, its own buffer and the bytes it returned at once (three copies of a
     cine's encoded pixels where this holds two)."""
-    lay = stored.layout
-    array = stored.array
-    order = ">" if array.dtype.byteorder == ">" else "<"
-    parts: list[bytes] = [b""]  # the offset table, once the offsets are known
     offsets: list[int] = []
+    parts: list[bytes] = [b""]  # the offset table, once the offsets are known
     at = 0
-    for f in range(lay.frames):
-        frame = encode_frame(np.ascontiguousarray(array[f]).tobytes(), lay.rows, lay.columns,
-                             lay.samples, lay.bits_allocated, order)
-        if len(frame) % 2:
-            frame += b"\0"  # an item's value has an even length
+    for frame in frames:
         offsets.append(at)
         parts += (_ITEM + struct.pack("<I", len(frame)), frame)
         at += 8 + len(frame)

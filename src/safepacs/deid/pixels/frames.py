@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +91,10 @@ class Stored:
     photometric: str
     layout: Layout
 
+    def frame(self, index: int) -> Stored:
+        """Frame ``index`` alone, as a one-frame view of this array."""
+        return Stored(self.array[index : index + 1], None, self.photometric, self.layout)
+
 
 #: why a Parametric Map (Float or Double Float Pixel Data, PS3.3 C.7.6.24-25) is refused
 _FLOAT_PIXELS = "float pixel data (a Parametric Map's values) is not supported for pixel cleaning"
@@ -151,6 +157,74 @@ def decode(ds: Dataset, transfer_syntax: str | None = None, *, index: int | None
     turns YBR colour into RGB over the whole cine in floating point, so a 120-frame 640x480
     ultrasound loop peaked at 1 GB (a 500-frame echo would need several) and took twice as
     long; one frame at a time it peaks at the decoded frames plus one frame."""
+    decoder, ds, plugins = _decoder(ds, transfer_syntax)
+    failure = "no plugin"
+    with _quiet_decoders():
+        for plugin in plugins:
+            try:
+                with warnings.catch_warnings(), panics_as_errors():
+                    warnings.simplefilter("ignore")
+                    frames = frame_count(ds) if index is None else None
+                    if frames is not None and frames > 1:
+                        return _each_frame(decoder, ds, frames, as_rgb=as_rgb, plugin=plugin)
+                    return decoder.as_array(ds, index=index, as_rgb=as_rgb, decoding_plugin=plugin)
+            except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
+                failure = exc.__class__.__name__
+    raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
+
+
+def decoded_frames(ds: Dataset, lay: Layout) -> Iterator[tuple[int, Stored]]:
+    """Each frame of compressed ``ds`` decoded alone, as a one-frame :class:`Stored`, for a
+    pass that needs one frame at a time: a cine is then cleaned without its decoded loop
+    held whole (a 300-frame 1024x768 colour loop is 700 MB decoded).
+
+    When a decoding plugin fails midway, the next one starts again from frame 0, so a
+    consumer files each frame by its number.  Raises :class:`PixelError` when no plugin
+    decodes every frame, or the frames do not match ``lay``.
+    """
+    decoder, ds, plugins = _decoder(ds, lay.transfer_syntax)
+    failure = "no plugin"
+    with _quiet_decoders():
+        for plugin in plugins:
+            count = 0
+            try:
+                with warnings.catch_warnings(), panics_as_errors():
+                    warnings.simplefilter("ignore")
+                    for frame, notes in decoder.iter_array(ds, as_rgb=True, decoding_plugin=plugin):
+                        if count == lay.frames:
+                            break  # more frames than declared: as in :func:`_each_frame`
+                        yield count, _one_frame(frame, notes, lay)
+                        count += 1
+            except PixelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
+                failure = exc.__class__.__name__
+                continue
+            if count < lay.frames:
+                raise PixelError("compressed pixel data holds fewer frames than NumberOfFrames")
+            return
+    raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
+
+
+def decoded_frame(ds: Dataset, lay: Layout, index: int) -> Stored:
+    """Frame ``index`` of compressed ``ds`` decoded alone (see :func:`decoded_frames`)."""
+    array, notes = decode(ds, lay.transfer_syntax, index=index)
+    return _one_frame(array, notes, lay)
+
+
+def _one_frame(array: np.ndarray, notes: dict, lay: Layout) -> Stored:
+    expected = (lay.rows, lay.columns) if lay.samples == 1 else (lay.rows, lay.columns, 3)
+    if array.shape != expected:
+        raise PixelError("decoded pixel data does not match the image description")
+    if not array.flags.writeable:
+        array = array.copy()
+    photometric = str(notes.get("photometric_interpretation", lay.photometric))
+    return Stored(array.reshape(1, lay.rows, lay.columns, lay.samples), None, photometric, lay)
+
+
+def _decoder(ds: Dataset, transfer_syntax: str | None):  # type: ignore[no-untyped-def]
+    """pydicom's decoder for ``ds``, ``ds`` itself (or a copy with usable offsets) and the
+    plugins to try, in order."""
     from pydicom.pixels import get_decoder
 
     tsuid = transfer_syntax or str(ds.file_meta.TransferSyntaxUID)
@@ -163,23 +237,18 @@ def decode(ds: Dataset, transfer_syntax: str | None = None, *, index: int | None
         raise PixelError(f"transfer syntax {tsuid} cannot be decoded: no plugin installed")
     available = list(decoder.available_plugins)
     plugins = [p for p in _PLUGIN_ORDER if p in available]
-    failure = "no plugin"
+    return decoder, ds, plugins or available or [""]  # native data: no plugins, pydicom's own
+
+
+@contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """pydicom's decoders log a traceback for each plugin that fails."""
     logger = logging.getLogger("pydicom")
-    disabled, logger.disabled = logger.disabled, True  # decoders log tracebacks per plugin
+    disabled, logger.disabled = logger.disabled, True
     try:
-        for plugin in plugins or available or [""]:  # native data: no plugins, pydicom's own
-            try:
-                with warnings.catch_warnings(), panics_as_errors():
-                    warnings.simplefilter("ignore")
-                    frames = frame_count(ds) if index is None else None
-                    if frames is not None and frames > 1:
-                        return _each_frame(decoder, ds, frames, as_rgb=as_rgb, plugin=plugin)
-                    return decoder.as_array(ds, index=index, as_rgb=as_rgb, decoding_plugin=plugin)
-            except Exception as exc:  # noqa: BLE001 - decoders raise many types; never echo values
-                failure = exc.__class__.__name__
+        yield
     finally:
         logger.disabled = disabled
-    raise PixelError(f"compressed pixel data cannot be decoded ({failure})")
 
 
 def _each_frame(decoder, ds: Dataset, frames: int, *, as_rgb: bool,  # type: ignore[no-untyped-def]
