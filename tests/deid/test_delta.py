@@ -158,3 +158,29 @@ def test_text_padding_comes_back_byte_for_byte(keys, implicit, tmp_path):
     again = io.BytesIO()
     restored.save_as(again)
     assert again.getvalue()[128:] == padded[128:]
+
+
+def test_a_large_kept_pixel_group_is_serialised_in_pieces_to_the_same_text(keys):
+    """A cine's kept original (here 7 MB, over the streaming size and not a whole number
+    of pieces) is base64-encoded and compressed a piece at a time: the delta holds exactly
+    the JSON text of the one-piece way, and opens to the same bytes."""
+    import base64
+    import json
+    import os
+    import zlib
+
+    from safepacs.deid import delta as module
+    from safepacs.deid.delta import PixelDelta
+
+    _ds, delta = deidentify(make_ct(), Options(), keys)
+    group = os.urandom(module._CHUNK * 2 + 12345)
+    delta.pixels = PixelDelta(group=group)
+    plain = delta.to_bytes()
+    doc = json.loads(zlib.decompress(plain))
+    assert doc["px"]["g"] == base64.b64encode(group).decode("ascii")
+    assert IdentityDelta.from_bytes(plain).pixels.group == group
+    delta.pixels = PixelDelta(group=group[: module._STREAMED - 1])  # under the size: one piece
+    assert json.loads(zlib.decompress(delta.to_bytes()))["px"]["g"] == base64.b64encode(
+        group[: module._STREAMED - 1]).decode("ascii")
+    sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), "2.25.1")
+    assert unseal(sealed, keys.derive(DELTA_KEY_PURPOSE), "2.25.1").pixels.group == group[: module._STREAMED - 1]
