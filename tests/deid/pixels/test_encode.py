@@ -100,3 +100,24 @@ def test_the_old_frames_are_let_go_before_the_new_ones_are_joined(monkeypatch):
     write_back(ds, stored)
     assert old_still_held == [False]
     assert np.array_equal(ds.pixel_array.reshape(expected.shape), expected)
+
+
+def test_without_pylibjpeg_rle_pydicom_encodes_and_missing_frames_are_refused(monkeypatch):
+    """pydicom's own RLE encoder takes over without the plugin (same pixels back); frames
+    that never came are an error, never an image with a frame of leftovers."""
+    from safepacs.deid.pixels import encode
+    from safepacs.deid.pixels.frames import PixelError
+
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+    stored = stored_frames(ds)
+    stored.array[:, :4, :4] = 0
+    expected = stored.array.copy()
+    monkeypatch.setattr(encode, "_rle_encoder", lambda: None)
+    write_back(ds, stored)
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    assert np.array_equal(ds.pixel_array.reshape(expected.shape), expected)
+    monkeypatch.undo()
+    ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
+    stored = stored_frames(ds)
+    with pytest.raises(PixelError, match="lack frames"):
+        encode.write_back_frames(ds, stored.layout, [(0, stored.frame(0))])

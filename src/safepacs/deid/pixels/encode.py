@@ -56,19 +56,21 @@ def write_back_frames(ds: Dataset, lay: Layout, frames: Iterable[tuple[int, Stor
     encoded: list[bytes | None] = [None] * lay.frames
     whole: np.ndarray | None = None  # without pylibjpeg-rle: pydicom's encoder takes it all
     photometric = None
+    given: set[int] = set()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             encoder = _rle_encoder()
             for f, one in frames:
                 photometric = one.photometric
+                given.add(f)
                 if encoder is not None:
                     encoded[f] = _rle_frame(one, encoder)
                     continue
                 if whole is None:
                     whole = np.empty((lay.frames, *one.array.shape[1:]), one.array.dtype)
                 whole[f] = one.array[0]
-            if photometric is None or (encoder is not None and None in encoded):
+            if photometric is None or len(given) != lay.frames:
                 raise PixelError("cleaned pixels lack frames")
             for tag in (0x7FE00001, 0x7FE00002):
                 if tag in ds:
