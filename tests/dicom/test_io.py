@@ -495,3 +495,37 @@ def test_a_dicomdir_is_known_by_its_sop_class_whatever_its_name(tmp_path):
         with pytest.raises(MediaIndex, match="DICOMDIR media index") as err:
             read_header(path)
         assert "MEDIA" not in str(err.value) and "PID7734120" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("syntax", "size", "encapsulated"),
+    [("1.2.840.10008.1.2.1", 1 << 21, False), ("1.2.840.10008.1.2.1", (1 << 20) + 1, False),
+     ("1.2.840.10008.1.2", 1 << 21, False), ("1.2.840.10008.1.2.5", (1 << 21) + 3, True)],
+    ids=["explicit", "explicit-odd", "implicit", "encapsulated-odd"],
+)
+def test_large_pixels_made_in_memory_are_written_as_pydicom_writes_them(tmp_path, syntax, size, encapsulated):
+    """Cleaned pixels (loaded in the dataset, 1 MiB and more) go straight to the file after
+    their header: the same bytes as pydicom's writer, odd lengths padded, an encapsulated
+    value closed by its delimiter, and what sorts after the pixels still written."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
+
+    base = pydicom.dcmread(CT)
+    if not encapsulated:  # an encapsulated syntax's header is explicit VR little endian too
+        base.file_meta.TransferSyntaxUID = UID(syntax)
+    base.save_as(tmp_path / "base.dcm", enforce_file_format=True)
+    ds = pydicom.dcmread(tmp_path / "base.dcm")  # elements as read, in that transfer syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+    frame = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    ds.BitsAllocated = 8
+    ds.PixelData = encapsulate([frame]) if encapsulated else frame
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = encapsulated
+    ds.add_new(0x7FE0_0001, "OV", b"\x00" * 8)  # another pixel-group element (ExtendedOffsetTable)
+    ds.add_new(0xFFFA_FFFA, "OB", b"\x01\x02")  # sorts after the pixels
+    src = read_header(tmp_path / "base.dcm")
+    src.pixel_start = src.pixel_end = None
+    out = tmp_path / "out.dcm"
+    write_atomic(src, ds, out)
+    ds.save_as(tmp_path / "pydicom.dcm", enforce_file_format=True)
+    assert out.read_bytes()[132:] == (tmp_path / "pydicom.dcm").read_bytes()[132:]

@@ -622,10 +622,53 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
                 fp.is_little_endian = little
                 write_dataset(fp, tail)
                 fh.write(fp.getvalue())
+        elif not groups and not odd_lengths and little and _large_pixel_value(ds):
+            # pixels made here (cleaned): written straight to the file, not copied into
+            # the header's buffer and out of it again (100 MB twice, for a cleaned cine)
+            head, tail = _split_at_pixels(ds)
+            _write_body(fp, head, implicit, little, groups, odd_lengths)
+            fh.write(fp.getvalue())
+            for tag in sorted(t for t in ds.keys() if t >> 16 == _PIXEL_GROUP):
+                _write_pixel_element(fh, ds, tag, implicit)
+            if tail is not None:
+                fp = DicomBytesIO()
+                fp.is_implicit_VR, fp.is_little_endian = implicit, little
+                write_dataset(fp, tail)
+                fh.write(fp.getvalue())
         else:
             _write_body(fp, ds, implicit, little, groups, odd_lengths)
             fh.write(fp.getvalue())
         fh.write(b"\x00" * padding)
+
+
+#: pixel values this large are written straight to the file (see _write_atomic)
+_DIRECT_PIXELS = 1 << 20
+
+
+def _large_pixel_value(ds: Dataset) -> bool:
+    elem = ds._dict.get(_PIXEL_DATA)  # type: ignore[attr-defined]
+    return elem is not None and isinstance(elem.value, bytes) and len(elem.value) >= _DIRECT_PIXELS
+
+
+def _write_pixel_element(fh: BinaryIO, ds: Dataset, tag: int, implicit: bool) -> None:
+    """One pixel-group element of ``ds`` (little endian) as pydicom writes it; a large
+    OB/OW value goes to ``fh`` as it is, after its header (an encapsulated one with
+    undefined length, then its sequence delimiter; an odd length padded with a NUL)."""
+    elem = ds[tag]
+    value = elem.value
+    if not (tag == _PIXEL_DATA and isinstance(value, bytes) and (implicit or elem.VR in ("OB", "OW"))):
+        fp = DicomBytesIO()
+        fp.is_implicit_VR, fp.is_little_endian = implicit, True
+        write_data_element(fp, elem)
+        fh.write(fp.getvalue())
+        return
+    pad = b"\x00" if len(value) % 2 else b""
+    undefined = elem.is_undefined_length
+    fh.write(_element_header(tag, elem.VR, _UNDEFINED if undefined else len(value) + len(pad), implicit))
+    fh.write(value)
+    fh.write(pad)
+    if undefined:
+        fh.write(_SEQUENCE_END)
 
 
 def _group_lengths(ds: Dataset) -> dict[int, int]:
