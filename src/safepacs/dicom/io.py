@@ -616,12 +616,7 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
                 _copy_range(
                     src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start
                 )
-            if tail is not None:
-                fp = DicomBytesIO()
-                fp.is_implicit_VR = implicit
-                fp.is_little_endian = little
-                write_dataset(fp, tail)
-                fh.write(fp.getvalue())
+            _write_tail(fh, tail, implicit, little)
         elif not groups and not odd_lengths and little and _large_pixel_value(ds):
             # pixels made here (cleaned): written straight to the file, not copied into
             # the header's buffer and out of it again (100 MB twice, for a cleaned cine)
@@ -630,15 +625,21 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
             fh.write(fp.getvalue())
             for tag in sorted(t for t in ds.keys() if t >> 16 == _PIXEL_GROUP):
                 _write_pixel_element(fh, ds, tag, implicit)
-            if tail is not None:
-                fp = DicomBytesIO()
-                fp.is_implicit_VR, fp.is_little_endian = implicit, little
-                write_dataset(fp, tail)
-                fh.write(fp.getvalue())
+            _write_tail(fh, tail, implicit, little)
         else:
             _write_body(fp, ds, implicit, little, groups, odd_lengths)
             fh.write(fp.getvalue())
         fh.write(b"\x00" * padding)
+
+
+def _write_tail(fh: BinaryIO, tail: Dataset | None, implicit: bool, little: bool) -> None:
+    """The elements that sort after the pixel data (see :func:`_split_at_pixels`), if any."""
+    if tail is None:
+        return
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, little
+    write_dataset(fp, tail)
+    fh.write(fp.getvalue())
 
 
 #: pixel values this large are written straight to the file (see _write_atomic)

@@ -21,7 +21,7 @@ from pydicom.uid import RLELossless
 
 from safepacs.deid.delta import IdentityDelta
 from safepacs.deid.pixels.clean import clean_pixels, restore_pixels
-from safepacs.deid.pixels.findings import legible_identity
+from safepacs.deid.pixels.findings import Box, Finding, FrameReport, legible_identity
 from safepacs.deid.pixels.frames import display_frame, stored_frames
 from safepacs.synth.burned import chest_xray, ct_slice, fonts_available, ultrasound
 from tests.conftest import TCIA, needs_tcia
@@ -82,6 +82,16 @@ def clean_copy(ds, **kw):
     out.PixelData = bytes(ds.PixelData)
     delta = IdentityDelta()
     return out, clean_pixels(out, ds, delta=delta, **kw), delta
+
+
+def finds(box):
+    """A detector that reports ``box`` (to be removed) in every frame it is shown: the
+    mechanics of cleaning, apart from what the real detector finds."""
+
+    def find(frame, header, *, remove_all_text=False):
+        return FrameReport([Finding(box, True, "given")], 0.0, 0.0)
+
+    return find
 
 
 SAMPLES = [lambda: chest_xray(101), lambda: chest_xray(102, rows=2048, cols=2304),
@@ -232,15 +242,12 @@ def test_a_failing_text_detector_fails_the_file_closed():
 def test_every_format_is_filled_in_place_and_restored(name):
     """The mechanics for every photometric interpretation and transfer syntax, with a box
     given (what the detector says is its own business, tested above)."""
-    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
 
     ds = pydicom.dcmread(get_testdata_file(name))
     rows, cols = int(ds.Rows), int(ds.Columns)
     box = Box(cols // 4, rows // 4, cols // 3, max(4, rows // 10))
 
-    def find(frame, header, *, remove_all_text=False):
-        return FrameReport([Finding(box, True, "given")], 0.0, 0.0)
-
+    find = finds(box)
     before = stored_frames(ds).array.copy()
     original = bytes(ds.PixelData)
     out, result, delta = clean_copy(ds, find=find, fixed=lambda h, r, c: [])
@@ -268,7 +275,6 @@ def test_keep_original_false_neither_encodes_nor_keeps_the_compressed_original(m
     """A caller that keeps no identity delta asks for no original: the pixel group is not
     encoded again just to be thrown away, and the result still says the pixels changed."""
     from safepacs.deid.pixels import clean
-    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
 
     def never(ds):
         raise AssertionError("the original pixel group was encoded")
@@ -276,9 +282,7 @@ def test_keep_original_false_neither_encodes_nor_keeps_the_compressed_original(m
     monkeypatch.setattr(clean, "_encode_group", never)
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
 
-    def find(frame, header, *, remove_all_text=False):
-        return FrameReport([Finding(Box(2, 2, 20, 8), True, "given")], 0.0, 0.0)
-
+    find = finds(Box(2, 2, 20, 8))
     out, result, _ = clean_copy(ds, find=find, fixed=lambda h, r, c: [], keep_original=False)
     assert result.changed and result.pixels.group is None and result.pixels.patches == []
     assert out.file_meta.TransferSyntaxUID == RLELossless
@@ -292,7 +296,6 @@ def test_a_compressed_cine_is_cleaned_a_frame_at_a_time(monkeypatch):
     import tracemalloc
 
     from safepacs.deid.pixels import clean
-    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
 
     def whole(ds):
         raise AssertionError("the whole loop was decoded")
@@ -302,9 +305,7 @@ def test_a_compressed_cine_is_cleaned_a_frame_at_a_time(monkeypatch):
     frames, decoded = int(ds.NumberOfFrames), ds.pixel_array.nbytes
     box = Box(40, 30, 200, 40)
 
-    def find(frame, header, *, remove_all_text=False):
-        return FrameReport([Finding(box, True, "given")], 0.0, 0.0)
-
+    find = finds(box)
     tracemalloc.start()
     try:
         result = clean_pixels(ds, ds, find=find, fixed=lambda h, r, c: [], keep_original=False)
@@ -323,7 +324,6 @@ def test_a_cine_whose_frames_cannot_be_found_alone_is_decoded_whole(monkeypatch)
     """Where a frame cannot be decoded by its number alone, the loop is decoded whole as
     before, and cleaned all the same."""
     from safepacs.deid.pixels import clean
-    from safepacs.deid.pixels.findings import Box, Finding, FrameReport
 
     def alone(ds, lay, index):
         raise clean.PixelError("frame not found alone")
@@ -331,9 +331,7 @@ def test_a_cine_whose_frames_cannot_be_found_alone_is_decoded_whole(monkeypatch)
     monkeypatch.setattr(clean, "decoded_frame", alone)
     ds = pydicom.dcmread(get_testdata_file("SC_rgb_rle_2frame.dcm"))
 
-    def find(frame, header, *, remove_all_text=False):
-        return FrameReport([Finding(Box(2, 2, 20, 8), True, "given")], 0.0, 0.0)
-
+    find = finds(Box(2, 2, 20, 8))
     out, result, _ = clean_copy(ds, find=find, fixed=lambda h, r, c: [])
     (r,) = result.rects
     assert result.frames_examined == 2

@@ -23,6 +23,7 @@ from pydicom.uid import (
 )
 
 from safepacs.deid.pixels.frames import Layout, PixelError, Stored
+from safepacs.dicom.io import _ITEM  # an item's tag (FFFE,E000), little endian
 
 #: Transfer syntaxes that are always lossy: the pixels already lost information.
 LOSSY_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless})
@@ -97,10 +98,6 @@ def write_back_frames(ds: Dataset, lay: Layout, frames: Iterable[tuple[int, Stor
         raise PixelError(f"cleaned pixels cannot be re-encoded ({exc.__class__.__name__})") from None
     if was_lossy:
         ds.LossyImageCompression = "01"
-
-
-#: an item's tag (FFFE,E000), as encapsulated pixel data holds it (little endian)
-_ITEM = b"\xfe\xff\x00\xe0"
 
 
 def _rle_encoder() -> Callable[..., bytes] | None:
