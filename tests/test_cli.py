@@ -431,3 +431,38 @@ def test_a_report_key_or_deltas_inside_output_or_input_are_usage_errors(corpus, 
         proc = cli("deid", tmp_path / "in", locked / "out", *args, check=2)
         assert "pass --report" in proc.stderr + proc.stdout
     assert not (tmp_path / "o").exists()
+
+
+def test_originals_inside_output_are_a_usage_error(corpus, tmp_path):
+    """A folder meant for release must not hold the originals: neither a folder nor a file
+    INPUT may lie inside a folder OUTPUT."""
+    src, _ = corpus
+    (tmp_path / "release").mkdir()
+    _three_files(src, tmp_path / "release" / "originals")
+    args = ("--key-file", tmp_path / "k", "--report", tmp_path / "r.jsonl")
+    for given in (tmp_path / "release" / "originals", tmp_path / "release" / "originals" / "0.dcm"):
+        proc = cli("deid", given, tmp_path / "release", *args, check=2)
+        assert "INPUT must not lie inside OUTPUT" in proc.stderr + proc.stdout
+    assert sorted(p.name for p in (tmp_path / "release").rglob("*")) == ["0.dcm", "1.dcm", "2.dcm", "originals"]
+
+
+def test_restore_never_writes_into_deid_or_deltas(corpus, tmp_path):
+    """The restored originals carry identity: not into the release folder (nor over its files),
+    not among the deltas.  Each refusal is a usage error and leaves both folders as they were."""
+    src, _ = corpus
+    _three_files(src, tmp_path / "in")
+    out, deltas = tmp_path / "out", tmp_path / "deltas"
+    cli("deid", tmp_path / "in", out, "--key-file", tmp_path / "k", "--delta-dir", deltas)
+    before = {p: p.read_bytes() for p in [*out.rglob("*"), *deltas.rglob("*")] if p.is_file()}
+    for target, why in ((out, "OUTPUT must not be DEID"), (out / "back", "OUTPUT must not be DEID"),
+                        (deltas, "OUTPUT must not be DELTAS"), (deltas / "back", "OUTPUT must not be DELTAS")):
+        proc = cli("restore", out, deltas, target, "--key-file", tmp_path / "k", check=2)
+        assert why in proc.stderr + proc.stdout
+    one = next(out.rglob("*.dcm"))
+    proc = cli("restore", one, deltas, one, "--key-file", tmp_path / "k", check=2)
+    assert "OUTPUT must not be DEID" in proc.stderr + proc.stdout
+    after = {p: p.read_bytes() for p in [*out.rglob("*"), *deltas.rglob("*")] if p.is_file()}
+    assert after == before
+    proc = cli("restore", out, deltas, tmp_path / "back", "--key-file", tmp_path / "k")
+    assert "safepacs restore" in proc.stderr + proc.stdout
+    assert len(_dcm_files(tmp_path / "back")) == 3

@@ -132,6 +132,8 @@ def deid(
     single = input.is_file() and (output.suffix.lower() in (".dcm", ".dicom") or output.is_file())
     if single and output.exists() and output.resolve() == in_real:
         raise _fail("OUTPUT must differ from INPUT")
+    if not single and in_real.is_relative_to(out_real):
+        raise _fail("INPUT must not lie inside OUTPUT, the folder meant for release: the originals would travel with it")
     report_path = report or (None if single else default_report(output))
     if report_path is not None and report_path.resolve().is_relative_to(in_real):
         raise _fail("--report must lie outside INPUT")
@@ -187,9 +189,9 @@ def _write_report(path: Path | None, results: list[Result]) -> None:
     os.replace(tmp, path)
 
 
-def _summary(results: list[Result], report: Path | None) -> None:
+def _summary(results: list[Result], report: Path | None, title: str = "safepacs deid") -> None:
     counts = Counter(r.status for r in results)
-    table = Table(title="safepacs deid")
+    table = Table(title=title)
     table.add_column("status")
     table.add_column("files", justify="right")
     for status in ("ok", "rejected", "skipped"):
@@ -227,9 +229,18 @@ def restore(
 
     if not deid_dir.exists() or not deltas.is_dir():
         raise _fail("DEID must exist and DELTAS must be a folder")
+    out_real = output.resolve()
+    if out_real.is_relative_to(deid_dir.resolve()):
+        raise _fail("OUTPUT must not be DEID or lie inside it: the restored originals carry identity, "
+                    "and DEID is the folder meant for release")
+    if out_real.is_relative_to(deltas.resolve()):
+        raise _fail("OUTPUT must not be DELTAS or lie inside it: keep the restored originals apart")
     keys = _load_keys(key_file, create=False)
-    results = restore_tree(deid_dir, deltas, output, keys)
-    _summary(results, None)
+    tasks = sum(1 for _ in discover(deid_dir))
+    with progress() as bars:
+        bar = bars.add_task("restoring", total=tasks)
+        results = restore_tree(deid_dir, deltas, output, keys, on_result=lambda _: bars.advance(bar))
+    _summary(results, None, title="safepacs restore")
     if any(r.status == "rejected" for r in results):
         for r in results:
             if r.status == "rejected":

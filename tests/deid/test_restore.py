@@ -315,3 +315,29 @@ def test_a_removed_sequence_of_an_implicit_vr_file_comes_back_byte_for_byte(tmp_
 
     _deidentify(tmp_path, keys)
     assert _restored(tmp_path, keys).read_bytes() == data
+
+
+def test_a_restored_original_never_overwrites_a_de_identified_file(tmp_path, keys):
+    """OUTPUT around DEID can map a target onto a de-identified file: with DEID ``o/p``
+    holding ``x.dcm`` and ``p/x.dcm`` and OUTPUT ``o``, ``p/x.dcm`` would go to ``o/p/x.dcm``,
+    DEID's own ``x.dcm``.  That one is refused and the file left as it was; the other is
+    restored."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "in" / "ct.dcm")
+    shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / "in" / "mr.dcm")
+    job = Job(tmp_path / "made", None, HEADER_ONLY, keys.secret, tmp_path / "deltas", time.time() - 1)
+    assert [r.status for r in run(list(discover(tmp_path / "in")), job)] == ["ok", "ok"]
+    ct, mr = sorted((tmp_path / "made").rglob("*.dcm"), key=lambda p: pydicom.dcmread(p).Modality)
+    deid = tmp_path / "o" / "p"
+    (deid / "p").mkdir(parents=True)
+    shutil.copy(mr, deid / "x.dcm")
+    shutil.copy(ct, deid / "p" / "x.dcm")
+    kept = (deid / "x.dcm").read_bytes()
+
+    results = {r.input: r for r in restore_tree(deid, tmp_path / "deltas", tmp_path / "o", keys)}
+
+    assert results["p/x.dcm"].status == "rejected"
+    assert "overwrite a de-identified input" in results["p/x.dcm"].reason
+    assert (deid / "x.dcm").read_bytes() == kept
+    assert results["x.dcm"].status == "ok"
+    assert pydicom.dcmread(tmp_path / "o" / "x.dcm") == pydicom.dcmread(tmp_path / "in" / "mr.dcm")

@@ -24,15 +24,19 @@ def restore_tree(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
-    ``deltas``, open it with the key and write the original to ``out`` (same relative path)."""
+    ``deltas``, open it with the key and write the original to ``out`` (same relative path).
+
+    A target that is one of the de-identified files is refused, never written: that would
+    put an identified original where the de-identified copy was (``out`` around ``deid``)."""
     results = []
     key = keys.derive(DELTA_KEY_PURPOSE)
     single = Path(deid).is_file()
+    guarded = Path(deid).resolve()
     for task in discover(Path(deid)):
         if task.problem or task.path is None:
             result = Result(task.rel, None, "rejected", task.problem)
         else:
-            result = _restore_one(task.path, task.rel, deltas, out, keys, key, single)
+            result = _restore_one(task.path, task.rel, deltas, out, keys, key, single, guarded)
         results.append(result)
         if on_result:
             on_result(result)
@@ -40,7 +44,10 @@ def restore_tree(
 
 
 def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key: bytes,
-                 single: bool) -> Result:
+                 single: bool, guarded: Path) -> Result:
+    target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
+    if _within(target, guarded):
+        return Result(rel, None, "rejected", "the restored original would overwrite a de-identified input")
     try:
         src = read_header(path)
         delta = _own_delta(src.dataset, Path(deltas), keys, key)
@@ -54,7 +61,6 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key:
             from safepacs.deid.pixels.clean import restore_pixels
 
             pixel_bytes = restore_pixels(restored, delta.pixels)
-        target = Path(out) if single and not Path(out).is_dir() else Path(out) / rel
         # exactly as it was
         write_atomic(src, restored, target, enforce_meta=False, pixel_bytes=pixel_bytes, group_lengths=True,
                      odd_lengths=True, preamble=delta.preamble, padding=delta.padding,
@@ -64,6 +70,11 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key:
     except Exception as exc:  # noqa: BLE001
         return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     return Result(rel, os.fspath(target), "ok")
+
+
+def _within(target: Path, guarded: Path) -> bool:
+    """``target`` is ``guarded`` or lies under it (links resolved)."""
+    return target.resolve().is_relative_to(guarded)
 
 
 def _own_delta(ds: Dataset, deltas: Path, keys: Keys, key: bytes) -> LoadedDelta | str:
