@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from safepacs.archive import Archive
+from safepacs.store.crypto import write_kek_file
 from safepacs.synth import generate
 from tests.conftest import write_media
 
@@ -53,6 +54,49 @@ def test_init_prints_three_admin_accounts_once_and_refuses_a_second_init(tmp_pat
             assert first.status == "password_change_required" and not first.access_token
         assert all(password.encode() not in (data / "index.sqlite").read_bytes() for _, _, password in rows)
     assert "already" in cli("init", "--data-dir", data, check=2).stderr
+
+
+def test_init_refuses_a_folder_holding_other_things_and_leaves_it_as_it_was(tmp_path):
+    """An archive takes its folder over (mode 0700, files it manages): never someone's
+    existing folder.  A volume's lost+found and a KEK prepared under keys/ are fine."""
+    data = tmp_path / "home"
+    data.mkdir(mode=0o755)
+    (data / "notes.txt").write_text("mine\n")
+    proc = cli("init", "--data-dir", data, check=2)
+    assert "not empty" in " ".join((proc.stderr + proc.stdout).split())
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
+    assert data.stat().st_mode & 0o777 == 0o755
+    assert cli("serve", "--data-dir", data, check=2).returncode == 2  # its first-run init alike
+    volume = tmp_path / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    write_kek_file(volume / "keys" / "kek.key")  # as an operator provisions it
+    prepared = (volume / "keys" / "kek.key").read_bytes()
+    cli("init", "--data-dir", volume)
+    assert (volume / "keys" / "kek.key").read_bytes() == prepared
+    with Archive.open(volume) as arch:
+        assert arch.status()["instances"] == 0
+
+
+def test_import_leaves_the_archives_own_files_alone(tmp_path, folder):
+    """A folder that holds the data dir (import from its parent): the archive's own files
+    (ciphertext, index, keys) are skipped, not rejected as bad DICOM; the data dir itself,
+    or a folder inside it, is a usage error."""
+    parent = tmp_path / "site"
+    data = parent / "data"
+    cli("init", "--data-dir", data)
+    one = sorted(folder.rglob("*.dcm"))[0]
+    (parent / "incoming").mkdir()
+    (parent / "incoming" / "x.dcm").write_bytes(one.read_bytes())
+    report = tmp_path / "r.jsonl"
+    cli("import", parent, "--data-dir", data, "--report", report, check=0)
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    assert [r["status"] for r in lines if r["input"] == "incoming/x.dcm"] == ["stored"]
+    own = [r for r in lines if r["input"].startswith("data/")]
+    assert own and all(r["status"] == "skipped" for r in own)
+    assert {"data/index.sqlite", "data/keys/kek.key"} <= {r["input"] for r in own}
+    for inside in (data, data / "blobs"):
+        proc = cli("import", inside, "--data-dir", data, check=2)
+        assert "inside the data dir" in " ".join((proc.stderr + proc.stdout).split())
 
 
 def test_import_stores_good_files_reports_bad_ones_and_exits_1(tmp_path, folder):

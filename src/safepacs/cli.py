@@ -292,7 +292,7 @@ def demo(
     folder: Annotated[Path, typer.Argument(help="Working folder for the demo.")] = Path("demo"),
     count: Annotated[int, typer.Option(min=1)] = 60,
 ) -> None:
-    """The main job until the archive lands: generate a corpus, de-identify it, restore it,
+    """A walk-through of de-identification: generate a corpus, de-identify it, restore it,
     and verify that nothing identifying survived."""
     import shutil
 

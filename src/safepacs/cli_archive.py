@@ -76,9 +76,17 @@ def import_(
 
     if not folder.exists():
         raise _fail(f"{folder}: no such file or folder")
+    own = Path(data_dir).resolve()
+    if folder.resolve().is_relative_to(own):
+        raise _fail(f"{folder}: inside the data dir; its files are the archive's own, not objects to import")
     archive = _open(data_dir, database_url)  # checks keys and runs recovery, alone
-    tasks = list(discover(folder))
-    results: list[dict] = []
+    tasks, results = [], []
+    for task in discover(folder):
+        if task.path is not None and task.path.resolve().is_relative_to(own):
+            results.append({"input": task.rel, "status": "skipped", "sop_instance_uid": None,
+                            "reason": "inside the data dir: the archive's own file, not imported"})
+        else:
+            tasks.append(task)
     try:
         with progress() as bars:
             bar = bars.add_task("importing", total=len(tasks))

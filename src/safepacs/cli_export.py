@@ -178,6 +178,9 @@ def export(
     if dest.exists() and any(dest.iterdir()):
         console.print("[bold red]error:[/] the output folder is not empty")
         raise typer.Exit(2)
+    if dest.resolve().is_relative_to(data_dir.resolve()):
+        console.print("[bold red]error:[/] the output folder must lie outside the data dir (the archive manages what is in it)")
+        raise typer.Exit(2)
     try:
         keep = keep_list(data_dir, project)
         archive = Archive.open(data_dir, database_url=database_url or os.environ.get("SAFEPACS_DATABASE_URL"))

@@ -335,6 +335,9 @@ def backup(data_dir: DataDir, dest: Annotated[Path, typer.Argument(help="New fol
     resurrect a study destroyed later (its key lives only in the live index)."""
     from safepacs.retention.backup import backup as run_backup
 
+    if dest.resolve().is_relative_to(Path(data_dir).resolve()):
+        raise _fail("DEST must lie outside the data dir: the archive manages and cleans what is in it, "
+                    "and a backup beside the live data shares its disk")
     archive = _open(data_dir, database_url)
     try:
         _vault(archive, data_dir)

@@ -241,7 +241,7 @@ def test_archive_on_an_s3_store(tmp_path, s3_url):
     """The same service on an S3-compatible store (s3rver): store, read, detect tampering,
     and remove orphans at open."""
     from safepacs.archive import Archive
-    from safepacs.store.blobs import open_store
+    from safepacs.store.blobs import new_names, open_store
 
     arch, _ = Archive.create(tmp_path / "a", store_url=s3_url)
     stored = arch.ingest(ct_bytes(), source="t")
@@ -253,11 +253,15 @@ def test_archive_on_an_s3_store(tmp_path, s3_url):
     assert [n.rsplit(".", 1)[1] for n in names] == ["dlt", "obj"]
     obj = next(n for n in names if n.endswith(".obj"))
     good = bytes(store.get(obj))
-    store.put("ff/orphan.obj", b"left by a crash")
+    [orphan] = new_names("obj")
+    store.put(orphan, b"left by a crash")
+    store.put("ff/not-ours.obj", b"another tool's")
     store.put(obj, good[:-1] + bytes([good[-1] ^ 1]))
     again = Archive.open(tmp_path / "a")
     try:
         assert again.recovery is not None and again.recovery.orphans_removed == 1
+        assert again.recovery.foreign_left == 1
+        assert orphan not in set(store.names()) and bytes(store.get("ff/not-ours.obj")) == b"another tool's"
         with pytest.raises(IntegrityError):
             again.read_instance(stored.sop_instance_uid, principal=reader(again))
         store.put(obj, good)

@@ -131,6 +131,17 @@ def _run_export(site, tmp_path, username: str, project: str = "P", tag: str = ""
     return result, out
 
 
+def test_export_into_the_data_dir_is_refused(site):
+    out = site["data_dir"] / "exports" / "P"
+    result = CliRunner().invoke(
+        cli_app, ["export", "--project", "P", "--out", str(out), "--username", "res-p",
+                  "--data-dir", str(site["data_dir"])],
+        env={"SAFEPACS_PASSWORD": PASSWORD})
+    assert result.exit_code == 2
+    assert "outside the data dir" in " ".join(result.output.split())
+    assert not (site["data_dir"] / "exports").exists()
+
+
 def test_export_writes_the_project_at_its_level_with_a_manifest(site, tmp_path):
     a, key = site["archive"], site["key"]
     result, out = _run_export(site, tmp_path, "res-p")

@@ -96,3 +96,26 @@ def test_recovery_never_removes_blobs_of_a_live_process(archive, archive_dir, da
         assert not in_flight.exists()
     finally:
         alone.close()
+
+
+def test_recovery_deletes_only_names_the_archive_makes(archive, archive_dir, database_url):
+    """Unreferenced files of another shape in a blob folder, and anything outside the blob
+    folders, are not the archive's: counted as foreign (in a folder) and left in place."""
+    arch, _ = archive
+    arch.close()
+    blobs = archive_dir / "blobs"
+    orphan = blobs / "cd" / ("cd" + "1" * 30 + ".obj")
+    orphan.write_bytes(b"sealed, never committed")
+    foreign = [blobs / "cd" / "README.txt", blobs / "cd" / ("ef" + "1" * 30 + ".obj")]
+    for path in foreign:
+        path.write_bytes(b"someone else's")
+    (blobs / "backup" / "blobs").mkdir(parents=True)
+    (blobs / "backup" / "backup.json").write_bytes(b"someone else's")
+    again = Archive.open(archive_dir, database_url=database_url)
+    try:
+        report = again.recovery
+        assert report is not None and report.orphans_removed == 1 and report.foreign_left == 2
+        assert not orphan.exists()
+        assert all(p.read_bytes() == b"someone else's" for p in [*foreign, blobs / "backup" / "backup.json"])
+    finally:
+        again.close()

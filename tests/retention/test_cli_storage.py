@@ -159,3 +159,16 @@ def test_erase_refuses_an_approval_older_than_the_policy_allows(tmp_path):
         arch.close()
     res = runner.invoke(app, ["retention", "erase", "--data-dir", str(data), "--study", doomed])
     assert res.exit_code == 1 and "no approved erase_study request" in res.output
+
+
+def test_a_backup_inside_the_data_dir_is_refused(tmp_path):
+    """The archive manages what is in its data dir: a backup inside it (here in the blob
+    folder, where it once made every later open of the archive crash) is a usage error."""
+    data = tmp_path / "a"
+    make_archive(data, studies=1)
+    for dest in (data / "bk", data / "blobs" / "bk"):
+        res = runner.invoke(app, ["backup", "--data-dir", str(data), str(dest)])
+        assert res.exit_code == 2 and "DEST must lie outside the data dir" in res.output
+        assert not dest.exists()
+    res = runner.invoke(app, ["status", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output

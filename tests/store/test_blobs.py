@@ -67,6 +67,28 @@ def test_s3_store_round_trip_against_s3rver(s3_url: str):
     assert not store.healthy()  # the bucket does not exist yet
     store.ensure_bucket()
     _round_trip(store)
+    # another tool's objects under the same prefix are not this store's blobs
+    for key in ("backup/index.sqlite", "ab/cd/x.obj", "notes.txt"):
+        store._client.put_object(Bucket=store.bucket, Key=store.prefix + key, Body=b"theirs")
+    [b] = store.names()
+    assert b.endswith(".dlt")
+
+
+def test_local_store_lists_only_files_of_its_own_folders(tmp_path: Path):
+    """What else lies under the root (a backup copied in, a subfolder, a link) is never
+    listed: listing it once crashed every open of the archive (crash recovery took a
+    folder for an orphan blob) and deleted a user's files."""
+    store = LocalStore(tmp_path / "blobs")
+    [a] = new_names("obj")
+    store.put(a, b"mine")
+    (tmp_path / "blobs" / "backup" / "blobs").mkdir(parents=True)
+    (tmp_path / "blobs" / "backup" / "index.sqlite").write_bytes(b"theirs")
+    (tmp_path / "blobs" / "ab" / "sub").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "blobs" / "ab" / "sub" / "x.obj").write_bytes(b"theirs")
+    (tmp_path / "blobs" / "ab" / "link.obj").symlink_to(tmp_path / "blobs" / "backup" / "index.sqlite")
+    (tmp_path / "blobs" / "notes.txt").write_bytes(b"theirs")
+    assert list(store.names()) == [a]
+    assert store.usage() == 4
 
 
 def test_unknown_store_url_is_refused():

@@ -6,6 +6,9 @@ at any point the store can hold blobs no row names, whole or partly written (the
 before the commit), and temp files of older versions; none was acknowledged, all are
 ciphertext, and all are removed here.  A row whose blob is missing cannot arise from
 a crash under this order; it is counted and reported as damage, never silently dropped.
+Only names the archive makes (:data:`~safepacs.store.blobs.OWN_NAME`) are ever deleted: a
+file of another shape in a blob folder is not the archive's, so it is counted as foreign and
+left where it is.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from safepacs.index.models import DataKey, Instance, Study
-from safepacs.store.blobs import BlobStore
+from safepacs.store.blobs import OWN_NAME, BlobStore
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class RecoveryReport:
     orphans_removed: int
     missing_blobs: int
     unused_keys_removed: int
+    #: unreferenced files that the archive did not name: left in place
+    foreign_left: int = 0
 
 
 def recover(engine: Engine, store: BlobStore) -> RecoveryReport:
@@ -36,11 +41,13 @@ def recover(engine: Engine, store: BlobStore) -> RecoveryReport:
             referenced.add(obj)
             referenced.add(dlt)
     present = set(store.names())
-    orphans = present - referenced
+    unreferenced = present - referenced
+    orphans = {name for name in unreferenced if OWN_NAME.fullmatch(name)}
     for name in sorted(orphans):
         store.delete(name)
     with Session(engine) as session, session.begin():
         unused = session.execute(
             delete(DataKey).where(DataKey.study_uid.not_in(select(Study.study_uid)))
         ).rowcount
-    return RecoveryReport(temp, len(orphans), len(referenced - present), unused or 0)
+    return RecoveryReport(temp, len(orphans), len(referenced - present), unused or 0,
+                          len(unreferenced - orphans))

@@ -88,6 +88,9 @@ from safepacs.store.blobs import BlobNotFound, BlobStore, S3Store, new_names, op
 
 log = logging.getLogger("safepacs.archive")
 _DEID_KEY, _INDEX_KEY = "deid", "index"
+#: what a folder may already hold when it becomes an archive: a volume's lost+found, and what
+#: an operator prepares for it (the KEK under keys/, site retention rules)
+PREPARED = frozenset({"lost+found", "keys", "retention.json"})
 #: ISO 2022 escape sequences pydicom leaves in decoded text (ESC, intermediates, final)
 _ESCAPES = re.compile("\x1b[\x20-\x2f]*[\x30-\x7e]")
 _TABLE_OF = {"patient": "patients", "study": "studies", "series": "series", "instance": "instances"}
@@ -275,6 +278,13 @@ class Archive:
         data_dir = Path(data_dir)
         if (data_dir / SETTINGS_FILE).exists():
             raise ArchiveError(f"{data_dir}: already a safepacs data dir")
+        if data_dir.is_dir():
+            foreign = sorted(e.name for e in os.scandir(data_dir) if e.name not in PREPARED)
+            if foreign:
+                raise ArchiveError(
+                    f"{data_dir}: not empty (it holds what is not an archive's); a new "
+                    f"archive needs a new or empty folder (or one holding only {', '.join(sorted(PREPARED))}): "
+                    "init makes the folder private (mode 0700) and manages what is in it")
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         data_dir.chmod(0o700)  # nothing in it is plaintext, but nobody else needs to look
         opts = deid_options or Options()

@@ -14,6 +14,7 @@ import fcntl
 import mmap
 import os
 import queue
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -128,6 +129,15 @@ def new_names(*kinds: str) -> list[str]:
     return [f"{ident[:2]}/{ident}.{kind}" for kind in kinds]
 
 
+#: what :func:`new_names` makes, and so the only names the archive may delete unasked
+OWN_NAME = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{30}\.[a-z]+")
+
+
+def _is_folder(name: str) -> bool:
+    """One of a store's 256 folders (``00``..``ff``): the layout, whatever else lies beside."""
+    return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
+
+
 def _check_name(name: str) -> str:
     parts = name.split("/")
     if len(parts) != 2 or not all(p and p not in (".", "..") for p in parts) or not name.isascii():
@@ -232,11 +242,15 @@ class LocalStore:
         self._path(name).unlink(missing_ok=True)
 
     def names(self) -> Iterator[str]:
-        for folder in sorted(self.root.iterdir()):
-            if folder.name == _TMP or not folder.is_dir():
+        """The files in the 256 folders.  Anything else under the root (a folder someone
+        copied in, a link, a subfolder) is not a blob: never listed, so never read,
+        counted or deleted."""
+        for folder in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not _is_folder(folder.name) or not folder.is_dir(follow_symlinks=False):
                 continue
-            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-                yield f"{folder.name}/{entry.name}"
+            for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
+                if entry.is_file(follow_symlinks=False):
+                    yield f"{folder.name}/{entry.name}"
 
     def clean_temp(self) -> int:
         count = 0
@@ -439,8 +453,13 @@ class S3Store:
             yield from page.get("Contents", [])
 
     def names(self) -> Iterator[str]:
+        """Objects under the prefix laid out as blobs (``ab/<name>``); other keys in a
+        shared bucket are not this store's."""
         for obj in self._objects():
-            yield obj["Key"][len(self.prefix) :]
+            name = obj["Key"][len(self.prefix) :]
+            folder, _, rest = name.partition("/")
+            if _is_folder(folder) and rest and "/" not in rest:
+                yield name
 
     def clean_temp(self) -> int:
         return 0
