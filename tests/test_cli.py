@@ -420,6 +420,9 @@ def test_a_report_key_or_deltas_inside_output_or_input_are_usage_errors(corpus, 
     args = ("--key-file", tmp_path / "k")
     proc = cli("deid", tmp_path / "in", tmp_path / "o", *args, "--report", tmp_path / "in" / "r.jsonl", check=2)
     assert "outside INPUT" in proc.stderr + proc.stdout
+    proc = cli("deid", tmp_path / "in", tmp_path / "o", *args, "--delta-dir", tmp_path / "in" / "d", check=2)
+    assert "--delta-dir must lie outside INPUT" in proc.stderr + proc.stdout
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["0.dcm", "1.dcm", "2.dcm"]
     for option, value in (("--report", "r.jsonl"), ("--key-file", "site.key"), ("--delta-dir", "deltas")):
         inside = ["--key-file", tmp_path / "k"] if option != "--key-file" else []
         proc = cli("deid", tmp_path / "in", tmp_path / "o", *inside, option, tmp_path / "o" / value, check=2)

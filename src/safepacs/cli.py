@@ -137,6 +137,8 @@ def deid(
     report_path = report or (None if single else default_report(output))
     if report_path is not None and report_path.resolve().is_relative_to(in_real):
         raise _fail("--report must lie outside INPUT")
+    if delta_dir is not None and input.is_dir() and delta_dir.resolve().is_relative_to(in_real):
+        raise _fail("--delta-dir must lie outside INPUT: safepacs never writes in place")
     if not single:  # nothing that re-identifies travels with the folder meant for release
         for option, where, why in (
             ("--report", report_path, "it maps input paths, often named after the patient, to the outputs"),

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from safepacs.archive import Archive
+from safepacs.archive.recovery import recover
+from safepacs.store.blobs import LocalStore, StoreError
 from tests.archive.objects import ct_bytes
 from tests.people import reader
 
@@ -119,3 +121,30 @@ def test_recovery_deletes_only_names_the_archive_makes(archive, archive_dir, dat
         assert all(p.read_bytes() == b"someone else's" for p in [*foreign, blobs / "backup" / "backup.json"])
     finally:
         again.close()
+
+
+class _Undeletable(LocalStore):
+    """A disk that refuses one unlink (a permission, an immutable file): root, which the
+    tests run as, cannot be refused by mode bits."""
+
+    def __init__(self, root: Path, refused: str) -> None:
+        super().__init__(root)
+        self.refused = refused
+
+    def delete(self, name: str) -> None:
+        if name == self.refused:
+            raise StoreError("file store: cannot delete a blob (PermissionError)")
+        super().delete(name)
+
+
+def test_an_orphan_that_cannot_be_deleted_does_not_keep_the_archive_shut(archive, archive_dir):
+    arch, _ = archive
+    blobs = archive_dir / "blobs"
+    stuck, gone = (f"{h}/{h}{c * 30}.obj" for h, c in (("aa", "2"), ("bb", "3")))
+    for name in (stuck, gone):
+        (blobs / name).write_bytes(b"sealed, never committed")
+    (blobs / ".tmp" / "sub").mkdir()  # not a temp file of ours: left, and no crash
+    report = recover(arch._engine, _Undeletable(blobs, stuck))
+    assert (report.orphans_removed, report.orphans_left) == (1, 1)
+    assert (blobs / stuck).exists() and not (blobs / gone).exists()
+

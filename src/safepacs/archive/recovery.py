@@ -13,13 +13,16 @@ left where it is.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from safepacs.index.models import DataKey, Instance, Study
-from safepacs.store.blobs import OWN_NAME, BlobStore
+from safepacs.store.blobs import OWN_NAME, BlobStore, StoreError
+
+log = logging.getLogger("safepacs.archive")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class RecoveryReport:
     unused_keys_removed: int
     #: unreferenced files that the archive did not name: left in place
     foreign_left: int = 0
+    #: orphans the store would not delete (a permission, a node down): tried again next open
+    orphans_left: int = 0
 
 
 def recover(engine: Engine, store: BlobStore) -> RecoveryReport:
@@ -43,11 +48,17 @@ def recover(engine: Engine, store: BlobStore) -> RecoveryReport:
     present = set(store.names())
     unreferenced = present - referenced
     orphans = {name for name in unreferenced if OWN_NAME.fullmatch(name)}
+    left = 0
     for name in sorted(orphans):
-        store.delete(name)
+        try:
+            store.delete(name)
+        except StoreError:
+            left += 1  # ciphertext no row names: harmless where it is, so the archive still opens
+    if left:
+        log.warning("crash recovery: %d orphan blobs could not be deleted", left)
     with Session(engine) as session, session.begin():
         unused = session.execute(
             delete(DataKey).where(DataKey.study_uid.not_in(select(Study.study_uid)))
         ).rowcount
-    return RecoveryReport(temp, len(orphans), len(referenced - present), unused or 0,
-                          len(unreferenced - orphans))
+    return RecoveryReport(temp, len(orphans) - left, len(referenced - present), unused or 0,
+                          len(unreferenced - orphans), left)

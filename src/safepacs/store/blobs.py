@@ -239,7 +239,10 @@ class LocalStore:
         return mapped  # type: ignore[return-value]
 
     def delete(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        try:
+            self._path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"file store: cannot delete a blob ({exc.__class__.__name__})") from None
 
     def names(self) -> Iterator[str]:
         """The files in the 256 folders.  Anything else under the root (a folder someone
@@ -253,9 +256,16 @@ class LocalStore:
                     yield f"{folder.name}/{entry.name}"
 
     def clean_temp(self) -> int:
+        """Remove the files in ``ROOT/.tmp``; one that cannot be removed is left (the
+        archive still opens)."""
         count = 0
         for entry in os.scandir(self.root / _TMP):
-            os.unlink(entry.path)
+            if not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
             count += 1
         return count
 
