@@ -350,6 +350,36 @@ def test_a_one_process_deid_run_to_a_file_loads_no_bars_pool_or_downloader(tmp_p
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert "ok" in proc.stderr and deid_report(tmp_path / "out").is_file()
+    # more workers than pieces of work: no more processes than pieces (here, none)
+    args[2] = tmp_path / "out64"
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args), "--workers", "64"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_places_that_cannot_be_written_are_usage_errors_before_any_work(tmp_path, corpus):
+    """A report, key, output or delta folder that cannot be made is found before the run,
+    not after it (outputs standing without their report) and never as a traceback."""
+    src, _ = corpus
+    _three_files(src, tmp_path / "in")
+    one = tmp_path / "in" / "0.dcm"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    key = ("--key-file", tmp_path / "k")
+    for args, why in (
+        (("deid", tmp_path / "in", blocker, *key), "a folder INPUT needs a folder OUTPUT"),
+        (("deid", tmp_path / "in", tmp_path / "o", "--key-file", blocker / "k"), "cannot create the key file"),
+        (("deid", tmp_path / "in", tmp_path / "o", *key, "--report", blocker / "r.jsonl"), "cannot write the report"),
+        (("deid", tmp_path / "in", tmp_path / "o", *key, "--delta-dir", blocker), "--delta-dir: cannot make"),
+        (("deid", one, blocker / "x.dcm", *key), "OUTPUT: cannot make"),
+        (("deid", tmp_path / "in", tmp_path / "o", *key, "--workers", "65"), "65"),
+        (("synth", blocker, "--count", "1", "--small"), "OUTPUT is a folder"),
+    ):
+        proc = cli(*args, check=2)
+        text = " ".join((proc.stderr + proc.stdout).split())
+        assert why in text and "Traceback" not in text, text
+    assert not (tmp_path / "o").exists() and blocker.read_text() == "not a folder\n"
 
 
 def test_a_deid_run_that_skips_interpreter_teardown_still_delivers_everything(tmp_path, corpus):

@@ -75,6 +75,8 @@ def _load_keys(key_file: Path, create: bool) -> Keys:
         keys = Keys.from_file(key_file, create=create)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:  # its folder cannot be made, a read-only file system...
+        raise _fail(f"{key_file}: cannot create the key file ({exc.__class__.__name__})") from None
     return keys
 
 
@@ -84,7 +86,7 @@ def deid(
     output: Annotated[Path, typer.Argument(help="Output folder (or file, for a single input file). Never the input.")],
     key_file: Annotated[Path, typer.Option(help="Secret key for pseudonyms and UIDs; created (mode 0600) if absent.")] = DEFAULT_KEY,
     delta_dir: Annotated[Path | None, typer.Option(help="Write each file's identity delta here, encrypted (AES-256-GCM).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (1: in this process; never more than there are pieces of work).")] = 1,
     report: Annotated[Path | None, typer.Option(help="JSON-lines report (default: beside OUTPUT, as OUTPUT.safepacs-deid-report.jsonl; never inside it: the report names the input files, and export folders are often named after the patient).")] = None,
     retain_safe_private: Annotated[bool, typer.Option("--retain-safe-private", help="Keep private attributes on the reviewed safe list (113111).")] = False,
     retain_uids: Annotated[bool, typer.Option("--retain-uids", help="Keep original UIDs (113110).")] = False,
@@ -147,17 +149,40 @@ def deid(
         ):
             if where is not None and where.resolve().is_relative_to(out_real):
                 raise _fail(f"{option} must not lie inside OUTPUT, the folder meant for release: {why}")
-    if report_path is not None and not _writable_folder(report_path.parent):
-        raise _fail(f"{report_path.parent}: cannot write the report there; pass --report PATH")
-    keys = _load_keys(key_file, create=True)
     out_root = output.parent if single else output
+    if not single and output.exists() and not output.is_dir():
+        raise _fail(f"{output}: a file; a folder INPUT needs a folder OUTPUT")
+    if report_path is not None:
+        _probe_report(report_path)
+    for what, folder in (("OUTPUT", out_root), ("--delta-dir", delta_dir)):
+        if folder is not None and not _writable_folder(folder):
+            raise _fail(f"{what}: cannot make or write the folder {folder}")
+    keys = _load_keys(key_file, create=True)
     job = Job(out_root, output if single else None, options, keys.secret, delta_dir, time.time() - 1)
     tasks: list[Task] = list(discover(input))
     results = _run_with_progress("de-identifying", tasks, job, workers)
-    _write_report(report_path, results)
+    try:
+        _write_report(report_path, results)
+    except OSError as exc:  # the disk filled up meanwhile: the outputs stand, say so
+        _summary(results, None)
+        console.print(f"[bold red]error:[/] the report could not be written ({exc.__class__.__name__})")
+        raise typer.Exit(1) from None
     _summary(results, report_path)
     if any(r.status == "rejected" for r in results):
         raise typer.Exit(1)
+
+
+def _probe_report(path: Path) -> None:
+    """Make the report's folder and try a file there now, not after all the work (whose
+    outputs would then stand without their report)."""
+    probe = path.with_name(path.name + ".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.open("w").close()
+        probe.unlink()
+    except OSError as exc:
+        raise _fail(f"{path.parent}: cannot write the report there ({exc.__class__.__name__}); "
+                    "pass --report PATH") from None
 
 
 def _writable_folder(folder: Path) -> bool:
@@ -283,9 +308,14 @@ def synth(
     """Generate realistic synthetic DICOM with planted fake identity, plus answer_key.json."""
     from safepacs.synth import generate
 
-    with progress() as bars:
-        bar = bars.add_task("generating", total=count)
-        generate(output, count, seed, small=small, progress=lambda n: bars.update(bar, completed=n))
+    if output.exists() and not output.is_dir():
+        raise _fail(f"{output}: a file; OUTPUT is a folder")
+    try:
+        with progress() as bars:
+            bar = bars.add_task("generating", total=count)
+            generate(output, count, seed, small=small, progress=lambda n: bars.update(bar, completed=n))
+    except OSError as exc:
+        raise _fail(f"{output}: cannot write the corpus there ({exc.__class__.__name__})") from None
     console.print(f"wrote {count} files and answer_key.json to {output}")
 
 

@@ -90,7 +90,7 @@ def import_(
     try:
         with progress() as bars:
             bar = bars.add_task("importing", total=len(tasks))
-            if workers <= 1:
+            if min(workers, len(tasks)) <= 1:
                 _init_worker(archive)
                 for line in map(_import_one, tasks):
                     results.append(line)
@@ -101,7 +101,7 @@ def import_(
                 # processes: parsing and de-identifying are CPU-bound Python; each worker
                 # opens the archive itself (the database serialises their commits)
                 with ProcessPoolExecutor(
-                    workers, initializer=_open_worker, initargs=(data_dir, database_url)
+                    min(workers, len(tasks)), initializer=_open_worker, initargs=(data_dir, database_url)
                 ) as pool:
                     for line in pool.map(_import_one, tasks, chunksize=4):
                         results.append(line)

@@ -413,8 +413,11 @@ def run(
     workers: int = 1,
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
-    """Process ``tasks`` with ``workers`` processes (1: in this process)."""
+    """Process ``tasks`` with ``workers`` processes (1: in this process), never more
+    processes than there are pieces of work (see :func:`shares`)."""
     results: list[Result] = []
+    pieces = list(shares(tasks, workers)) if workers > 1 else []
+    workers = min(workers, len(pieces))
     with _no_cyclic_gc():
         if workers <= 1:
             _init_worker(job)
@@ -427,7 +430,7 @@ def run(
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(job,)) as pool:
-            pending = [pool.submit(_process_all, chunk) for chunk in shares(tasks, workers)]
+            pending = [pool.submit(_process_all, piece) for piece in pieces]
             for future in pending:  # in input order, whichever worker finishes first
                 for result in future.result():
                     results.append(result)
