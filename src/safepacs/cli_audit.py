@@ -103,6 +103,7 @@ def export_(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Write the whole trail (entries and signed heads) as JSON, for offline verification."""
+    import contextlib
     import os
 
     from safepacs.audit.verify import write_export
@@ -113,9 +114,14 @@ def export_(
             n = write_export(engine, sys.stdout)
         else:
             tmp = out_file.with_name(out_file.name + ".part")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                n = write_export(engine, fh)
-            os.replace(tmp, out_file)
+            try:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    n = write_export(engine, fh)
+                os.replace(tmp, out_file)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                raise _fail(f"{out_file}: cannot write the export there ({exc.__class__.__name__})") from None
     finally:
         engine.dispose()
     console.print(f"exported {n} entries")

@@ -147,11 +147,17 @@ def retention_hold(data_dir: DataDir, reason: Annotated[str, typer.Option(help="
     try:
         pk = shred.place_hold(archive._engine, by=by, reason=reason, study_uid=study, patient=patient,
                               audit=archive.audit)
+        covered = shred.stored_studies(archive._engine, study_uid=study, patient=patient)
     except SafepacsError as exc:
         raise _fail(str(exc)) from None
     finally:
         archive.close()
     out.print(f"hold {pk}")
+    if not covered:
+        console.print("[yellow]warning:[/] no stored study matches it yet; the hold stands and will cover "
+                      "one that arrives under this identifier (check it for a typo)")
+    else:
+        console.print(f"covers {covered} stored stud{'y' if covered == 1 else 'ies'}")
 
 
 @retention_app.command("release")

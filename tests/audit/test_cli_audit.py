@@ -56,6 +56,10 @@ def test_export_verifies_offline_with_only_the_public_key(data_dir, tmp_path):
     export = tmp_path / "trail.json"
     pub = tmp_path / "auditor.pub"
     pub.write_bytes((d / "keys" / "audit-signing.pub").read_bytes())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = runner.invoke(app, ["audit", "export", "--data-dir", str(d), "--out", str(blocker / "trail.json")])
+    assert r.exit_code == 2 and "cannot write the export there" in " ".join(r.output.split())
     assert runner.invoke(app, ["audit", "export", "--data-dir", str(d), "--out", str(export)]).exit_code == 0
     r = runner.invoke(app, ["audit", "verify", "--export", str(export), "--public-key", str(pub)])
     assert r.exit_code == 0, r.output

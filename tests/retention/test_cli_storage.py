@@ -172,3 +172,18 @@ def test_a_backup_inside_the_data_dir_is_refused(tmp_path):
         assert not dest.exists()
     res = runner.invoke(app, ["status", "--data-dir", str(data)])
     assert res.exit_code == 0, res.output
+
+
+def test_a_hold_says_how_many_stored_studies_it_covers(tmp_path):
+    """A hold may precede its studies, so one on an unknown identifier stands; but it warns,
+    for a mistyped UID would otherwise leave the real study to be destroyed."""
+    data = tmp_path / "a"
+    uids = make_archive(data, studies=1)
+    res = runner.invoke(app, ["retention", "hold", "--data-dir", str(data), "--study", uids[0], "--reason", "case 7", "--by", "sec"])
+    assert res.exit_code == 0 and "covers 1 stored study" in res.output and "warning" not in res.output
+    typo = uids[0][:-1] + ("0" if uids[0][-1] != "0" else "1")
+    res = runner.invoke(app, ["retention", "hold", "--data-dir", str(data), "--study", typo, "--reason", "case 7", "--by", "sec"])
+    assert res.exit_code == 0 and "no stored study matches" in " ".join(res.output.split())
+    res = runner.invoke(app, ["retention", "plan", "--data-dir", str(data), "--all"])
+    assert res.exit_code == 0, res.output
+

@@ -119,6 +119,18 @@ def place_hold(engine, *, by: str, reason: str, study_uid: str | None = None, pa
     return pk
 
 
+def stored_studies(engine, *, study_uid: str | None = None, patient: str | None = None) -> int:  # type: ignore[no-untyped-def]
+    """How many stored studies a hold on ``study_uid`` or ``patient`` covers now (a hold may
+    precede its studies; none at all often means a mistyped identifier)."""
+    query = select(func.count()).select_from(Study)
+    if study_uid:
+        query = query.where(Study.study_uid == study_uid)
+    else:
+        query = query.join(Patient, Study.patient_pk == Patient.pk).where(Patient.patient_id == (patient or ""))
+    with Session(engine) as session:
+        return int(session.scalar(query) or 0)
+
+
 def release_hold(engine, pk: int, *, by: str, audit: AuditSink | None = None) -> None:  # type: ignore[no-untyped-def]
     with Session(engine) as session, session.begin():
         hold = session.get(LegalHold, pk)
