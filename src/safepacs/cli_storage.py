@@ -253,9 +253,8 @@ def storage_repair(
 ) -> None:
     """Rebuild missing or corrupt shards (onto a replacement node when given) and verify
     every shard's hash."""
-    from safepacs.config import Settings
     from safepacs.store.blobs import open_store
-    from safepacs.store.split import SplitError, split_url
+    from safepacs.store.split import SplitError
 
     if (node is None) != (replacement is None):
         raise _fail("--node and --replacement go together")
@@ -264,9 +263,10 @@ def storage_repair(
     try:
         for label, store in _split_stores(archive, data_dir):
             if node is not None:
-                if not 0 <= node < store.n:  # type: ignore[attr-defined]
-                    raise _fail(f"node must be 0..{store.n - 1}")  # type: ignore[attr-defined]
-                store.nodes[node] = open_store(replacement)  # type: ignore[attr-defined]
+                try:
+                    store.replace_node(node, open_store(replacement))  # type: ignore[attr-defined]
+                except SafepacsError as exc:
+                    raise _fail(str(exc)) from None
             repaired = 0
             for name in list(store.names()):  # type: ignore[attr-defined]
                 try:
@@ -274,25 +274,32 @@ def storage_repair(
                 except SplitError:
                     failed += 1
             console.print(f"{label}: {repaired} blobs repaired, {failed} beyond repair")
-            if node is not None:  # remember the replacement
-                if label == "sealed":
-                    path = Path(data_dir) / SEALING_FILE
-                    conf = json.loads(path.read_text("utf-8"))
-                    conf["nodes"][node] = replacement
-                    path.write_text(json.dumps(conf, indent=1) + "\n")
-                else:
-                    settings = Settings.load(data_dir, database_url=None)
-                    from safepacs.store.split import open_split  # noqa: F401 - URL shape check
-
-                    urls = [getattr(n, "url", None) for n in store.nodes]  # type: ignore[attr-defined]
-                    if all(urls):
-                        settings.store_url = split_url(store.k, urls)  # type: ignore[attr-defined]
-                        settings.save()
-                    else:
-                        console.print("update store_url in safepacs.json with the replacement node")
+            if node is not None:
+                _remember_replacement(data_dir, label, store, node, replacement)  # type: ignore[arg-type]
     finally:
         archive.close()
     raise typer.Exit(1 if failed else 0)
+
+
+def _remember_replacement(data_dir: Path, label: str, store, node: int, replacement: str) -> None:  # type: ignore[no-untyped-def]
+    """Write the replacement node into the settings, so that the archive uses it from now on
+    (and never again the node it replaced)."""
+    from safepacs.config import Settings
+    from safepacs.store.split import split_url
+
+    if label == "sealed":
+        path = Path(data_dir) / SEALING_FILE
+        conf = json.loads(path.read_text("utf-8"))
+        conf["nodes"][node] = replacement
+        path.write_text(json.dumps(conf, indent=1) + "\n")
+        return
+    urls = [getattr(n, "url", None) for n in store.nodes]
+    if all(urls):
+        settings = Settings.load(data_dir, database_url=None)
+        settings.store_url = split_url(store.k, urls)
+        settings.save()
+    else:
+        console.print("[yellow]warning:[/] update store_url in safepacs.json with the replacement node")
 
 
 @storage_app.command("add-custodian")
@@ -371,10 +378,18 @@ def decommission(data_dir: DataDir,
             stores = _split_stores(archive, data_dir)
             if not stores or replacement is None:
                 raise _fail("node decommissioning needs split storage and --replacement")
-            proof = decommission_node(stores[0][1], node, open_store(replacement))  # type: ignore[arg-type]
+            label, split = stores[0]
+            try:
+                proof = decommission_node(split, node, open_store(replacement), audit=archive.audit)  # type: ignore[arg-type]
+            except SafepacsError as exc:
+                raise _fail(str(exc)) from None
+            if not proof.failed:  # otherwise the old node, kept whole, stays in the settings
+                _remember_replacement(data_dir, label, split, node, replacement)
         finally:
             archive.close()
-        console.print(f"node {node}: {proof.blobs} blobs moved, {proof.left_on_node} left; proven: {proof.proven}")
+        kept = (f"; {proof.failed} blobs could not be rebuilt, so the old node was kept and stays in use"
+                if proof.failed else "")
+        console.print(f"node {node}: {proof.blobs} blobs moved, {proof.left_on_node} left{kept}; proven: {proof.proven}")
         raise typer.Exit(0 if proof.proven else 1)
     if not yes:
         archive.close()

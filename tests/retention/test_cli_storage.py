@@ -187,3 +187,37 @@ def test_a_hold_says_how_many_stored_studies_it_covers(tmp_path):
     res = runner.invoke(app, ["retention", "plan", "--data-dir", str(data), "--all"])
     assert res.exit_code == 0, res.output
 
+
+def test_decommissioning_a_node_moves_the_archive_onto_its_replacement(tmp_path):
+    """The replacement is written into the settings, so the archive stops using the wiped
+    node; a replacement that is already a node is refused with nothing changed."""
+    from urllib.parse import parse_qs, urlparse
+
+    from safepacs.config import Settings
+    from safepacs.store.blobs import LocalStore
+    from safepacs.store.split import split_url
+    from tests.retention.stored import read_plain
+
+    nodes = [f"file://{tmp_path / f'n{i}'}" for i in range(4)]
+    data = tmp_path / "a"
+    arch, _ = Archive.create(data, store_url=split_url(2, nodes))
+    try:
+        stored = arch.ingest(ct_bytes(), source="test")
+    finally:
+        arch.close()
+    before = Settings.load(data, database_url=None).store_url
+    res = runner.invoke(app, ["decommission", "--data-dir", str(data), "--node", "1", "--replacement", nodes[3]])
+    assert res.exit_code == 2 and "already a node" in res.output
+    assert Settings.load(data, database_url=None).store_url == before
+    assert len(list(LocalStore(tmp_path / "n1").names())) == 2
+
+    new = f"file://{tmp_path / 'n1-new'}"
+    res = runner.invoke(app, ["decommission", "--data-dir", str(data), "--node", "1", "--replacement", new])
+    assert res.exit_code == 0 and "proven: True" in res.output, res.output
+    url = Settings.load(data, database_url=None).store_url
+    assert parse_qs(urlparse(url).query)["node"] == [nodes[0], new, nodes[2], nodes[3]]
+    assert list(LocalStore(tmp_path / "n1").names()) == []
+    assert runner.invoke(app, ["storage", "scrub", "--data-dir", str(data)]).exit_code == 0
+    with Archive.open(data) as again:
+        assert read_plain(again, stored.study_uid, stored.sop_instance_uid)
+

@@ -28,7 +28,7 @@ from safepacs.retention.models import SealedShare, SealedStudy
 from safepacs.store import crypto
 from safepacs.store.blobs import BlobStore, StoreError
 from safepacs.store.sealing import key_fingerprint
-from safepacs.store.split import SplitStore
+from safepacs.store.split import SplitError, SplitStore
 
 
 @dataclass
@@ -129,27 +129,40 @@ class NodeProof:
     max_shards_on_node: int = 0  # per blob, before wiping; always 1 < k
     k: int = 0
     left_on_node: int = 0  # after wiping; must be 0
+    #: blobs whose shard could not be rebuilt on the replacement: the old node is then kept
+    failed: int = 0
 
     @property
     def proven(self) -> bool:
-        return self.max_shards_on_node < self.k and self.left_on_node == 0
+        return self.max_shards_on_node < self.k and self.left_on_node == 0 and not self.failed
 
 
 def decommission_node(split: SplitStore, index: int, replacement: BlobStore, *, audit: AuditSink | None = None) -> NodeProof:
     """Move node ``index``'s shards to ``replacement`` (rebuilt from the others and
     verified), then wipe the old node."""
-    old = split.nodes[index]
-    proof = NodeProof(k=split.k)
     names = list(split.names())
+    for name in names:  # heal the other nodes first, while the old node's shards still count
+        try:
+            split.repair(name)
+        except SplitError:
+            pass  # counted below, when its shard cannot be rebuilt either
+    old = split.replace_node(index, replacement)
+    proof = NodeProof(k=split.k)
     proof.max_shards_on_node = 1 if any(True for _ in old.names()) else 0
-    split.nodes[index] = replacement
     for name in names:
         proof.blobs += 1
-        if split.repair(name):
-            proof.repaired += 1
-    for name in list(old.names()):
-        old.delete(name)
-    proof.left_on_node = sum(1 for _ in old.names())
+        try:
+            if split.repair(name):
+                proof.repaired += 1
+        except SplitError:
+            proof.failed += 1
+    if proof.failed:  # the old node's shard may be all that keeps those blobs readable
+        proof.left_on_node = sum(1 for _ in old.names())
+    else:
+        for name in list(old.names()):
+            old.delete(name)
+        proof.left_on_node = sum(1 for _ in old.names())
     (audit or LogSink()).record(AuditEvent(ev.APPLICATION_ACTIVITY, ev.DELETE, route="decommission:node", detail={
-        "node": index, "blobs": proof.blobs, "repaired": proof.repaired, "left_on_node": proof.left_on_node}))
+        "node": index, "blobs": proof.blobs, "repaired": proof.repaired, "failed": proof.failed,
+        "left_on_node": proof.left_on_node}))
     return proof

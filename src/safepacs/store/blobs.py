@@ -159,6 +159,9 @@ class LocalStore:
     ``direct=True/False`` is the older spelling of ``"direct"``/``"buffered"``.  A mode the
     platform or file system lacks falls back to buffered writes."""
 
+    #: the URL it was opened from (set by :func:`open_store`), to write back into settings
+    url: str | None = None
+
     def __init__(self, root: Path, *, write: str | None = None, direct: bool | None = None) -> None:
         if write is None:
             write = "direct" if direct is None or direct else "buffered"
@@ -181,6 +184,10 @@ class LocalStore:
 
     def _path(self, name: str) -> Path:
         return self.root / _check_name(name)
+
+    def location(self) -> str:
+        """Where the blobs are, the same for two stores on one folder (however named)."""
+        return f"file://{self.root.resolve()}"
 
     def put(self, name: str, data: Blob) -> None:
         self.put_many([(name, data)])
@@ -417,6 +424,7 @@ class S3Store:
         from botocore.config import Config
 
         self.bucket = bucket
+        self.endpoint_url = endpoint_url
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self._client = boto3.client(
             "s3",
@@ -426,6 +434,13 @@ class S3Store:
             aws_secret_access_key=secret_key,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
         )
+
+    #: the URL it was opened from (set by :func:`open_store`), to write back into settings
+    url: str | None = None
+
+    def location(self) -> str:
+        """Where the blobs are: endpoint, bucket and prefix (not the credentials)."""
+        return f"s3://{self.endpoint_url or 'aws'}/{self.bucket}/{self.prefix}"
 
     def _key(self, name: str) -> str:
         return self.prefix + _check_name(name)
@@ -513,10 +528,12 @@ def open_store(url: str) -> BlobStore:
             if query["direct"] not in ("0", "1") or write is not None:
                 raise StoreError("file store: direct must be 0 or 1, and not given with write")
             write = "direct" if query["direct"] == "1" else "buffered"
-        return LocalStore(Path(unquote(parsed.path)), write=write)  # None: LocalStore's default
+        local = LocalStore(Path(unquote(parsed.path)), write=write)  # None: LocalStore's default
+        local.url = url
+        return local
     if parsed.scheme == "s3" and parsed.hostname:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        return S3Store(
+        bucket = S3Store(
             parsed.hostname,
             prefix=parsed.path,
             endpoint_url=query.get("endpoint"),
@@ -524,4 +541,6 @@ def open_store(url: str) -> BlobStore:
             access_key=unquote(parsed.username) if parsed.username else None,
             secret_key=unquote(parsed.password) if parsed.password else None,
         )
+        bucket.url = url
+        return bucket
     raise StoreError("store URL must be file:///PATH or s3://BUCKET?endpoint=URL")

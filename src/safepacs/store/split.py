@@ -132,9 +132,26 @@ class SplitStore:
         erasure.check_params(k, len(nodes))
         if len(nodes) < 2:
             raise StoreError("split storage needs at least two nodes")
+        places = [_location(node) for node in nodes]
+        if len({p for p in places if p is not None}) < sum(p is not None for p in places):
+            # two shards of a blob in one place: one overwrites or blocks the other
+            raise StoreError("split storage: two nodes are the same folder or bucket")
         self.nodes = list(nodes)
         self.k = k
         self.n = len(nodes)
+
+    def replace_node(self, index: int, replacement: BlobStore) -> BlobStore:
+        """Put ``replacement`` in node ``index``'s place (its shards are then rebuilt by
+        :meth:`repair`); the old node is returned.  A replacement that is already one of
+        the nodes is refused: rebuilding into it would overwrite that node's own shards,
+        and wiping the old node would then wipe the new one."""
+        if not 0 <= index < self.n:
+            raise SplitError(f"node must be 0..{self.n - 1}")
+        place = _location(replacement)
+        if place is not None and any(_location(node) == place for node in self.nodes):
+            raise SplitError("the replacement is already a node of this store (the same folder or bucket)")
+        old, self.nodes[index] = self.nodes[index], replacement
+        return old
 
     # --- writing ----------------------------------------------------------------------
     def put(self, name: str, data: bytes) -> None:
@@ -255,6 +272,11 @@ class SplitStore:
     def healthy(self) -> bool:
         """Readable while at least k nodes answer."""
         return sum(1 for node in self.nodes if node.healthy()) >= self.k
+
+
+def _location(store: BlobStore) -> str | None:
+    where = getattr(store, "location", None)
+    return where() if callable(where) else None
 
 
 def open_split(url: str) -> SplitStore:
