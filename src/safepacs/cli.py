@@ -186,7 +186,8 @@ def _probe_report(path: Path) -> None:
 
 
 def _writable_folder(folder: Path) -> bool:
-    """``folder`` can be made or written in (the report is written after all the work)."""
+    """``folder`` is a folder this process may write in, or can be made (its nearest existing
+    ancestor is one): checked before the run, not found out file by file."""
     while not folder.exists():
         if folder.parent == folder:
             return False

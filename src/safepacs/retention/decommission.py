@@ -139,7 +139,8 @@ class NodeProof:
 
 def decommission_node(split: SplitStore, index: int, replacement: BlobStore, *, audit: AuditSink | None = None) -> NodeProof:
     """Move node ``index``'s shards to ``replacement`` (rebuilt from the others and
-    verified), then wipe the old node."""
+    verified), then wipe the old node; if any blob cannot be rebuilt, the old node is kept
+    whole (``failed``, not proven)."""
     names = list(split.names())
     for name in names:  # heal the other nodes first, while the old node's shards still count
         try:
@@ -156,12 +157,10 @@ def decommission_node(split: SplitStore, index: int, replacement: BlobStore, *, 
                 proof.repaired += 1
         except SplitError:
             proof.failed += 1
-    if proof.failed:  # the old node's shard may be all that keeps those blobs readable
-        proof.left_on_node = sum(1 for _ in old.names())
-    else:
+    if not proof.failed:  # otherwise the old node's shard may be all that keeps a blob readable
         for name in list(old.names()):
             old.delete(name)
-        proof.left_on_node = sum(1 for _ in old.names())
+    proof.left_on_node = sum(1 for _ in old.names())
     (audit or LogSink()).record(AuditEvent(ev.APPLICATION_ACTIVITY, ev.DELETE, route="decommission:node", detail={
         "node": index, "blobs": proof.blobs, "repaired": proof.repaired, "failed": proof.failed,
         "left_on_node": proof.left_on_node}))
