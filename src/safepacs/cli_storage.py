@@ -195,14 +195,18 @@ def retention_certificates(data_dir: DataDir, study: Annotated[str | None, typer
 
 @retention_app.command("verify")
 def retention_verify(certificate: Annotated[Path, typer.Argument(help="A file written by 'retention certificates' (one line).")]) -> None:
-    """Verify an exported destruction certificate.  Exit 0 valid, 1 not valid."""
+    """Verify an exported destruction certificate.  Exit 0 valid, 1 not valid, 2 unreadable."""
     from safepacs.retention.certificate import verify_certificate
 
     try:
-        doc = json.loads(certificate.read_text("utf-8").splitlines()[0])
+        text = certificate.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # nothing to judge: say so, not "NOT valid"
+        raise _fail(f"{certificate}: cannot read the certificate ({exc.__class__.__name__})") from None
+    try:
+        doc = json.loads(text.splitlines()[0])
         ok = verify_certificate(doc["certificate_json"], doc["signature"], doc["public_key_pem"].encode("ascii"))
         ok = ok and doc.get("certificate", json.loads(doc["certificate_json"])) == json.loads(doc["certificate_json"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         ok = False
     out.print("valid" if ok else "NOT valid")
     raise typer.Exit(0 if ok else 1)

@@ -47,6 +47,8 @@ def test_plan_hold_run_certificates_verify(tmp_path):
     cert = tmp_path / "cert.json"
     cert.write_text(line)
     assert runner.invoke(app, ["retention", "verify", str(cert)]).exit_code == 0
+    missing = runner.invoke(app, ["retention", "verify", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "cannot read the certificate" in " ".join(missing.output.split())
     assert line.count('"retention"') == 1 and line.count('\\"retention\\"') == 1
     cert.write_text(line.replace('"retention"', '"erasure"'))  # the readable copy changed
     assert runner.invoke(app, ['retention', 'verify', str(cert)]).exit_code == 1
