@@ -67,6 +67,7 @@ def test_init_refuses_a_folder_holding_other_things_and_leaves_it_as_it_was(tmp_
     assert sorted(p.name for p in data.iterdir()) == ["notes.txt"]
     assert data.stat().st_mode & 0o777 == 0o755
     assert cli("serve", "--data-dir", data, check=2).returncode == 2  # its first-run init alike
+    assert "not in the range" in cli("serve", "--data-dir", data, "--http-port", "70000", check=2).stderr
     volume = tmp_path / "volume"
     (volume / "lost+found").mkdir(parents=True)
     write_kek_file(volume / "keys" / "kek.key")  # as an operator provisions it

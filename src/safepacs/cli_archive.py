@@ -218,8 +218,8 @@ def token_create(
 def serve(
     data_dir: DataDir = Path("safepacs-data"),
     host: Annotated[str | None, typer.Option(help="Address to listen on (default 127.0.0.1, from the settings).")] = None,
-    http_port: Annotated[int | None, typer.Option(help="DICOMweb (HTTP) port (default 8080).")] = None,
-    dicom_port: Annotated[int | None, typer.Option(help="DIMSE port (default 11112; 0 disables it).")] = None,
+    http_port: Annotated[int | None, typer.Option(min=0, max=65535, help="DICOMweb (HTTP) port (default 8080).")] = None,
+    dicom_port: Annotated[int | None, typer.Option(min=0, max=65535, help="DIMSE port (default 11112; 0 disables it).")] = None,
     ae_title: Annotated[str | None, typer.Option(help="DICOM AE title (default from the settings).")] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve HTTPS and DICOM TLS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
@@ -251,7 +251,7 @@ def serve(
             tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, retention=retention,
             cors_origins=cors_origin,
         )
-    except (ValueError, OSError, SafepacsError) as exc:
+    except (ValueError, OSError, OverflowError, SafepacsError) as exc:  # a port taken or out of range
         raise _fail(str(exc)) from None
 
 
