@@ -499,3 +499,17 @@ def test_restore_never_writes_into_deid_or_deltas(corpus, tmp_path):
     proc = cli("restore", out, deltas, tmp_path / "back", "--key-file", tmp_path / "k")
     assert "safepacs restore" in proc.stderr + proc.stdout
     assert len(_dcm_files(tmp_path / "back")) == 3
+
+
+def test_demo_replaces_only_a_demo_folder(tmp_path):
+    """The demo empties its folder first: never a folder it did not make."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work\n")
+    proc = cli("demo", mine, "--count", "3", check=2)
+    assert "not a demo's folder" in " ".join((proc.stderr + proc.stdout).split())
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    folder = tmp_path / "demo"
+    for _ in range(2):  # a second run replaces the first
+        cli("demo", folder, "--count", "3")
+        assert (folder / ".safepacs-demo").is_file() and len(_dcm_files(folder / "restored")) == 3

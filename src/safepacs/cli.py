@@ -320,6 +320,21 @@ def synth(
     console.print(f"wrote {count} files and answer_key.json to {output}")
 
 
+#: a demo folder's mark, and what a demo writes: only such a folder is ever replaced
+_DEMO_MARK = ".safepacs-demo"
+_DEMO_ENTRIES = frozenset({_DEMO_MARK, "original", "deid", "deltas", "restored", "demo.key", "answer_key.json",
+                           "deid.safepacs-deid-report.jsonl"})
+
+
+def _is_demo_folder(folder: Path) -> bool:
+    """An empty folder, or one a demo made: ``demo FOLDER`` deletes it, so never anything else
+    (``safepacs demo .`` would have deleted the folder it was run in)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return _DEMO_MARK in names or names <= _DEMO_ENTRIES
+
+
 @_app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Working folder for the demo.")] = Path("demo"),
@@ -334,7 +349,12 @@ def demo(
     from safepacs.synth import generate
 
     if folder.exists():
+        if not _is_demo_folder(folder):
+            raise _fail(f"{folder}: exists and is not a demo's folder; give a new or empty one "
+                        "(the demo replaces what is in it)")
         shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / _DEMO_MARK).write_text("made by 'safepacs demo'; its next run replaces this folder\n")
     orig, deid_out, deltas, restored = (folder / n for n in ("original", "deid", "deltas", "restored"))
     key_file = folder / "demo.key"
     console.rule("1. synthetic corpus with planted identity")
