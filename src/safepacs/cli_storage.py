@@ -364,6 +364,10 @@ def backup(data_dir: DataDir, dest: Annotated[Path, typer.Argument(help="New fol
     finally:
         archive.close()
     console.print(f"backup in {report.folder}: {report.rows} index rows, {report.blobs} blobs, {report.bytes:,} bytes")
+    if report.missing:
+        console.print(f"[yellow]warning:[/] {report.missing} blobs the index names are missing from the store "
+                      "(damage, or studies destroyed while the backup ran); the backup holds the rest")
+        raise typer.Exit(1)
 
 
 def decommission(data_dir: DataDir,

@@ -223,3 +223,24 @@ def test_decommissioning_a_node_moves_the_archive_onto_its_replacement(tmp_path)
     with Archive.open(data) as again:
         assert read_plain(again, stored.study_uid, stored.sop_instance_uid)
 
+
+def test_a_backup_copies_what_the_index_names_and_lists_what_is_missing(tmp_path):
+    """From one snapshot of the index: its blobs, not the store's listing (an orphan written
+    while the archive is open is not copied); a blob the index names but the store lost does
+    not sink the backup (listed, exit 1)."""
+    from safepacs.retention.backup import backup
+    from safepacs.store.blobs import LocalStore, new_names
+
+    data = tmp_path / "a"
+    make_archive(data, studies=2)
+    named = sorted(LocalStore(data / "blobs").names())
+    (data / "blobs" / named[0]).unlink()  # damage
+    with Archive.open(data) as arch:
+        [orphan] = new_names("obj")
+        (data / "blobs" / orphan).write_bytes(b"in flight, not committed")
+        report = backup(arch, tmp_path / "bk")
+    assert (report.blobs, report.missing) == (len(named) - 1, 1)
+    assert sorted(LocalStore(tmp_path / "bk" / "blobs").names()) == named[1:]
+    assert json.loads((tmp_path / "bk" / "backup.json").read_text())["missing_blobs"] == 1
+    res = runner.invoke(app, ["backup", "--data-dir", str(data), str(tmp_path / "bk2")])
+    assert res.exit_code == 1 and "1 blobs the index names are missing" in " ".join(res.output.split())
