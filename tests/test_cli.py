@@ -513,3 +513,16 @@ def test_demo_replaces_only_a_demo_folder(tmp_path):
     for _ in range(2):  # a second run replaces the first
         cli("demo", folder, "--count", "3")
         assert (folder / ".safepacs-demo").is_file() and len(_dcm_files(folder / "restored")) == 3
+
+
+def test_a_link_planted_at_the_reports_temp_name_is_not_written_through(tmp_path, corpus):
+    """The report's temp name is predictable (OUTPUT.safepacs-deid-report.jsonl.part): in a
+    shared folder a link planted there must not make the run overwrite its target."""
+    src, _ = corpus
+    _three_files(src, tmp_path / "in")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's\n")
+    (tmp_path / "o.safepacs-deid-report.jsonl.part").symlink_to(victim)
+    cli("deid", tmp_path / "in", tmp_path / "o", "--key-file", tmp_path / "k")
+    assert victim.read_text() == "someone else's\n"
+    assert len(deid_report(tmp_path / "o").read_text().splitlines()) == 3

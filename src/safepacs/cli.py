@@ -46,6 +46,7 @@ from safepacs.deid.batch import (
 from safepacs.deid.keys import Keys
 from safepacs.deid.options import Options
 from safepacs.errors import SafepacsError
+from safepacs.files import open_new
 
 if _DEID:
     # and no later collection walks it: the run's first one (see deid.batch._no_cyclic_gc)
@@ -177,8 +178,7 @@ def _probe_report(path: Path) -> None:
     outputs would then stand without their report)."""
     probe = path.with_name(path.name + ".part")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe.open("w").close()
+        open_new(probe, "w").close()
         probe.unlink()
     except OSError as exc:
         raise _fail(f"{path.parent}: cannot write the report there ({exc.__class__.__name__}); "
@@ -209,9 +209,8 @@ def _run_with_progress(label: str, tasks: list[Task], job: Job, workers: int) ->
 def _write_report(path: Path | None, results: list[Result]) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open_new(tmp, "w", encoding="utf-8") as fh:
         for r in results:
             fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
     os.replace(tmp, path)

@@ -107,6 +107,7 @@ def export_(
     import os
 
     from safepacs.audit.verify import write_export
+    from safepacs.files import open_new
 
     engine = _engine(data_dir, database_url)
     try:
@@ -115,7 +116,7 @@ def export_(
         else:
             tmp = out_file.with_name(out_file.name + ".part")
             try:
-                with open(tmp, "w", encoding="utf-8") as fh:
+                with open_new(tmp, "w", make_parents=False, encoding="utf-8") as fh:
                     n = write_export(engine, fh)
                 os.replace(tmp, out_file)
             except OSError as exc:

@@ -44,6 +44,7 @@ from safepacs.dicom.structure import (
     top_level_spans,
 )
 from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, RejectedFile
+from safepacs.files import open_new
 
 skip_value_checks()  # every reader of datasets comes through here: see safepacs.dicom.quiet
 
@@ -764,12 +765,9 @@ _LONG_VR_STR = {v.decode() for v in _LONG_VRS}
 def create_file(path: Path) -> BinaryIO:
     """Open a new file for writing, making its folders only when they are missing: most
     outputs land in a folder made for an earlier file, and a ``mkdir`` per file (a failed
-    system call and a ``stat``) was a measurable share of the run on a busy disk."""
-    try:
-        return open(path, "wb")
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "wb")
+    system call and a ``stat``) was a measurable share of the run on a busy disk.  Never
+    through a link planted at the name (see :mod:`safepacs.files`)."""
+    return open_new(path, "wb")  # type: ignore[return-value]
 _GROUP_LENGTH = 0x00020000
 
 

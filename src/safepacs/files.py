@@ -1,0 +1,39 @@
+"""New files in folders that others may write to (an export share, /tmp).
+
+A temp file opened by name with ``open(path, "w")`` follows a symbolic link planted at that
+name and truncates whatever it points to, with this process's rights.  Temp names here are
+predictable (``.NAME.<pid>.part``), so they are created with ``O_EXCL | O_NOFOLLOW``: never
+through a link, never over an existing file.  A name already taken (a stale temp of a killed
+run whose pid came round again, or a planted link) is unlinked, which removes the entry and
+not what it points to, and the create is tried once more.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_new(path: Path, mode: str = "wb", *, make_parents: bool = True, **kwargs: Any) -> IO[Any]:
+    """``path`` created afresh and opened with ``mode`` ("wb" or "w"); its folders are made
+    only when missing (most files land in a folder made for an earlier one)."""
+    path = Path(path)
+    try:
+        fd = _create(path)
+    except FileNotFoundError:
+        if not make_parents:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _create(path)
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def _create(path: Path) -> int:
+    try:
+        return os.open(path, _NEW, 0o666)  # the umask applies, as with open()
+    except FileExistsError:
+        path.unlink()
+        return os.open(path, _NEW, 0o666)
