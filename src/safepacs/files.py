@@ -17,23 +17,25 @@ from typing import IO, Any
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def open_new(path: Path, mode: str = "wb", *, make_parents: bool = True, **kwargs: Any) -> IO[Any]:
-    """``path`` created afresh and opened with ``mode`` ("wb" or "w"); its folders are made
-    only when missing (most files land in a folder made for an earlier one)."""
+def open_new(path: Path, mode: str = "wb", *, make_parents: bool = True, perm: int = 0o666,
+             **kwargs: Any) -> IO[Any]:
+    """``path`` created afresh (``perm``, less the umask, as with ``open``) and opened with
+    ``mode`` ("wb" or "w"); its folders are made only when missing (most files land in a
+    folder made for an earlier one)."""
     path = Path(path)
     try:
-        fd = _create(path)
+        fd = _create(path, perm)
     except FileNotFoundError:
         if not make_parents:
             raise
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = _create(path)
+        fd = _create(path, perm)
     return os.fdopen(fd, mode, **kwargs)
 
 
-def _create(path: Path) -> int:
+def _create(path: Path, perm: int) -> int:
     try:
-        return os.open(path, _NEW, 0o666)  # the umask applies, as with open()
+        return os.open(path, _NEW, perm)
     except FileExistsError:
         path.unlink()
-        return os.open(path, _NEW, 0o666)
+        return os.open(path, _NEW, perm)

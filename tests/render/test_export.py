@@ -36,6 +36,7 @@ def test_export_writes_project_level_files_and_a_manifest(tmp_path):
     for entry in manifest["files"]:
         data = (tmp_path / "out" / entry["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert (tmp_path / "out" / entry["path"]).stat().st_mode & 0o777 == 0o600
         ds = read(data)
         assert entry["path"].startswith(ds.PatientID + "/" + ds.StudyInstanceUID + "/")
         text = data.decode("latin-1")

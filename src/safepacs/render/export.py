@@ -23,6 +23,7 @@ from pathlib import Path
 import pydicom
 
 from safepacs.errors import SafepacsError
+from safepacs.files import open_new
 from safepacs.render.levels import Level
 from safepacs.render.render import RenderContext, render_instance
 
@@ -75,8 +76,7 @@ def write_export(out: Path, files: Iterable[tuple[str, bytes]], report: ExportRe
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
+        with open_new(tmp, "wb", perm=0o600) as fh:  # never through a link planted at the name
             fh.write(data)
         try:
             os.link(tmp, target)  # fails if the target exists: no silent overwrite
