@@ -498,7 +498,11 @@ def test_restore_never_writes_into_deid_or_deltas(corpus, tmp_path):
     assert after == before
     proc = cli("restore", out, deltas, tmp_path / "back", "--key-file", tmp_path / "k")
     assert "safepacs restore" in proc.stderr + proc.stdout
-    assert len(_dcm_files(tmp_path / "back")) == 3
+    restored = _dcm_files(tmp_path / "back")
+    assert len(restored) == 3
+    # identified again: only the owner may look
+    assert (tmp_path / "back").stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in restored} == {0o600}
 
 
 def test_demo_replaces_only_a_demo_folder(tmp_path):
@@ -526,3 +530,4 @@ def test_a_link_planted_at_the_reports_temp_name_is_not_written_through(tmp_path
     cli("deid", tmp_path / "in", tmp_path / "o", "--key-file", tmp_path / "k")
     assert victim.read_text() == "someone else's\n"
     assert len(deid_report(tmp_path / "o").read_text().splitlines()) == 3
+    assert deid_report(tmp_path / "o").stat().st_mode & 0o777 == 0o600  # it names the inputs

@@ -210,7 +210,7 @@ def _write_report(path: Path | None, results: list[Result]) -> None:
     if path is None:
         return
     tmp = path.with_name(path.name + ".part")
-    with open_new(tmp, "w", encoding="utf-8") as fh:
+    with open_new(tmp, "w", perm=0o600, encoding="utf-8") as fh:  # input paths: often patient names
         for r in results:
             fh.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
     os.replace(tmp, path)

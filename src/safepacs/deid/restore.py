@@ -24,7 +24,8 @@ def restore_tree(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
-    ``deltas``, open it with the key and write the original to ``out`` (same relative path).
+    ``deltas``, open it with the key and write the original to ``out`` (same relative path):
+    identified again, so ``out`` is made mode 0700 and each file 0600.
 
     A target that is one of the de-identified files is refused, never written: that would
     put an identified original where the de-identified copy was (``out`` around ``deid``)."""
@@ -32,6 +33,8 @@ def restore_tree(
     key = keys.derive(DELTA_KEY_PURPOSE)
     single = Path(deid).is_file()
     guarded = Path(deid).resolve()
+    if not single:  # identified files: a folder others cannot look into, files only the owner reads
+        Path(out).mkdir(parents=True, exist_ok=True, mode=0o700)
     for task in discover(Path(deid)):
         if task.problem or task.path is None:
             result = Result(task.rel, None, "rejected", task.problem)
@@ -64,7 +67,7 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key:
         # exactly as it was
         write_atomic(src, restored, target, enforce_meta=False, pixel_bytes=pixel_bytes, group_lengths=True,
                      odd_lengths=True, preamble=delta.preamble, padding=delta.padding,
-                     bare=delta.bare)
+                     bare=delta.bare, private=True)
     except SafepacsError as exc:
         return Result(rel, None, "rejected", _strip_name(str(exc), path.name))
     except Exception as exc:  # noqa: BLE001

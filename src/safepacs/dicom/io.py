@@ -534,6 +534,7 @@ def write_atomic(
     preamble: bytes | None = None,
     padding: int = 0,
     bare: bool = False,
+    private: bool = False,
 ) -> None:
     """Write ``ds`` (a header) followed by the pixel bytes of ``src`` to ``out``, atomically.
 
@@ -556,10 +557,11 @@ def write_atomic(
     them) is written as it is; otherwise pydicom pads it to an even length.  ``padding``
     (restore): that many NUL bytes end the file, as they ended the original.  ``bare``
     (restore): the original was a bare dataset, so neither preamble nor file meta is written.
+    ``private`` (restore: an identified original): the file is readable by its owner only.
     """
     with written_back(src.path.name):
         _write_atomic(src, ds, out, exclusive_since, enforce_meta, pixel_bytes, group_lengths, preamble,
-                      odd_lengths, padding, bare)
+                      odd_lengths, padding, bare, private)
 
 
 @contextmanager
@@ -583,13 +585,13 @@ _WRITE_ERROR_TAG = re.compile(r"With tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\) g
 def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float | None,
                   enforce_meta: bool, pixel_bytes: bytes | None, group_lengths: bool = False,
                   preamble: bytes | None = None, odd_lengths: bool = False, padding: int = 0,
-                  bare: bool = False) -> None:
+                  bare: bool = False, private: bool = False) -> None:
     meta = ds.file_meta
     tsuid = meta.TransferSyntaxUID
     implicit = tsuid == ImplicitVRLittleEndian
     little = tsuid != ExplicitVRBigEndian
     groups = _group_lengths(ds) if group_lengths else {}
-    with _atomic(Path(out), exclusive_since) as fh:
+    with _atomic(Path(out), exclusive_since, 0o600 if private else 0o666) as fh:
         fp = DicomBytesIO()
         if not bare:
             fp.write((preamble if preamble is not None and len(preamble) == 128 else b"\x00" * 128) + b"DICM")
@@ -731,11 +733,11 @@ def with_group_lengths(body: bytes, groups: dict[int, int], implicit: bool, litt
 
 
 @contextmanager
-def _atomic(out: Path, exclusive_since: float | None) -> Iterator[BinaryIO]:
+def _atomic(out: Path, exclusive_since: float | None, perm: int = 0o666) -> Iterator[BinaryIO]:
     """A new file open for writing that appears as ``out`` only once the block completes
     (temp file + rename; with ``exclusive_since``, never over a file of this run)."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    fh = create_file(tmp)
+    fh = create_file(tmp, perm)
     try:
         with fh:
             yield fh
@@ -762,12 +764,12 @@ def write_bytes_atomic(out: Path, data: bytes, *, exclusive_since: float | None 
 _LONG_VR_STR = {v.decode() for v in _LONG_VRS}
 
 
-def create_file(path: Path) -> BinaryIO:
+def create_file(path: Path, perm: int = 0o666) -> BinaryIO:
     """Open a new file for writing, making its folders only when they are missing: most
     outputs land in a folder made for an earlier file, and a ``mkdir`` per file (a failed
     system call and a ``stat``) was a measurable share of the run on a busy disk.  Never
     through a link planted at the name (see :mod:`safepacs.files`)."""
-    return open_new(path, "wb")  # type: ignore[return-value]
+    return open_new(path, "wb", perm=perm)  # type: ignore[return-value]
 _GROUP_LENGTH = 0x00020000
 
 
