@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
+from safepacs.cli_output import ask_secret, out
 from safepacs.cli_output import fail as _fail
-from safepacs.cli_output import out
 from safepacs.errors import SafepacsError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _close(access: AccessControl) -> None:
 
 
 def _login(access: AccessControl, username: str, totp: str) -> Principal:
-    password = os.environ.get("SAFEPACS_PASSWORD") or typer.prompt("Password", hide_input=True)
+    password = ask_secret("Password", env="SAFEPACS_PASSWORD")
     try:
         result = access.login(username, password, totp, address="cli")
     except SafepacsError as exc:

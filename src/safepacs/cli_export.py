@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from safepacs.cli_output import console, out
+from safepacs.cli_output import ask_secret, console, out
 from safepacs.errors import SafepacsError
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def export(
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     try:
-        password = os.environ.get("SAFEPACS_PASSWORD") or typer.prompt("Password", hide_input=True)
+        password = ask_secret("Password", env="SAFEPACS_PASSWORD")
         try:
             result = archive.access.login(username, password, totp, address="cli")
         except SafepacsError:

@@ -22,6 +22,21 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def ask_secret(prompt: str, *, env: str | None = None, confirm: bool = False) -> str:
+    """A secret from the environment variable ``env`` when set, else typed (hidden).  With
+    nothing to read it from (no terminal, end of input), a usage error that says how to give
+    it, not click's bare "Aborted." and exit 1."""
+    if env and os.environ.get(env):
+        return os.environ[env]
+    from click.exceptions import Abort
+
+    try:
+        return typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    except Abort:
+        how = f"set {env} or run it in a terminal" if env else "run it in a terminal"
+        raise fail(f"no {prompt.lower()} given ({how})") from None
+
+
 class NoProgress:
     """Progress bars that draw nothing: what ``rich.progress.Progress(disable=True)`` does,
     for output that is not a terminal, without importing rich.progress."""

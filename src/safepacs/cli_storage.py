@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from safepacs.cli_output import console, out
+from safepacs.cli_output import ask_secret, console, out
 from safepacs.cli_output import fail as _fail
 from safepacs.errors import SafepacsError
 
@@ -311,7 +311,7 @@ def storage_add_custodian(data_dir: DataDir, name: Annotated[str, typer.Argument
                           by: Annotated[str, typer.Option(help="Who registers the custodian.")] = "",
                           database_url: DatabaseUrl = None) -> None:
     """Register a key custodian (asks for the custodian's passphrase; at least 12 characters)."""
-    passphrase = typer.prompt("custodian passphrase", hide_input=True, confirmation_prompt=True)
+    passphrase = ask_secret("custodian passphrase", confirm=True)
     archive = _open(data_dir, database_url)
     try:
         vault = _vault(archive, data_dir)

@@ -142,6 +142,16 @@ def test_export_into_the_data_dir_is_refused(site):
     assert not (site["data_dir"] / "exports").exists()
 
 
+def test_export_without_a_password_to_read_is_a_usage_error(site, tmp_path, monkeypatch):
+    monkeypatch.delenv("SAFEPACS_PASSWORD", raising=False)
+    result = CliRunner().invoke(
+        cli_app, ["export", "--project", "P", "--out", str(tmp_path / "x"), "--username", "res-p",
+                  "--data-dir", str(site["data_dir"])], input="")
+    assert result.exit_code == 2
+    assert "no password given (set SAFEPACS_PASSWORD" in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_writes_the_project_at_its_level_with_a_manifest(site, tmp_path):
     a, key = site["archive"], site["key"]
     result, out = _run_export(site, tmp_path, "res-p")
