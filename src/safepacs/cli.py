@@ -138,10 +138,9 @@ def deid(
     if not single and in_real.is_relative_to(out_real):
         raise _fail("INPUT must not lie inside OUTPUT, the folder meant for release: the originals would travel with it")
     report_path = report or (None if single else default_report(output))
-    if report_path is not None and report_path.resolve().is_relative_to(in_real):
-        raise _fail("--report must lie outside INPUT")
-    if delta_dir is not None and input.is_dir() and delta_dir.resolve().is_relative_to(in_real):
-        raise _fail("--delta-dir must lie outside INPUT: safepacs never writes in place")
+    for option, where in (("--report", report_path), ("--delta-dir", delta_dir)):
+        if where is not None and where.resolve().is_relative_to(in_real):
+            raise _fail(f"{option} must lie outside INPUT: safepacs never writes in place")
     if not single:  # nothing that re-identifies travels with the folder meant for release
         for option, where, why in (
             ("--report", report_path, "it maps input paths, often named after the patient, to the outputs"),
@@ -263,10 +262,10 @@ def restore(
     if out_real.is_relative_to(deltas.resolve()):
         raise _fail("OUTPUT must not be DELTAS or lie inside it: keep the restored originals apart")
     keys = _load_keys(key_file, create=False)
-    tasks = sum(1 for _ in discover(deid_dir))
+    tasks = list(discover(deid_dir))
     with progress() as bars:
-        bar = bars.add_task("restoring", total=tasks)
-        results = restore_tree(deid_dir, deltas, output, keys, on_result=lambda _: bars.advance(bar))
+        bar = bars.add_task("restoring", total=len(tasks))
+        results = restore_tree(deid_dir, deltas, output, keys, on_result=lambda _: bars.advance(bar), tasks=tasks)
     _summary(results, None, title="safepacs restore")
     if any(r.status == "rejected" for r in results):
         for r in results:

@@ -87,10 +87,11 @@ def import_(
                             "reason": "inside the data dir: the archive's own file, not imported"})
         else:
             tasks.append(task)
+    workers = min(workers, len(tasks))  # never more processes than files
     try:
         with progress() as bars:
             bar = bars.add_task("importing", total=len(tasks))
-            if min(workers, len(tasks)) <= 1:
+            if workers <= 1:
                 _init_worker(archive)
                 for line in map(_import_one, tasks):
                     results.append(line)
@@ -101,7 +102,7 @@ def import_(
                 # processes: parsing and de-identifying are CPU-bound Python; each worker
                 # opens the archive itself (the database serialises their commits)
                 with ProcessPoolExecutor(
-                    min(workers, len(tasks)), initializer=_open_worker, initargs=(data_dir, database_url)
+                    workers, initializer=_open_worker, initargs=(data_dir, database_url)
                 ) as pool:
                     for line in pool.map(_import_one, tasks, chunksize=4):
                         results.append(line)

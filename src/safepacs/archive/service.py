@@ -278,14 +278,12 @@ class Archive:
         data_dir = Path(data_dir)
         if (data_dir / SETTINGS_FILE).exists():
             raise ArchiveError(f"{data_dir}: already a safepacs data dir")
-        if data_dir.is_dir():
-            foreign = sorted(e.name for e in os.scandir(data_dir) if e.name not in PREPARED)
-            if foreign:
-                raise ArchiveError(
-                    f"{data_dir}: not empty, and not a safepacs data dir (no {SETTINGS_FILE}); a new "
-                    f"archive needs a new or empty folder (or one holding only {', '.join(sorted(PREPARED))}): "
-                    "init makes the folder private (mode 0700) and manages what is in it. After an "
-                    "interrupted init, remove the folder and run init again")
+        if data_dir.is_dir() and any(e.name not in PREPARED for e in os.scandir(data_dir)):
+            raise ArchiveError(
+                f"{data_dir}: not empty, and not a safepacs data dir (no {SETTINGS_FILE}); a new "
+                f"archive needs a new or empty folder (or one holding only {', '.join(sorted(PREPARED))}): "
+                "init makes the folder private (mode 0700) and manages what is in it. After an "
+                "interrupted init, remove the folder and run init again")
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         data_dir.chmod(0o700)  # nothing in it is plaintext, but nobody else needs to look
         opts = deid_options or Options()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from safepacs.deid.batch import Result, _strip_name, delta_names, discover
+from safepacs.deid.batch import Result, Task, _strip_name, delta_names, discover
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, LoadedDelta, unseal
 from safepacs.deid.keys import Keys
 from safepacs.dicom.io import load_pixel_group, read_header, write_atomic
@@ -22,20 +22,22 @@ def restore_tree(
     keys: Keys,
     *,
     on_result: Callable[[Result], None] | None = None,
+    tasks: list[Task] | None = None,
 ) -> list[Result]:
     """For every de-identified file under ``deid``, find ``<SOPInstanceUID>.delta`` in
     ``deltas``, open it with the key and write the original to ``out`` (same relative path):
     identified again, so ``out`` is made mode 0700 and each file 0600.
 
     A target that is one of the de-identified files is refused, never written: that would
-    put an identified original where the de-identified copy was (``out`` around ``deid``)."""
+    put an identified original where the de-identified copy was (``out`` around ``deid``).
+    ``tasks``: ``deid`` already walked (a caller that counted them for a progress bar)."""
     results = []
     key = keys.derive(DELTA_KEY_PURPOSE)
     single = Path(deid).is_file()
     guarded = Path(deid).resolve()
     if not single:  # identified files: a folder others cannot look into, files only the owner reads
         Path(out).mkdir(parents=True, exist_ok=True, mode=0o700)
-    for task in discover(Path(deid)):
+    for task in tasks if tasks is not None else discover(Path(deid)):
         if task.problem or task.path is None:
             result = Result(task.rel, None, "rejected", task.problem)
         else:
