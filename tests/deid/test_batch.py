@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pydicom
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
@@ -96,3 +103,68 @@ def test_a_report_line_holds_its_fields_in_order_and_pixels_only_when_cleaned():
     cleaned = Result("a/2.dcm", None, "rejected", "why", pixels={"boxes_found": 1}).to_dict()
     assert list(cleaned) == ["input", "output", "status", "reason", "pixels"]
     assert cleaned["pixels"] == {"boxes_found": 1}
+
+
+def _two_sizes(inp: Path) -> None:
+    """A small CT and a large one (the same object with 400 KB more pixel data)."""
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.save_as(inp / "small.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.99"
+    ds.Rows = ds.Columns = 448
+    ds.PixelData = bytes(448 * 448 * 2)
+    ds.save_as(inp / "large.dcm")
+
+
+def _limited(limit: int):  # type: ignore[no-untyped-def]
+    def start() -> None:  # in the child: files may not grow past ``limit`` bytes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return start
+
+
+@pytest.mark.parametrize("path", ["header fast path", "engine path"])
+def test_a_file_the_disk_cannot_take_is_rejected_with_the_reason_and_nothing_half_written(tmp_path, path):
+    inp, out, deltas = tmp_path / "in", tmp_path / "out", tmp_path / "deltas"
+    _two_sizes(inp)
+    engine = ["--delta-dir", deltas] if path == "engine path" else []  # deltas: engine's path
+    proc = subprocess.run(
+        [sys.executable, "-m", "safepacs", "deid", inp, out, "--key-file", tmp_path / "k",
+         "--no-clean-pixels", "--accept-burned-in-risk", *engine],
+        capture_output=True, text=True, timeout=300, preexec_fn=_limited(200_000),
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = {r["input"]: r for r in map(json.loads, batch.default_report(out).read_text().splitlines())}
+    assert lines["small.dcm"]["status"] == "ok"
+    assert lines["large.dcm"] == {"input": "large.dcm", "output": None, "status": "rejected",
+                                  "reason": "I/O error (File too large)"}
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written == [out / lines["small.dcm"]["output"]]  # no output, no temp file, for large
+    if engine:
+        assert [p.name for p in deltas.iterdir()] == [Path(lines["small.dcm"]["output"]).stem + ".delta"]
+
+
+def test_an_output_whose_delta_cannot_be_written_is_taken_back(tmp_path):
+    inp = tmp_path / "in"
+    _two_sizes(inp)
+    options = Options(clean_pixels="never", accept_burned_in_risk=True)
+    secret = Keys(b"k" * 32).secret
+
+    def run(name: str) -> tuple[Path, Path, list[Result]]:
+        out, deltas = tmp_path / f"out-{name}", tmp_path / f"deltas-{name}"
+        deltas.mkdir(exist_ok=True)
+        job = batch.Job(out, None, options, secret, deltas, time.time() - 1)
+        return out, deltas, batch.run(list(batch.discover(inp)), job)
+
+    _, deltas, first = run("first")
+    assert [r.status for r in first] == ["ok", "ok"]
+    large = [r for r in first if r.input == "large.dcm"][0]
+    blocked = tmp_path / "deltas-second" / (Path(large.output).stem + ".delta")
+    blocked.mkdir(parents=True)  # the delta's name is taken by a folder of an older run
+    os.utime(blocked, (0, 0))
+    out, _, second = run("second")
+    assert [(r.input, r.status) for r in second] == [("large.dcm", "rejected"), ("small.dcm", "ok")]
+    assert second[0].reason.startswith("I/O error (") and second[0].output is None
+    assert not (out / large.output).exists() and (out / second[1].output).is_file()

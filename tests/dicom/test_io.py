@@ -529,3 +529,36 @@ def test_large_pixels_made_in_memory_are_written_as_pydicom_writes_them(tmp_path
     write_atomic(src, ds, out)
     ds.save_as(tmp_path / "pydicom.dcm", enforce_file_format=True)
     assert out.read_bytes()[132:] == (tmp_path / "pydicom.dcm").read_bytes()[132:]
+
+
+@pytest.mark.parametrize("writer", ["header copy", "engine"])
+def test_an_output_the_disk_cannot_hold_fails_before_its_pixels_are_copied(tmp_path, monkeypatch, writer):
+    import ctypes
+    import errno
+
+    from safepacs import files
+    from safepacs.dicom import io as dicom_io
+
+    asked: list[int] = []
+
+    def full(fd: int, mode: int, offset: int, length: int) -> int:
+        asked.append(length)
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    copied: list[int] = []
+    monkeypatch.setattr(files, "_fallocate", full)
+    monkeypatch.setattr(dicom_io, "copy_range", lambda *a: copied.append(1))
+    src = read_header(CT)
+    assert src.pixel_start is not None and src.pixel_end is not None
+    out = tmp_path / "o.dcm"
+    with pytest.raises(OSError) as raised:
+        if writer == "engine":
+            write_atomic(src, src.dataset, out)
+        else:
+            with open(CT, "rb") as fh:
+                dicom_io.write_copy_atomic(out, b"head", fh, src.pixel_start,
+                                           src.pixel_end - src.pixel_start, "x.dcm")
+    assert raised.value.errno == errno.ENOSPC
+    assert asked and asked[-1] >= src.pixel_end - src.pixel_start and not copied
+    assert list(tmp_path.iterdir()) == []  # nor a temp file

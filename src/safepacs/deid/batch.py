@@ -236,18 +236,19 @@ def process(task: Task) -> Result:
         out = output_path(job, ds)
         write_atomic(src, ds, out, exclusive_since=job.started)
         if job.delta_dir is not None:
-            sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), str(ds.get("SOPInstanceUID", "")))
-            usual, own = delta_names(ds)
             try:
-                write_bytes_atomic(job.delta_dir / usual, sealed, exclusive_since=job.started)
-            except DuplicateObject:  # another object of this run has this SOP Instance UID
-                write_bytes_atomic(job.delta_dir / own, sealed)
+                _write_delta(job, keys, ds, delta)
+            except BaseException:
+                out.unlink(missing_ok=True)  # a rejected file has no output (nor a delta)
+                raise
     except MediaIndex:  # a DICOMDIR under another name: found by its SOP Class
         return Result(task.rel, None, "skipped", MEDIA_INDEX_REASON)
     except SafepacsError as exc:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:
         return Result(task.rel, None, "rejected", "out of memory")
+    except OSError as exc:  # writing (a full disk, a quota, permissions): the system's words
+        return Result(task.rel, None, "rejected", f"I/O error ({exc.strerror or exc.__class__.__name__})")
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - never let one file stop the run (a native
@@ -255,6 +256,16 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     rel_out = os.path.relpath(out, job.out_root) if job.single_output is None else str(out)
     return Result(task.rel, rel_out, "ok", pixels=pixel_report if clean else None)
+
+
+def _write_delta(job: Job, keys: Keys, ds: Dataset, delta: IdentityDelta) -> None:
+    assert job.delta_dir is not None
+    sealed = delta.seal(keys.derive(DELTA_KEY_PURPOSE), str(ds.get("SOPInstanceUID", "")))
+    usual, own = delta_names(ds)
+    try:
+        write_bytes_atomic(job.delta_dir / usual, sealed, exclusive_since=job.started)
+    except DuplicateObject:  # another object of this run has this SOP Instance UID
+        write_bytes_atomic(job.delta_dir / own, sealed)
 
 
 def delta_names(ds: Dataset) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from safepacs.dicom.structure import (
     top_level_spans,
 )
 from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, RejectedFile
-from safepacs.files import open_new
+from safepacs.files import open_new, reserve
 
 skip_value_checks()  # every reader of datasets comes through here: see safepacs.dicom.quiet
 
@@ -616,9 +616,9 @@ def _write_atomic(src: DicomFile, ds: Dataset, out: Path, exclusive_since: float
                 fh.write(pixel_bytes)
             else:
                 assert src.pixel_start is not None and src.pixel_end is not None
-                _copy_range(
-                    src.path, fh.fileno(), src.pixel_start, src.pixel_end - src.pixel_start
-                )
+                count = src.pixel_end - src.pixel_start
+                reserve(fh.fileno(), count, start=fh.tell())
+                _copy_range(src.path, fh.fileno(), src.pixel_start, count)
             _write_tail(fh, tail, implicit, little)
         elif not groups and not odd_lengths and little and _large_pixel_value(ds):
             # pixels made here (cleaned): written straight to the file, not copied into
@@ -1006,6 +1006,7 @@ def write_copy_atomic(
     """Write ``head`` then ``count`` bytes of ``src`` from ``offset`` to ``out``, atomically
     and exclusively like :func:`write_atomic` (the header fast path's writer)."""
     with _atomic(Path(out), exclusive_since) as fh:
+        reserve(fh.fileno(), len(head) + count)
         fh.write(head)
         if count:
             fh.flush()
