@@ -172,3 +172,37 @@ def test_serve_refuses_a_wildcard_cors_origin_before_touching_the_data_dir(tmp_p
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cors_origins" in proc.stderr + proc.stdout and "no wildcard" in proc.stderr + proc.stdout
     assert not data.exists()
+
+
+def test_a_file_the_store_has_no_room_for_is_reported_and_the_archive_keeps_the_rest(tmp_path):
+    import resource
+    import signal
+
+    from pydicom.data import get_testdata_file
+
+    data, inp, report = tmp_path / "data", tmp_path / "in", tmp_path / "report.jsonl"
+    cli("init", "--data-dir", data)
+    inp.mkdir()
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.save_as(inp / "small.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.99"
+    ds.Rows = ds.Columns = 1024
+    ds.PixelData = os.urandom(1024 * 1024 * 2)  # random: no compression makes it fit
+    ds.save_as(inp / "large.dcm")
+
+    def limited() -> None:  # in the child: no file may grow past 1 MiB (EFBIG, not a kill)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    proc = subprocess.run(
+        [*SAFEPACS, "import", inp, "--data-dir", data, "--report", report, "--workers", "1"],
+        capture_output=True, text=True, timeout=600, preexec_fn=limited,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = {r["input"]: r for r in map(json.loads, report.read_text().splitlines())}
+    assert lines["small.dcm"]["status"] == "stored"
+    assert lines["large.dcm"]["status"] == "rejected"
+    assert lines["large.dcm"]["reason"] == "I/O error (File too large)"
+    status = json.loads(cli("status", "--data-dir", data, "--json").stdout)
+    assert status["instances"] == 1 and status["database"] == "ok"

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from safepacs.cli_output import console, out, progress
 from safepacs.cli_output import fail as _fail
-from safepacs.errors import MEDIA_INDEX_REASON, MediaIndex, SafepacsError
+from safepacs.errors import MEDIA_INDEX_REASON, MediaIndex, SafepacsError, io_reason
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
@@ -150,7 +150,12 @@ def _import_one(task) -> dict:  # type: ignore[no-untyped-def]
     if task.problem:
         return line
     try:
-        stored = archive.ingest(task.path.read_bytes(), source="import")
+        data = task.path.read_bytes()
+    except OSError as exc:
+        line["reason"] = f"cannot read file ({exc.strerror or exc.__class__.__name__})"
+        return line
+    try:
+        stored = archive.ingest(data, source="import")
     except MediaIndex:  # a CD's or DVD's DICOMDIR: an index of the other files, not one
         line.update(status="skipped", reason=MEDIA_INDEX_REASON)
         return line
@@ -158,8 +163,8 @@ def _import_one(task) -> dict:  # type: ignore[no-untyped-def]
         reason = str(exc)
         line["reason"] = reason.split(": ", 1)[1] if reason.startswith("object: ") else reason
         return line
-    except OSError as exc:
-        line["reason"] = f"cannot read file ({exc.strerror or exc.__class__.__name__})"
+    except OSError as exc:  # storing: a full disk, a quota
+        line["reason"] = io_reason(exc)
         return line
     except Exception as exc:  # noqa: BLE001 - one file never stops the run, values never shown
         line["reason"] = f"internal error ({exc.__class__.__name__})"

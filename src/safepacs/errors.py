@@ -34,3 +34,9 @@ class KeyError_(SafepacsError):
 
 class DeltaError(SafepacsError):
     """An identity delta cannot be decrypted or does not belong to this object."""
+
+
+def io_reason(exc: OSError) -> str:
+    """A report's reason for a failed read or write: the system's words ("No space left on
+    device"), never the path, which may carry a patient's name."""
+    return f"I/O error ({exc.strerror or exc.__class__.__name__})"

@@ -341,3 +341,18 @@ def test_a_restored_original_never_overwrites_a_de_identified_file(tmp_path, key
     assert (deid / "x.dcm").read_bytes() == kept
     assert results["x.dcm"].status == "ok"
     assert pydicom.dcmread(tmp_path / "o" / "x.dcm") == pydicom.dcmread(tmp_path / "in" / "mr.dcm")
+
+
+def test_an_original_that_cannot_be_written_is_rejected_with_the_systems_words(tmp_path, keys):
+    (tmp_path / "in").mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "in" / "ct.dcm")
+    deid = _deidentify(tmp_path, keys)
+    rel = deid.relative_to(tmp_path / "out")
+    blocked = tmp_path / "back" / rel  # a folder, with a file in it, has the original's name
+    (blocked / "kept").mkdir(parents=True)
+
+    [result] = restore_tree(tmp_path / "out", tmp_path / "deltas", tmp_path / "back", keys)
+
+    assert result.status == "rejected" and result.output is None
+    assert result.reason.startswith("I/O error (") and "internal error" not in result.reason
+    assert (blocked / "kept").is_dir() and not list(blocked.parent.glob(".*.part"))

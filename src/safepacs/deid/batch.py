@@ -38,7 +38,7 @@ from safepacs.dicom.io import (
     write_bytes_atomic,
     write_copy_atomic,
 )
-from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, SafepacsError
+from safepacs.errors import MEDIA_INDEX_REASON, InvalidDicom, MediaIndex, SafepacsError, io_reason
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _PIXEL_DATA = 0x7FE00010
@@ -247,8 +247,8 @@ def process(task: Task) -> Result:
         return Result(task.rel, None, "rejected", _strip_name(str(exc), task.path.name))
     except MemoryError:
         return Result(task.rel, None, "rejected", "out of memory")
-    except OSError as exc:  # writing (a full disk, a quota, permissions): the system's words
-        return Result(task.rel, None, "rejected", f"I/O error ({exc.strerror or exc.__class__.__name__})")
+    except OSError as exc:  # writing: a full disk, a quota, permissions
+        return Result(task.rel, None, "rejected", io_reason(exc))
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - never let one file stop the run (a native

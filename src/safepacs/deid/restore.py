@@ -12,7 +12,7 @@ from safepacs.deid.batch import Result, Task, _strip_name, delta_names, discover
 from safepacs.deid.delta import DELTA_KEY_PURPOSE, LoadedDelta, unseal
 from safepacs.deid.keys import Keys
 from safepacs.dicom.io import load_pixel_group, read_header, write_atomic
-from safepacs.errors import SafepacsError
+from safepacs.errors import SafepacsError, io_reason
 
 
 def restore_tree(
@@ -72,6 +72,8 @@ def _restore_one(path: Path, rel: str, deltas: Path, out: Path, keys: Keys, key:
                      bare=delta.bare, private=True)
     except SafepacsError as exc:
         return Result(rel, None, "rejected", _strip_name(str(exc), path.name))
+    except OSError as exc:  # writing: a full disk, a quota, permissions
+        return Result(rel, None, "rejected", io_reason(exc))
     except Exception as exc:  # noqa: BLE001
         return Result(rel, None, "rejected", f"internal error ({exc.__class__.__name__})")
     return Result(rel, os.fspath(target), "ok")
