@@ -257,6 +257,43 @@ def test_verify_reports_identity_left_legible_in_pixels(tmp_path):
     cli("verify-deid", src, cleaned, "--key-file", tmp_path / "k", check=0)
 
 
+def test_without_the_key_one_originals_header_still_says_what_to_read_in_the_pixels(tmp_path):
+    """The copy's UIDs were replaced, so without the key it cannot be matched to its
+    original by UID; with one original there is no doubt which it is, and its values (the
+    institution here, which no pattern rule knows as such) are read for in the pixels."""
+    from safepacs.synth.burned import chest_xray
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    chest_xray(301, kinds=("institution",)).dataset.save_as(src / "cr.dcm", enforce_file_format=True)
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", "--accept-burned-in-risk")
+    verify = cli("verify-deid", src, out, check=1)
+    assert "header:Institutio" in verify.stdout
+
+
+def test_verify_with_workers_shows_progress_and_finds_what_one_process_finds(corpus, tmp_path):
+    src, _ = corpus
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--no-clean-pixels", "--accept-burned-in-risk")
+    leaked = sorted(out.rglob("*.dcm"))[3]
+    ds = pydicom.dcmread(leaked)
+    original = next(p for p in _dcm_files(src) if pydicom.dcmread(p).PatientID)
+    ds.ImageComments = str(pydicom.dcmread(original).PatientID)
+    ds.save_as(leaked)
+    reports = []
+    for workers in (1, 2):
+        report = tmp_path / f"report{workers}.json"
+        proc = subprocess.run(
+            [*SAFEPACS, "verify-deid", src, out, "--key-file", tmp_path / "k", "--workers", str(workers),
+             "--report", report], capture_output=True, text=True, timeout=600,
+            env={**os.environ, "SAFEPACS_PROGRESS": "1"},
+        )
+        assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "reading originals" in proc.stderr and "searching de-identified files" in proc.stderr
+        reports.append(json.loads(report.read_text()))
+    assert reports[0] == reports[1] and reports[0]["leaks_by_kind"].get("id", 0) >= 1
+
+
 def test_bad_inputs_are_reported_and_the_rest_processed(corpus, tmp_path):
     src, _ = corpus
     bad = tmp_path / "in"

@@ -281,6 +281,7 @@ def verify_deid(
     report: Annotated[Path | None, typer.Option(help="Write leaks (masked) as JSON here.")] = None,
     key_file: Annotated[Path | None, typer.Option(help="The de-identification key: with it, dates shifted under Modified Dates are checked against the same patient's original dates only.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Also count what is found inside attributes that a declared retain option keeps (listed apart otherwise).")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes that search the de-identified files (1: in this process). The originals are read once, first; the result is the same for any number.")] = 1,
 ) -> None:
     """Search every de-identified file for any identifying value of the originals.
 
@@ -293,7 +294,8 @@ def verify_deid(
     from safepacs.deid.verify import run_verify
 
     keys = _load_keys(key_file, create=False) if key_file is not None else None
-    code = run_verify(original, deid_dir, console=out, report=report, keys=keys, strict=strict)
+    code = run_verify(original, deid_dir, console=out, report=report, keys=keys, strict=strict,
+                      workers=workers, bars=progress)
     raise typer.Exit(code)
 
 
@@ -370,7 +372,7 @@ def demo(
     ok = sum(r.status == "ok" for r in restored_results)
     console.print(f"restored {ok} of {len(restored_results)} files")
     console.rule("4. verify: search the output for every identifying value of the input")
-    code = run_verify(orig, deid_out, console=out, report=None, keys=keys)
+    code = run_verify(orig, deid_out, console=out, report=None, keys=keys, workers=2, bars=progress)
     raise typer.Exit(code)
 
 

@@ -797,3 +797,30 @@ def test_a_correctly_moved_date_that_equals_another_original_date_is_no_leak(
     leaky.save_as(outputs[0])
     found = verify_paths(tmp_path / "orig", tmp_path / "deid", keys).leaks
     assert [(f.deid_file, f.location) for f in found] == [("a.dcm", "AcquisitionDate")]
+
+
+def test_any_number_of_workers_finds_what_one_finds_and_reports_progress(tmp_path: Path) -> None:
+    for i in range(12):
+        ds = ct_original()
+        ds.PatientID = f"PID{i:08d}"
+        ds.PatientName = f"PATIENT{i:03d}^GIVEN{i:03d}"
+        save(ds, tmp_path / "orig" / f"{i}.dcm")
+        copy = deidentified(ds)
+        if i % 4 == 1:
+            copy.ImageComments = f"see PID{(i + 3) % 12:08d}"  # another patient's ID
+        if i % 4 == 2:
+            copy.StudyDescription = f"PATIENT{i:03d}"
+        save(copy, tmp_path / "deid" / f"{i:02d}.dcm")
+    (tmp_path / "deid" / "GIVEN005.txt").write_bytes(b"\x00 not DICOM")  # a name in the path
+    seen: list[tuple[str, int, int]] = []
+
+    one = verify_paths(tmp_path / "orig", tmp_path / "deid", workers=1)
+    three = verify_paths(tmp_path / "orig", tmp_path / "deid", workers=3,
+                         on_progress=lambda *step: seen.append(step))
+
+    assert len(one.leaks) == 7 and one.unparsed_files == 1 and one.files_checked == 13
+    assert three == one
+    phases = list(dict.fromkeys(phase for phase, _, _ in seen))
+    assert phases == ["reading originals", "searching de-identified files"]
+    assert [s for s in seen if s[0] == phases[1]] == [(phases[1], n, 13) for n in range(1, 14)]
+    assert seen[len(seen) - 14] == (phases[0], 12, 12)

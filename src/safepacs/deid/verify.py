@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import Dataset, config, dcmread
 from pydicom.dataelem import DataElement, RawDataElement
@@ -846,30 +846,20 @@ def _days(ds: Dataset) -> Iterator[tuple[DataElement, str]]:
                 yield elem, value[:8]
 
 
-def original_dates_by_pseudonym(original: Path, keys: Keys) -> dict[str, PatientDates]:
-    """Each patient's original dates, and the same moved by the patient's offset, keyed by
-    the pseudonymous PatientID the key gives."""
+def _remember_dates(ds: Dataset, keys: Keys, found: dict[str, PatientDates]) -> None:
+    """Add the original ``ds``'s days to its patient's, under the pseudonym the key gives."""
     from safepacs.deid.actions import shift_date
     from safepacs.deid.engine import patient_key, patient_pseudonym
 
-    found: dict[str, PatientDates] = {}
-    for path in _require(original, "ORIGINAL"):
-        try:
-            ds = _read_original(path)
-        except Exception:  # reported by build_index
-            continue
-        if ds is None:
-            continue
-        try:
-            pseudonym = patient_pseudonym(ds, keys)
-            offset = keys.date_offset_days(patient_key(ds))
-        except Exception:  # noqa: BLE001 - a PatientID that does not decode: deid refused
-            continue  # the file, so no output carries its pseudonym
-        days = {day for _, day in _days(ds)}
-        entry = found.setdefault(pseudonym, PatientDates())
-        entry.original |= days
-        entry.shifted |= {shift_date(day, offset) for day in days}
-    return found
+    try:
+        pseudonym = patient_pseudonym(ds, keys)
+        offset = keys.date_offset_days(patient_key(ds))
+    except Exception:  # noqa: BLE001 - a PatientID that does not decode: deid refused
+        return  # the file, so no output carries its pseudonym
+    days = {day for _, day in _days(ds)}
+    entry = found.setdefault(pseudonym, PatientDates())
+    entry.original |= days
+    entry.shifted |= {shift_date(day, offset) for day in days}
 
 
 def _dedupe(leaks: list[Leak]) -> list[Leak]:
@@ -886,12 +876,37 @@ def _require(path: Path, role: str, *, reports: bool = False) -> list[Path]:
     return files
 
 
-def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
-    """Gather needles from every original under ``original`` (file or folder tree)."""
+#: ``on_progress(phase, done, total)``: a run's progress, for a bar
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Originals:
+    """What one reading of the originals gives the search: the needles, each original by the
+    SOP Instance UID its de-identified copy carries (for the pixel check), and, with the key,
+    each patient's dates (for Modified Dates)."""
+
+    index: NeedleIndex
+    result: VerifyResult
+    by_uid: dict[str, Path]
+    dates: dict[str, PatientDates] | None
+    #: the one original, when there is one: the pixels of a copy whose UID was replaced
+    #: (without the key, it cannot be matched) are read against it
+    only: Path | None = None
+
+
+def read_originals(original: Path, keys: Keys | None = None,
+                   on_progress: Progress | None = None) -> Originals:
+    """Read every original under ``original`` (file or folder tree) once."""
     result = VerifyResult()
     index = NeedleIndex()
+    by_uid: dict[str, Path] = {}
+    dates: dict[str, PatientDates] | None = {} if keys is not None else None
     unreadable: list[Path] = []
-    for path in _require(original, "ORIGINAL"):
+    paths = _require(original, "ORIGINAL")
+    for done, path in enumerate(paths, 1):
+        if on_progress:
+            on_progress("reading originals", done, len(paths))
         try:
             ds = _read_original(path)
         except Exception:  # a DICOM file we cannot parse
@@ -900,6 +915,10 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
         if ds is None:
             result.originals_skipped += 1
             continue
+        _remember_uid(ds, path, keys, by_uid)
+        if dates is not None:
+            assert keys is not None
+            _remember_dates(ds, keys, dates)
         # a declaration spelled otherwise, or text in another set than declared: its values
         # as de-identification reads them, as well as as declared (safepacs.deid.mislabelled);
         # copied before anything is decoded, rather than read from disk again
@@ -925,7 +944,8 @@ def build_index(original: Path) -> tuple[NeedleIndex, VerifyResult]:
     if not result.originals_read:
         raise VerifyInputError(f"ORIGINAL holds no readable DICOM files: {original}")
     result.needles = len(index)
-    return index, result
+    only = paths[0] if len(paths) == 1 else None
+    return Originals(index, result, by_uid, dates, only)
 
 
 @contextmanager
@@ -944,62 +964,92 @@ def _quiet() -> Iterator[None]:
         config.settings.reading_validation_mode = mode
 
 
-def verify_paths(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResult:
+def verify_paths(original: Path, deid: Path, keys: Keys | None = None, *, workers: int = 1,
+                 on_progress: Progress | None = None) -> VerifyResult:
     """Search every de-identified file under ``deid`` for every needle of ``original``.
 
     With the de-identification ``keys``, dates shifted under Modified Dates are checked
     per patient (without, another patient's original date may coincide with a shifted one).
+    ``workers`` processes search the de-identified files (the originals are read once, here);
+    the result is the same whatever their number.
     Raises :class:`VerifyInputError` when either input is missing, empty or unreadable.
     """
     with _quiet():
-        return _verify(Path(original), Path(deid), keys)
+        return _verify(Path(original), Path(deid), keys, workers, on_progress)
 
 
-def _verify(original: Path, deid: Path, keys: Keys | None = None) -> VerifyResult:
+@dataclass
+class _Outcome:
+    """What searching one de-identified file found."""
+
+    leaks: list[Leak]
+    kept: list[Leak]
+    parsed: bool = True  # as DICOM (an unparsed file is still searched as bytes)
+    error: str | None = None
+    pixels_checked: bool = False
+    read: bool = True  # False: the file could not be read at all (``error`` says so)
+
+
+#: what the workers search with (set before they are forked: see :mod:`safepacs.parallel`)
+_search: tuple[Path, Originals] | None = None
+
+
+def _verify(original: Path, deid: Path, keys: Keys | None = None, workers: int = 1,
+            on_progress: Progress | None = None) -> VerifyResult:
+    global _search
+    from safepacs.parallel import ordered_map
+
     deid_files = _require(deid, "DEID", reports=True)  # the release is searched whole
-    index, result = build_index(original)
-    patient_dates = original_dates_by_pseudonym(original, keys) if keys is not None else None
-    originals: dict[str, Path] = {}  # filled on the first file whose pixels are read
-
-    def lookup() -> dict[str, Path]:
-        if not originals:
-            originals.update(_originals_by_uid(original, keys) or {"": original})
-        return originals
-
-    default = index.matcher(frozenset())
-    for path in deid_files:
-        relative = _display(path, deid)
-        shown = default.mask_text(relative)
-        try:
-            leaks, kept, parsed = _check_file(path, relative, shown, index, patient_dates)
-            if parsed:
-                leaks += _check_pixels(path, shown, lookup, result)
-        except OSError as exc:
-            result.errors.append(f"{shown}: cannot read ({exc.__class__.__name__})")
-            continue
-        result.leaks += leaks
-        result.kept += kept
-        result.files_checked += 1
-        result.unparsed_files += 0 if parsed else 1
+    originals = read_originals(original, keys, on_progress)
+    result = originals.result
+    originals.index.matcher(frozenset())  # compiled once, before the workers are forked
+    _search = (deid, originals)
+    try:
+        for done, outcome in enumerate(ordered_map(_search_one, deid_files, workers), 1):
+            if on_progress:
+                on_progress("searching de-identified files", done, len(deid_files))
+            if outcome.error is not None:
+                result.errors.append(outcome.error)
+            if outcome.pixels_checked:
+                result.pixel_files_checked += 1
+            if not outcome.read:
+                continue
+            result.leaks += outcome.leaks
+            result.kept += outcome.kept
+            result.files_checked += 1
+            result.unparsed_files += 0 if outcome.parsed else 1
+    finally:
+        _search = None
     return result
 
 
+def _search_one(path: Path) -> _Outcome:
+    assert _search is not None
+    deid, originals = _search
+    relative = _display(path, deid)
+    shown = originals.index.matcher(frozenset()).mask_text(relative)
+    try:
+        leaks, kept, parsed = _check_file(path, relative, shown, originals.index, originals.dates)
+        outcome = _Outcome(leaks, kept, parsed)
+        if parsed:
+            _check_pixels(path, shown, originals, outcome)
+    except OSError as exc:
+        return _Outcome([], [], error=f"{shown}: cannot read ({exc.__class__.__name__})", read=False)
+    return outcome
+
+
 # ------------------------------------------------------------------ burned-in text
-def _originals_by_uid(original: Path, keys: Keys | None) -> dict[str, Path]:
-    """Original files by the SOP Instance UID their de-identified copy carries: the same
-    UID (Retain UIDs) and, with the key, the keyed one."""
-    found: dict[str, Path] = {}
-    for path in _files(original):
-        try:
-            ds = _read_original(path)
-            uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""
-        except Exception:  # noqa: BLE001 - reported by build_index
-            continue
-        if uid:
-            found[uid] = path
-            if keys is not None:
-                found[keys.uid(uid)] = path
-    return found
+def _remember_uid(ds: Dataset, path: Path, keys: Keys | None, found: dict[str, Path]) -> None:
+    """The original ``path`` under the SOP Instance UID its de-identified copy carries: the
+    same UID (Retain UIDs) and, with the key, the keyed one."""
+    try:
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+    except Exception:  # noqa: BLE001 - reported by the index when it reads the file
+        return
+    if uid:
+        found[uid] = path
+        if keys is not None:
+            found[keys.uid(uid)] = path
 
 
 def _pixels_at_risk(ds: Dataset) -> bool:
@@ -1010,9 +1060,7 @@ def _pixels_at_risk(ds: Dataset) -> bool:
     return CLEAN_PIXEL_DATA_CODE[0] in codes or burned_in_risk(ds) is not None
 
 
-def _check_pixels(
-    path: Path, shown: str, originals: Callable[[], dict[str, Path]], result: VerifyResult
-) -> list[Leak]:
+def _check_pixels(path: Path, shown: str, originals: Originals, outcome: _Outcome) -> None:
     """Identity still legible in the pixels (rule names only; the text is never shown).
 
     The original header (found by UID) supplies the values to look for; without it the
@@ -1020,7 +1068,7 @@ def _check_pixels(
     """
     head = dcmread(path, stop_before_pixels=True, force=True)
     if not _pixels_at_risk(head) or "Rows" not in head or "Columns" not in head:
-        return []
+        return
     try:
         from safepacs.deid.pixels.clean import frames_to_examine
         from safepacs.deid.pixels.findings import legible_identity
@@ -1028,8 +1076,8 @@ def _check_pixels(
 
         ds = dcmread(path, force=True)
         if "PixelData" not in ds:
-            return []
-        source = originals().get(str(ds.get("SOPInstanceUID", "") or ""))
+            return
+        source = originals.by_uid.get(str(ds.get("SOPInstanceUID", "") or "")) or originals.only
         header = (_read_original(source) if source is not None else None) or Dataset()
         stored = stored_frames(ds)
         rules: set[tuple[int, str]] = set()
@@ -1037,11 +1085,11 @@ def _check_pixels(
             for rule in legible_identity(display_frame(stored, index, ds), header):
                 rules.add((index, rule))
     except (SafepacsError, ImportError, ValueError) as exc:
-        result.errors.append(f"{shown}: pixels cannot be checked ({_safe_reason(exc)})")
-        return []
-    result.pixel_files_checked += 1
-    return [Leak(shown, f"pixel data, frame {index + 1}", f"burned-in {rule}", "(legible in pixels)")
-            for index, rule in sorted(rules)]
+        outcome.error = f"{shown}: pixels cannot be checked ({_safe_reason(exc)})"
+        return
+    outcome.pixels_checked = True
+    outcome.leaks += [Leak(shown, f"pixel data, frame {index + 1}", f"burned-in {rule}", "(legible in pixels)")
+                      for index, rule in sorted(rules)]
 
 
 def _safe_reason(exc: Exception) -> str:
@@ -1083,16 +1131,26 @@ def write_report(result: VerifyResult, report: Path) -> None:
 
 def run_verify(
     original: Path, deid: Path, *, console: Console, report: Path | None = None,
-    keys: Keys | None = None, strict: bool = False,
+    keys: Keys | None = None, strict: bool = False, workers: int = 1,
+    bars: Callable[[], Any] | None = None,
 ) -> int:
     """The ``verify-deid`` command: print leaks, write the report, return the exit code.
 
     0: no leak; 1: at least one leak; 2: no leak found, but an input is missing or
     unreadable (an unreadable original's identity could not be searched for).
     ``strict``: findings inside attributes kept by a declared option count as leaks too.
+    ``bars``: makes the progress bars (a ``rich.progress.Progress``), shown while it runs.
     """
     try:
-        result = verify_paths(original, deid, keys)
+        with (bars or _NoBars)() as shown:
+            phases: dict[str, Any] = {}
+
+            def advance(phase: str, done: int, total: int) -> None:
+                if phase not in phases:
+                    phases[phase] = shown.add_task(phase, total=total)
+                shown.update(phases[phase], completed=done)
+
+            result = verify_paths(original, deid, keys, workers=workers, on_progress=advance)
     except VerifyInputError as exc:
         console.print(Text("error: ", style="bold red") + Text(str(exc)))
         return 2
@@ -1110,6 +1168,22 @@ def run_verify(
     if result.leaks:
         return 1
     return 2 if result.errors else 0
+
+
+class _NoBars:
+    """No progress bars (a library call, a test)."""
+
+    def __enter__(self) -> _NoBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def update(self, task: int, **fields: object) -> None:
+        return None
 
 
 def _print_result(console: Console, result: VerifyResult) -> None:
