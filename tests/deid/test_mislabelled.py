@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from safepacs.deid.keys import Keys
 from safepacs.deid.mislabelled import read_as_written, standard_terms, written_in
 from tests.conftest import deid_report
 
@@ -187,9 +188,11 @@ def test_deid_scrubs_the_name_restores_the_bytes_and_verify_agrees(tmp_path: Pat
     assert restored.read_bytes() == original
 
 
-def test_verify_finds_a_name_left_in_mislabelled_text(tmp_path: Path):
+@pytest.mark.parametrize("with_key", [False, True])
+def test_verify_finds_a_name_left_in_mislabelled_text(tmp_path: Path, with_key: bool):
     """Another tool's output: the name kept inside new UTF-8 text that still declares
-    GB18030.  Read as declared, the name decodes there otherwise than in PatientName."""
+    GB18030.  Read as declared, the name decodes there otherwise than in PatientName.  With
+    the key (the originals' dates are then gathered in the same reading), alike."""
     (tmp_path / "orig").mkdir()
     (tmp_path / "deid").mkdir()
     original = _file("GB18030", "utf-8", in_sequence=False)
@@ -199,6 +202,9 @@ def test_verify_finds_a_name_left_in_mislabelled_text(tmp_path: Path):
     del ds.PatientName
     ds.PatientID = "ANON"
     ds.save_as(tmp_path / "deid" / "a.dcm")
-    verify = _cli("verify-deid", tmp_path / "orig", tmp_path / "deid")
+    key = ("--key-file", tmp_path / "k.key") if with_key else ()
+    if with_key:
+        Keys.from_file(tmp_path / "k.key", create=True)
+    verify = _cli("verify-deid", tmp_path / "orig", tmp_path / "deid", *key)
     assert verify.returncode == 1, verify.stdout[-2000:]
     assert "StudyDescription" in verify.stdout

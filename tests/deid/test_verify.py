@@ -471,15 +471,20 @@ def test_single_files_can_be_compared(tmp_path: Path, original: Dataset) -> None
     assert result.ok and result.files_checked == 1
 
 
+def _patient(i: int, tmp_path: Path) -> Dataset:
+    """The ``i``-th of several patients, saved as ``orig/<i>.dcm``."""
+    ds = ct_original()
+    ds.PatientID = f"PID{i:08d}"
+    ds.PatientName = f"PATIENT{i:03d}^GIVEN{i:03d}"
+    save(ds, tmp_path / "orig" / f"{i}.dcm")
+    return ds
+
+
 def test_many_files_are_checked_quickly(tmp_path: Path) -> None:
     import time
 
     for i in range(40):
-        ds = ct_original()
-        ds.PatientID = f"PID{i:08d}"
-        ds.PatientName = f"PATIENT{i:03d}^GIVEN{i:03d}"
-        save(ds, tmp_path / "orig" / f"{i}.dcm")
-        save(deidentified(ds), tmp_path / "deid" / f"{i}.dcm")
+        save(deidentified(_patient(i, tmp_path)), tmp_path / "deid" / f"{i}.dcm")
     started = time.perf_counter()
     result = verify_paths(tmp_path / "orig", tmp_path / "deid")
     assert result.ok and result.files_checked == 40
@@ -801,11 +806,7 @@ def test_a_correctly_moved_date_that_equals_another_original_date_is_no_leak(
 
 def test_any_number_of_workers_finds_what_one_finds_and_reports_progress(tmp_path: Path) -> None:
     for i in range(12):
-        ds = ct_original()
-        ds.PatientID = f"PID{i:08d}"
-        ds.PatientName = f"PATIENT{i:03d}^GIVEN{i:03d}"
-        save(ds, tmp_path / "orig" / f"{i}.dcm")
-        copy = deidentified(ds)
+        copy = deidentified(_patient(i, tmp_path))
         if i % 4 == 1:
             copy.ImageComments = f"see PID{(i + 3) % 12:08d}"  # another patient's ID
         if i % 4 == 2:

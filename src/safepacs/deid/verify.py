@@ -915,15 +915,15 @@ def read_originals(original: Path, keys: Keys | None = None,
         if ds is None:
             result.originals_skipped += 1
             continue
-        _remember_uid(ds, path, keys, by_uid)
-        if dates is not None:
-            assert keys is not None
-            _remember_dates(ds, keys, dates)
         # a declaration spelled otherwise, or text in another set than declared: its values
         # as de-identification reads them, as well as as declared (safepacs.deid.mislabelled);
         # copied before anything is decoded, rather than read from disk again
         mislabelled = standard_terms(ds) is not None or written_in(ds) is not None
         again = copy.deepcopy(ds) if mislabelled else None
+        _remember_uid(ds, path, keys, by_uid)
+        if dates is not None:
+            assert keys is not None
+            _remember_dates(ds, keys, dates)
         try:
             patient = index.patient_of(ds)
             index.add_dataset(ds, patient)
