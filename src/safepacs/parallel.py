@@ -32,8 +32,9 @@ def ordered_map(fn: Callable[[In], Out], items: Iterable[In], workers: int = 1) 
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    # a few items at a time: few round trips, yet the last ones are shared out one by one
-    chunk = max(1, min(16, len(items) // (workers * 16)))
+    # a few items at a time: fewer round trips, while one slow item (a file to OCR, ten
+    # times the others) holds back at most three more behind it at the end
+    chunk = max(1, min(4, len(items) // (workers * 16)))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
         yield from pool.map(fn, items, chunksize=chunk)

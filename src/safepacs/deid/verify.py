@@ -772,10 +772,8 @@ def _check_file(
     """
     with path.open("rb") as fh:
         ds, pixel_at = _parse_deid(fh)
-        enabled = _file_options(ds)
-        per_patient = patient_dates is not None and "retain_long_modified_dates" in enabled
-        if per_patient:
-            enabled = enabled | {PER_PATIENT_DATES}
+        enabled = _enabled(ds, patient_dates)
+        per_patient = PER_PATIENT_DATES in enabled
         scan = _FileScan(index, enabled, shown)
         if per_patient and ds is not None:
             assert patient_dates is not None
@@ -798,6 +796,27 @@ def _check_file(
     for start, end, key in scan.matcher.find_text(relative):
         scan.leak("file path", key, relative[start:end])
     return _dedupe(scan.leaks), _dedupe(scan.kept_findings), ds is not None
+
+
+def _enabled(ds: Dataset | None, patient_dates: dict[str, PatientDates] | None) -> frozenset[str]:
+    """What a de-identified file may keep: the options it declares, and (under Modified
+    Dates, with the key) the check of its patient's own dates."""
+    enabled = _file_options(ds)
+    if patient_dates is not None and "retain_long_modified_dates" in enabled:
+        enabled = enabled | {PER_PATIENT_DATES}
+    return enabled
+
+
+def _compile_for(path: Path, originals: Originals) -> None:
+    """Compile the search for the options ``path`` declares (a release's files mostly share
+    them), so that forked workers inherit it rather than each build it (a second or more
+    for a few thousand needles)."""
+    try:
+        with path.open("rb") as fh:
+            ds, _ = _parse_deid(fh)
+    except OSError:
+        return  # reported when the file is searched
+    originals.index.matcher(_enabled(ds, originals.dates))
 
 
 @dataclass
@@ -1003,6 +1022,8 @@ def _verify(original: Path, deid: Path, keys: Keys | None = None, workers: int =
     originals = read_originals(original, keys, on_progress)
     result = originals.result
     originals.index.matcher(frozenset())  # compiled once, before the workers are forked
+    if workers > 1:
+        _compile_for(deid_files[0], originals)
     _search = (deid, originals)
     try:
         for done, outcome in enumerate(ordered_map(_search_one, deid_files, workers), 1):
