@@ -825,3 +825,15 @@ def test_any_number_of_workers_finds_what_one_finds_and_reports_progress(tmp_pat
     assert phases == ["reading originals", "searching de-identified files"]
     assert [s for s in seen if s[0] == phases[1]] == [(phases[1], n, 13) for n in range(1, 14)]
     assert seen[len(seen) - 14] == (phases[0], 12, 12)
+
+
+def test_the_first_files_options_are_compiled_before_workers_are_forked(
+    tmp_path: Path, original: Dataset
+) -> None:
+    from safepacs.deid.verify import _compile_for, read_originals
+
+    first = save(deidentified(original, "113106"), tmp_path / "deid" / "a.dcm")
+    originals = read_originals(tmp_path / "orig")
+    _compile_for(first, originals)
+    assert list(originals.index._matchers) == [frozenset({"retain_long_full_dates"})]
+    _compile_for(tmp_path / "deid" / "gone.dcm", originals)  # unreadable: left to the search
