@@ -67,3 +67,47 @@ def test_deid_keeps_required_attributes_of_real_files(tmp_path):
     for r in report:
         added = _errors([out / r["output"]]) - _errors([src / r["input"]])
         assert not added, (r["input"], added)
+
+
+def _document(sop_class: str, mime: str, body: bytes) -> object:
+    """An encapsulated document (PDF or CDA) with synthetic identity in its title and body."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "ZHANG^WEI", "PX778899", "19800101", "M"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20250101", "101010", "A778899", "S1"
+    ds.ReferringPhysicianName, ds.Manufacturer = "LI^NA", "ACME"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.ConversionType = "DOC", 1, 1, "WSD"
+    ds.ContentDate, ds.ContentTime, ds.AcquisitionDateTime = "20250101", "101010", "20250101101010"
+    ds.BurnedInAnnotation = "YES"
+    ds.DocumentTitle = "Report for ZHANG WEI"
+    ds.ConceptNameCodeSequence = []
+    ds.MIMETypeOfEncapsulatedDocument = mime
+    if mime == "text/XML":
+        ds.HL7InstanceIdentifier = "PX778899-DOC^^^HOSP"
+    ds.EncapsulatedDocument = body + b"\n" * (len(body) % 2)
+    return ds
+
+
+def test_deid_keeps_encapsulated_documents_conformant(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _document("1.2.840.10008.5.1.4.1.1.104.1", "application/pdf",
+              b"%PDF-1.4 (ZHANG WEI PX778899)").save_as(src / "pdf.dcm", enforce_file_format=True)
+    _document("1.2.840.10008.5.1.4.1.1.104.2", "text/XML",
+              b"<ClinicalDocument>ZHANG WEI</ClinicalDocument>").save_as(src / "cda.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k", "--accept-burned-in-risk")
+    import json
+
+    for r in (json.loads(line) for line in deid_report(out).read_text().splitlines()):
+        assert r["status"] == "ok", r
+        added = _errors([out / r["output"]]) - _errors([src / r["input"]])
+        assert not added, (r["input"], added)
+        assert b"ZHANG" not in (out / r["output"]).read_bytes()

@@ -376,3 +376,31 @@ def test_a_date_in_a_cleaned_description_goes_unless_dates_are_kept(keys, option
     assert out.StudyDescription.startswith("CT chest, compared with ")
     assert ("2 Nov 2019" in out.StudyDescription) is kept
     assert ("2019年11月2日" in out.StudyDescription) is kept
+
+
+def _encapsulated(mime: str) -> Dataset:
+    ds = make_ct()
+    ds.MIMETypeOfEncapsulatedDocument = mime
+    ds.DocumentTitle = "Report for ZHANG WEI"
+    ds.HL7InstanceIdentifier = "ZHANG-DOC-778899^^^HOSP"
+    ds.EncapsulatedDocument = b"%PDF-1.4 (ZHANG WEI)\n"
+    return ds
+
+
+@pytest.mark.parametrize(("mime", "kept"), [("application/pdf", True), ("TEXT/XML ", True),
+                                             ("model/stl", True), ("ZHANG^WEI", False),
+                                             ("application/pdf; name=ZHANG", False)])
+def test_an_encapsulated_documents_attributes_stay_conformant_and_say_nothing(keys, mime, kept):
+    """The MIME type (Type 1) keeps a value the standard defines for it, else a dummy; the
+    title (Type 2) is emptied and the CDA's HL7 instance identifier (Type 1C) dummied: as
+    unlisted text they were removed, a dciodvfy error the original did not have."""
+    out, _ = deidentify(_encapsulated(mime), Options(), keys)
+    assert out.MIMETypeOfEncapsulatedDocument == (mime if kept else "ANONYMIZED")
+    assert "DocumentTitle" in out and out.DocumentTitle == ""
+    assert out.HL7InstanceIdentifier == "ANONYMIZED"
+    assert b"ZHANG" not in out.EncapsulatedDocument  # D in Table E.1-1
+
+
+def test_an_encapsulated_documents_title_is_cleaned_under_clean_descriptors(keys):
+    out, _ = deidentify(_encapsulated("application/pdf"), Options(clean_descriptors=True), keys)
+    assert out.DocumentTitle.startswith("Report for ") and "ZHANG" not in out.DocumentTitle

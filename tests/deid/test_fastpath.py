@@ -266,3 +266,20 @@ def test_a_compressed_icon_is_removed_alike_by_both_paths(tmp_path, monkeypatch)
     _assert_same(inputs, tmp_path, HEADER_ONLY, monkeypatch)
     (written,) = [p for p in (tmp_path / "fast").rglob("*.dcm")]
     assert "IconImageSequence" not in pydicom.dcmread(written)  # Annex E: X
+
+
+def test_an_encapsulated_pdf_is_decided_alike_by_both_paths(tmp_path, monkeypatch):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    for tag in [t for t in ds.keys() if t >= 0x7FE00010]:
+        del ds[tag]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, mime in (("kept.dcm", "application/pdf"), ("named.dcm", "ZHANG^WEI")):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{len(name)}{len(mime)}"
+        ds.MIMETypeOfEncapsulatedDocument = mime
+        ds.DocumentTitle = "Report for ZHANG WEI"
+        ds.EncapsulatedDocument = b"%PDF-1.4 (ZHANG WEI)\n"
+        ds.save_as(folder / name, enforce_file_format=True)
+    _assert_same(folder, tmp_path, HEADER_ONLY, monkeypatch)  # (the fast path may decline them)
+    kinds = sorted(str(pydicom.dcmread(p).MIMETypeOfEncapsulatedDocument) for p in (tmp_path / "fast").rglob("*.dcm"))
+    assert kinds == ["ANONYMIZED", "application/pdf"]

@@ -162,6 +162,20 @@ def text_value(ds: Dataset, tag: int) -> str:
     return str(read_value(ds, tag).value or "")
 
 
+def _texts(elem: DataElement | RawDataElement) -> list[str]:
+    """The values of a short text element (read or still bytes), stripped of padding.
+    Bytes are read as ASCII, which every value compared with them is: anything else
+    matches nothing."""
+    value = elem.value
+    if isinstance(value, bytes):
+        values: list = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
+    elif isinstance(value, str):
+        values = [value]
+    else:
+        values = list(value or [])
+    return [str(v).strip().rstrip("\x00") for v in values]
+
+
 def _new(tag: int, vr: str, value: object) -> DataElement:
     """A new element; our own values are valid by construction, so pydicom's per-value
     validation (a measurable share of the run) is skipped."""
@@ -282,6 +296,8 @@ class _Walker:
             return "U"  # walk inside; the items' elements get their own decisions
         if vr in NUMERIC_VRS or vr == "CS" or tag in self.policy.keep_tags:
             return "K"
+        if tag in self.policy.defined_values and self.policy.has_defined_values(tag, _texts(elem)):
+            return "K"  # "application/pdf": what the standard allows there, nobody's name
         if vr == "UI":
             return "K" if self._all_registered_uids(elem) else "U"
         if vr in BINARY_VRS or vr.startswith("O"):
@@ -298,14 +314,7 @@ class _Walker:
         return "X"
 
     def _all_registered_uids(self, elem: DataElement | RawDataElement) -> bool:
-        value = elem.value
-        if isinstance(value, bytes):
-            values = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
-        elif isinstance(value, str):
-            values = [value]
-        else:
-            values = list(value or [])
-        return all(str(v).strip().rstrip("\x00") in UID_dictionary for v in values if v)
+        return all(v in UID_dictionary for v in _texts(elem) if v)
 
     def _apply(self, ds: Dataset, path: Path, tag: BaseTag, vr: str, action: str, mode: str) -> None:
         if action == "K":

@@ -10,7 +10,7 @@ import json
 import math
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
@@ -62,6 +62,13 @@ class Policy:
     empty_tags: frozenset[int] = frozenset()
     #: unlisted labels and descriptions of the content: cleaned under Clean Descriptors
     descriptor_tags: frozenset[int] = frozenset()
+    #: unlisted text whose values the standard defines: tag -> those values (lower case)
+    defined_values: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def has_defined_values(self, tag: int, values: list[str]) -> bool:
+        """Every one of ``values`` (at least one) is a value the standard defines for ``tag``."""
+        defined = self.defined_values.get(tag)
+        return bool(defined and values) and all(v.strip().lower() in defined for v in values)
 
     def safe_private_element(self, creator: str, group: int, offset: int) -> SafeElement | None:
         entry = self.safe_private.get(creator.strip().upper())
@@ -75,14 +82,15 @@ def _read(name: str) -> dict:
     return json.loads(text)
 
 
+def _tag(keyword: str, source: str) -> int:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise ValueError(f"{source}: unknown keyword {keyword!r}")
+    return tag
+
+
 def _tags(keywords: list[str], source: str) -> frozenset[int]:
-    tags = set()
-    for kw in keywords:
-        tag = tag_for_keyword(kw)
-        if tag is None:
-            raise ValueError(f"{source}: unknown keyword {kw!r}")
-        tags.add(tag)
-    return frozenset(tags)
+    return frozenset(_tag(kw, source) for kw in keywords)
 
 
 @lru_cache(maxsize=1)
@@ -106,6 +114,10 @@ def load_policy() -> Policy:
         dummy_tags=_tags(keep["required_dummy_keywords"], "keep_list.json"),
         empty_tags=_tags(keep["required_empty_keywords"], "keep_list.json"),
         descriptor_tags=_tags(keep["descriptor_keywords"], "keep_list.json"),
+        defined_values={
+            _tag(kw, "keep_list.json"): frozenset(v.lower() for v in values)
+            for kw, values in keep["defined_values"].items()
+        },
     )
 
 
