@@ -111,3 +111,43 @@ def test_deid_keeps_encapsulated_documents_conformant(tmp_path):
         added = _errors([out / r["output"]]) - _errors([src / r["input"]])
         assert not added, (r["input"], added)
         assert b"ZHANG" not in (out / r["output"]).read_bytes()
+
+
+def test_deid_keeps_a_presentation_state_conformant(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"  # GSPS
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "ZHANG^WEI", "PX778899", "19800101", "M"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20250101", "101010", "A778899", "S1"
+    ds.ReferringPhysicianName, ds.Manufacturer = "LI^NA", "ACME"
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "PR", 1, 1
+    ds.ContentLabel, ds.ContentDescription = "ZHANG_WEI", "for ZHANG WEI"
+    ds.PresentationCreationDate, ds.PresentationCreationTime = "20250102", "101112"
+    ds.ContentCreatorName = "LI^NA"
+    image = Dataset()
+    image.ReferencedSOPClassUID, image.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", generate_uid()
+    series = Dataset()
+    series.SeriesInstanceUID = generate_uid()
+    series.ReferencedImageSequence = Sequence([image])
+    ds.ReferencedSeriesSequence = Sequence([series])
+    area = Dataset()
+    area.PresentationSizeMode, area.PixelOriginInterpretation = "SCALE TO FIT", "FRAME"
+    area.DisplayedAreaTopLeftHandCorner, area.DisplayedAreaBottomRightHandCorner = [1, 1], [512, 512]
+    area.PresentationPixelSpacing = [0.5, 0.5]
+    ds.DisplayedAreaSelectionSequence = Sequence([area])
+    ds.PresentationLUTShape = "IDENTITY"
+    src = tmp_path / "in"
+    src.mkdir()
+    ds.save_as(src / "pr.dcm", enforce_file_format=True)
+    out = tmp_path / "out"
+    cli("deid", src, out, "--key-file", tmp_path / "k")
+    [written] = out.rglob("*.dcm")
+    assert not _errors([written]) - _errors([src / "pr.dcm"])
+    assert b"ZHANG" not in written.read_bytes()

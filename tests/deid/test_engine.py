@@ -404,3 +404,52 @@ def test_an_encapsulated_documents_attributes_stay_conformant_and_say_nothing(ke
 def test_an_encapsulated_documents_title_is_cleaned_under_clean_descriptors(keys):
     out, _ = deidentify(_encapsulated("application/pdf"), Options(clean_descriptors=True), keys)
     assert out.DocumentTitle.startswith("Report for ") and "ZHANG" not in out.DocumentTitle
+
+
+@pytest.mark.parametrize(("label", "options", "expected"), [
+    ("ZHANG_WEI", Options(), "ANONYMIZED"),
+    ("LIVER_SEG", Options(), "ANONYMIZED"),  # the basic profile keeps no typed label
+    ("LIVER_SEG", Options(clean_descriptors=True), "LIVER_SEG"),
+    ("ZHANG_WEI", Options(clean_descriptors=True), "ANONYMIZED"),
+    ("SEG PX778899", Options(clean_descriptors=True), "ANONYMIZED"),
+])
+def test_a_content_label_is_a_typed_label_not_a_defined_term(keys, label, options, expected):
+    """ContentLabel (Type 1 in presentation states and segmentations) is a code string that
+    people type: 'ZHANG_WEI' fits in one.  It was kept as coded strings are."""
+    ds = make_ct()
+    ds.PatientName, ds.PatientID = "ZHANG^WEI", "PX778899"
+    ds.ContentLabel = label
+    out, _ = deidentify(ds, options, keys)
+    assert out.ContentLabel == expected
+
+
+def test_kept_device_explanations_lose_a_typed_name_under_clean_descriptors(keys):
+    ds = make_ct()
+    ds.PatientName = "ZHANG^WEI"
+    mapping = Dataset()
+    mapping.LUTExplanation = "ADC of ZHANG"
+    ds.RealWorldValueMappingSequence = Sequence([mapping])
+    ds.WindowCenterWidthExplanation = "SOFT TISSUE"
+    basic, _ = deidentify(ds, Options(), keys)
+    assert basic.RealWorldValueMappingSequence[0].LUTExplanation == "ADC of ZHANG"  # reviewed keep
+    cleaned, _ = deidentify(ds, Options(clean_descriptors=True), keys)
+    assert cleaned.RealWorldValueMappingSequence[0].LUTExplanation == "ADC of ***"
+    assert cleaned.WindowCenterWidthExplanation == "SOFT TISSUE"
+
+
+@pytest.mark.parametrize(("options", "date"), [
+    (Options(), "19000101"),
+    (Options(retain_long_full_dates=True), "20250102"),
+    (Options(retain_long_modified_dates=True), None),  # moved by the patient's offset
+])
+def test_a_presentation_states_creation_date_stays_present(keys, options, date):
+    """Type 1 in every presentation state and X in Table E.1-1: removed, every de-identified
+    presentation state had a dciodvfy error its original did not have."""
+    ds = make_ct()
+    ds.PresentationCreationDate, ds.PresentationCreationTime = "20250102", "101112"
+    out, _ = deidentify(ds, options, keys)
+    if date is None:
+        assert out.PresentationCreationDate not in ("20250102", "19000101", "")
+    else:
+        assert out.PresentationCreationDate == date
+    assert out.PresentationCreationTime == ("000000" if date == "19000101" else "101112")

@@ -279,6 +279,8 @@ class _Walker:
         action = row.action(self.options)
         if action == "X" and tag in self.policy.empty_tags:
             return "Z"  # Type 2C where the IOD asks for it (an animal's responsible person)
+        if action == "X" and tag in self.policy.dummy_tags:
+            return "D"  # Type 1 where the IOD asks for it (a presentation state's creation date)
         if vr == "SQ" and action in _COMBINED:
             # An emptied sequence breaks Type 1/3 sequences; keeping the items and
             # deciding inside (UIDs remapped, text dummied) breaks nothing.
@@ -294,7 +296,10 @@ class _Walker:
             vr = public_vr(tag) or vr  # a standard element written as UN is what its tag says
         if vr == "SQ":
             return "U"  # walk inside; the items' elements get their own decisions
-        if vr in NUMERIC_VRS or vr == "CS" or tag in self.policy.keep_tags:
+        labelled = tag in self.policy.descriptor_tags  # typed by people, whatever the VR
+        if labelled and self.options.clean_descriptors and (vr in TEXT_VRS or vr == "CS"):
+            return "C"  # a segment's "Liver" stays, a name typed into it goes
+        if vr in NUMERIC_VRS or (vr == "CS" and not labelled) or tag in self.policy.keep_tags:
             return "K"
         if tag in self.policy.defined_values and self.policy.has_defined_values(tag, _texts(elem)):
             return "K"  # "application/pdf": what the standard allows there, nobody's name
@@ -305,8 +310,6 @@ class _Walker:
             return "K" if keep else "X"
         if vr in TEXT_VRS and mode in ("D", "C") and tag in self.policy.free_text_tags:
             return mode
-        if vr in TEXT_VRS and self.options.clean_descriptors and tag in self.policy.descriptor_tags:
-            return "C"  # a segment's "Liver" stays, a name typed into it goes
         if tag in self.policy.dummy_tags:
             return "D"
         if tag in self.policy.empty_tags:
@@ -410,6 +413,15 @@ class _Walker:
                 self._replace(ds, path, tag, _new(tag, vr, new if elem.VM > 1 else new[0]))
         elif vr == "PN":
             self._replace(ds, path, tag, _new(tag, vr, dummy_value(vr)))
+        elif vr == "CS":
+            # a label people typed ("LIVER_SEG"): kept unless it holds an identifier, as a
+            # code string cannot hold the cleaner's "***"
+            from safepacs.deid.freetext import scrub_text
+
+            values = [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+            spaced = [v.replace("_", " ") for v in values]  # ZHANG_WEI: the name's words
+            if any(scrub_text(v, self._ids, dates=True) != v for v in spaced):
+                self._replace(ds, path, tag, _new(tag, vr, dummy_value(vr)))
         elif vr == "UI":
             self._replace_uids(ds, path, tag, elem)
         else:
