@@ -16,6 +16,7 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 US = "1.2.840.10008.5.1.4.1.1.6.1"
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
 
 
 def _image(sop_class: str, modality: str, flag: str | None) -> Dataset:
@@ -38,6 +39,8 @@ def _image(sop_class: str, modality: str, flag: str | None) -> Dataset:
         (SEG, "SEG", None, False),  # a computed mask: nothing renders text into it
         (RTDOSE, "RTDOSE", None, False),
         (SEG, "SEG", "YES", True),  # unless it says so
+        (PARAMETRIC_MAP, "OT", None, False),  # a map whatever modality it names (highdicom: OT)
+        (PARAMETRIC_MAP, "OT", "YES", True),
         (CT, "CT", "YES", True),
     ],
 )

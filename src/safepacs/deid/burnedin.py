@@ -40,15 +40,17 @@ def burned_in_risk(ds: Dataset) -> str | None:
     flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
     if flag == "YES":
         return "BurnedInAnnotation is YES"
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class in COMPUTED_MAP_SOP_CLASSES:
+        return None  # a map, whatever modality it names (a parametric map's is often OT)
     # Kinds that usually carry text (ultrasound banners, screen captures...) are checked
     # whatever the flag says: devices are known to write "NO" over a burned-in banner.
     modality = str(ds.get("Modality", "") or "").strip().upper()
     if modality in RISKY_MODALITIES:
         return f"modality {modality} commonly carries burned-in text"
-    sop_class = str(ds.get("SOPClassUID", "") or "")
     if any(sop_class.startswith(p) for p in RISKY_SOP_CLASS_PREFIXES):
         return "SOP class commonly carries burned-in text"
-    if flag == "NO" or sop_class in COMPUTED_MAP_SOP_CLASSES:
+    if flag == "NO":
         return None
     if _is_image(ds):
         # Fail closed: radiographs and even CT slices are found in the wild with a name and a
