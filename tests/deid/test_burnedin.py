@@ -17,6 +17,22 @@ US = "1.2.840.10008.5.1.4.1.1.6.1"
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 RTDOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
+WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def _slide(kind: str, flag: str | None = None) -> Dataset:
+    ds = _image(WSI, "SM", flag)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", kind, "NONE"]
+    return ds
+
+
+@pytest.mark.parametrize(("kind", "flag", "at_risk"), [
+    ("VOLUME", None, False), ("THUMBNAIL", None, False),  # tissue
+    ("VOLUME", "YES", True),  # unless it says otherwise
+    ("LABEL", "NO", True), ("OVERVIEW", None, True),  # the slide's label: a name, a number
+])
+def test_only_a_slides_label_and_overview_images_are_at_risk(kind, flag, at_risk):
+    assert (burned_in_risk(_slide(kind, flag)) is not None) == at_risk
 
 
 def _image(sop_class: str, modality: str, flag: str | None) -> Dataset:

@@ -27,6 +27,12 @@ RISKY_SOP_CLASS_PREFIXES = (
 #: bit per pixel), dose grids, parametric maps.  Nothing renders text into them, and erasing
 #: "text" that OCR thinks it sees in a mask would damage the data: only an explicit
 #: BurnedInAnnotation YES sends them to pixel cleaning.
+#: VL Whole Slide Microscopy: its VOLUME and THUMBNAIL images are tissue (a slide's tiles,
+#: and the same downsampled); its LABEL and OVERVIEW images show the slide's label, which
+#: carries the patient's name or number, and stay at risk like any other photograph
+WHOLE_SLIDE = "1.2.840.10008.5.1.4.1.1.77.1.6"
+TISSUE_ONLY = frozenset({"VOLUME", "THUMBNAIL"})
+
 COMPUTED_MAP_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
@@ -43,6 +49,11 @@ def burned_in_risk(ds: Dataset) -> str | None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class in COMPUTED_MAP_SOP_CLASSES:
         return None  # a map, whatever modality it names (a parametric map's is often OT)
+    if sop_class == WHOLE_SLIDE and _slide_image_kind(ds) in TISSUE_ONLY:
+        # tiles of tissue: nothing is drawn on them (the slide's label is its own image,
+        # LABEL, cleaned as any other), and three tiles read by OCR would have decided
+        # what to erase from thousands of others
+        return None
     # Kinds that usually carry text (ultrasound banners, screen captures...) are checked
     # whatever the flag says: devices are known to write "NO" over a burned-in banner.
     modality = str(ds.get("Modality", "") or "").strip().upper()
@@ -58,6 +69,13 @@ def burned_in_risk(ds: Dataset) -> str | None:
         # explicit "NO" spares an image the (cheap, when there is no text) pixel check.
         return "image without BurnedInAnnotation NO may carry burned-in text"
     return None
+
+
+def _slide_image_kind(ds: Dataset) -> str:
+    """A whole-slide image's third ImageType value: VOLUME, THUMBNAIL, LABEL, OVERVIEW."""
+    value = ds.get("ImageType")
+    values = list(value) if value is not None and not isinstance(value, str) else str(value or "").split("\\")
+    return str(values[2]).strip().upper() if len(values) > 2 else ""
 
 
 def _is_image(ds: Dataset) -> bool:
