@@ -72,8 +72,8 @@ def reserve(fd: int, size: int, *, start: int = 0) -> None:
     A file copied in the kernel (``copy_file_range``) then needs no block reservation per
     page as it is written (on ext4 a fifth less system time for a header de-identification
     run), and a disk too full for the file fails here, before gigabytes are copied.  The
-    file's size becomes ``start + size``.  Where the filesystem cannot preallocate, nothing is done
-    (and not asked again in this process).
+    file's size becomes ``start + size``.  Where the filesystem cannot preallocate, nothing
+    is done (and not asked again in this process).
     """
     global _fallocate
     if _fallocate is None or size <= 0:

@@ -27,18 +27,18 @@ RISKY_SOP_CLASS_PREFIXES = (
 #: bit per pixel), dose grids, parametric maps.  Nothing renders text into them, and erasing
 #: "text" that OCR thinks it sees in a mask would damage the data: only an explicit
 #: BurnedInAnnotation YES sends them to pixel cleaning.
-#: VL Whole Slide Microscopy: its VOLUME and THUMBNAIL images are tissue (a slide's tiles,
-#: and the same downsampled); its LABEL and OVERVIEW images show the slide's label, which
-#: carries the patient's name or number, and stay at risk like any other photograph
-WHOLE_SLIDE = "1.2.840.10008.5.1.4.1.1.77.1.6"
-TISSUE_ONLY = frozenset({"VOLUME", "THUMBNAIL"})
-
 COMPUTED_MAP_SOP_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
     "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation
     "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
     "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
 })
+
+#: VL Whole Slide Microscopy: its VOLUME and THUMBNAIL images are tissue (a slide's tiles,
+#: and the same downsampled); its LABEL and OVERVIEW images show the slide's label, which
+#: carries the patient's name or number, and stay at risk like any other photograph
+WHOLE_SLIDE = "1.2.840.10008.5.1.4.1.1.77.1.6"
+TISSUE_ONLY = frozenset({"VOLUME", "THUMBNAIL"})
 
 
 def burned_in_risk(ds: Dataset) -> str | None:
