@@ -377,3 +377,38 @@ def test_without_deltas_a_re_encoded_original_is_not_held_and_the_output_is_the_
     assert seen == [(True, True), (False, False)]
     assert outputs["kept"] == outputs["none"]
     assert len(list((tmp_path / "deltas").iterdir())) == 1
+
+
+def _slide(kind: str, seed: int) -> Dataset:
+    """A small RGB whole-slide image of ``kind`` (LABEL: a label with a bar code on it)."""
+    ds = chest_xray(seed).dataset
+    rgb = np.random.default_rng(seed).integers(40, 255, size=(96, 160, 3), dtype=np.uint8)
+    rgb[20:70, 30:130:4] = 0  # bars of a code that no OCR reads
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
+    ds.Modality = "SM"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", kind, "NONE"]
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PlanarConfiguration = 96, 160, 3, 0
+    ds.PhotometricInterpretation = "RGB"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    for keyword in ("WindowCenter", "WindowWidth", "RescaleIntercept", "RescaleSlope", "PresentationLUTShape",
+                    "BurnedInAnnotation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.PixelData = rgb.tobytes()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    return ds
+
+
+def test_a_slides_label_image_is_blanked_whole_and_its_tissue_left_as_it_is(tmp_path, keys):
+    src = tmp_path / "in"
+    label, volume = _slide("LABEL", 301), _slide("VOLUME", 302)
+    volume.SOPInstanceUID = volume.file_meta.MediaStorageSOPInstanceUID = "1.2.3.302"
+    _save(label, src / "label.dcm")
+    _save(volume, src / "volume.dcm")
+    results = _deid(src, tmp_path, keys)
+    assert results["label.dcm"].status == "ok" and "device-region" in results["label.dcm"].pixels["rules"]
+    blanked = pydicom.dcmread(tmp_path / "out" / results["label.dcm"].output)
+    assert len(set(blanked.PixelData)) == 1 and blanked.BurnedInAnnotation == "NO"
+    assert results["volume.dcm"].status == "ok" and results["volume.dcm"].pixels is None
+    assert pydicom.dcmread(tmp_path / "out" / results["volume.dcm"].output).PixelData == volume.PixelData

@@ -88,3 +88,14 @@ def test_manufacturer_matches_whole_words_only():
     assert [r.rule for r in device_regions(ds, 720, 960)] == ["device-region"]
     ds.Manufacturer = "General Sonics"
     assert device_regions(ds, 720, 960) == []
+
+
+def test_a_whole_slides_label_image_is_cleaned_whole_and_its_tissue_is_not_touched():
+    ds = Dataset()
+    ds.Modality = "SM"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LABEL", "NONE"]
+    (box,) = device_regions(ds, 300, 900)
+    assert (box.x, box.y, box.w, box.h) == (0, 0, 900, 300)
+    for kind in ("VOLUME", "OVERVIEW", "THUMBNAIL"):
+        ds.ImageType = ["ORIGINAL", "PRIMARY", kind, "NONE"]
+        assert device_regions(ds, 300, 900) == []

@@ -1,8 +1,8 @@
 """Regions cleaned whatever OCR reads there: known device layouts and ultrasound banners.
 
 Device rules (``data/device_regions.json``) name a device by Modality, Manufacturer,
-ManufacturerModelName and Rows x Columns, as RSNA CTP's pixel signatures do, and list
-boxes that device always fills with identity.
+ManufacturerModelName, ImageType and Rows x Columns, as RSNA CTP's pixel signatures do, and
+list boxes that device always fills with identity (a whole slide's LABEL image: all of it).
 
 Ultrasound: the data regions of SequenceOfUltrasoundRegions hold the image; the banner
 above them holds the patient, the site and the date.  The *top banner band* is every row
@@ -54,12 +54,21 @@ def _has_word(words: str, text: str) -> bool:
     return re.search(rf"(?<![a-z0-9]){re.escape(words.casefold())}(?![a-z0-9])", text) is not None
 
 
+def _image_type(header: Dataset) -> str:
+    """ImageType's third value (a whole slide's VOLUME, LABEL, OVERVIEW...), case-folded."""
+    value = header.get("ImageType")
+    values = [value] if isinstance(value, str) else list(value or [])
+    return str(values[2]).strip().casefold() if len(values) > 2 else ""
+
+
 def _matches(rule: dict, header: Dataset, rows: int, cols: int) -> bool:
     if rule.get("modality") and _text(header, "Modality") != rule["modality"].casefold():
         return False
     if rule.get("manufacturer") and not _has_word(rule["manufacturer"], _text(header, "Manufacturer")):
         return False
     if rule.get("model") and not _has_word(rule["model"], _text(header, "ManufacturerModelName")):
+        return False
+    if rule.get("image_type") and _image_type(header) != rule["image_type"].casefold():
         return False
     if rule.get("rows") and rule["rows"] != rows:
         return False
