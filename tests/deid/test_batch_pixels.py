@@ -404,11 +404,11 @@ def test_a_slides_label_image_is_blanked_whole_and_its_tissue_left_as_it_is(tmp_
     src = tmp_path / "in"
     label, volume = _slide("LABEL", 301), _slide("VOLUME", 302)
     volume.SOPInstanceUID = volume.file_meta.MediaStorageSOPInstanceUID = "1.2.3.302"
-    _save(label, src / "label.dcm")
-    _save(volume, src / "volume.dcm")
+    originals = {"label.dcm": _save(label, src / "label.dcm"), "volume.dcm": _save(volume, src / "volume.dcm")}
     results = _deid(src, tmp_path, keys)
     assert results["label.dcm"].status == "ok" and "device-region" in results["label.dcm"].pixels["rules"]
     blanked = pydicom.dcmread(tmp_path / "out" / results["label.dcm"].output)
     assert len(set(blanked.PixelData)) == 1 and blanked.BurnedInAnnotation == "NO"
     assert results["volume.dcm"].status == "ok" and results["volume.dcm"].pixels is None
     assert pydicom.dcmread(tmp_path / "out" / results["volume.dcm"].output).PixelData == volume.PixelData
+    assert _restored_bytes_equal(tmp_path, keys, originals) == {"label.dcm": True, "volume.dcm": True}
