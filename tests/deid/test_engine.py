@@ -453,3 +453,15 @@ def test_a_presentation_states_creation_date_stays_present(keys, options, date):
     else:
         assert out.PresentationCreationDate == date
     assert out.PresentationCreationTime == ("000000" if date == "19000101" else "101112")
+
+
+def test_required_text_of_hanging_protocols_and_lensometry_is_replaced_not_removed(keys):
+    """Type 1 (a hanging protocol's name, description, creator) and Type 2 (a lens's
+    description): found by running dciodvfy on an object of every storage SOP class."""
+    ds = make_ct()
+    ds.HangingProtocolName, ds.HangingProtocolDescription = "CHEST ZHANG", "by ZHANG"
+    ds.HangingProtocolCreator, ds.LensDescription = "ZHANG^WEI", "lens of ZHANG"
+    out, _ = deidentify(ds, Options(), keys)
+    assert [out.HangingProtocolName, out.HangingProtocolDescription, out.HangingProtocolCreator] == \
+        ["ANONYMIZED"] * 3
+    assert "LensDescription" in out and out.LensDescription == ""
