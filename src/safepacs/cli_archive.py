@@ -73,6 +73,7 @@ def import_(
     Exit 0: every file stored (or already stored); 1: some rejected; 2: usage error.
     """
     from safepacs.deid.batch import discover
+    from safepacs.parallel import ordered_map
 
     if not folder.exists():
         raise _fail(f"{folder}: no such file or folder")
@@ -87,26 +88,16 @@ def import_(
                             "reason": "inside the data dir: the archive's own file, not imported"})
         else:
             tasks.append(task)
-    workers = min(workers, len(tasks))  # never more processes than files
     try:
         with progress() as bars:
             bar = bars.add_task("importing", total=len(tasks))
-            if workers <= 1:
-                _init_worker(archive)
-                for line in map(_import_one, tasks):
-                    results.append(line)
-                    bars.advance(bar)
-            else:
-                from concurrent.futures import ProcessPoolExecutor
-
-                # processes: parsing and de-identifying are CPU-bound Python; each worker
-                # opens the archive itself (the database serialises their commits)
-                with ProcessPoolExecutor(
-                    workers, initializer=_open_worker, initargs=(data_dir, database_url)
-                ) as pool:
-                    for line in pool.map(_import_one, tasks, chunksize=4):
-                        results.append(line)
-                        bars.advance(bar)
+            _init_worker(archive)  # for work done in this process
+            # processes: parsing and de-identifying are CPU-bound Python; each worker
+            # opens the archive itself (the database serialises their commits)
+            for line in ordered_map(_import_one, tasks, workers, initializer=_open_worker,
+                                    initargs=(data_dir, database_url)):
+                results.append(line)
+                bars.advance(bar)
     finally:
         archive.close()
     if report is not None:

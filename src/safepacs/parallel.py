@@ -18,12 +18,15 @@ Out = TypeVar("Out")
 MAX_WORKERS = 64
 
 
-def ordered_map(fn: Callable[[In], Out], items: Iterable[In], workers: int = 1) -> Iterator[Out]:
+def ordered_map(fn: Callable[[In], Out], items: Iterable[In], workers: int = 1, *,
+                initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> Iterator[Out]:
     """``map(fn, items)``, in up to ``workers`` processes (never more than there are items).
 
     ``fn`` must be a module-level function; it sees the state of this process at the moment
     of the call (the workers are forked then).  Where processes cannot be forked, or one
-    worker is asked for, it runs here.
+    worker is asked for, it runs here.  ``initializer(*initargs)`` runs first in each worker
+    process (never here): for what must not be shared across a fork, such as a database
+    connection.
     """
     items = list(items)
     workers = max(1, min(workers, MAX_WORKERS, len(items)))
@@ -35,7 +38,8 @@ def ordered_map(fn: Callable[[In], Out], items: Iterable[In], workers: int = 1) 
     # a few items at a time: fewer round trips, while one slow item (a file to OCR, ten
     # times the others) holds back at most three more behind it at the end
     chunk = max(1, min(4, len(items) // (workers * 16)))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=initializer, initargs=initargs)
     try:
         yield from pool.map(fn, items, chunksize=chunk)
     finally:  # stopped early (an error, ^C): what has not started is dropped, not run

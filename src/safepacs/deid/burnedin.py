@@ -49,7 +49,7 @@ def burned_in_risk(ds: Dataset) -> str | None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class in COMPUTED_MAP_SOP_CLASSES:
         return None  # a map, whatever modality it names (a parametric map's is often OT)
-    if sop_class == WHOLE_SLIDE and _slide_image_kind(ds) in TISSUE_ONLY:
+    if sop_class == WHOLE_SLIDE and image_kind(ds) in TISSUE_ONLY:
         # tiles of tissue: nothing is drawn on them (the slide's label is its own image,
         # LABEL, cleaned as any other), and three tiles read by OCR would have decided
         # what to erase from thousands of others
@@ -71,8 +71,9 @@ def burned_in_risk(ds: Dataset) -> str | None:
     return None
 
 
-def _slide_image_kind(ds: Dataset) -> str:
-    """A whole-slide image's third ImageType value: VOLUME, THUMBNAIL, LABEL, OVERVIEW."""
+def image_kind(ds: Dataset) -> str:
+    """ImageType's third value, upper case ("" when absent): a whole slide's VOLUME,
+    THUMBNAIL, LABEL or OVERVIEW."""
     value = ds.get("ImageType")
     values = list(value) if value is not None and not isinstance(value, str) else str(value or "").split("\\")
     return str(values[2]).strip().upper() if len(values) > 2 else ""

@@ -1162,8 +1162,10 @@ def run_verify(
     ``strict``: findings inside attributes kept by a declared option count as leaks too.
     ``bars``: makes the progress bars (a ``rich.progress.Progress``), shown while it runs.
     """
+    from safepacs.cli_output import NoProgress
+
     try:
-        with (bars or _NoBars)() as shown:
+        with (bars or NoProgress)() as shown:
             phases: dict[str, Any] = {}
 
             def advance(phase: str, done: int, total: int) -> None:
@@ -1189,22 +1191,6 @@ def run_verify(
     if result.leaks:
         return 1
     return 2 if result.errors else 0
-
-
-class _NoBars:
-    """No progress bars (a library call, a test)."""
-
-    def __enter__(self) -> _NoBars:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, description: str, total: float | None = None) -> int:
-        return 0
-
-    def update(self, task: int, **fields: object) -> None:
-        return None
 
 
 def _print_result(console: Console, result: VerifyResult) -> None:

@@ -22,6 +22,8 @@ from importlib import resources
 
 from pydicom import Dataset
 
+from safepacs.deid.burnedin import image_kind
+
 #: Fraction of rows cleaned at the top of an ultrasound image that does not describe its
 #: data regions.
 US_FALLBACK_BAND = 0.1
@@ -54,13 +56,6 @@ def _has_word(words: str, text: str) -> bool:
     return re.search(rf"(?<![a-z0-9]){re.escape(words.casefold())}(?![a-z0-9])", text) is not None
 
 
-def _image_type(header: Dataset) -> str:
-    """ImageType's third value (a whole slide's VOLUME, LABEL, OVERVIEW...), case-folded."""
-    value = header.get("ImageType")
-    values = [value] if isinstance(value, str) else list(value or [])
-    return str(values[2]).strip().casefold() if len(values) > 2 else ""
-
-
 def _matches(rule: dict, header: Dataset, rows: int, cols: int) -> bool:
     if rule.get("modality") and _text(header, "Modality") != rule["modality"].casefold():
         return False
@@ -68,7 +63,7 @@ def _matches(rule: dict, header: Dataset, rows: int, cols: int) -> bool:
         return False
     if rule.get("model") and not _has_word(rule["model"], _text(header, "ManufacturerModelName")):
         return False
-    if rule.get("image_type") and _image_type(header) != rule["image_type"].casefold():
+    if rule.get("image_type") and image_kind(header).casefold() != rule["image_type"].casefold():
         return False
     if rule.get("rows") and rule["rows"] != rows:
         return False
